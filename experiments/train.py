@@ -1,0 +1,218 @@
+"""Train one model on CIFAR-10 or the car/truck/cat benchmark and report it honestly.
+
+    python -m experiments.train --data benchmark --model small_cnn --balance oversample
+    python -m experiments.train --data cifar10 --model cifar_convnet --standardize \
+        --augment horizontal_flip,width_shift_range=0.125,height_shift_range=0.125,fill_mode=constant
+
+The run directory gets config.json, metrics.json (train, validation and test
+splits; against true labels too on the benchmark), report.md, plots and the
+trained model as model.keras.
+"""
+
+import numpy as np
+
+from keras_apml import cli
+
+BALANCE = ("none", "class_weight", "oversample", "over", "under", "smote", "over+under", "smote+under")
+QUICK_TRAIN, QUICK_TEST, QUICK_SCALE = 1000, 500, 20
+
+
+def parse_args(argv=None):
+    """The command line of this experiment."""
+    from keras_apml.training import OPTIMIZERS, SCHEDULES
+
+    parser = cli.experiment_parser("train", __doc__.splitlines()[0])
+    parser.add_argument("--data", choices=("cifar10", "benchmark"), default="benchmark",
+                        help="CIFAR-10, or the car/truck/cat benchmark built from it (default)")
+    parser.add_argument("--model", choices=("small_cnn", "cifar_convnet", "vgg19_transfer"), default=None,
+                        help="default: small_cnn on the benchmark, cifar_convnet on CIFAR-10")
+    parser.add_argument("--weights", default="imagenet", help="vgg19_transfer: imagenet, none, or a weights file")
+    parser.add_argument("--standardize", action="store_true",
+                        help="per-channel z-score (a Normalization layer adapted on the training split)")
+    parser.add_argument("--augment", default=None, metavar="SPEC",
+                        help="online augmentation with ImageDataGenerator's names, e.g. "
+                             "horizontal_flip,width_shift_range=0.125,fill_mode=constant")
+    parser.add_argument("--balance", choices=BALANCE, default="none",
+                        help="class_weight; oversample (balanced batches in tf.data); or offline "
+                             "imbalanced-learn resampling: over, under, smote, over+under, smote+under")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
+    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
+    parser.add_argument("--weight-decay", type=float, default=0.0, help="decoupled weight decay (default: none)")
+    parser.add_argument("--schedule", choices=SCHEDULES, default="constant")
+    parser.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
+                        help="stop when validation loss stalls this many epochs (0: off)")
+    parser.add_argument("--val-split", type=float, default=0.2, help="validation fraction of train (default: 0.2)")
+    parser.add_argument("--relabel", default=None, metavar="CSV",
+                        help="apply manual label corrections (index,label) to the training labels")
+    args = parser.parse_args(argv)
+    if not 0.0 < args.val_split < 1.0:
+        parser.error(f"--val-split must lie in (0, 1), got {args.val_split}")
+    if args.augment:
+        from keras_apml.augmentation import Augmentation
+
+        Augmentation.from_string(args.augment)  # refuse a bad spec before anything runs
+    args.model = args.model or ("small_cnn" if args.data == "benchmark" else "cifar_convnet")
+    args.epochs = args.epochs or (1 if args.quick else 20)
+    args.batch_size = args.batch_size or 64
+    return args
+
+
+def load_data(args):
+    """Return a dict of splits -> (x, y, y_true or None), the class names and a data record."""
+    from sklearn.model_selection import train_test_split
+
+    from keras_apml import data
+
+    record = {"data": args.data}
+    if args.data == "benchmark":
+        counts = {}
+        if args.quick:
+            counts = dict(train_counts=_scaled((4476, 449, 700)), dev_counts=_scaled((503, 51, 71)))
+        bench = data.car_truck_cat(args.data_dir, seed=args.seed, **counts)
+        x, y, y_true = bench.x_train, bench.y_train, bench.y_train_true
+        test = (bench.x_dev, bench.y_dev, bench.y_dev_true)
+        names, test_name = bench.class_names, "dev"
+    else:
+        (x, y), (x_test, y_test) = data.load_cifar10(args.data_dir)
+        if args.quick:
+            x, y = _stratified_subset(x, y, QUICK_TRAIN, args.seed)
+            x_test, y_test = _stratified_subset(x_test, y_test, QUICK_TEST, args.seed)
+        y_true, test = None, (x_test, y_test, None)
+        names, test_name = data.CIFAR10_CLASSES, "test"
+    if args.relabel:
+        y, record["relabel"] = data.apply_relabel_file(y, args.relabel, names)
+    index = np.arange(len(y))
+    train_idx, val_idx = train_test_split(index, test_size=args.val_split, random_state=args.seed, stratify=y)
+    pick = lambda idx: (x[idx], y[idx], None if y_true is None else y_true[idx])  # noqa: E731
+    splits = {"train": pick(train_idx), "validation": pick(val_idx), test_name: test}
+    record["sizes"] = {k: len(v[1]) for k, v in splits.items()}
+    return splits, tuple(names), record
+
+
+def _scaled(counts):
+    """Benchmark class counts scaled down for --quick."""
+    return tuple(max(2, round(c / QUICK_SCALE)) for c in counts)
+
+
+def _stratified_subset(x, y, n, seed):
+    """A stratified random subset of at most ``n`` images."""
+    from sklearn.model_selection import train_test_split
+
+    if n >= len(y):
+        return x, y
+    idx, _ = train_test_split(np.arange(len(y)), train_size=n, random_state=seed, stratify=y)
+    return x[idx], y[idx]
+
+
+def build_model(args, x_train, num_classes):
+    """The chosen model, standardised on the training split when asked."""
+    from keras_apml import models
+
+    if args.model == "vgg19_transfer":
+        weights = None if args.weights.lower() == "none" else args.weights
+        return models.vgg19_transfer(weights=weights, num_classes=num_classes)
+    standardizer = models.fit_standardizer(x_train) if args.standardize else None
+    return models.BUILDERS[args.model](num_classes=num_classes, standardizer=standardizer)
+
+
+def training_data(args, x, y):
+    """The training dataset, its steps per epoch and class weights, as --balance asks."""
+    from keras_apml import pipeline
+
+    augmentation = pipeline.Augmentation.from_string(args.augment, seed=args.seed) if args.augment else None
+    if args.balance == "oversample":
+        ds, steps = pipeline.balanced_dataset(x, y, args.batch_size, seed=args.seed, augmentation=augmentation)
+        return ds, steps, None, (x, y)
+    if args.balance not in ("none", "class_weight"):
+        x, y = pipeline.resample(x, y, args.balance, seed=args.seed)
+    weights = pipeline.class_weights(y) if args.balance == "class_weight" else None
+    ds = pipeline.make_dataset(x, y, args.batch_size, shuffle=True, seed=args.seed, augmentation=augmentation)
+    return ds, None, weights, (x, y)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+
+    from keras_apml import evaluation, pipeline, plots, training
+    from keras_apml.runs import RunDir, model_summary
+
+    run = RunDir.create("train", args.out)
+    training.set_seed(args.seed)
+    splits, names, data_record = load_data(args)
+    run.write_config(args, data=data_record)
+    x_train, y_train, _ = splits["train"]
+
+    fig = plots.class_distribution({name: s[1] for name, s in splits.items()}, names, "Observed labels per split")
+    figures = [run.save_figure(fig, "class_distribution.png")]
+    figures.append(run.save_figure(plots.sample_grid(x_train, y_train, names), "samples.png"))
+
+    model = build_model(args, x_train, len(names))
+    train_ds, steps, weights, (x_fit, y_fit) = training_data(args, x_train, y_train)
+    steps_per_epoch = steps or int(np.ceil(len(y_fit) / args.batch_size))
+    lr, schedule_callbacks = training.learning_rate_schedule(args.schedule, args.lr, args.epochs, steps_per_epoch)
+    optimizer = training.make_optimizer(args.optimizer, lr, args.momentum, args.weight_decay)
+    training.compile_model(model, optimizer)
+    x_val, y_val, _ = splits["validation"]
+    val_ds = pipeline.make_dataset(x_val, y_val, args.batch_size)
+    callbacks = training.run_callbacks(run.path, early_stopping=args.early_stopping) + schedule_callbacks
+    result = training.fit(model, train_ds, epochs=args.epochs, validation_data=val_ds, steps_per_epoch=steps,
+                          class_weight=weights, callbacks=callbacks, verbose=0 if args.quiet else 1)
+    figures.append(run.save_figure(
+        plots.training_curves(result.history, f"{args.model} training", result.diverged_epoch), "training_curves.png"))
+
+    results = {"training": result.to_dict(), "class_weight": weights, "fit_size": len(y_fit)}
+    if not result.diverged:
+        for split, (x, y, y_true) in splits.items():
+            results[split] = evaluation.evaluate(model, x, y, names, y_true=y_true)
+        run.save_model(model)
+    run.record(args.model, results)
+    write_report(run, args, results, names, model_summary(model), figures)
+    if not args.quiet:
+        print(f"run directory: {run.path}")
+    return 0
+
+
+def write_report(run, args, results, names, summary, figures):
+    """report.md: the metrics table, confusion matrices, classification reports, model summary, plots."""
+    from keras_apml import plots
+    from keras_apml.runs import markdown_table
+
+    training = results["training"]
+    run.add_section(f"Model `{args.model}` on `{args.data}`; {training['status']} after "
+                    f"{training['epochs_run']} epochs in {training['seconds']:.1f} s "
+                    f"(balance: {args.balance}, augment: {args.augment or 'none'}, "
+                    f"standardize: {args.standardize}).")
+    if training["diverged_epoch"]:
+        run.add_section(f"**The loss became NaN or infinite at epoch {training['diverged_epoch']}**: "
+                        "no metrics are reported for a diverged run.")
+        return
+    rows = []
+    for split, m in results.items():
+        if not isinstance(m, dict) or "accuracy" not in m:
+            continue
+        for labels, metrics in (("observed", m), ("true", m.get("true_labels"))):
+            if metrics:
+                per_class = " / ".join("—" if v is None else f"{v:.3f}" for v in metrics["per_class_accuracy"].values())
+                rows.append((split, labels, metrics["accuracy"], metrics["balanced_accuracy"],
+                             metrics["macro_f1"], per_class))
+    run.add_section("## Metrics\n\n" + markdown_table(
+        ["split", "labels", "accuracy", "balanced accuracy", "macro F1", "per-class accuracy (" + " / ".join(names) + ")"],
+        rows))
+    for split, m in results.items():
+        if not isinstance(m, dict) or "accuracy" not in m:
+            continue
+        for labels, metrics in (("observed", m), ("true", m.get("true_labels"))):
+            if not metrics:
+                continue
+            png = run.save_figure(plots.confusion_matrix(metrics["confusion_matrix"], names,
+                                                         f"{split} ({labels} labels)"),
+                                  f"confusion_{split}_{labels}.png")
+            run.add_section(f"### {split}, {labels} labels\n\n![confusion matrix]({png})\n\n"
+                            f"```\n{metrics['classification_report']}```")
+    run.add_section("## Plots\n\n" + "\n".join(f"![{f}]({f})" for f in figures))
+    run.add_section(f"## Model\n\n```\n{summary}\n```")
+
+
+if __name__ == "__main__":
+    cli.run(main)

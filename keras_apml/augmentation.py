@@ -1,0 +1,197 @@
+"""ImageDataGenerator-style augmentation built from Keras preprocessing layers.
+
+Keras 3 no longer ships ``ImageDataGenerator``; :class:`Augmentation` takes its
+argument names and builds a ``keras.layers.Pipeline`` that runs inside a
+tf.data map (online) or materialises augmented copies (offline). Images are
+float32 in [0, 1].
+"""
+
+import math
+
+import keras
+import numpy as np
+
+from keras_apml.errors import InputError
+
+FILL_MODES = ("constant", "nearest", "reflect", "wrap")
+# ImageDataGenerator arguments with no counterpart here, refused by name.
+UNSUPPORTED = (
+    "featurewise_center", "samplewise_center", "featurewise_std_normalization",
+    "samplewise_std_normalization", "zca_whitening", "zca_epsilon", "channel_shift_range",
+    "rescale", "preprocessing_function", "data_format", "validation_split", "interpolation_order",
+    "dtype",
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_apml")
+class RandomBrightnessScale(keras.layers.Layer):
+    """Multiply each image by a factor drawn from [lower, upper], as ImageDataGenerator's brightness_range.
+
+    ``keras.layers.RandomBrightness`` adds an offset instead; this keeps the
+    multiplicative meaning users of ``brightness_range`` expect.
+    """
+
+    def __init__(self, lower, upper, value_range=(0.0, 1.0), seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.lower, self.upper, self.value_range, self.seed = float(lower), float(upper), tuple(value_range), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_jit = False
+
+    def call(self, images, training=True):
+        if not training:
+            return images
+        batch = keras.ops.shape(images)[0]
+        factor = keras.random.uniform(
+            (batch, 1, 1, 1), self.lower, self.upper, dtype=images.dtype, seed=self.seed_generator
+        )
+        return keras.ops.clip(images * factor, *self.value_range)
+
+    def get_config(self):
+        return {**super().get_config(), "lower": self.lower, "upper": self.upper,
+                "value_range": self.value_range, "seed": self.seed}
+
+
+class Augmentation:
+    """An augmentation spec with ImageDataGenerator's argument names, built from Keras layers.
+
+    ``Augmentation(horizontal_flip=True, width_shift_range=0.125,
+    height_shift_range=0.125, fill_mode="constant", cval=0.0)`` behaves as the
+    ImageDataGenerator call of the same arguments. Shifts are fractions of the
+    image size, rotation and shear are in degrees, ``zoom_range`` z means zoom
+    factors in [1 - z, 1 + z] (or a [lower, upper] pair), ``brightness_range`` is
+    a multiplicative [lower, upper] pair. Colour jitter: ``contrast_range``,
+    ``saturation_range`` and ``hue_range`` are factors for
+    ``keras.layers.RandomColorJitter``.
+    """
+
+    def __init__(
+        self,
+        *,
+        rotation_range=0.0,
+        width_shift_range=0.0,
+        height_shift_range=0.0,
+        shear_range=0.0,
+        zoom_range=0.0,
+        horizontal_flip=False,
+        vertical_flip=False,
+        brightness_range=None,
+        fill_mode="nearest",
+        cval=0.0,
+        contrast_range=None,
+        saturation_range=None,
+        hue_range=None,
+        seed=None,
+        **unknown,
+    ):
+        for name in unknown:
+            why = "an ImageDataGenerator argument this spec does not support" if name in UNSUPPORTED else "unknown"
+            raise InputError(f"augmentation argument {name!r} is {why}; supported: {', '.join(self.arguments())}")
+        numbers = dict(rotation_range=rotation_range, width_shift_range=width_shift_range,
+                       height_shift_range=height_shift_range, shear_range=shear_range, cval=cval)
+        for name, value in numbers.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InputError(f"augmentation argument {name} must be a number, got {value!r}")
+        if fill_mode not in FILL_MODES:
+            raise InputError(f"fill_mode must be one of {FILL_MODES}, got {fill_mode!r}")
+        for name, value in (("width_shift_range", width_shift_range), ("height_shift_range", height_shift_range)):
+            if not 0.0 <= value < 1.0:
+                raise InputError(f"{name} is a fraction of the image size in [0, 1), got {value}")
+        if brightness_range is not None and (len(brightness_range) != 2 or min(brightness_range) < 0):
+            raise InputError(f"brightness_range must be a [lower, upper] pair of factors, got {brightness_range}")
+        if np.isscalar(zoom_range):
+            zoom_range = (1.0 - zoom_range, 1.0 + zoom_range) if zoom_range else None
+        self.params = dict(
+            rotation_range=rotation_range, width_shift_range=width_shift_range,
+            height_shift_range=height_shift_range, shear_range=shear_range,
+            zoom_range=None if zoom_range is None else tuple(zoom_range),
+            horizontal_flip=horizontal_flip, vertical_flip=vertical_flip,
+            brightness_range=None if brightness_range is None else tuple(brightness_range),
+            fill_mode=fill_mode, cval=cval, contrast_range=contrast_range,
+            saturation_range=saturation_range, hue_range=hue_range, seed=seed,
+        )
+
+    @staticmethod
+    def arguments():
+        """The argument names this spec accepts."""
+        return [
+            "rotation_range", "width_shift_range", "height_shift_range", "shear_range", "zoom_range",
+            "horizontal_flip", "vertical_flip", "brightness_range", "fill_mode", "cval",
+            "contrast_range", "saturation_range", "hue_range", "seed",
+        ]
+
+    @classmethod
+    def from_string(cls, text, seed=None):
+        """Parse ``"horizontal_flip,width_shift_range=0.125,fill_mode=constant"`` into a spec."""
+        kwargs = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            name, _, value = item.partition("=")
+            try:
+                kwargs[name.strip()] = _parse_value(value.strip()) if value else True
+            except ValueError:
+                raise InputError(f"cannot parse augmentation argument {item!r}") from None
+        return cls(seed=seed, **kwargs)
+
+    def __repr__(self):
+        active = {k: v for k, v in self.params.items() if v not in (None, False, 0.0) or k == "fill_mode"}
+        return f"Augmentation({', '.join(f'{k}={v!r}' for k, v in active.items())})"
+
+    def to_config(self):
+        """The spec's arguments as a JSON-ready dict."""
+        return dict(self.params)
+
+    def layers(self):
+        """Build the spec as a ``keras.layers.Pipeline`` of preprocessing layers."""
+        p, seed = self.params, self.params["seed"]
+        fill = dict(fill_mode=p["fill_mode"], fill_value=p["cval"], seed=seed)
+        layers = []
+        flips = {(True, False): "horizontal", (False, True): "vertical", (True, True): "horizontal_and_vertical"}
+        if p["horizontal_flip"] or p["vertical_flip"]:
+            layers.append(keras.layers.RandomFlip(flips[(bool(p["horizontal_flip"]), bool(p["vertical_flip"]))], seed=seed))
+        if p["rotation_range"]:
+            layers.append(keras.layers.RandomRotation(p["rotation_range"] / 360.0, **fill))
+        if p["shear_range"]:
+            layers.append(keras.layers.RandomShear(x_factor=math.tan(math.radians(p["shear_range"])), **fill))
+        if p["zoom_range"]:
+            lower, upper = p["zoom_range"]
+            # ImageDataGenerator zooms out for factors > 1, as RandomZoom does for positive ones.
+            factor = (lower - 1.0, upper - 1.0)
+            layers.append(keras.layers.RandomZoom(factor, factor, **fill))
+        if p["width_shift_range"] or p["height_shift_range"]:
+            layers.append(keras.layers.RandomTranslation(p["height_shift_range"], p["width_shift_range"], **fill))
+        if p["brightness_range"]:
+            layers.append(RandomBrightnessScale(*p["brightness_range"], seed=seed))
+        jitter = {k: p[f"{k}_range"] for k in ("contrast", "saturation", "hue") if p[f"{k}_range"]}
+        if jitter:
+            layers.append(keras.layers.RandomColorJitter(
+                value_range=(0, 1), **{f"{k}_factor": v for k, v in jitter.items()}, seed=seed
+            ))
+        return keras.layers.Pipeline(layers, name="augmentation")
+
+    def apply_offline(self, x, y, copies=1, batch_size=256):
+        """Return ``x`` and ``y`` followed by ``copies`` augmented copies (uint8 in, uint8 out)."""
+        if copies < 0:
+            raise InputError(f"copies must be >= 0, got {copies}")
+        pipeline = self.layers()
+        xs, ys = [x], [y]
+        for _ in range(copies):
+            out = np.empty_like(x)
+            for start in range(0, len(x), batch_size):
+                batch = x[start:start + batch_size].astype(np.float32) / 255.0
+                out[start:start + batch_size] = np.rint(
+                    np.clip(keras.ops.convert_to_numpy(pipeline(batch, training=True)), 0, 1) * 255
+                ).astype(np.uint8)
+            xs.append(out)
+            ys.append(y)
+        return np.concatenate(xs), np.concatenate(ys)
+
+
+def _parse_value(text):
+    """Parse a CLI value: a number, a bool, a ``lo:hi`` pair, or a string."""
+    if ":" in text:
+        return tuple(float(v) for v in text.split(":"))
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return float(text)
+    except ValueError:
+        return text

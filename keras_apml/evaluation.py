@@ -1,0 +1,76 @@
+"""Evaluation with ``sklearn.metrics``: the metrics that stay honest on imbalanced data."""
+
+import math
+import warnings
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def predict_labels(model_or_predictions, x=None, batch_size=256):
+    """Class predictions from a Keras model (run on images ``x``), class probabilities or labels.
+
+    uint8 images are scaled to [0, 1] batch by batch through the tf.data pipeline.
+    """
+    if hasattr(model_or_predictions, "predict"):
+        if x is None:
+            raise ValueError("a model needs images x to predict on")
+        if getattr(x, "dtype", None) == np.uint8:
+            from keras_apml.pipeline import make_dataset
+
+            x, batch_size = make_dataset(x, batch_size=batch_size), None
+        model_or_predictions = model_or_predictions.predict(x, batch_size=batch_size, verbose=0)
+    predictions = np.asarray(model_or_predictions)
+    return predictions.argmax(axis=1) if predictions.ndim == 2 else predictions.astype(np.int64)
+
+
+def evaluate(model_or_predictions, x, y, class_names, y_true=None, batch_size=256):
+    """Accuracy, per-class and balanced accuracy, precision/recall/F1, report and confusion matrices.
+
+    ``y`` are the labels to score against. Where the benchmark also knows the
+    true labels, pass them as ``y_true``: the same metrics against them are
+    added under ``"true_labels"``.
+    """
+    y_pred = predict_labels(model_or_predictions, x, batch_size)
+    result = classification_metrics(np.asarray(y), y_pred, class_names)
+    if y_true is not None:
+        result["true_labels"] = classification_metrics(np.asarray(y_true), y_pred, class_names)
+    return result
+
+
+def classification_metrics(y, y_pred, class_names):
+    """The metrics of one label set, JSON-ready (an undefined value is None, never NaN)."""
+    labels = list(range(len(class_names)))
+    if len(y) != len(y_pred):
+        raise ValueError(f"{len(y)} labels but {len(y_pred)} predictions")
+    counts = skm.confusion_matrix(y, y_pred, labels=labels)
+    support = counts.sum(axis=1)
+    per_class = [float(counts[i, i] / support[i]) if support[i] else None for i in labels]
+    with warnings.catch_warnings():
+        # balanced accuracy warns when a predicted class is absent from y; it is still defined.
+        warnings.simplefilter("ignore", UserWarning)
+        balanced = skm.balanced_accuracy_score(y, y_pred)
+    macro = skm.precision_recall_fscore_support(y, y_pred, labels=labels, average="macro", zero_division=0)
+    weighted = skm.precision_recall_fscore_support(y, y_pred, labels=labels, average="weighted", zero_division=0)
+    report_args = dict(labels=labels, target_names=list(class_names), zero_division=0, digits=3)
+    return {
+        "n": int(len(y)),
+        "accuracy": float(skm.accuracy_score(y, y_pred)),
+        "balanced_accuracy": float(balanced),
+        "per_class_accuracy": dict(zip(class_names, per_class)),
+        "macro_precision": float(macro[0]),
+        "macro_recall": float(macro[1]),
+        "macro_f1": float(macro[2]),
+        "weighted_precision": float(weighted[0]),
+        "weighted_recall": float(weighted[1]),
+        "weighted_f1": float(weighted[2]),
+        "confusion_matrix": counts.tolist(),
+        "confusion_matrix_normalized": _finite(skm.confusion_matrix(y, y_pred, labels=labels, normalize="true")),
+        "classification_report": skm.classification_report(y, y_pred, **report_args),
+        "classification_report_dict": skm.classification_report(y, y_pred, output_dict=True, **report_args),
+    }
+
+
+def _finite(matrix):
+    """A float matrix as nested lists with NaN as None."""
+    return [[float(v) if math.isfinite(v) else None for v in row] for row in np.asarray(matrix, dtype=float)]

@@ -1,0 +1,160 @@
+"""Models (Keras functional API, named layers). Each takes float32 pixels in
+[0, 1] and carries its own preprocessing, so a saved ``.keras`` file is
+self-contained. The classifier's softmax stays float32 under mixed precision."""
+
+import keras
+import numpy as np
+from keras import layers
+
+from keras_apml.errors import InputError
+
+INPUT_SHAPE = (32, 32, 3)
+VGG19_NOTOP_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+def fit_standardizer(x_train):
+    """A ``keras.layers.Normalization`` (per-channel z-score) adapted on training images only."""
+    norm = layers.Normalization(axis=-1, name="standardize")
+    norm.adapt(np.asarray(x_train, dtype=np.float32) / 255.0 if x_train.dtype == np.uint8 else x_train)
+    return norm
+
+
+def _input(standardizer, name):
+    """The model input in [0, 1], standardised first when a fitted Normalization is given."""
+    inputs = keras.Input(INPUT_SHAPE, name="pixels")
+    return inputs, (standardizer(inputs) if standardizer is not None else inputs)
+
+
+def _classifier(x, num_classes):
+    """The final softmax layer, kept in float32 for mixed precision."""
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+
+
+def small_cnn(num_classes=3, dropout=0.0, standardizer=None):
+    """The course baseline (LeNet-style): 61,411 parameters for 3 classes."""
+    inputs, x = _input(standardizer, "small_cnn")
+    x = layers.Conv2D(6, 5, activation="relu", name="conv1")(x)
+    x = layers.MaxPooling2D(2, name="pool1")(x)
+    x = layers.Conv2D(16, 5, activation="relu", name="conv2")(x)
+    x = layers.MaxPooling2D(2, name="pool2")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(120, activation="relu", name="fc1")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="dropout1")(x)
+    x = layers.Dense(84, activation="relu", name="fc2")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="dropout2")(x)
+    return keras.Model(inputs, _classifier(x, num_classes), name="small_cnn")
+
+
+def cifar_convnet(num_classes=10, dropout=0.25, l2=0.0, standardizer=None):
+    """The CIFAR-10 conv net: 72,922 parameters (72,826 trainable) for 10 classes."""
+    conv = dict(
+        activation="relu",
+        kernel_initializer="he_normal",
+        kernel_regularizer=keras.regularizers.L2(l2) if l2 else None,
+    )
+    inputs, x = _input(standardizer, "cifar_convnet")
+    x = layers.Conv2D(16, 3, padding="valid", name="conv1", **conv)(x)
+    x = layers.Conv2D(16, 3, padding="valid", name="conv2", **conv)(x)
+    x = layers.MaxPooling2D(2, name="pool1")(x)
+    x = layers.BatchNormalization(name="bn1")(x)
+    x = layers.Conv2D(32, 3, padding="same", name="conv3", **conv)(x)
+    x = layers.Conv2D(32, 3, padding="same", name="conv4", **conv)(x)
+    x = layers.MaxPooling2D(2, name="pool2")(x)
+    x = layers.BatchNormalization(name="bn2")(x)
+    x = layers.Dropout(dropout, name="dropout1")(x)
+    x = layers.Conv2D(64, 3, padding="valid", name="conv5", **conv)(x)
+    x = layers.Conv2D(64, 3, padding="valid", name="conv6", **conv)(x)
+    x = layers.Dropout(dropout, name="dropout2")(x)
+    x = layers.MaxPooling2D(3, name="pool3")(x)
+    x = layers.Flatten(name="flatten")(x)
+    return keras.Model(inputs, _classifier(x, num_classes), name="cifar_convnet")
+
+
+@keras.saving.register_keras_serializable(package="keras_apml")
+class VGG19Preprocess(layers.Layer):
+    """Map [0, 1] RGB pixels to VGG19's input with ``keras.applications.vgg19.preprocess_input``."""
+
+    def call(self, images):
+        return keras.applications.vgg19.preprocess_input(images * 255.0)
+
+
+def vgg19_base(weights="imagenet"):
+    """VGG19 without its top, cut at ``block4_pool`` and frozen. ``weights``: "imagenet", None or a file."""
+    if weights not in ("imagenet", None):
+        from pathlib import Path
+
+        if not Path(weights).is_file():
+            raise InputError(f"VGG19 weights file {weights} does not exist")
+    try:
+        full = keras.applications.VGG19(include_top=False, weights=weights, input_shape=INPUT_SHAPE)
+    except Exception as e:  # keras.utils.get_file raises a bare Exception when offline
+        if weights != "imagenet":
+            raise InputError(f"cannot load VGG19 weights from {weights}: {str(e).splitlines()[0][:200]}") from None
+        raise InputError(
+            "could not download the VGG19 ImageNet weights (no network?); download "
+            f"{VGG19_NOTOP_FILE} elsewhere and pass --weights PATH (or --weights none to train from scratch)"
+        ) from None
+    base = keras.Model(full.input, full.get_layer("block4_pool").output, name="vgg19_block4")
+    base.trainable = False
+    return base
+
+
+def _head_layers(num_classes, dropout):
+    """The transfer head: Flatten, Dense 1024-BN-Dropout, Dense 512-BN-Dropout, softmax."""
+    return [
+        layers.Flatten(name="flatten"),
+        layers.Dense(1024, activation="relu", name="fc1"),
+        layers.BatchNormalization(name="bn1"),
+        layers.Dropout(dropout, name="dropout1"),
+        layers.Dense(512, activation="relu", name="fc2"),
+        layers.BatchNormalization(name="bn2"),
+        layers.Dropout(dropout, name="dropout2"),
+        layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions"),
+    ]
+
+
+def vgg19_transfer(weights="imagenet", num_classes=10, dropout=0.5, base=None):
+    """Frozen VGG19 (cut at block4_pool, preprocessing inside) plus a dense head.
+
+    13,219,402 parameters for 10 classes: 2,631,178 trainable, 10,588,224 not.
+    ``base`` takes an already-built :func:`vgg19_base`.
+    """
+    base = base or vgg19_base(weights)
+    inputs = keras.Input(INPUT_SHAPE, name="pixels")
+    x = base(VGG19Preprocess(name="vgg19_preprocess")(inputs), training=False)
+    for layer in _head_layers(num_classes, dropout):
+        x = layer(x)
+    return keras.Model(inputs, x, name="vgg19_transfer")
+
+
+def transfer_head(model):
+    """The head of a :func:`vgg19_transfer` model as a model of its own on base features.
+
+    It shares its layers (and so its weights) with ``model``: training it on
+    cached base outputs trains the full model.
+    """
+    base = model.get_layer("vgg19_block4")
+    x = inputs = keras.Input(base.output.shape[1:], name="vgg19_features")
+    for layer in model.layers[model.layers.index(base) + 1:]:
+        x = layer(x)
+    return keras.Model(inputs, x, name="transfer_head")
+
+
+def feature_extractor(model, layer=None):
+    """The model up to its penultimate layer (skipping dropout), or up to the named ``layer``."""
+    if layer is None:
+        candidates = [lyr for lyr in model.layers[:-1] if not isinstance(lyr, (layers.Dropout, layers.InputLayer))]
+        if not candidates:
+            raise InputError(f"model {model.name} has no layer before its output")
+        target = candidates[-1]
+    else:
+        names = [lyr.name for lyr in model.layers]
+        if layer not in names:
+            raise InputError(f"model {model.name} has no layer {layer!r}; layers: {', '.join(names)}")
+        target = model.get_layer(layer)
+    return keras.Model(model.inputs, target.output, name=f"{model.name}_features")
+
+
+BUILDERS = {"small_cnn": small_cnn, "cifar_convnet": cifar_convnet}

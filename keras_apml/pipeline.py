@@ -1,0 +1,109 @@
+"""The tf.data input pipeline and the imbalance tools that feed it.
+
+Images enter as uint8 arrays and leave as float32 batches in [0, 1]; every
+model carries its own preprocessing after that.
+"""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+from sklearn.utils.class_weight import compute_class_weight
+
+from keras_apml.augmentation import Augmentation  # noqa: F401  (public here, defined there)
+from keras_apml.errors import InputError
+
+AUTOTUNE = tf.data.AUTOTUNE
+RESAMPLERS = ("over", "under", "smote", "over+under", "smote+under")
+
+
+def to_unit_float(images):
+    """Cast uint8 images to float32 in [0, 1] (works on tensors and arrays)."""
+    return tf.cast(images, tf.float32) / 255.0
+
+
+def make_dataset(x, y=None, batch_size=32, shuffle=False, seed=None, augmentation=None):
+    """Turn uint8 arrays into a batched, prefetched ``tf.data.Dataset`` of float32 images in [0, 1].
+
+    ``augmentation`` (an :class:`Augmentation`) runs on each batch inside the map.
+    """
+    ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return _finish(ds.batch(batch_size), augmentation, labelled=y is not None)
+
+
+def balanced_dataset(x, y, batch_size=32, seed=None, augmentation=None):
+    """Oversample in tf.data: classes drawn with equal probability (Keras's WeightedRandomSampler).
+
+    One stream per class, each shuffled and repeated, mixed by
+    ``tf.data.Dataset.sample_from_datasets``. The stream is endless: it returns
+    ``(dataset, steps_per_epoch)`` with an epoch of ``len(y)`` images.
+    """
+    classes = np.unique(y)
+    streams = [
+        tf.data.Dataset.from_tensor_slices((x[y == c], y[y == c]))
+        .shuffle(int(np.sum(y == c)), seed=None if seed is None else seed + int(c))
+        .repeat()
+        for c in classes
+    ]
+    ds = tf.data.Dataset.sample_from_datasets(streams, weights=[1.0 / len(classes)] * len(classes), seed=seed)
+    return _finish(ds.batch(batch_size), augmentation, labelled=True), math.ceil(len(y) / batch_size)
+
+
+def _finish(ds, augmentation, labelled):
+    """Scale to [0, 1], augment if asked, prefetch."""
+    pipeline = augmentation.layers() if augmentation is not None else None
+
+    def prepare(*batch):
+        images = to_unit_float(batch[0])
+        if pipeline is not None:
+            images = pipeline(images, training=True)
+        return (images, *batch[1:]) if labelled else images
+
+    return ds.map(prepare, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def class_weights(y):
+    """Balanced class weights ``{class: n / (k * n_class)}`` from sklearn, for ``fit(class_weight=...)``."""
+    classes = np.unique(y)
+    weights = compute_class_weight("balanced", classes=classes, y=y)
+    return {int(c): float(w) for c, w in zip(classes, weights)}
+
+
+def resample(x, y, method, seed=0):
+    """Resample images offline with imbalanced-learn; returns new ``(x, y)`` arrays.
+
+    ``over``: RandomOverSampler; ``under``: RandomUnderSampler; ``smote``: SMOTE;
+    ``over+under`` and ``smote+under``: grow the classes below the mean count up
+    to it, then cut those above it down to it.
+    """
+    from imblearn.over_sampling import SMOTE, RandomOverSampler
+    from imblearn.under_sampling import RandomUnderSampler
+
+    if method not in RESAMPLERS:
+        raise InputError(f"unknown resampling method {method!r}; choose from {', '.join(RESAMPLERS)}")
+    classes, counts = np.unique(y, return_counts=True)
+    over, _, under = method.partition("+")
+    if under:
+        target = int(round(counts.mean()))
+        grow = {int(c): target for c, n in zip(classes, counts) if n < target}
+        cut = {int(c): target for c, n in zip(classes, counts) if n > target}
+    else:
+        grow = cut = "auto"
+    steps = []
+    if over == "under":
+        steps.append(RandomUnderSampler(sampling_strategy=cut, random_state=seed))
+    elif over == "over":
+        steps.append(RandomOverSampler(sampling_strategy=grow, random_state=seed))
+    else:
+        if counts.min() < 2:
+            raise InputError("SMOTE needs at least 2 images in every class")
+        steps.append(SMOTE(sampling_strategy=grow, k_neighbors=min(5, int(counts.min()) - 1), random_state=seed))
+    if under:
+        steps.append(RandomUnderSampler(sampling_strategy=cut, random_state=seed))
+    flat = x.reshape(len(x), -1).astype(np.float32)
+    for sampler in steps:
+        if sampler.sampling_strategy:
+            flat, y = sampler.fit_resample(flat, y)
+    return np.clip(np.rint(flat), 0, 255).astype(x.dtype).reshape(-1, *x.shape[1:]), np.asarray(y)

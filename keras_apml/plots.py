@@ -1,0 +1,89 @@
+"""Plots for run directories (matplotlib, no display needed). Each returns a Figure."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
+
+
+def class_distribution(label_sets, class_names, title="Class distribution"):
+    """Grouped bars of class counts, one group per named label set (e.g. train, dev)."""
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(class_names) * max(1, len(label_sets)) ** 0.5, 3.6))
+    width = 0.8 / max(1, len(label_sets))
+    positions = np.arange(len(class_names))
+    for i, (name, labels) in enumerate(label_sets.items()):
+        counts = np.bincount(np.asarray(labels), minlength=len(class_names))
+        bars = ax.bar(positions + (i - (len(label_sets) - 1) / 2) * width, counts, width, label=f"{name} (n={len(labels)})")
+        ax.bar_label(bars, fontsize=7)
+    ax.set_xticks(positions, class_names, rotation=45 if len(class_names) > 4 else 0, ha="right" if len(class_names) > 4 else "center")
+    ax.set_ylabel("images")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(images, titles, columns=8, title=None):
+    """A grid of uint8 or [0, 1] images with a caption above each."""
+    rows = max(1, int(np.ceil(len(images) / columns)))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.45 * rows + (0.4 if title else 0)), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, caption in zip(axes.ravel(), images, titles):
+        ax.imshow(image if image.dtype == np.uint8 else np.clip(image, 0, 1))
+        ax.set_title(caption, fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def sample_grid(x, y, class_names, per_class=8, seed=0):
+    """A row of ``per_class`` randomly chosen images for each class."""
+    rng = np.random.default_rng(seed)
+    images, titles = [], []
+    for label, name in enumerate(class_names):
+        pool = np.flatnonzero(np.asarray(y) == label)
+        chosen = rng.choice(pool, size=min(per_class, len(pool)), replace=False)
+        images += [x[i] for i in chosen] + [np.zeros_like(x[0])] * (per_class - len(chosen))
+        titles += [name] * len(chosen) + [""] * (per_class - len(chosen))
+    return image_grid(images, titles, columns=per_class, title="Samples per class")
+
+
+def confusion_matrix(counts, class_names, title="Confusion matrix"):
+    """Counts and row-normalised rates side by side (sklearn's ConfusionMatrixDisplay)."""
+    counts = np.asarray(counts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rates = np.nan_to_num(counts / counts.sum(axis=1, keepdims=True))
+    size = 2.5 + 0.45 * len(class_names)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
+    for ax, matrix, fmt, label in ((axes[0], counts, "d", "counts"), (axes[1], rates, ".2f", "row-normalised")):
+        ConfusionMatrixDisplay(matrix, display_labels=class_names).plot(
+            ax=ax, values_format=fmt, colorbar=False, xticks_rotation=45 if len(class_names) > 4 else "horizontal"
+        )
+        ax.set_title(label)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(history, title="Training curves", diverged_epoch=None):
+    """Loss and accuracy per epoch, training and validation; a divergence is marked, not plotted as 0."""
+    keys = [k for k in ("loss", "accuracy") if k in history]
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            values = np.array([np.nan if v is None else v for v in history.get(prefix + key, [])], dtype=float)
+            if len(values):
+                ax.plot(np.arange(1, len(values) + 1), values, style, marker=".", label=(prefix or "train_") + key)
+        if diverged_epoch is not None:
+            ax.axvline(diverged_epoch, color="red", linestyle=":", label=f"diverged (epoch {diverged_epoch})")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

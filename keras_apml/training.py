@@ -1,0 +1,138 @@
+"""Training through ``model.fit`` with Keras's own optimisers, schedules and callbacks."""
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import keras
+
+from keras_apml.errors import InputError
+
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
+SCHEDULES = ("constant", "step", "plateau", "cosine")
+
+
+def set_seed(seed):
+    """Seed Python, NumPy and the backend (``keras.utils.set_random_seed``)."""
+    keras.utils.set_random_seed(int(seed))
+
+
+def make_optimizer(name="adam", learning_rate=1e-3, momentum=0.9, weight_decay=None):
+    """SGD with momentum, Adam or RMSprop; ``weight_decay`` is Keras's decoupled weight decay."""
+    if name not in OPTIMIZERS:
+        raise InputError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+    if not (isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule) or learning_rate > 0):
+        raise InputError(f"learning rate must be positive, got {learning_rate}")
+    common = dict(learning_rate=learning_rate, weight_decay=weight_decay or None)
+    if name == "sgd":
+        return keras.optimizers.SGD(momentum=momentum, **common)
+    if name == "adam":
+        return keras.optimizers.Adam(**common)
+    return keras.optimizers.RMSprop(**common)
+
+
+def learning_rate_schedule(schedule, learning_rate, epochs, steps_per_epoch, step_every=None, factor=0.1, patience=5):
+    """Return ``(learning_rate_for_optimizer, callbacks)`` for one of SCHEDULES.
+
+    ``step``: multiply by ``factor`` every ``step_every`` epochs (default: a third
+    of the run), via LearningRateScheduler; ``plateau``: ReduceLROnPlateau on the
+    validation loss; ``cosine``: keras.optimizers.schedules.CosineDecay over the run.
+    """
+    if schedule == "constant":
+        return learning_rate, []
+    if schedule == "step":
+        every = step_every or max(1, math.ceil(epochs / 3))
+        return learning_rate, [
+            keras.callbacks.LearningRateScheduler(lambda epoch: learning_rate * factor ** (epoch // every))
+        ]
+    if schedule == "plateau":
+        return learning_rate, [
+            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=factor, patience=patience, min_lr=1e-7)
+        ]
+    if schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, epochs * steps_per_epoch)), []
+    raise InputError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
+
+
+def compile_model(model, optimizer, jit_compile=False):
+    """Compile for integer labels: sparse categorical cross-entropy and accuracy."""
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def run_callbacks(run_dir, early_stopping=None, backup=True):
+    """The callbacks every run gets: CSVLogger, TerminateOnNaN, BackupAndRestore, optional EarlyStopping.
+
+    BackupAndRestore keeps its state under ``run_dir/backup`` so that an
+    interrupted run, started again with the same ``--out``, resumes where it stopped.
+    """
+    run_dir = Path(run_dir)
+    callbacks = [
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=backup),
+    ]
+    if backup:
+        callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup")))
+    if early_stopping:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=early_stopping, restore_best_weights=True)
+        )
+    return callbacks
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a training run did: its per-epoch history, whether it diverged, its wall time."""
+
+    history: dict
+    epochs_run: int
+    diverged_epoch: int | None
+    seconds: float
+
+    @property
+    def diverged(self):
+        return self.diverged_epoch is not None
+
+    def to_dict(self):
+        """JSON-ready: non-finite history values become None, divergence is stated."""
+        return {
+            "status": f"diverged at epoch {self.diverged_epoch}" if self.diverged else "completed",
+            "diverged_epoch": self.diverged_epoch,
+            "epochs_run": self.epochs_run,
+            "seconds": round(self.seconds, 3),
+            "seconds_per_epoch": round(self.seconds / max(1, self.epochs_run), 3),
+            "history": {k: [v if math.isfinite(v) else None for v in vals] for k, vals in self.history.items()},
+        }
+
+
+def fit(model, train_data, *, epochs, validation_data=None, steps_per_epoch=None, class_weight=None,
+        callbacks=(), verbose=1):
+    """``model.fit`` plus divergence detection: the first epoch whose loss is NaN or infinite.
+
+    TerminateOnNaN (in :func:`run_callbacks`) ends the run inside that epoch,
+    whose NaN mean loss still reaches the history.
+    """
+    start = time.perf_counter()
+    history = model.fit(
+        train_data,
+        epochs=epochs,
+        validation_data=validation_data,
+        steps_per_epoch=steps_per_epoch,
+        class_weight=class_weight,
+        shuffle=False,  # the tf.data pipeline shuffles
+        callbacks=list(callbacks),
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - start
+    logs = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    losses = logs.get("loss", [])
+    diverged = next((i + 1 for i, v in enumerate(losses) if not math.isfinite(v)), None)
+    epochs_run = len(losses) if diverged is None else diverged
+    return TrainResult(logs, epochs_run, diverged, seconds)
+

@@ -1,0 +1,64 @@
+"""Shared fixtures: small synthetic stand-ins for CIFAR-10, on disk and in memory."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from keras_apml.data import CIFAR10_CLASSES  # noqa: E402
+
+# A real CIFAR-10 directory for the smoke test, read before the fixtures below hide it.
+REAL_DATA = os.environ.get("KERAS_APML_DATA")
+
+
+def synthetic_images(n, seed=0, labels=None):
+    """Random uint8 CIFAR-shaped images whose mean colour depends on the label, so they are learnable."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+    if labels is not None:
+        tint = (np.asarray(labels)[:, None, None, None] * 25) % 256
+        x = ((x.astype(np.int32) // 2 + tint) % 256).astype(np.uint8)
+    return x
+
+
+def write_image_tree(root, per_class_train, per_class_test, seed=0, classes=CIFAR10_CLASSES):
+    """Write train/<class>/*.png and test/<class>/*.png; PNG keeps the pixels exact."""
+    from PIL import Image
+
+    arrays = {}
+    for split, n in (("train", per_class_train), ("test", per_class_test)):
+        labels = np.repeat(np.arange(len(classes)), n)
+        x = synthetic_images(len(labels), seed=seed + (split == "test"), labels=labels)
+        for i, (image, label) in enumerate(zip(x, labels)):
+            folder = root / split / classes[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(folder / f"{i:05d}.png")
+        arrays[split] = (x, labels)
+    return arrays
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Every test gets its own decoded-array cache and no default data directory."""
+    monkeypatch.setenv("KERAS_APML_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("KERAS_APML_DATA", raising=False)
+
+
+@pytest.fixture(scope="session")
+def image_tree(tmp_path_factory):
+    """A CIFAR-like image-folder tree big enough for the benchmark's --quick counts."""
+    root = tmp_path_factory.mktemp("cifar_tree")
+    arrays = write_image_tree(root, per_class_train=240, per_class_test=30)
+    return root, arrays
+
+
+@pytest.fixture(scope="session")
+def cifar_arrays():
+    """In-memory CIFAR-shaped arrays with CIFAR's class sizes (5,000 / 1,000 per class); pixels are cheap views."""
+    y_train, y_test = np.repeat(np.arange(10), 5000), np.repeat(np.arange(10), 1000)
+    # Image i holds the value i % 251 everywhere, so a drawn image can be traced to its index.
+    x_train = np.broadcast_to((np.arange(50000) % 251).astype(np.uint8)[:, None, None, None], (50000, 32, 32, 3))
+    x_test = np.broadcast_to((np.arange(10000) % 251).astype(np.uint8)[:, None, None, None], (10000, 32, 32, 3))
+    return (x_train, y_train), (x_test, y_test)

@@ -1,0 +1,247 @@
+import pickle
+
+import numpy as np
+import pytest
+
+from conftest import REAL_DATA, synthetic_images, write_image_tree
+from keras_apml import data
+from keras_apml.errors import InputError
+
+
+def write_pickled_batches(root, per_batch=20, seed=0):
+    """Keras's cifar-10-batches-py layout, as CIFAR's own protocol-2 pickles of numpy arrays."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    xs, ys = [], []
+    for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
+        labels = np.arange(per_batch) % 10
+        x = synthetic_images(per_batch, seed=seed + i, labels=labels)
+        batch = {b"batch_label": name.encode(), b"labels": labels.tolist(),
+                 b"data": x.transpose(0, 3, 1, 2).reshape(per_batch, -1), b"filenames": [b"f.png"] * per_batch}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+        xs.append(x)
+        ys.append(labels)
+    return (np.concatenate(xs[:5]), np.concatenate(ys[:5])), (xs[5], ys[5])
+
+
+def test_pickled_batches_load_exactly(tmp_path):
+    (x_train, y_train), (x_test, y_test) = write_pickled_batches(tmp_path)
+    (a, b), (c, d) = data.load_cifar10(tmp_path)
+    assert a.shape == (100, 32, 32, 3) and a.dtype == np.uint8 and c.shape == (20, 32, 32, 3)
+    np.testing.assert_array_equal(a, x_train)
+    np.testing.assert_array_equal(b, y_train)
+    np.testing.assert_array_equal(c, x_test)
+    np.testing.assert_array_equal(d, y_test)
+
+
+def test_image_tree_loads_exactly_and_is_cached(tmp_path, monkeypatch):
+    arrays = write_image_tree(tmp_path / "tree", per_class_train=3, per_class_test=2)
+    (x_train, y_train), (x_test, y_test) = data.load_cifar10(tmp_path / "tree")
+    np.testing.assert_array_equal(x_train, arrays["train"][0])
+    np.testing.assert_array_equal(y_train, np.repeat(np.arange(10), 3))
+    np.testing.assert_array_equal(x_test, arrays["test"][0])
+    assert y_test.dtype == np.int64 and len(y_test) == 20
+    assert len(list((tmp_path / "cache").glob("cifar10-*.npz"))) == 1
+
+    def no_decoding(files):
+        raise AssertionError("decoded again despite the cache")
+
+    monkeypatch.setattr(data, "_decode_images", no_decoding)
+    (x_again, _), _ = data.load_cifar10(tmp_path / "tree")
+    np.testing.assert_array_equal(x_again, x_train)
+
+
+def test_environment_variable_names_the_data_dir(tmp_path, monkeypatch):
+    write_pickled_batches(tmp_path)
+    monkeypatch.setenv("KERAS_APML_DATA", str(tmp_path))
+    (x_train, _), _ = data.load_cifar10()
+    assert len(x_train) == 100
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda root: None, "does not exist"),
+    (lambda root: root.mkdir(), "holds no CIFAR-10 data"),
+    (lambda root: [(root / s / "cat").mkdir(parents=True) for s in ("train", "test")], "holds no images"),
+])
+def test_missing_or_empty_directories_say_what_layout_was_expected(tmp_path, make, message):
+    root = tmp_path / "data"
+    make(root)
+    with pytest.raises(InputError, match=message) as e:
+        data.load_cifar10(root)
+    assert "train/<class>" in str(e.value)
+
+
+@pytest.mark.parametrize("image, message", [
+    (np.zeros((16, 16, 3), np.uint8), "16x16 with 3 channel"),
+    (np.zeros((32, 32), np.uint8), "32x32 with 1 channel"),
+])
+def test_images_of_wrong_shape_or_channels_are_refused(tmp_path, image, message):
+    from PIL import Image
+
+    write_image_tree(tmp_path, per_class_train=1, per_class_test=1)
+    Image.fromarray(image).save(tmp_path / "train" / "cat" / "bad.png")
+    with pytest.raises(InputError, match=message):
+        data.load_cifar10(tmp_path)
+
+
+def test_corrupt_image_is_refused(tmp_path):
+    write_image_tree(tmp_path, per_class_train=1, per_class_test=1)
+    (tmp_path / "test" / "dog" / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(InputError, match="broken.jpg: cannot decode"):
+        data.load_cifar10(tmp_path)
+
+
+def test_download_without_network_names_the_offline_options(monkeypatch):
+    import keras
+
+    def offline():
+        raise Exception("URL fetch failure on https://www.cs.toronto.edu/...: None -- [Errno -3] no network")
+
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
+    with pytest.raises(InputError, match="could not download CIFAR-10.*--data-dir DIR or set KERAS_APML_DATA"):
+        data.load_cifar10()
+
+
+def test_benchmark_has_the_course_statistics_exactly(cifar_arrays):
+    bench = data.car_truck_cat(cifar=cifar_arrays, seed=0)
+    assert bench.class_names == ("car", "truck", "cat")
+    assert np.bincount(bench.y_train_true).tolist() == [4476, 449, 700]
+    assert np.bincount(bench.y_train).tolist() == [4949, 449, 227]
+    assert np.bincount(bench.y_dev_true).tolist() == [503, 51, 71]
+    assert np.bincount(bench.y_dev).tolist() == [551, 51, 23]
+    for y, y_true, flips in ((bench.y_train, bench.y_train_true, 473), (bench.y_dev, bench.y_dev_true, 48)):
+        wrong = y != y_true
+        assert wrong.sum() == flips
+        assert set(y_true[wrong]) == {2} and set(y[wrong]) == {0}  # only cats, only to car
+    (x_tr, y_tr), (x_te, y_te) = cifar_arrays
+    cifar_label = np.array(data.BENCHMARK_FROM_CIFAR)
+    np.testing.assert_array_equal(y_tr[bench.idx_train], cifar_label[bench.y_train_true])
+    np.testing.assert_array_equal(y_te[bench.idx_dev], cifar_label[bench.y_dev_true])
+    np.testing.assert_array_equal(bench.x_train, x_tr[bench.idx_train])
+    assert len(np.unique(bench.idx_train)) == 5625 and len(np.unique(bench.idx_dev)) == 625
+
+
+def test_benchmark_is_deterministic_per_seed(cifar_arrays):
+    a = data.car_truck_cat(cifar=cifar_arrays, seed=3)
+    b = data.car_truck_cat(cifar=cifar_arrays, seed=3)
+    c = data.car_truck_cat(cifar=cifar_arrays, seed=4)
+    np.testing.assert_array_equal(a.idx_train, b.idx_train)
+    np.testing.assert_array_equal(a.y_train, b.y_train)
+    assert not np.array_equal(a.idx_train, c.idx_train)
+    assert not np.array_equal(a.y_dev != a.y_dev_true, c.y_dev != c.y_dev_true)
+
+
+def test_benchmark_counts_and_noise_are_parameters(cifar_arrays):
+    bench = data.car_truck_cat(cifar=cifar_arrays, train_counts=(100, 20, 10), dev_counts=(10, 5, 4), cat_to_car=0.5)
+    assert np.bincount(bench.y_train).tolist() == [105, 20, 5]
+    assert np.bincount(bench.y_dev).tolist() == [12, 5, 2]
+    with pytest.raises(InputError, match="has 5000 automobile images, the benchmark asks for 6000"):
+        data.car_truck_cat(cifar=cifar_arrays, train_counts=(6000, 1, 1))
+
+
+def test_benchmark_saves_and_loads_without_pickle(cifar_arrays, tmp_path):
+    bench = data.car_truck_cat(cifar=cifar_arrays, train_counts=(30, 5, 6), dev_counts=(5, 2, 3))
+    bench.save(tmp_path / "bench.npz")
+    loaded = data.CarTruckCat.load(tmp_path / "bench.npz")
+    assert loaded.class_names == bench.class_names
+    np.testing.assert_array_equal(loaded.x_train, bench.x_train)
+    np.testing.assert_array_equal(loaded.y_dev_true, bench.y_dev_true)
+
+
+def write_course_pickle(path, x_uint8, labels):
+    pairs = [((img.transpose(2, 0, 1).astype(np.float32) / 127.5) - 1.0, int(lbl)) for img, lbl in zip(x_uint8, labels)]
+    path.write_bytes(pickle.dumps(pairs))
+
+
+def test_course_pickle_is_read_as_uint8_channels_last(tmp_path):
+    x = synthetic_images(6, seed=1)
+    write_course_pickle(tmp_path / "train.pickle", x, [0, 1, 2, 0, 1, 2])
+    images, labels = data.load_course_pickle(tmp_path / "train.pickle")
+    np.testing.assert_array_equal(images, x)
+    assert labels.tolist() == [0, 1, 2, 0, 1, 2]
+    bench = data.course_benchmark(tmp_path / "train.pickle", tmp_path / "train.pickle")
+    assert bench.y_train_true is None and bench.idx_dev.tolist() == list(range(6))
+
+
+def test_course_pickle_with_bad_labels_or_shapes_is_refused(tmp_path):
+    write_course_pickle(tmp_path / "bad_label.pickle", synthetic_images(2), [0, 3])
+    with pytest.raises(InputError, match=r"labels out of range 0..2"):
+        data.load_course_pickle(tmp_path / "bad_label.pickle")
+    (tmp_path / "bad_shape.pickle").write_bytes(pickle.dumps([(np.zeros((32, 32, 3), np.float32), 0)]))
+    with pytest.raises(InputError, match=r"expected \(3, 32, 32\) channels-first"):
+        data.load_course_pickle(tmp_path / "bad_shape.pickle")
+    (tmp_path / "truncated.pickle").write_bytes(pickle.dumps([(np.zeros((3, 32, 32)), 0)])[:50])
+    with pytest.raises(InputError, match="corrupt"):
+        data.load_course_pickle(tmp_path / "truncated.pickle")
+
+
+class RunsCode:
+    """A pickle payload that would create a file when unpickled."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_restricted_unpickler_refuses_code_and_runs_none(tmp_path):
+    marker = tmp_path / "pwned"
+    (tmp_path / "evil.pickle").write_bytes(pickle.dumps([(RunsCode(marker), 0)]))
+    with pytest.raises(InputError, match=r"refused global (posix|os)\.system"):
+        data.load_course_pickle(tmp_path / "evil.pickle")
+    assert not marker.exists()
+    # the same payload through the CIFAR batch reader
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    (folder / "data_batch_1").write_bytes(pickle.dumps({b"data": RunsCode(marker)}))
+    with pytest.raises(InputError, match="refused global"):
+        data.load_cifar10(tmp_path)
+    assert not marker.exists()
+
+
+def test_relabel_file_applies_names_or_numbers_and_is_recorded(tmp_path):
+    y = np.array([0, 0, 0, 1, 2])
+    (tmp_path / "fix.csv").write_text("index,label\n1,cat\n2,1\n4,cat\n")
+    y_new, record = data.apply_relabel_file(y, tmp_path / "fix.csv", data.BENCHMARK_CLASSES)
+    assert y_new.tolist() == [0, 2, 1, 1, 2]
+    assert y.tolist() == [0, 0, 0, 1, 2]  # the input is left alone
+    assert record["rows"] == 3 and record["labels_changed"] == 2 and len(record["sha256"]) == 64
+
+
+def test_relabel_file_round_trips_through_the_writer(tmp_path):
+    data.write_relabel_file(tmp_path / "flagged.csv", [3, 0], [2, 1], data.BENCHMARK_CLASSES)
+    assert (tmp_path / "flagged.csv").read_text().splitlines() == ["index,label", "3,cat", "0,truck"]
+    y_new, _ = data.apply_relabel_file(np.zeros(4, int), tmp_path / "flagged.csv", data.BENCHMARK_CLASSES)
+    assert y_new.tolist() == [1, 0, 0, 2]
+
+
+@pytest.mark.parametrize("row, message", [("9,car", "index '9' is not in 0..4"), ("1,dog", "label 'dog' is not one of"),
+                                          ("1", "should be 'index,label'")])
+def test_bad_relabel_rows_are_refused(tmp_path, row, message):
+    (tmp_path / "fix.csv").write_text(f"index,label\n{row}\n")
+    with pytest.raises(InputError, match=message):
+        data.apply_relabel_file(np.zeros(5, int), tmp_path / "fix.csv", data.BENCHMARK_CLASSES)
+
+
+def test_npz_files_never_hold_pickles(tmp_path):
+    data.save_arrays(tmp_path / "a.npz", x=np.arange(3), names=np.array(["a", "b"]))
+    loaded = data.load_arrays(tmp_path / "a.npz")
+    assert loaded["x"].tolist() == [0, 1, 2] and loaded["names"].tolist() == ["a", "b"]
+    with pytest.raises(ValueError, match="object arrays"):
+        data.save_arrays(tmp_path / "b.npz", x=np.array([{"a": 1}], dtype=object))
+    np.savez(tmp_path / "pickled.npz", x=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(InputError, match="corrupt or unsafe"):
+        data.load_arrays(tmp_path / "pickled.npz")
+
+
+@pytest.mark.skipif(not REAL_DATA, reason="set KERAS_APML_DATA to a CIFAR-10 directory to run the real-data smoke test")
+def test_real_cifar10_smoke():
+    (x_train, y_train), (x_test, y_test) = data.load_cifar10(REAL_DATA)
+    assert x_train.shape == (50000, 32, 32, 3) and x_test.shape == (10000, 32, 32, 3)
+    assert np.bincount(y_train).tolist() == [5000] * 10 and np.bincount(y_test).tolist() == [1000] * 10
+    bench = data.car_truck_cat(cifar=((x_train, y_train), (x_test, y_test)))
+    assert np.bincount(bench.y_train).tolist() == [4949, 449, 227]
+    assert np.bincount(bench.y_dev).tolist() == [551, 51, 23]
