@@ -161,7 +161,8 @@ def main(argv=None):
     figures.append(run.save_figure(
         plots.training_curves(result.history, f"{args.model} training", result.diverged_epoch), "training_curves.png"))
 
-    results = {"training": result.to_dict(), "class_weight": weights, "fit_size": len(y_fit)}
+    results = {"training": result.to_dict(), "timing": result.timing(), "class_weight": weights,
+               "fit_size": len(y_fit)}
     if not result.diverged:
         for split, (x, y, y_true) in splits.items():
             results[split] = evaluation.evaluate(model, x, y, names, y_true=y_true)
@@ -180,7 +181,7 @@ def write_report(run, args, results, names, summary, figures):
 
     training = results["training"]
     run.add_section(f"Model `{args.model}` on `{args.data}`; {training['status']} after "
-                    f"{training['epochs_run']} epochs in {training['seconds']:.1f} s "
+                    f"{training['epochs_run']} epochs in {results['timing']['fit_seconds']:.1f} s "
                     f"(balance: {args.balance}, augment: {args.augment or 'none'}, "
                     f"standardize: {args.standardize}).")
     if training["diverged_epoch"]:

@@ -129,6 +129,13 @@ def vgg19_transfer(weights="imagenet", num_classes=10, dropout=0.5, base=None):
     return keras.Model(inputs, x, name="vgg19_transfer")
 
 
+def transfer_features(model):
+    """The frozen part of a :func:`vgg19_transfer` model (pixels to base features), sharing its layers."""
+    inputs = keras.Input(INPUT_SHAPE, name="pixels")
+    x = model.get_layer("vgg19_preprocess")(inputs)
+    return keras.Model(inputs, model.get_layer("vgg19_block4")(x, training=False), name="transfer_features")
+
+
 def transfer_head(model):
     """The head of a :func:`vgg19_transfer` model as a model of its own on base features.
 

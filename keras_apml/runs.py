@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from keras_apml import atomic
+from keras_apml.errors import InputError
 
 
 class RunDir:
@@ -24,7 +25,10 @@ class RunDir:
         self.metrics = {"experiment": experiment, "runs": {}}
         existing = self.path / "metrics.json"
         if existing.is_file():
-            previous = json.loads(existing.read_text())
+            try:
+                previous = json.loads(existing.read_text())
+            except json.JSONDecodeError:
+                raise InputError(f"{existing} is not valid JSON; give another --out to keep it intact") from None
             if previous.get("experiment") == experiment:
                 self.metrics["runs"].update(previous.get("runs", {}))
         self.sections = []

@@ -105,10 +105,13 @@ class TrainResult:
             "status": f"diverged at epoch {self.diverged_epoch}" if self.diverged else "completed",
             "diverged_epoch": self.diverged_epoch,
             "epochs_run": self.epochs_run,
-            "seconds": round(self.seconds, 3),
-            "seconds_per_epoch": round(self.seconds / max(1, self.epochs_run), 3),
             "history": {k: [v if math.isfinite(v) else None for v in vals] for k, vals in self.history.items()},
         }
+
+    def timing(self):
+        """Wall time of the fit, in total and per epoch."""
+        return {"fit_seconds": round(self.seconds, 3),
+                "seconds_per_epoch": round(self.seconds / max(1, self.epochs_run), 3)}
 
 
 def fit(model, train_data, *, epochs, validation_data=None, steps_per_epoch=None, class_weight=None,

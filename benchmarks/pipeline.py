@@ -1,0 +1,100 @@
+"""Benchmark the input pipeline and one cifar_convnet epoch, augmentation on versus off.
+
+    python -m benchmarks.pipeline --data-dir /tmp/data/cifar10-jpeg
+
+Measures, on real CIFAR-10: decoding (first load) and cached load times,
+images/s of the tf.data pipeline with and without augmentation, and one
+training epoch of ``cifar_convnet`` on 40,000 images with augmentation on and
+off (mean of the epochs after the first, so tracing is not counted). Writes the figures as JSON
+when ``--out`` is given.
+"""
+
+import argparse
+import time
+
+from keras_apml import cli
+
+AUGMENT = "horizontal_flip,width_shift_range=0.125,height_shift_range=0.125,fill_mode=constant,cval=0"
+
+
+def parse_args(argv=None):
+    """The benchmark's command line."""
+    parser = cli.ArgumentParser(prog="python -m benchmarks.pipeline", description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True, help="CIFAR-10 directory (image-folder tree or batches)")
+    parser.add_argument("--images", type=int, default=40000, help="training images (default: 40,000)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--out", default=None, help="write the figures to this JSON file")
+    return parser.parse_args(argv)
+
+
+def pipeline_throughput(x, y, batch_size, augmentation, passes=2):
+    """Images per second of one pass through the tf.data pipeline (best of ``passes``)."""
+    from keras_apml.pipeline import make_dataset
+
+    ds = make_dataset(x, y, batch_size, shuffle=True, seed=0, augmentation=augmentation)
+    best = float("inf")
+    for _ in range(passes):
+        start = time.perf_counter()
+        for _ in ds:
+            pass
+        best = min(best, time.perf_counter() - start)
+    return len(x) / best
+
+
+def epoch_seconds(x, y, batch_size, augmentation, epochs=3):
+    """Mean wall time of the training epochs of cifar_convnet after the first (which traces)."""
+    import keras
+
+    from keras_apml import models, training
+    from keras_apml.pipeline import make_dataset
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.start)
+
+    times = []
+    training.set_seed(0)
+    model = training.compile_model(models.cifar_convnet(), training.make_optimizer("adam"))
+    ds = make_dataset(x, y, batch_size, shuffle=True, seed=0, augmentation=augmentation)
+    model.fit(ds, epochs=epochs, verbose=0, callbacks=[EpochTimer()], shuffle=False)
+    return sum(times[1:]) / len(times[1:])
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import os
+
+    from keras_apml import atomic, data, runs
+    from keras_apml.augmentation import Augmentation
+
+    os.environ.setdefault("KERAS_APML_CACHE", "/tmp/keras_apml_bench_cache")
+    start = time.perf_counter()
+    (x_train, y_train), _ = data.load_cifar10(args.data_dir)
+    first_load = time.perf_counter() - start
+    start = time.perf_counter()
+    data.load_cifar10(args.data_dir)
+    cached_load = time.perf_counter() - start
+    x, y = x_train[: args.images], y_train[: args.images]
+    augmentation = Augmentation.from_string(AUGMENT, seed=0)
+
+    figures = {"images": len(x), "batch_size": args.batch_size, "augmentation": AUGMENT,
+               "load_seconds_first": round(first_load, 2), "load_seconds_cached": round(cached_load, 2)}
+    figures["pipeline_images_per_s_plain"] = round(pipeline_throughput(x, y, args.batch_size, None))
+    figures["pipeline_images_per_s_augmented"] = round(pipeline_throughput(x, y, args.batch_size, augmentation))
+    figures["epoch_seconds_plain"] = round(epoch_seconds(x, y, args.batch_size, None), 2)
+    figures["epoch_seconds_augmented"] = round(epoch_seconds(x, y, args.batch_size, augmentation), 2)
+    figures["augmented_over_plain_epoch"] = round(figures["epoch_seconds_augmented"] / figures["epoch_seconds_plain"], 3)
+    figures["device"] = runs.device_description()
+    figures["cpu_count"] = os.cpu_count()
+    for key, value in figures.items():
+        print(f"{key:34s} {value}")
+    if args.out:
+        atomic.write_json(args.out, figures)
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,167 @@
+"""Every experiment end to end on a synthetic image-folder tree, and the error contract of the commands."""
+
+import importlib
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from keras_apml import cli
+
+EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "experiments").glob("*.py") if p.stem != "__init__")
+
+
+def run_command(name, argv):
+    """Run ``python -m experiments.<name> ARGV`` in-process; return its exit status."""
+    module = importlib.import_module(f"experiments.{name}")
+    with pytest.raises(SystemExit) as e:
+        cli.run(module.main, argv)
+    return e.value.code
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_runs_quick_end_to_end(name, image_tree, tmp_path):
+    root, _ = image_tree
+    out = tmp_path / "run"
+    assert run_command(name, ["--data-dir", str(root), "--out", str(out), "--quick", "--quiet"]) == 0
+    for artifact in ("config.json", "metrics.json", "report.md"):
+        assert (out / artifact).is_file(), artifact
+    assert list(out.glob("*.png")) and list(out.glob("*.keras"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["experiment"] == name and metrics["runs"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["arguments"]["seed"] == 0 and "tensorflow" in config["versions"] and config["device"]["device"]
+
+
+def test_train_on_the_benchmark_reports_observed_and_true_labels(image_tree, tmp_path):
+    root, _ = image_tree
+    out = tmp_path / "run"
+    assert run_command("train", ["--data-dir", str(root), "--out", str(out), "--quick", "--quiet",
+                                 "--balance", "class_weight"]) == 0
+    run = json.loads((out / "metrics.json").read_text())["runs"]["small_cnn"]
+    assert set(run) >= {"train", "validation", "dev", "timing", "training"}
+    dev = run["dev"]
+    assert dev["n"] == 32 and np.sum(dev["confusion_matrix"]) == 32
+    assert np.sum(dev["true_labels"]["confusion_matrix"], axis=1).tolist() == [25, 3, 4]
+    assert np.sum(dev["confusion_matrix"], axis=1).tolist() == [28, 3, 1]  # 3 of 4 cats labelled car
+    assert run["class_weight"] is not None and run["timing"]["fit_seconds"] > 0
+    report = (out / "report.md").read_text()
+    assert "| dev | true |" in report and "confusion_dev_true.png" in report and "Total params" in report
+    model = keras.models.load_model(out / "model.keras")
+    assert model.count_params() == 61411
+
+
+def test_train_on_cifar10_standardises_on_the_training_split_only(image_tree, tmp_path, monkeypatch):
+    from experiments import train
+    from keras_apml import models
+
+    fitted_on = []
+    real_fit = models.fit_standardizer
+    monkeypatch.setattr(models, "fit_standardizer", lambda x: fitted_on.append(x) or real_fit(x))
+    root, _ = image_tree
+    argv = ["--data", "cifar10", "--data-dir", str(root), "--out", str(tmp_path / "run"), "--quick", "--quiet",
+            "--standardize", "--balance", "oversample",
+            "--augment", "horizontal_flip,width_shift_range=0.125,height_shift_range=0.125,fill_mode=constant"]
+    assert run_command("train", argv) == 0
+    splits, _, _ = train.load_data(train.parse_args(argv))
+    assert len(fitted_on) == 1
+    np.testing.assert_array_equal(fitted_on[0], splits["train"][0])  # not validation, not test
+    model = keras.models.load_model(tmp_path / "run" / "model.keras")
+    mean = keras.ops.convert_to_numpy(model.get_layer("standardize").mean).ravel()
+    np.testing.assert_allclose(mean, (splits["train"][0] / 255.0).mean(axis=(0, 1, 2)), atol=1e-4)
+    run = json.loads((tmp_path / "run" / "metrics.json").read_text())["runs"]["cifar_convnet"]
+    assert run["test"]["n"] == 300 and "true_labels" not in run["test"]
+
+
+def test_a_diverged_run_is_reported_as_diverged(image_tree, tmp_path):
+    root, _ = image_tree
+    out = tmp_path / "run"
+    assert run_command("train", ["--data-dir", str(root), "--out", str(out), "--quick", "--quiet",
+                                 "--optimizer", "sgd", "--lr", "1e6"]) == 0
+    run = json.loads((out / "metrics.json").read_text())["runs"]["small_cnn"]
+    assert run["training"]["status"] == "diverged at epoch 1" and "dev" not in run
+    assert "loss became NaN or infinite at epoch 1" in (out / "report.md").read_text()
+
+
+def make_corrupt_batches(root):
+    (root / "cifar-10-batches-py").mkdir(parents=True)
+    (root / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"\x80\x02garbage")
+
+
+def make_wrong_shape_tree(root):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        (root / split / "cat").mkdir(parents=True)
+        Image.fromarray(np.zeros((28, 28, 3), np.uint8)).save(root / split / "cat" / "0.png")
+
+
+@pytest.mark.parametrize("setup, extra, message", [
+    (lambda root: None, [], "data directory .* does not exist; expected"),
+    (lambda root: root.mkdir(), [], "holds no CIFAR-10 data; expected"),
+    (make_corrupt_batches, [], "data_batch_1: (corrupt|unsafe)"),
+    (make_wrong_shape_tree, [], "image is 28x28 with 3 channel"),
+    (None, ["--augment", "zca_whitening"], "'zca_whitening' is an ImageDataGenerator argument"),
+    (None, ["--relabel", "RELABEL"], "label '7' is not one of"),
+    (None, ["--epochs", "0"], "expected a positive integer"),
+])
+def test_bad_input_is_one_error_line_and_status_2(setup, extra, message, image_tree, tmp_path, capsys):
+    root = tmp_path / "data"
+    if setup is None:
+        root = image_tree[0]
+    else:
+        setup(root)
+    (tmp_path / "fix.csv").write_text("index,label\n0,7\n")
+    extra = [str(tmp_path / "fix.csv") if a == "RELABEL" else a for a in extra]
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("kept")
+    status = run_command("train", ["--data-dir", str(root), "--out", str(out), "--quick", "--quiet", *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2
+    assert len(err) == 1 and err[0].startswith("error: ")
+    import re
+    assert re.search(message, err[0]), err[0]
+    assert (out / "notes.txt").read_text() == "kept"
+
+
+def test_no_network_for_the_download_is_an_error_line(monkeypatch, tmp_path, capsys):
+    def offline():
+        raise Exception("URL fetch failure on https://www.cs.toronto.edu/: None -- no network")
+
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
+    assert run_command("train", ["--data", "cifar10", "--out", str(tmp_path / "run"), "--quick", "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith("error: could not download CIFAR-10")
+
+
+def test_a_finished_run_is_kept_when_the_directory_is_reused(image_tree, tmp_path):
+    root, _ = image_tree
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.json").write_text(json.dumps({"experiment": "train", "runs": {"earlier": {"note": 1}}}))
+    assert run_command("train", ["--data-dir", str(root), "--out", str(out), "--quick", "--quiet"]) == 0
+    assert set(json.loads((out / "metrics.json").read_text())["runs"]) == {"earlier", "small_cnn"}
+
+
+def test_the_real_entry_point_prints_one_line_without_traceback(tmp_path):
+    root = Path(__file__).parents[1]
+    done = subprocess.run([sys.executable, "-m", "experiments.train", "--data-dir", str(tmp_path / "missing"),
+                           "--out", str(tmp_path / "run")], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: data directory {tmp_path / 'missing'} does not exist; expected Keras's pickled batches "
+        "(cifar-10-batches-py/data_batch_1..5, test_batch) or an image-folder tree train/<class>/*.jpg "
+        "and test/<class>/*.jpg"]
+
+
+def test_help_documents_the_common_flags():
+    done = subprocess.run([sys.executable, "-m", "experiments.train", "--help"], cwd=Path(__file__).parents[1],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    for flag in ("--data-dir", "--out", "--seed", "--epochs", "--batch-size", "--quick", "--quiet"):
+        assert flag in done.stdout

@@ -1,0 +1,95 @@
+import keras
+import numpy as np
+import pytest
+
+from conftest import synthetic_images
+from keras_apml import models
+from keras_apml.errors import InputError
+
+
+def count(weights):
+    return sum(int(np.prod(w.shape)) for w in weights)
+
+
+def test_small_cnn_has_the_course_parameter_count():
+    model = models.small_cnn(num_classes=3)
+    assert model.count_params() == 61411
+    assert model.output_shape == (None, 3)
+
+
+def test_cifar_convnet_has_exactly_72922_parameters():
+    model = models.cifar_convnet()
+    assert model.count_params() == 72922
+    assert count(model.trainable_weights) == 72826
+    assert models.cifar_convnet(l2=1e-4).count_params() == 72922
+
+
+@pytest.fixture(scope="module")
+def transfer_model():
+    return models.vgg19_transfer(weights=None)
+
+
+def test_vgg19_transfer_has_the_study_parameter_counts(transfer_model):
+    assert transfer_model.count_params() == 13219402
+    assert count(transfer_model.trainable_weights) == 2631178
+    assert count(transfer_model.non_trainable_weights) == 10588224
+    assert transfer_model.get_layer("vgg19_block4").output.shape[1:] == (2, 2, 512)
+
+
+def test_transfer_head_shares_weights_with_the_full_model(transfer_model):
+    x = synthetic_images(8, seed=1).astype(np.float32) / 255.0
+    base = models.transfer_features(transfer_model)
+    assert base.output_shape == (None, 2, 2, 512) and count(base.trainable_weights) == 0
+    head = models.transfer_head(transfer_model)
+    assert count(head.trainable_weights) == 2631178
+    np.testing.assert_allclose(head.predict(base.predict(x, verbose=0), verbose=0),
+                               transfer_model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_vgg19_preprocessing_is_inside_the_model():
+    x = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
+    expected = keras.applications.vgg19.preprocess_input(x * 255.0)
+    np.testing.assert_allclose(models.VGG19Preprocess()(x), expected, rtol=1e-5)
+
+
+def test_imagenet_weights_offline_give_one_clear_message(monkeypatch):
+    def offline(**kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- no network")
+
+    monkeypatch.setattr(keras.applications, "VGG19", offline)
+    with pytest.raises(InputError, match="could not download the VGG19 ImageNet weights.*--weights PATH"):
+        models.vgg19_transfer(weights="imagenet")
+    with pytest.raises(InputError, match="does not exist"):
+        models.vgg19_transfer(weights="/nonexistent/vgg19.h5")
+
+
+def test_standardizer_is_fitted_on_the_given_training_images_only():
+    train = synthetic_images(50, seed=0)
+    test = np.full((50, 32, 32, 3), 255, np.uint8)
+    norm = models.fit_standardizer(train)
+    mean = keras.ops.convert_to_numpy(norm.mean).ravel()
+    np.testing.assert_allclose(mean, (train / 255.0).mean(axis=(0, 1, 2)), rtol=1e-5)
+    out = keras.ops.convert_to_numpy(norm(train.astype(np.float32) / 255.0))
+    np.testing.assert_allclose(out.mean(axis=(0, 1, 2)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(out.std(axis=(0, 1, 2)), 1.0, atol=1e-3)
+    assert not np.allclose(mean, (np.concatenate([train, test]) / 255.0).mean(axis=(0, 1, 2)), atol=0.01)
+
+
+def test_saved_models_are_self_contained(tmp_path):
+    x = synthetic_images(4, seed=2)
+    model = models.cifar_convnet(standardizer=models.fit_standardizer(x))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    xf = x.astype(np.float32) / 255.0
+    np.testing.assert_allclose(loaded.predict(xf, verbose=0), model.predict(xf, verbose=0), atol=1e-6)
+    assert loaded.get_layer("standardize") is not None
+
+
+def test_feature_extractor_stops_at_the_penultimate_layer(transfer_model):
+    assert models.feature_extractor(models.small_cnn()).output.shape == (None, 84)
+    assert models.feature_extractor(models.cifar_convnet()).output.shape == (None, 64)
+    features = models.feature_extractor(transfer_model)
+    assert features.layers[-1].name == "bn2" and features.output.shape == (None, 512)
+    assert models.feature_extractor(transfer_model, layer="fc1").output.shape == (None, 1024)
+    with pytest.raises(InputError, match="has no layer 'fc9'"):
+        models.feature_extractor(transfer_model, layer="fc9")

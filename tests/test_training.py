@@ -1,0 +1,84 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import synthetic_images
+from keras_apml import models, training
+from keras_apml.errors import InputError
+
+
+def data(n=64, seed=0):
+    y = np.arange(n) % 3
+    return synthetic_images(n, seed=seed, labels=y).astype(np.float32) / 255.0, y
+
+
+def test_optimizers_take_momentum_and_weight_decay():
+    sgd = training.make_optimizer("sgd", 0.01, momentum=0.8, weight_decay=1e-4)
+    assert isinstance(sgd, keras.optimizers.SGD) and sgd.momentum == 0.8 and sgd.weight_decay == 1e-4
+    assert isinstance(training.make_optimizer("adam"), keras.optimizers.Adam)
+    assert isinstance(training.make_optimizer("rmsprop"), keras.optimizers.RMSprop)
+    with pytest.raises(InputError, match="unknown optimizer 'adagrad'"):
+        training.make_optimizer("adagrad")
+    with pytest.raises(InputError, match="learning rate must be positive"):
+        training.make_optimizer("sgd", 0.0)
+
+
+def test_step_schedule_divides_the_rate_every_step():
+    lr, callbacks = training.learning_rate_schedule("step", 0.1, epochs=9, steps_per_epoch=10, factor=0.1)
+    schedule = callbacks[0].schedule
+    assert [schedule(e) for e in (0, 2, 3, 6, 8)] == pytest.approx([0.1, 0.1, 0.01, 0.001, 0.001])
+    lr, callbacks = training.learning_rate_schedule("cosine", 0.1, epochs=5, steps_per_epoch=10)
+    assert isinstance(lr, keras.optimizers.schedules.CosineDecay) and float(lr(50)) == pytest.approx(0.0)
+    _, callbacks = training.learning_rate_schedule("plateau", 0.1, epochs=5, steps_per_epoch=10)
+    assert isinstance(callbacks[0], keras.callbacks.ReduceLROnPlateau)
+
+
+def test_a_huge_learning_rate_is_reported_as_diverged_never_as_a_number(tmp_path):
+    keras.utils.set_random_seed(0)
+    x, y = data()
+    model = training.compile_model(models.small_cnn(), training.make_optimizer("sgd", 1e6))
+    result = training.fit(model, keras_dataset(x, y), epochs=4, callbacks=training.run_callbacks(tmp_path), verbose=0)
+    assert result.diverged and result.diverged_epoch == 1 and result.epochs_run == 1
+    report = result.to_dict()
+    assert report["status"] == "diverged at epoch 1" and report["history"]["loss"] == [None]
+    json.dumps(report, allow_nan=False)
+
+
+def test_a_sane_run_completes(tmp_path):
+    keras.utils.set_random_seed(0)
+    x, y = data()
+    model = training.compile_model(models.small_cnn(), training.make_optimizer("adam", 1e-3))
+    result = training.fit(model, keras_dataset(x, y), epochs=2, callbacks=training.run_callbacks(tmp_path), verbose=0)
+    assert not result.diverged and result.epochs_run == 2 and result.to_dict()["status"] == "completed"
+    assert (tmp_path / "history.csv").read_text().count("\n") == 3
+
+
+def keras_dataset(x, y):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+
+
+class Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
+    x, y = data()
+
+    def new_model():
+        keras.utils.set_random_seed(0)
+        return training.compile_model(models.small_cnn(), training.make_optimizer("adam", 1e-3))
+
+    with pytest.raises(KeyboardInterrupt):
+        training.fit(new_model(), keras_dataset(x, y), epochs=4,
+                     callbacks=training.run_callbacks(tmp_path) + [Interrupt()], verbose=0)
+    assert (tmp_path / "backup").is_dir()
+    resumed = training.fit(new_model(), keras_dataset(x, y), epochs=4, callbacks=training.run_callbacks(tmp_path),
+                           verbose=0)
+    assert len(resumed.history["loss"]) == 2  # epochs 3 and 4 only
+    assert not (tmp_path / "backup").exists()  # removed once the run completed
