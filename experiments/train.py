@@ -42,6 +42,8 @@ def parse_args(argv=None):
     parser.add_argument("--schedule", choices=SCHEDULES, default="constant")
     parser.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
                         help="stop when validation loss stalls this many epochs (0: off)")
+    parser.add_argument("--save-best", action="store_true",
+                        help="also keep the model of lowest validation loss as best.keras (ModelCheckpoint)")
     parser.add_argument("--val-split", type=float, default=0.2, help="validation fraction of train (default: 0.2)")
     parser.add_argument("--relabel", default=None, metavar="CSV",
                         help="apply manual label corrections (index,label) to the training labels")
@@ -155,7 +157,8 @@ def main(argv=None):
     training.compile_model(model, optimizer)
     x_val, y_val, _ = splits["validation"]
     val_ds = pipeline.make_dataset(x_val, y_val, args.batch_size)
-    callbacks = training.run_callbacks(run.path, early_stopping=args.early_stopping) + schedule_callbacks
+    callbacks = training.run_callbacks(run.path, early_stopping=args.early_stopping,
+                                       save_best=args.save_best) + schedule_callbacks
     result = training.fit(model, train_ds, epochs=args.epochs, validation_data=val_ds, steps_per_epoch=steps,
                           class_weight=weights, callbacks=callbacks, verbose=0 if args.quiet else 1)
     figures.append(run.save_figure(

@@ -83,6 +83,12 @@ class RunDir:
         atomic.write_text(self.file("report.md"), f"# {self.experiment}\n\n" + "\n".join(self.sections))
 
 
+def progress(index, total, description, quiet=False):
+    """Print the one line a multi-run study shows per configuration: ``[3/8] lr=1e-3 ...``."""
+    if not quiet:
+        print(f"[{index}/{total}] {description}", flush=True)
+
+
 def markdown_table(headers, rows):
     """A markdown table; floats get four decimals, None shows as an em dash."""
     def cell(v):

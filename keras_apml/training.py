@@ -66,11 +66,12 @@ def compile_model(model, optimizer, jit_compile=False):
     return model
 
 
-def run_callbacks(run_dir, early_stopping=None, backup=True):
-    """The callbacks every run gets: CSVLogger, TerminateOnNaN, BackupAndRestore, optional EarlyStopping.
+def run_callbacks(run_dir, early_stopping=None, backup=True, save_best=False):
+    """The callbacks every run gets: CSVLogger, TerminateOnNaN, BackupAndRestore; EarlyStopping and ModelCheckpoint on request.
 
     BackupAndRestore keeps its state under ``run_dir/backup`` so that an
-    interrupted run, started again with the same ``--out``, resumes where it stopped.
+    interrupted run, started again with the same ``--out``, resumes where it
+    stopped. ``save_best`` keeps the model of lowest validation loss as ``best.keras``.
     """
     run_dir = Path(run_dir)
     callbacks = [
@@ -79,6 +80,9 @@ def run_callbacks(run_dir, early_stopping=None, backup=True):
     ]
     if backup:
         callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup")))
+    if save_best:
+        callbacks.append(keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_loss",
+                                                         save_best_only=True))
     if early_stopping:
         callbacks.append(
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=early_stopping, restore_best_weights=True)

@@ -82,3 +82,15 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
                            verbose=0)
     assert len(resumed.history["loss"]) == 2  # epochs 3 and 4 only
     assert not (tmp_path / "backup").exists()  # removed once the run completed
+
+
+def test_save_best_keeps_the_lowest_validation_loss_model(tmp_path):
+    keras.utils.set_random_seed(0)
+    x, y = data()
+    model = training.compile_model(models.small_cnn(), training.make_optimizer("adam", 1e-3))
+    callbacks = training.run_callbacks(tmp_path, save_best=True, early_stopping=1)
+    assert [type(c).__name__ for c in callbacks] == [
+        "TerminateOnNaN", "CSVLogger", "BackupAndRestore", "ModelCheckpoint", "EarlyStopping"]
+    training.fit(model, keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=2, callbacks=callbacks,
+                 verbose=0)
+    assert keras.models.load_model(tmp_path / "best.keras").count_params() == 61411

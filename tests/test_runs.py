@@ -1,0 +1,51 @@
+import json
+
+import numpy as np
+import pytest
+
+from keras_apml import atomic, runs
+from keras_apml.errors import InputError
+
+
+def test_metrics_json_is_rewritten_after_each_run_and_kept_on_reopen(tmp_path):
+    run = runs.RunDir(tmp_path / "r", "demo")
+    run.record("a", {"dev": {"accuracy": np.float32(0.5)}, "timing": {"fit_seconds": 1.0}})
+    run.record("b", {"dev": {"accuracy": 0.75}})
+    reopened = runs.RunDir(tmp_path / "r", "demo")
+    reopened.record("c", {})
+    saved = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert saved == {"experiment": "demo", "runs": {"a": {"dev": {"accuracy": 0.5}, "timing": {"fit_seconds": 1.0}},
+                                                    "b": {"dev": {"accuracy": 0.75}}, "c": {}}}
+
+
+def test_a_corrupt_metrics_file_is_not_overwritten(tmp_path):
+    (tmp_path / "metrics.json").write_text("{broken")
+    with pytest.raises(InputError, match="not valid JSON"):
+        runs.RunDir(tmp_path, "demo")
+    assert (tmp_path / "metrics.json").read_text() == "{broken"
+
+
+def test_nan_is_refused_rather_than_written(tmp_path):
+    with pytest.raises(ValueError):
+        atomic.write_json(tmp_path / "m.json", {"loss": float("nan")})
+    assert not list(tmp_path.iterdir())  # no partial file left behind
+
+
+def test_default_run_directory_is_under_runs_experiment(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = runs.RunDir.create("demo")
+    assert run.path.parent == tmp_path.joinpath("runs", "demo").relative_to(tmp_path) and run.path.is_dir()
+
+
+def test_report_sections_accumulate_in_order(tmp_path):
+    run = runs.RunDir(tmp_path, "demo")
+    run.add_section("## One")
+    run.add_section(runs.markdown_table(["name", "acc", "f1"], [("x", 0.12345, None)]))
+    assert (tmp_path / "report.md").read_text() == (
+        "# demo\n\n## One\n\n| name | acc | f1 |\n|---|---|---|\n| x | 0.1235 | — |\n")
+
+
+def test_progress_is_one_line_per_configuration(capsys):
+    runs.progress(3, 8, "lr=1e-3 batch=32")
+    runs.progress(4, 8, "lr=1e-2", quiet=True)
+    assert capsys.readouterr().out == "[3/8] lr=1e-3 batch=32\n"
