@@ -136,86 +136,42 @@ def training_data(args, x, y):
 def main(argv=None):
     args = parse_args(argv)
 
-    from keras_apml import evaluation, pipeline, plots, training
-    from keras_apml.runs import RunDir, model_summary
+    from keras_apml import pipeline, plots, report, training
+    from keras_apml.runs import RunDir
 
     run = RunDir.create("train", args.out)
     training.set_seed(args.seed)
     splits, names, data_record = load_data(args)
     run.write_config(args, data=data_record)
     x_train, y_train, _ = splits["train"]
-
     fig = plots.class_distribution({name: s[1] for name, s in splits.items()}, names, "Observed labels per split")
-    figures = [run.save_figure(fig, "class_distribution.png")]
-    figures.append(run.save_figure(plots.sample_grid(x_train, y_train, names), "samples.png"))
+    figures = [run.save_figure(fig, "class_distribution.png"),
+               run.save_figure(plots.sample_grid(x_train, y_train, names), "samples.png")]
 
     model = build_model(args, x_train, len(names))
     train_ds, steps, weights, (x_fit, y_fit) = training_data(args, x_train, y_train)
     steps_per_epoch = steps or int(np.ceil(len(y_fit) / args.batch_size))
     lr, schedule_callbacks = training.learning_rate_schedule(args.schedule, args.lr, args.epochs, steps_per_epoch)
-    optimizer = training.make_optimizer(args.optimizer, lr, args.momentum, args.weight_decay)
-    training.compile_model(model, optimizer)
+    training.compile_model(model, training.make_optimizer(args.optimizer, lr, args.momentum, args.weight_decay))
     x_val, y_val, _ = splits["validation"]
-    val_ds = pipeline.make_dataset(x_val, y_val, args.batch_size)
     callbacks = training.run_callbacks(run.path, early_stopping=args.early_stopping,
                                        save_best=args.save_best) + schedule_callbacks
-    result = training.fit(model, train_ds, epochs=args.epochs, validation_data=val_ds, steps_per_epoch=steps,
-                          class_weight=weights, callbacks=callbacks, verbose=0 if args.quiet else 1)
-    figures.append(run.save_figure(
-        plots.training_curves(result.history, f"{args.model} training", result.diverged_epoch), "training_curves.png"))
+    result = training.fit(model, train_ds, epochs=args.epochs, steps_per_epoch=steps, class_weight=weights,
+                          validation_data=pipeline.make_dataset(x_val, y_val, args.batch_size),
+                          callbacks=callbacks, verbose=0 if args.quiet else 1)
 
-    results = {"training": result.to_dict(), "timing": result.timing(), "class_weight": weights,
-               "fit_size": len(y_fit)}
+    split_metrics = {} if result.diverged else report.evaluate_splits(model, splits, names)
     if not result.diverged:
-        for split, (x, y, y_true) in splits.items():
-            results[split] = evaluation.evaluate(model, x, y, names, y_true=y_true)
         run.save_model(model)
-    run.record(args.model, results)
-    write_report(run, args, results, names, model_summary(model), figures)
+    run.record(args.model, {**split_metrics, "training": result.to_dict(), "timing": result.timing(),
+                            "class_weight": weights, "fit_size": len(y_fit)})
+    run.add_section(f"Model `{args.model}` on `{args.data}` (balance: {args.balance}, "
+                    f"augment: {args.augment or 'none'}, standardize: {args.standardize}).\n\n"
+                    + "\n".join(f"![{f}]({f})" for f in figures))
+    report.add_model_report(run, args.model, split_metrics, names, model, result)
     if not args.quiet:
         print(f"run directory: {run.path}")
     return 0
-
-
-def write_report(run, args, results, names, summary, figures):
-    """report.md: the metrics table, confusion matrices, classification reports, model summary, plots."""
-    from keras_apml import plots
-    from keras_apml.runs import markdown_table
-
-    training = results["training"]
-    run.add_section(f"Model `{args.model}` on `{args.data}`; {training['status']} after "
-                    f"{training['epochs_run']} epochs in {results['timing']['fit_seconds']:.1f} s "
-                    f"(balance: {args.balance}, augment: {args.augment or 'none'}, "
-                    f"standardize: {args.standardize}).")
-    if training["diverged_epoch"]:
-        run.add_section(f"**The loss became NaN or infinite at epoch {training['diverged_epoch']}**: "
-                        "no metrics are reported for a diverged run.")
-        return
-    rows = []
-    for split, m in results.items():
-        if not isinstance(m, dict) or "accuracy" not in m:
-            continue
-        for labels, metrics in (("observed", m), ("true", m.get("true_labels"))):
-            if metrics:
-                per_class = " / ".join("—" if v is None else f"{v:.3f}" for v in metrics["per_class_accuracy"].values())
-                rows.append((split, labels, metrics["accuracy"], metrics["balanced_accuracy"],
-                             metrics["macro_f1"], per_class))
-    run.add_section("## Metrics\n\n" + markdown_table(
-        ["split", "labels", "accuracy", "balanced accuracy", "macro F1", "per-class accuracy (" + " / ".join(names) + ")"],
-        rows))
-    for split, m in results.items():
-        if not isinstance(m, dict) or "accuracy" not in m:
-            continue
-        for labels, metrics in (("observed", m), ("true", m.get("true_labels"))):
-            if not metrics:
-                continue
-            png = run.save_figure(plots.confusion_matrix(metrics["confusion_matrix"], names,
-                                                         f"{split} ({labels} labels)"),
-                                  f"confusion_{split}_{labels}.png")
-            run.add_section(f"### {split}, {labels} labels\n\n![confusion matrix]({png})\n\n"
-                            f"```\n{metrics['classification_report']}```")
-    run.add_section("## Plots\n\n" + "\n".join(f"![{f}]({f})" for f in figures))
-    run.add_section(f"## Model\n\n```\n{summary}\n```")
 
 
 if __name__ == "__main__":

@@ -66,22 +66,25 @@ def compile_model(model, optimizer, jit_compile=False):
     return model
 
 
-def run_callbacks(run_dir, early_stopping=None, backup=True, save_best=False):
+def run_callbacks(run_dir, early_stopping=None, backup=True, save_best=False, tag=None):
     """The callbacks every run gets: CSVLogger, TerminateOnNaN, BackupAndRestore; EarlyStopping and ModelCheckpoint on request.
 
     BackupAndRestore keeps its state under ``run_dir/backup`` so that an
     interrupted run, started again with the same ``--out``, resumes where it
-    stopped. ``save_best`` keeps the model of lowest validation loss as ``best.keras``.
+    stopped. ``save_best`` keeps the model of lowest validation loss as
+    ``best.keras``. ``tag`` names the files of one run among several
+    (``history_<tag>.csv``, ``backup_<tag>``, ``best_<tag>.keras``).
     """
     run_dir = Path(run_dir)
+    suffix = f"_{tag}" if tag else ""
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=backup),
+        keras.callbacks.CSVLogger(str(run_dir / f"history{suffix}.csv"), append=backup),
     ]
     if backup:
-        callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup")))
+        callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / f"backup{suffix}")))
     if save_best:
-        callbacks.append(keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_loss",
+        callbacks.append(keras.callbacks.ModelCheckpoint(str(run_dir / f"best{suffix}.keras"), monitor="val_loss",
                                                          save_best_only=True))
     if early_stopping:
         callbacks.append(

@@ -51,7 +51,7 @@ def test_train_on_the_benchmark_reports_observed_and_true_labels(image_tree, tmp
     assert np.sum(dev["confusion_matrix"], axis=1).tolist() == [28, 3, 1]  # 3 of 4 cats labelled car
     assert run["class_weight"] is not None and run["timing"]["fit_seconds"] > 0
     report = (out / "report.md").read_text()
-    assert "| dev | true |" in report and "confusion_dev_true.png" in report and "Total params" in report
+    assert "| dev | true |" in report and "confusion_small_cnn_dev_true.png" in report and "Total params" in report
     model = keras.models.load_model(out / "model.keras")
     assert model.count_params() == 61411
 
