@@ -62,8 +62,6 @@ def parse_args(argv=None):
 
 def load_data(args):
     """Return a dict of splits -> (x, y, y_true or None), the class names and a data record."""
-    from sklearn.model_selection import train_test_split
-
     from keras_apml import data
 
     record = {"data": args.data}
@@ -78,14 +76,13 @@ def load_data(args):
     else:
         (x, y), (x_test, y_test) = data.load_cifar10(args.data_dir)
         if args.quick:
-            x, y = _stratified_subset(x, y, QUICK_TRAIN, args.seed)
-            x_test, y_test = _stratified_subset(x_test, y_test, QUICK_TEST, args.seed)
+            x, y = data.stratified_subset(x, y, QUICK_TRAIN, args.seed)
+            x_test, y_test = data.stratified_subset(x_test, y_test, QUICK_TEST, args.seed)
         y_true, test = None, (x_test, y_test, None)
         names, test_name = data.CIFAR10_CLASSES, "test"
     if args.relabel:
         y, record["relabel"] = data.apply_relabel_file(y, args.relabel, names)
-    index = np.arange(len(y))
-    train_idx, val_idx = train_test_split(index, test_size=args.val_split, random_state=args.seed, stratify=y)
+    train_idx, val_idx = data.validation_split(y, args.val_split, args.seed)
     pick = lambda idx: (x[idx], y[idx], None if y_true is None else y_true[idx])  # noqa: E731
     splits = {"train": pick(train_idx), "validation": pick(val_idx), test_name: test}
     record["sizes"] = {k: len(v[1]) for k, v in splits.items()}
@@ -95,16 +92,6 @@ def load_data(args):
 def _scaled(counts):
     """Benchmark class counts scaled down for --quick."""
     return tuple(max(2, round(c / QUICK_SCALE)) for c in counts)
-
-
-def _stratified_subset(x, y, n, seed):
-    """A stratified random subset of at most ``n`` images."""
-    from sklearn.model_selection import train_test_split
-
-    if n >= len(y):
-        return x, y
-    idx, _ = train_test_split(np.arange(len(y)), train_size=n, random_state=seed, stratify=y)
-    return x[idx], y[idx]
 
 
 def build_model(args, x_train, num_classes):

@@ -302,6 +302,23 @@ def write_relabel_file(path, indices, labels, class_names):
         writer.writerows((int(i), class_names[int(label)]) for i, label in zip(indices, labels))
 
 
+def validation_split(y, fraction=0.2, seed=0):
+    """Stratified ``(train_indices, validation_indices)`` holding out ``fraction`` of ``y``."""
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(np.arange(len(y)), test_size=fraction, random_state=seed, stratify=y)
+
+
+def stratified_subset(x, y, n, seed=0):
+    """A stratified random subset of at most ``n`` images (for --quick runs)."""
+    from sklearn.model_selection import train_test_split
+
+    if n >= len(y):
+        return x, y
+    idx, _ = train_test_split(np.arange(len(y)), train_size=n, random_state=seed, stratify=y)
+    return x[idx], y[idx]
+
+
 def save_arrays(path, **arrays):
     """Save named arrays to an .npz file atomically, without pickles."""
     arrays = {k: np.asarray(v) for k, v in arrays.items()}

@@ -2,6 +2,8 @@
 
 import dataclasses
 import math
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -11,11 +13,50 @@ from keras_apml.errors import InputError
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 SCHEDULES = ("constant", "step", "plateau", "cosine")
+STRATEGIES = ("none", "mirrored", "multiworker")
 
 
 def set_seed(seed):
     """Seed Python, NumPy and the backend (``keras.utils.set_random_seed``)."""
     keras.utils.set_random_seed(int(seed))
+
+
+def distribution_strategy(kind="none"):
+    """A tf.distribute strategy: the default one, MirroredStrategy or MultiWorkerMirroredStrategy.
+
+    ``mirrored`` replicates over all local GPUs, or over the logical CPU
+    devices where there is no GPU; ``multiworker`` needs ``TF_CONFIG``.
+    Build and compile models inside ``strategy.scope()``.
+    """
+    import tensorflow as tf
+
+    if kind == "none":
+        return tf.distribute.get_strategy()
+    if kind == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if kind == "multiworker":
+        if not os.environ.get("TF_CONFIG"):
+            raise InputError("--distribute multiworker needs TF_CONFIG describing the cluster and this worker")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise InputError(f"unknown strategy {kind!r}; choose from {', '.join(STRATEGIES)}")
+
+
+def gpu_options(mixed_precision=False, jit=False):
+    """Turn on mixed_float16 and XLA where a GPU is present; return what is in effect.
+
+    On a CPU both stay off (mixed float16 is slower there) and a note says so.
+    """
+    import tensorflow as tf
+
+    wanted = {"mixed_precision": bool(mixed_precision), "jit": bool(jit)}
+    if not tf.config.list_physical_devices("GPU"):
+        for flag, on in wanted.items():
+            if on:
+                print(f"note: --{flag.replace('_', '-')} needs a GPU; it stays off on this CPU", file=sys.stderr)
+        return {"mixed_precision": False, "jit": False}
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")
+    return wanted
 
 
 def make_optimizer(name="adam", learning_rate=1e-3, momentum=0.9, weight_decay=None):

@@ -1,0 +1,59 @@
+"""Features computed once and cached: a model's outputs on image arrays, stored
+as .npz under the cache directory, keyed by the model and the images."""
+
+import hashlib
+import time
+
+import numpy as np
+
+from keras_apml import data
+from keras_apml.errors import InputError
+from keras_apml.pipeline import make_dataset
+
+
+def file_sha256(path):
+    """The SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_sha256(model):
+    """The SHA-256 of a model's weight values (so two models with equal weights share a key)."""
+    digest = hashlib.sha256(model.name.encode())
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
+    return digest.hexdigest()
+
+
+def arrays_sha256(arrays):
+    """The SHA-256 of named arrays' shapes and bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}{a.shape}{a.dtype}".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+def cached_outputs(model, images, key, batch_size=256):
+    """Return ``({name: model outputs on images[name]}, info)``, computing them only on a cache miss.
+
+    ``images`` maps names to uint8 image arrays; ``key`` identifies the model
+    (a file hash and a layer, or :func:`weights_sha256`). ``info`` records
+    whether the cache was hit, the seconds spent and the cache file.
+    """
+    path = data.cache_dir() / f"features-{hashlib.sha256((key + arrays_sha256(images)).encode()).hexdigest()[:24]}.npz"
+    start = time.perf_counter()
+    if path.is_file():
+        try:
+            outputs = data.load_arrays(path)
+            if set(outputs) == set(images):
+                return outputs, {"cache": "hit", "seconds": round(time.perf_counter() - start, 3), "file": str(path)}
+        except InputError:
+            pass  # a damaged entry is recomputed below
+    outputs = {name: model.predict(make_dataset(x, batch_size=batch_size), verbose=0) for name, x in images.items()}
+    data.save_arrays(path, **outputs)
+    return outputs, {"cache": "miss", "seconds": round(time.perf_counter() - start, 3), "file": str(path)}
