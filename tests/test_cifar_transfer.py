@@ -1,0 +1,103 @@
+"""experiments.cifar_transfer: cached VGG19 features, fine-tuning, distribution, its flags."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from test_experiments import run_command
+
+
+def quick(root, out, *extra):
+    return ["--data-dir", str(root), "--out", str(out), "--quick", "--quiet", "--weights", "none", *extra]
+
+
+def test_the_head_on_cached_features_predicts_as_the_full_model(image_tree, tmp_path):
+    from experiments.cifar_transfer import load_splits, parse_args
+    from keras_apml import features, models
+
+    root, _ = image_tree
+    argv = quick(root, tmp_path / "run", "--runs", "vgg19")
+    assert run_command("cifar_transfer", argv) == 0
+    run = json.loads((tmp_path / "run" / "metrics.json").read_text())["runs"]["vgg19"]
+    assert run["feature_cache"] is True and run["timing"]["feature_cache"] == "miss"
+    model = keras.models.load_model(tmp_path / "run" / "vgg19.keras")
+    splits = load_splits(parse_args(argv))
+    base = models.transfer_features(model)
+    cached, info = features.cached_outputs(base, {s: x for s, (x, _, _) in splits.items()},
+                                           key=features.weights_sha256(base))
+    assert info["cache"] == "hit"  # the experiment's own cache, found again from the saved model's weights
+    x_test = splits["test"][0]
+    np.testing.assert_allclose(models.transfer_head(model).predict(cached["test"], verbose=0),
+                               model.predict(x_test.astype(np.float32) / 255.0, verbose=0), atol=1e-5)
+    assert run["test"]["accuracy"] == np.mean(
+        model.predict(x_test.astype(np.float32) / 255.0, verbose=0).argmax(1) == splits["test"][1])
+
+
+def test_end_to_end_and_fine_tuning_runs(image_tree, tmp_path):
+    root, _ = image_tree
+    out = tmp_path / "run"
+    assert run_command("cifar_transfer", quick(root, out, "--runs", "vgg19", "--no-feature-cache", "--fine-tune")) == 0
+    runs = json.loads((out / "metrics.json").read_text())["runs"]
+    assert runs["vgg19"]["feature_cache"] is False and "feature_seconds" not in runs["vgg19"]["timing"]
+    assert runs["vgg19_finetune"]["unfrozen"] == "block4"
+    tuned = keras.models.load_model(out / "vgg19_finetune.keras")
+    block4 = 1180160 + 3 * 2359808
+    assert sum(int(np.prod(w.shape)) for w in tuned.trainable_weights) == 2631178 + block4
+    assert "## Comparison" in (out / "report.md").read_text().split("vgg19_finetune")[-2]
+
+
+def test_conv_runs_record_the_study_numbers_beside_theirs(image_tree, tmp_path):
+    root, _ = image_tree
+    out = tmp_path / "run"
+    assert run_command("cifar_transfer", quick(root, out, "--runs", "1,2")) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["runs"]) == ["1_raw", "2_standardized"]
+    assert metrics["runs"]["1_raw"]["test"]["n"] == 300 and metrics["runs"]["1_raw"]["validation"]["n"] == 200
+    table = (out / "report.md").read_text().split("## Comparison")[1]
+    assert "| 1_raw |" in table and "70.81%" in table and "73.26%" in table and "82%" not in table
+    assert keras.models.load_model(out / "1_raw.keras").count_params() == 72922
+    assert keras.models.load_model(out / "2_standardized.keras").count_params() == 72922 + 7  # mean, variance, count
+
+
+def test_mirrored_strategy_on_two_logical_cpus(image_tree, tmp_path):
+    root, _ = image_tree
+    script = textwrap.dedent(f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from experiments import cifar_transfer
+        cifar_transfer.main({quick(root, tmp_path / "run", "--runs", "2", "--distribute", "mirrored")!r})
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[1], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["replicas"] == 2 and config["arguments"]["distribute"] == "mirrored"
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["runs"]["2_standardized"]["test"]["n"] == 300
+
+
+def test_gpu_options_stay_off_on_a_cpu_with_a_note(image_tree, tmp_path, capsys):
+    root, _ = image_tree
+    assert run_command("cifar_transfer", quick(root, tmp_path / "run", "--runs", "1", "--mixed-precision",
+                                               "--jit")) == 0
+    assert "note: --mixed-precision needs a GPU" in capsys.readouterr().err
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["gpu"] == {"mixed_precision": False, "jit": False}
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_bad_flags_are_error_lines(image_tree, tmp_path, capsys, monkeypatch):
+    root, _ = image_tree
+    assert run_command("cifar_transfer", quick(root, tmp_path / "a", "--runs", "1,4")) == 2
+    assert capsys.readouterr().err.startswith("error: --runs takes a comma-separated list of 1, 2, 3, vgg19; got 4")
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert run_command("cifar_transfer", quick(root, tmp_path / "b", "--distribute", "multiworker")) == 2
+    assert capsys.readouterr().err.startswith("error: --distribute multiworker needs TF_CONFIG")
+    assert run_command("cifar_transfer", ["--data-dir", str(root), "--out", str(tmp_path / "c"), "--quick",
+                                          "--weights", str(tmp_path / "missing.h5"), "--runs", "vgg19"]) == 2
+    assert "missing.h5 does not exist" in capsys.readouterr().err
