@@ -302,11 +302,11 @@ def write_relabel_file(path, indices, labels, class_names):
         writer.writerows((int(i), class_names[int(label)]) for i, label in zip(indices, labels))
 
 
-def validation_split(y, fraction=0.2, seed=0):
-    """Stratified ``(train_indices, validation_indices)`` holding out ``fraction`` of ``y``."""
+def validation_split(y, size=0.2, seed=0):
+    """Stratified ``(train_indices, validation_indices)``; ``size`` is a fraction of ``y`` or a count."""
     from sklearn.model_selection import train_test_split
 
-    return train_test_split(np.arange(len(y)), test_size=fraction, random_state=seed, stratify=y)
+    return train_test_split(np.arange(len(y)), test_size=size, random_state=seed, stratify=y)
 
 
 def stratified_subset(x, y, n, seed=0):

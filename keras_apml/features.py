@@ -42,18 +42,22 @@ def cached_outputs(model, images, key, batch_size=256):
     """Return ``({name: model outputs on images[name]}, info)``, computing them only on a cache miss.
 
     ``images`` maps names to uint8 image arrays; ``key`` identifies the model
-    (a file hash and a layer, or :func:`weights_sha256`). ``info`` records
-    whether the cache was hit, the seconds spent and the cache file.
+    (a file hash and a layer, or :func:`weights_sha256`). A model with named
+    outputs (a dict) gives ``"name.output"`` entries. ``info`` records whether
+    the cache was hit, the seconds spent and the cache file.
     """
     path = data.cache_dir() / f"features-{hashlib.sha256((key + arrays_sha256(images)).encode()).hexdigest()[:24]}.npz"
     start = time.perf_counter()
     if path.is_file():
         try:
             outputs = data.load_arrays(path)
-            if set(outputs) == set(images):
+            if {k.partition(".")[0] for k in outputs} == set(images):
                 return outputs, {"cache": "hit", "seconds": round(time.perf_counter() - start, 3), "file": str(path)}
         except InputError:
             pass  # a damaged entry is recomputed below
-    outputs = {name: model.predict(make_dataset(x, batch_size=batch_size), verbose=0) for name, x in images.items()}
+    outputs = {}
+    for name, x in images.items():
+        out = model.predict(make_dataset(x, batch_size=batch_size), verbose=0)
+        outputs.update({f"{name}.{k}": v for k, v in out.items()} if isinstance(out, dict) else {name: out})
     data.save_arrays(path, **outputs)
     return outputs, {"cache": "miss", "seconds": round(time.perf_counter() - start, 3), "file": str(path)}

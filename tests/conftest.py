@@ -62,3 +62,13 @@ def cifar_arrays():
     x_train = np.broadcast_to((np.arange(50000) % 251).astype(np.uint8)[:, None, None, None], (50000, 32, 32, 3))
     x_test = np.broadcast_to((np.arange(10000) % 251).astype(np.uint8)[:, None, None, None], (10000, 32, 32, 3))
     return (x_train, y_train), (x_test, y_test)
+
+
+@pytest.fixture(scope="session")
+def transfer_model_file(tmp_path_factory):
+    """An untrained vgg19_transfer model saved as .keras (ImageNet weights are unreachable here)."""
+    from keras_apml import models
+
+    path = tmp_path_factory.mktemp("transfer") / "vgg19.keras"
+    models.vgg19_transfer(weights=None).save(path)
+    return path

@@ -1,0 +1,214 @@
+"""Hand a trained network's penultimate-layer features to scikit-learn classifiers.
+
+    python -m experiments.feature_extraction --data-dir /tmp/data/cifar10-jpeg
+    python -m experiments.feature_extraction --model runs/cifar_transfer/RUN --scale --pca 128 --svm exact
+
+Features of all CIFAR-10 train and test images are extracted in batches and
+cached (keyed by the model file's hash and the layer); logistic regression,
+a random forest, KNN and an SVM are each fitted inside a scikit-learn
+Pipeline, and compared with the network's own test accuracy.
+"""
+
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from keras_apml import cli
+from keras_apml.errors import InputError
+
+CLASSIFIERS = ("logreg", "random_forest", "knn", "svm")
+SVMS = ("nystroem", "linear", "exact")
+MAKE_MODEL = "python -m experiments.cifar_transfer --runs vgg19"
+QUICK_TRAIN, QUICK_TEST = 1000, 300
+
+
+def parse_args(argv=None):
+    """The command line of this experiment."""
+    parser = cli.experiment_parser("feature_extraction", __doc__.splitlines()[0])
+    parser.add_argument("--model", default=None,
+                        help="a .keras file, or a cifar_transfer run directory (its vgg19.keras); "
+                             "default: the newest cifar_transfer run under runs/")
+    parser.add_argument("--layer", default=None,
+                        help="layer to take features from (default: the penultimate, the transfer head's "
+                             "512-unit layer, bn2)")
+    parser.add_argument("--classifiers", default=",".join(CLASSIFIERS),
+                        help=f"comma-separated subset of {', '.join(CLASSIFIERS)} (default: all)")
+    parser.add_argument("--scale", action="store_true", help="put a StandardScaler first in every pipeline")
+    parser.add_argument("--pca", type=int, default=0, metavar="N", help="then PCA to N components (0: off)")
+    parser.add_argument("--svm", choices=SVMS, default="nystroem",
+                        help="nystroem: RBF kernel approximated with Nystroem + LinearSVC (default, minutes "
+                             "at most); linear: LinearSVC; exact: sklearn.svm.SVC (slow on 50,000 images)")
+    parser.add_argument("--max-iter", type=int, default=None,
+                        help="logistic regression iterations (default: 2000; 100 with --quick)")
+    parser.add_argument("--train-eval-size", type=int, default=10000,
+                        help="train accuracy is measured on a stratified sample of this many images "
+                             "(KNN on all 50,000 would dominate the run; default: 10,000)")
+    args = parser.parse_args(argv)
+    args.classifiers = [c.strip() for c in args.classifiers.split(",") if c.strip()]
+    unknown = [c for c in args.classifiers if c not in CLASSIFIERS]
+    if unknown or not args.classifiers:
+        parser.error(f"--classifiers takes a comma-separated list of {', '.join(CLASSIFIERS)}; got {','.join(unknown)}")
+    args.batch_size = args.batch_size or 256
+    args.max_iter = args.max_iter or (100 if args.quick else 2000)
+    return args
+
+
+def resolve_model(path):
+    """The .keras file to use: the given file, a run directory's vgg19.keras, or the newest run's."""
+    if path is None:
+        found = sorted(Path("runs", "cifar_transfer").glob("*/vgg19.keras"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise InputError(f"no trained transfer model under runs/cifar_transfer/; make one with `{MAKE_MODEL}` "
+                             "or pass --model PATH")
+        return found[-1]
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "vgg19.keras").is_file():
+            raise InputError(f"{path} holds no vgg19.keras; make one with `{MAKE_MODEL} --out {path}` "
+                             "or pass a .keras file")
+        return path / "vgg19.keras"
+    if not path.is_file():
+        raise InputError(f"model {path} does not exist; make one with `{MAKE_MODEL}`")
+    return path
+
+
+def load_model(path):
+    """Load a .keras model (keras_apml's layers registered); a bad file is an InputError."""
+    import keras
+
+    import keras_apml.models  # noqa: F401  (registers VGG19Preprocess and friends)
+
+    try:
+        return keras.models.load_model(path)
+    except Exception as e:  # Keras raises ValueError, OSError, zipfile errors... for a bad file
+        raise InputError(f"cannot load model {path}: {str(e).splitlines()[0][:200]}") from None
+
+
+def make_classifier(name, args):
+    """A scikit-learn Pipeline: optional StandardScaler and PCA, then the classifier."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.kernel_approximation import Nystroem
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC, LinearSVC
+
+    estimators = {
+        "logreg": lambda: LogisticRegression(max_iter=args.max_iter),
+        "random_forest": lambda: RandomForestClassifier(n_estimators=50, max_depth=6, criterion="entropy",
+                                                        min_samples_leaf=3, n_jobs=-1, random_state=args.seed),
+        "knn": lambda: KNeighborsClassifier(n_neighbors=5, n_jobs=-1),
+        # SVMs standardise their input themselves: the RBF kernel's gamma assumes unit variance.
+        "svm": {
+            "nystroem": lambda: make_pipeline(StandardScaler(), Nystroem(n_components=1000, random_state=args.seed),
+                                              LinearSVC(random_state=args.seed)),
+            "linear": lambda: make_pipeline(StandardScaler(), LinearSVC(random_state=args.seed)),
+            "exact": lambda: make_pipeline(StandardScaler(), SVC()),
+        }[args.svm],
+    }
+    steps = [("scale", StandardScaler())] if args.scale else []
+    if args.pca:
+        from sklearn.decomposition import PCA
+
+        steps.append(("pca", PCA(n_components=args.pca, random_state=args.seed)))
+    return Pipeline(steps + [(name, estimators[name]())])
+
+
+def fit_and_score(name, pipeline, features, labels, class_names, train_eval):
+    """Fit one classifier, time fit and predict, and evaluate; warnings (non-convergence) are kept."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    from keras_apml import evaluation
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        start = time.perf_counter()
+        pipeline.fit(features["train"], labels["train"])
+        fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    test_pred = pipeline.predict(features["test"])
+    predict_seconds = time.perf_counter() - start
+    train_pred = pipeline.predict(features["train"][train_eval])
+    notes = sorted({str(w.message).splitlines()[0] for w in caught if issubclass(w.category, ConvergenceWarning)})
+    return {
+        "train": evaluation.evaluate(train_pred, None, labels["train"][train_eval], class_names),
+        "test": evaluation.evaluate(test_pred, None, labels["test"], class_names),
+        "timing": {"fit_seconds": round(fit_seconds, 3), "predict_seconds": round(predict_seconds, 3)},
+        "converged": not notes,
+        "warnings": notes,
+        "pipeline": describe(pipeline),
+    }
+
+
+def describe(pipeline):
+    """A one-line description of a (nested) scikit-learn Pipeline."""
+    from sklearn.pipeline import Pipeline
+
+    return " -> ".join(describe(step) if isinstance(step, Pipeline) else type(step).__name__
+                       for _, step in pipeline.steps)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+
+    import keras
+
+    from keras_apml import data, evaluation, features, models, plots
+    from keras_apml.runs import RunDir, markdown_table, progress
+
+    model_path = resolve_model(args.model)
+    model = load_model(model_path)
+    layer = models.feature_extractor(model, args.layer).layers[-1].name
+    (x_train, y_train), (x_test, y_test) = data.load_cifar10(args.data_dir)
+    if args.quick:
+        x_train, y_train = data.stratified_subset(x_train, y_train, QUICK_TRAIN, args.seed)
+        x_test, y_test = data.stratified_subset(x_test, y_test, QUICK_TEST, args.seed)
+    run = RunDir.create("feature_extraction", args.out)
+    run.write_config(args, model_file=str(model_path.resolve()), layer=layer)
+
+    extractor = keras.Model(model.inputs, {"features": model.get_layer(layer).output, "probabilities": model.output})
+    outputs, cache = features.cached_outputs(
+        extractor, {"train": x_train, "test": x_test}, key=f"{features.file_sha256(model_path)}:{layer}",
+        batch_size=args.batch_size)
+    feats = {split: outputs[f"{split}.features"].reshape(len(outputs[f"{split}.features"]), -1)
+             for split in ("train", "test")}
+    labels = {"train": y_train, "test": y_test}
+    names = data.CIFAR10_CLASSES
+    train_eval = np.arange(len(y_train))
+    if args.train_eval_size < len(y_train):
+        train_eval = np.sort(data.validation_split(y_train, args.train_eval_size, args.seed)[1])
+    network = evaluation.evaluate(outputs["test.probabilities"], None, y_test, names)
+    run.record("network", {"test": network, "timing": {"extract_seconds": cache["seconds"]},
+                           "feature_cache": cache["cache"]})
+    run.add_section(f"Model `{model_path}`, layer `{layer}`: features {feats['train'].shape} train, "
+                    f"{feats['test'].shape} test (cache {cache['cache']}, {cache['seconds']:.1f} s). Train accuracy "
+                    f"is measured on {len(train_eval)} training images.")
+
+    rows = [("network (softmax)", None, network["accuracy"], network["balanced_accuracy"], None, None)]
+    for i, name in enumerate(args.classifiers, start=1):
+        pipeline = make_classifier(name, args)
+        progress(i, len(args.classifiers), f"{name}: {describe(pipeline)}", args.quiet)
+        result = fit_and_score(name, pipeline, feats, labels, names, train_eval)
+        run.record(name, result)
+        for note in result["warnings"]:
+            print(f"note: {name} did not converge: {note}", flush=True)
+        test = result["test"]
+        rows.append((name, result["train"]["accuracy"], test["accuracy"], test["balanced_accuracy"],
+                     f"{result['timing']['fit_seconds']:.2f}", f"{result['timing']['predict_seconds']:.2f}"))
+        png = run.save_figure(plots.confusion_matrix(test["confusion_matrix"], names, f"{name} on {layer} features"),
+                              f"confusion_{name}.png")
+        warning = f"\n\n**Did not converge**: {'; '.join(result['warnings'])}" if result["warnings"] else ""
+        run.add_section(f"## {name}\n\n`{result['pipeline']}`{warning}\n\n![confusion matrix]({png})\n\n"
+                        f"```\n{test['classification_report']}```")
+    run.add_section("## Comparison\n\n" + markdown_table(
+        ["classifier", "train acc", "test acc", "test balanced acc", "fit s", "predict s"], rows))
+    if not args.quiet:
+        print(f"run directory: {run.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)
