@@ -20,7 +20,7 @@ AUGMENT = "horizontal_flip,width_shift_range=0.125,height_shift_range=0.125,fill
 # Test accuracy the study reported on the original (lossless) CIFAR-10.
 STUDY = {"1_raw": "70.81%", "2_standardized": "73.26%", "3_augmented": "82%",
          "vgg19": "73.31% (first head), 77.56% (best head)", "vgg19_finetune": "—"}
-QUICK_TRAIN, QUICK_TEST = 1000, 300
+QUICK_TRAIN, QUICK_TEST = 500, 200
 
 
 def parse_args(argv=None):
@@ -85,11 +85,16 @@ class Study:
         """Keras's progress bar, or nothing with --quiet."""
         return 0 if self.args.quiet else 1
 
-    def finish(self, name, model, result, extra=None):
-        """Evaluate on every split (unless diverged), save the model, record metrics and report."""
+    def finish(self, name, model, result, extra=None, evaluated=None):
+        """Evaluate on every split (unless diverged), save the model, record metrics and report.
+
+        ``evaluated`` is ``(model, splits)`` to score instead of ``model`` on the
+        image splits: the head on cached base features gives the full model's predictions.
+        """
         from keras_apml import report
 
-        split_metrics = {} if result.diverged else report.evaluate_splits(model, self.splits, self.names)
+        scorer, splits = evaluated or (model, self.splits)
+        split_metrics = {} if result.diverged else report.evaluate_splits(scorer, splits, self.names)
         if not result.diverged:
             self.run.save_model(model, f"{name}.keras")
         extra = dict(extra or {})
@@ -132,6 +137,7 @@ class Study:
             training.compile_model(trained, training.make_optimizer("adam", args.head_lr), jit_compile=self.gpu["jit"])
         callbacks = training.run_callbacks(self.run.path, tag="vgg19")
         extra = {"weights": args.weights or "none", "feature_cache": not args.no_feature_cache}
+        evaluated = None
         if args.no_feature_cache:
             (x, y, _), (x_val, y_val, _) = self.splits["train"], self.splits["validation"]
             result = training.fit(
@@ -147,7 +153,8 @@ class Study:
                 head, feature_dataset(outputs["train"], self.splits["train"][1], args.batch_size, args.seed),
                 validation_data=feature_dataset(outputs["validation"], self.splits["validation"][1], args.batch_size),
                 epochs=args.head_epochs, callbacks=callbacks, verbose=self.verbose())
-        self.finish("vgg19", model, result, extra)
+            evaluated = (head, {s: (outputs[s], y, y_true) for s, (_, y, y_true) in self.splits.items()})
+        self.finish("vgg19", model, result, extra, evaluated)
         if args.fine_tune and not result.diverged:
             self.fine_tune(model)
 

@@ -21,7 +21,7 @@ from keras_apml.errors import InputError
 CLASSIFIERS = ("logreg", "random_forest", "knn", "svm")
 SVMS = ("nystroem", "linear", "exact")
 MAKE_MODEL = "python -m experiments.cifar_transfer --runs vgg19"
-QUICK_TRAIN, QUICK_TEST = 1000, 300
+QUICK_TRAIN, QUICK_TEST = 500, 200
 
 
 def parse_args(argv=None):

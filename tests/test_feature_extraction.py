@@ -4,9 +4,21 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from keras_apml import features
 from test_experiments import run_command
+
+
+@pytest.fixture(scope="module")
+def module_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("feature_cache")
+
+
+@pytest.fixture
+def shared_cache(module_cache, monkeypatch):
+    """One feature cache for the tests below that are not about the cache, so features are extracted once."""
+    monkeypatch.setenv("KERAS_APML_CACHE", str(module_cache))
 
 
 def quick(root, out, *extra):
@@ -33,7 +45,7 @@ def test_features_are_extracted_once_then_read_from_the_cache(image_tree, transf
     assert config["layer"] == "bn2"
 
 
-def test_every_classifier_is_reported_beside_the_network(image_tree, transfer_model_file, tmp_path):
+def test_every_classifier_is_reported_beside_the_network(image_tree, transfer_model_file, tmp_path, shared_cache):
     root, _ = image_tree
     out = tmp_path / "run"
     assert run_command("feature_extraction", quick(root, out, "--model", str(transfer_model_file), "--scale",
@@ -43,13 +55,13 @@ def test_every_classifier_is_reported_beside_the_network(image_tree, transfer_mo
     assert runs["svm"]["pipeline"] == "StandardScaler -> PCA -> StandardScaler -> Nystroem -> LinearSVC"
     assert runs["random_forest"]["pipeline"] == "StandardScaler -> PCA -> RandomForestClassifier"
     for name in ("logreg", "random_forest", "knn", "svm"):
-        assert runs[name]["test"]["n"] == 300 and runs[name]["train"]["n"] == 1000
+        assert runs[name]["test"]["n"] == 200 and runs[name]["train"]["n"] == 500
         assert runs[name]["timing"]["fit_seconds"] >= 0 and (out / f"confusion_{name}.png").is_file()
     table = (out / "report.md").read_text().split("## Comparison")[1]
     assert "| network (softmax) | — |" in table and "| svm |" in table
 
 
-def test_non_convergence_is_reported_not_hidden(image_tree, transfer_model_file, tmp_path, capsys):
+def test_non_convergence_is_reported_not_hidden(image_tree, transfer_model_file, tmp_path, shared_cache, capsys):
     root, _ = image_tree
     out = tmp_path / "run"
     assert run_command("feature_extraction", ["--data-dir", str(root), "--out", str(out), "--quick",
@@ -76,7 +88,7 @@ def test_a_missing_model_names_the_command_that_makes_one(image_tree, tmp_path, 
     assert capsys.readouterr().err.startswith("error: cannot load model bad.keras")
 
 
-def test_the_newest_cifar_transfer_run_is_the_default(image_tree, transfer_model_file, tmp_path, monkeypatch):
+def test_the_newest_cifar_transfer_run_is_the_default(image_tree, transfer_model_file, tmp_path, shared_cache, monkeypatch):
     root, _ = image_tree
     monkeypatch.chdir(tmp_path)
     for i, name in enumerate(("older", "newer")):
