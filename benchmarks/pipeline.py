@@ -9,10 +9,10 @@ off (median of the epochs after the first, so tracing is not counted). Writes th
 when ``--out`` is given.
 """
 
-import statistics
 import tempfile
 import time
 
+from benchmarks.timing import median_epoch_seconds, report
 from keras_apml import cli
 
 AUGMENT = "horizontal_flip,width_shift_range=0.125,height_shift_range=0.125,fill_mode=constant,cval=0"
@@ -43,32 +43,21 @@ def pipeline_throughput(x, y, batch_size, augmentation, passes=2):
 
 
 def epoch_seconds(x, y, batch_size, augmentation, epochs=5):
-    """Median wall time of the training epochs of cifar_convnet after the first (which traces)."""
-    import keras
-
+    """Median wall time of cifar_convnet's training epochs after the first."""
     from keras_apml import models, training
     from keras_apml.pipeline import make_dataset
 
-    class EpochTimer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.start)
-
-    times = []
     training.set_seed(0)
     model = training.compile_model(models.cifar_convnet(), training.make_optimizer("adam"))
     ds = make_dataset(x, y, batch_size, shuffle=True, seed=0, augmentation=augmentation)
-    model.fit(ds, epochs=epochs, verbose=0, callbacks=[EpochTimer()], shuffle=False)
-    return statistics.median(times[1:])
+    return median_epoch_seconds(model, ds, epochs)
 
 
 def main(argv=None):
     args = parse_args(argv)
     import os
 
-    from keras_apml import atomic, data, runs
+    from keras_apml import data
     from keras_apml.augmentation import Augmentation
 
     with tempfile.TemporaryDirectory(prefix="keras_apml_bench_") as cache:
@@ -88,13 +77,9 @@ def main(argv=None):
     figures["pipeline_images_per_s_augmented"] = round(pipeline_throughput(x, y, args.batch_size, augmentation))
     figures["epoch_seconds_plain"] = round(epoch_seconds(x, y, args.batch_size, None), 2)
     figures["epoch_seconds_augmented"] = round(epoch_seconds(x, y, args.batch_size, augmentation), 2)
-    figures["augmented_over_plain_epoch"] = round(figures["epoch_seconds_augmented"] / figures["epoch_seconds_plain"], 3)
-    figures["device"] = runs.device_description()
-    figures["cpu_count"] = os.cpu_count()
-    for key, value in figures.items():
-        print(f"{key:34s} {value}")
-    if args.out:
-        atomic.write_json(args.out, figures)
+    ratio = figures["epoch_seconds_augmented"] / figures["epoch_seconds_plain"]
+    figures["augmented_over_plain_epoch"] = round(ratio, 3)
+    report(figures, args.out)
     return 0
 
 

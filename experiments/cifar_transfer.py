@@ -8,6 +8,8 @@ Validation is a stratified 80/20 split of the training set; the test set is
 used only for the final numbers. The VGG19 base is frozen and deterministic,
 so its outputs are computed once per image (and cached on disk) and the head
 trains on them; ``--no-feature-cache`` trains end to end through the base.
+Run again with the same ``--out`` to resume: finished runs are kept and an
+interrupted one continues from its last finished epoch (BackupAndRestore).
 """
 
 import numpy as np
@@ -103,13 +105,26 @@ class Study:
         report.add_model_report(self.run, name, split_metrics, self.names, model, result, detail_splits=("test",))
         return split_metrics
 
+    def fit(self, model, train, validation, epochs, tag, augmentation=None, callbacks=()):
+        """Train on ``train`` arrays ``(x, y)`` (images or cached features), validating on ``validation``."""
+        from keras_apml import pipeline, training
+
+        batch, seed = self.args.batch_size, self.args.seed
+        return training.fit(
+            model, pipeline.make_dataset(*train, batch, shuffle=True, seed=seed, augmentation=augmentation),
+            validation_data=pipeline.make_dataset(*validation, batch), epochs=epochs,
+            callbacks=training.run_callbacks(self.run.path, tag=tag) + list(callbacks), verbose=self.verbose())
+
+    def images(self, split):
+        """``(x, y)`` of one split."""
+        return self.splits[split][:2]
+
     def conv_run(self, name):
         """One cifar_convnet run: raw, standardised, or standardised and augmented."""
         from keras_apml import models, pipeline, training
 
         args = self.args
-        x, y, _ = self.splits["train"]
-        x_val, y_val, _ = self.splits["validation"]
+        x, y = self.images("train")
         training.set_seed(args.seed)
         steps = int(np.ceil(len(y) / args.batch_size))
         with self.strategy.scope():
@@ -118,15 +133,13 @@ class Study:
             lr, schedule_callbacks = training.learning_rate_schedule(args.schedule, args.lr, args.epochs, steps)
             training.compile_model(model, training.make_optimizer("adam", lr), jit_compile=self.gpu["jit"])
         augmentation = pipeline.Augmentation.from_string(AUGMENT, seed=args.seed) if name == "3_augmented" else None
-        result = training.fit(
-            model, pipeline.make_dataset(x, y, args.batch_size, shuffle=True, seed=args.seed, augmentation=augmentation),
-            validation_data=pipeline.make_dataset(x_val, y_val, args.batch_size), epochs=args.epochs,
-            callbacks=training.run_callbacks(self.run.path, tag=name) + schedule_callbacks, verbose=self.verbose())
+        result = self.fit(model, (x, y), self.images("validation"), args.epochs, name, augmentation,
+                          schedule_callbacks)
         return self.finish(name, model, result)
 
     def vgg19_run(self):
         """The frozen VGG19 with its head trained on cached base outputs (or end to end)."""
-        from keras_apml import features, models, pipeline, training
+        from keras_apml import features, models, training
 
         args = self.args
         training.set_seed(args.seed)
@@ -135,24 +148,18 @@ class Study:
             head = models.transfer_head(model)
             trained = model if args.no_feature_cache else head
             training.compile_model(trained, training.make_optimizer("adam", args.head_lr), jit_compile=self.gpu["jit"])
-        callbacks = training.run_callbacks(self.run.path, tag="vgg19")
         extra = {"weights": args.weights or "none", "feature_cache": not args.no_feature_cache}
         evaluated = None
         if args.no_feature_cache:
-            (x, y, _), (x_val, y_val, _) = self.splits["train"], self.splits["validation"]
-            result = training.fit(
-                model, pipeline.make_dataset(x, y, args.batch_size, shuffle=True, seed=args.seed),
-                validation_data=pipeline.make_dataset(x_val, y_val, args.batch_size),
-                epochs=args.head_epochs, callbacks=callbacks, verbose=self.verbose())
+            result = self.fit(model, self.images("train"), self.images("validation"), args.head_epochs, "vgg19")
         else:
             base = models.transfer_features(model)
             outputs, info = features.cached_outputs(
                 base, {s: x for s, (x, _, _) in self.splits.items()}, key=features.weights_sha256(base))
             extra["timing"] = {"feature_cache": info["cache"], "feature_seconds": info["seconds"]}
-            result = training.fit(
-                head, feature_dataset(outputs["train"], self.splits["train"][1], args.batch_size, args.seed),
-                validation_data=feature_dataset(outputs["validation"], self.splits["validation"][1], args.batch_size),
-                epochs=args.head_epochs, callbacks=callbacks, verbose=self.verbose())
+            labels = {s: y for s, (_, y, _) in self.splits.items()}
+            result = self.fit(head, (outputs["train"], labels["train"]),
+                              (outputs["validation"], labels["validation"]), args.head_epochs, "vgg19")
             evaluated = (head, {s: (outputs[s], y, y_true) for s, (_, y, y_true) in self.splits.items()})
         self.finish("vgg19", model, result, extra, evaluated)
         if args.fine_tune and not result.diverged:
@@ -160,32 +167,18 @@ class Study:
 
     def fine_tune(self, model):
         """Unfreeze block4 of the base and train the whole model on at a low learning rate."""
-        from keras_apml import pipeline, training
+        from keras_apml import training
 
-        args = self.args
         base = model.get_layer("vgg19_block4")
         base.trainable = True
         for layer in base.layers:
             layer.trainable = layer.name.startswith("block4")
         with self.strategy.scope():
-            training.compile_model(model, training.make_optimizer("adam", args.fine_tune_lr),
+            training.compile_model(model, training.make_optimizer("adam", self.args.fine_tune_lr),
                                    jit_compile=self.gpu["jit"])
-        (x, y, _), (x_val, y_val, _) = self.splits["train"], self.splits["validation"]
-        result = training.fit(
-            model, pipeline.make_dataset(x, y, args.batch_size, shuffle=True, seed=args.seed),
-            validation_data=pipeline.make_dataset(x_val, y_val, args.batch_size), epochs=args.fine_tune_epochs,
-            callbacks=training.run_callbacks(self.run.path, tag="vgg19_finetune"), verbose=self.verbose())
+        result = self.fit(model, self.images("train"), self.images("validation"), self.args.fine_tune_epochs,
+                          "vgg19_finetune")
         self.finish("vgg19_finetune", model, result, {"unfrozen": "block4"})
-
-
-def feature_dataset(x, y, batch_size, seed=None):
-    """A batched tf.data pipeline over cached features (shuffled when a seed is given)."""
-    import tensorflow as tf
-
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if seed is not None:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def comparison_table(metrics):
@@ -223,10 +216,13 @@ def main(argv=None):
                     f"mixed precision {gpu['mixed_precision']}, XLA {gpu['jit']}.\n\n![samples]("
                     + run.save_figure(plots.sample_grid(splits["train"][0], splits["train"][1], study.names),
                                       "samples.png") + ")")
-    names = [CONV_RUNS[r] if r in CONV_RUNS else r for r in args.runs]
+    names = [CONV_RUNS.get(r, r) for r in args.runs]
     for i, name in enumerate(names, start=1):
-        progress(i, len(names), f"{name} ({'head ' + str(args.head_epochs) if name == 'vgg19' else args.epochs} "
-                                f"epochs)", args.quiet)
+        epochs = f"head {args.head_epochs}" if name == "vgg19" else args.epochs
+        if name in run.metrics["runs"] and run.file(f"{name}.keras").is_file():
+            progress(i, len(names), f"{name}: finished in an earlier call with this --out, kept", args.quiet)
+            continue
+        progress(i, len(names), f"{name} ({epochs} epochs)", args.quiet)
         study.vgg19_run() if name == "vgg19" else study.conv_run(name)
     run.add_section(comparison_table(run.metrics))
     if not args.quiet:

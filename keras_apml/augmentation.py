@@ -144,9 +144,10 @@ class Augmentation:
         p, seed = self.params, self.params["seed"]
         fill = dict(fill_mode=p["fill_mode"], fill_value=p["cval"], seed=seed)
         layers = []
-        flips = {(True, False): "horizontal", (False, True): "vertical", (True, True): "horizontal_and_vertical"}
-        if p["horizontal_flip"] or p["vertical_flip"]:
-            layers.append(keras.layers.RandomFlip(flips[(bool(p["horizontal_flip"]), bool(p["vertical_flip"]))], seed=seed))
+        flip = {(True, False): "horizontal", (False, True): "vertical", (True, True): "horizontal_and_vertical"}.get(
+            (bool(p["horizontal_flip"]), bool(p["vertical_flip"])))
+        if flip:
+            layers.append(keras.layers.RandomFlip(flip, seed=seed))
         if p["rotation_range"]:
             layers.append(keras.layers.RandomRotation(p["rotation_range"] / 360.0, **fill))
         if p["shear_range"]:

@@ -23,9 +23,10 @@ def to_unit_float(images):
 
 
 def make_dataset(x, y=None, batch_size=32, shuffle=False, seed=None, augmentation=None):
-    """Turn uint8 arrays into a batched, prefetched ``tf.data.Dataset`` of float32 images in [0, 1].
+    """Turn arrays into a batched, prefetched ``tf.data.Dataset``; uint8 images become float32 in [0, 1].
 
-    ``augmentation`` (an :class:`Augmentation`) runs on each batch inside the map.
+    Float arrays (cached features, say) pass unscaled. ``augmentation`` (an
+    :class:`Augmentation`) runs on each batch inside the map.
     """
     ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
     if shuffle:
@@ -56,7 +57,7 @@ def _finish(ds, augmentation, labelled):
     pipeline = augmentation.layers() if augmentation is not None else None
 
     def prepare(*batch):
-        images = to_unit_float(batch[0])
+        images = to_unit_float(batch[0]) if batch[0].dtype == tf.uint8 else batch[0]
         if pipeline is not None:
             images = pipeline(images, training=True)
         return (images, *batch[1:]) if labelled else images

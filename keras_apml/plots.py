@@ -11,14 +11,17 @@ from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 def class_distribution(label_sets, class_names, title="Class distribution"):
     """Grouped bars of class counts, one group per named label set (e.g. train, dev)."""
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(class_names) * max(1, len(label_sets)) ** 0.5, 3.6))
+    width_inches = 1.2 + 0.9 * len(class_names) * max(1, len(label_sets)) ** 0.5
+    fig, ax = plt.subplots(figsize=(width_inches, 3.6))
     width = 0.8 / max(1, len(label_sets))
     positions = np.arange(len(class_names))
     for i, (name, labels) in enumerate(label_sets.items()):
         counts = np.bincount(np.asarray(labels), minlength=len(class_names))
-        bars = ax.bar(positions + (i - (len(label_sets) - 1) / 2) * width, counts, width, label=f"{name} (n={len(labels)})")
+        offset = (i - (len(label_sets) - 1) / 2) * width
+        bars = ax.bar(positions + offset, counts, width, label=f"{name} (n={len(labels)})")
         ax.bar_label(bars, fontsize=7)
-    ax.set_xticks(positions, class_names, rotation=45 if len(class_names) > 4 else 0, ha="right" if len(class_names) > 4 else "center")
+    many = len(class_names) > 4
+    ax.set_xticks(positions, class_names, rotation=45 if many else 0, ha="right" if many else "center")
     ax.set_ylabel("images")
     ax.set_title(title)
     ax.legend(fontsize=8)

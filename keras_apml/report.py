@@ -7,7 +7,8 @@ from keras_apml.runs import markdown_table, model_summary
 
 def evaluate_splits(model, splits, class_names):
     """Evaluate ``model`` on each named split ``(x, y, y_true or None)``; returns ``{split: metrics}``."""
-    return {name: evaluation.evaluate(model, x, y, class_names, y_true=y_true) for name, (x, y, y_true) in splits.items()}
+    return {name: evaluation.evaluate(model, x, y, class_names, y_true=y_true)
+            for name, (x, y, y_true) in splits.items()}
 
 
 def label_sets(split_metrics):

@@ -15,7 +15,8 @@ class RunDir:
 
     ``metrics.json`` has the shape ``{"experiment": NAME, "runs": {RUN: {SPLIT: {...}, "timing": {...}}}}``
     and is rewritten after every recorded run, so an interrupted study keeps
-    what it finished. Re-opening a directory keeps the runs already recorded.
+    what it finished. Re-opening a directory keeps the runs already recorded
+    and renames an existing report.md to report-<timestamp>.md.
     """
 
     def __init__(self, path, experiment):
@@ -31,6 +32,9 @@ class RunDir:
                 raise InputError(f"{existing} is not valid JSON; give another --out to keep it intact") from None
             if previous.get("experiment") == experiment:
                 self.metrics["runs"].update(previous.get("runs", {}))
+        if (self.path / "report.md").is_file():  # this call writes a new report; the old one is kept
+            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+            (self.path / "report.md").rename(self.path / f"report-{stamp}.md")
         self.sections = []
 
     @classmethod

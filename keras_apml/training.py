@@ -108,7 +108,7 @@ def compile_model(model, optimizer, jit_compile=False):
 
 
 def run_callbacks(run_dir, early_stopping=None, backup=True, save_best=False, tag=None):
-    """The callbacks every run gets: CSVLogger, TerminateOnNaN, BackupAndRestore; EarlyStopping and ModelCheckpoint on request.
+    """Callbacks for a run: TerminateOnNaN, CSVLogger, BackupAndRestore; EarlyStopping, ModelCheckpoint on request.
 
     BackupAndRestore keeps its state under ``run_dir/backup`` so that an
     interrupted run, started again with the same ``--out``, resumes where it

@@ -61,6 +61,10 @@ def test_conv_runs_record_the_study_numbers_beside_theirs(image_tree, tmp_path):
     table = (out / "report.md").read_text().split("## Comparison")[1]
     assert "| 1_raw |" in table and "70.81%" in table and "73.26%" not in table
     assert keras.models.load_model(out / "1_raw.keras").count_params() == 72922
+    stamp = (out / "1_raw.keras").stat().st_mtime_ns
+    assert run_command("cifar_transfer", quick(root, out, "--runs", "1")) == 0  # the same --out again
+    assert (out / "1_raw.keras").stat().st_mtime_ns == stamp  # kept, not trained again
+    assert json.loads((out / "metrics.json").read_text()) == metrics
 
 
 def test_mirrored_strategy_on_two_logical_cpus(image_tree, tmp_path):

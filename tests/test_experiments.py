@@ -2,7 +2,6 @@
 
 import importlib
 import json
-import pickle
 import subprocess
 import sys
 from pathlib import Path

@@ -88,7 +88,8 @@ def test_a_missing_model_names_the_command_that_makes_one(image_tree, tmp_path, 
     assert capsys.readouterr().err.startswith("error: cannot load model bad.keras")
 
 
-def test_the_newest_cifar_transfer_run_is_the_default(image_tree, transfer_model_file, tmp_path, shared_cache, monkeypatch):
+def test_the_newest_cifar_transfer_run_is_the_default(image_tree, transfer_model_file, tmp_path, shared_cache,
+                                                      monkeypatch):
     root, _ = image_tree
     monkeypatch.chdir(tmp_path)
     for i, name in enumerate(("older", "newer")):

@@ -18,6 +18,14 @@ def test_metrics_json_is_rewritten_after_each_run_and_kept_on_reopen(tmp_path):
                                                     "b": {"dev": {"accuracy": 0.75}}, "c": {}}}
 
 
+def test_reopening_keeps_the_earlier_report(tmp_path):
+    runs.RunDir(tmp_path, "demo").add_section("first call")
+    runs.RunDir(tmp_path, "demo").add_section("second call")
+    assert (tmp_path / "report.md").read_text() == "# demo\n\nsecond call\n"
+    [earlier] = tmp_path.glob("report-*.md")
+    assert earlier.read_text() == "# demo\n\nfirst call\n"
+
+
 def test_a_corrupt_metrics_file_is_not_overwritten(tmp_path):
     (tmp_path / "metrics.json").write_text("{broken")
     with pytest.raises(InputError, match="not valid JSON"):
