@@ -68,7 +68,7 @@ def load_data(args):
     if args.data == "benchmark":
         counts = {}
         if args.quick:
-            counts = dict(train_counts=_scaled((4476, 449, 700)), dev_counts=_scaled((503, 51, 71)))
+            counts = dict(train_counts=_scaled(data.TRAIN_COUNTS), dev_counts=_scaled(data.DEV_COUNTS))
         bench = data.car_truck_cat(args.data_dir, seed=args.seed, **counts)
         x, y, y_true = bench.x_train, bench.y_train, bench.y_train_true
         test = (bench.x_dev, bench.y_dev, bench.y_dev_true)

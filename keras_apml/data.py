@@ -20,6 +20,8 @@ CIFAR10_CLASSES = (
 BENCHMARK_CLASSES = ("car", "truck", "cat")
 # Benchmark class -> CIFAR-10 label: car=automobile, truck=truck, cat=cat.
 BENCHMARK_FROM_CIFAR = (1, 9, 3)
+# True car/truck/cat counts of the course data's train and dev splits.
+TRAIN_COUNTS, DEV_COUNTS = (4476, 449, 700), (503, 51, 71)
 IMAGE_SHAPE = (32, 32, 3)
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 DATA_ENV = "KERAS_APML_DATA"
@@ -194,8 +196,8 @@ def car_truck_cat(
     seed=0,
     *,
     cifar=None,
-    train_counts=(4476, 449, 700),
-    dev_counts=(503, 51, 71),
+    train_counts=TRAIN_COUNTS,
+    dev_counts=DEV_COUNTS,
     cat_to_car=0.676,
 ):
     """Build the car/truck/cat benchmark from CIFAR-10, deterministically for ``seed``.

@@ -52,7 +52,7 @@ def test_every_classifier_is_reported_beside_the_network(image_tree, transfer_mo
                                                    "--pca", "16", "--layer", "fc2")) == 0
     runs = json.loads((out / "metrics.json").read_text())["runs"]
     assert list(runs) == ["network", "logreg", "random_forest", "knn", "svm"]
-    assert runs["svm"]["pipeline"] == "StandardScaler -> PCA -> StandardScaler -> Nystroem -> LinearSVC"
+    assert runs["svm"]["pipeline"] == "StandardScaler -> PCA -> StandardScaler -> Nystroem -> SGDClassifier"
     assert runs["random_forest"]["pipeline"] == "StandardScaler -> PCA -> RandomForestClassifier"
     for name in ("logreg", "random_forest", "knn", "svm"):
         assert runs[name]["test"]["n"] == 200 and runs[name]["train"]["n"] == 500
