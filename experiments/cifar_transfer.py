@@ -87,23 +87,12 @@ class Study:
         """Keras's progress bar, or nothing with --quiet."""
         return 0 if self.args.quiet else 1
 
-    def finish(self, name, model, result, extra=None, evaluated=None):
-        """Evaluate on every split (unless diverged), save the model, record metrics and report.
-
-        ``evaluated`` is ``(model, splits)`` to score instead of ``model`` on the
-        image splits: the head on cached base features gives the full model's predictions.
-        """
+    def finish(self, name, model, result, extra=None, scorer=None):
+        """Evaluate, save, record and report one run; only the test split gets confusion matrices."""
         from keras_apml import report
 
-        scorer, splits = evaluated or (model, self.splits)
-        split_metrics = {} if result.diverged else report.evaluate_splits(scorer, splits, self.names)
-        if not result.diverged:
-            self.run.save_model(model, f"{name}.keras")
-        extra = dict(extra or {})
-        timing = {**result.timing(), **extra.pop("timing", {})}
-        self.run.record(name, {**split_metrics, "training": result.to_dict(), "timing": timing, **extra})
-        report.add_model_report(self.run, name, split_metrics, self.names, model, result, detail_splits=("test",))
-        return split_metrics
+        report.finish_trained_model(self.run, name, model, result, self.splits, self.names, extra=extra,
+                                    scorer=scorer, detail_splits=("test",))
 
     def fit(self, model, train, validation, epochs, tag, augmentation=None, callbacks=()):
         """Train on ``train`` arrays ``(x, y)`` (images or cached features), validating on ``validation``."""
@@ -149,7 +138,7 @@ class Study:
             trained = model if args.no_feature_cache else head
             training.compile_model(trained, training.make_optimizer("adam", args.head_lr), jit_compile=self.gpu["jit"])
         extra = {"weights": args.weights or "none", "feature_cache": not args.no_feature_cache}
-        evaluated = None
+        scorer = None
         if args.no_feature_cache:
             result = self.fit(model, self.images("train"), self.images("validation"), args.head_epochs, "vgg19")
         else:
@@ -160,8 +149,9 @@ class Study:
             labels = {s: y for s, (_, y, _) in self.splits.items()}
             result = self.fit(head, (outputs["train"], labels["train"]),
                               (outputs["validation"], labels["validation"]), args.head_epochs, "vgg19")
-            evaluated = (head, {s: (outputs[s], y, y_true) for s, (_, y, y_true) in self.splits.items()})
-        self.finish("vgg19", model, result, extra, evaluated)
+            # the head on cached base outputs predicts as the full model, without a second pass through the base
+            scorer = (head, {s: (outputs[s], y, y_true) for s, (_, y, y_true) in self.splits.items()})
+        self.finish("vgg19", model, result, extra, scorer)
         if args.fine_tune and not result.diverged:
             self.fine_tune(model)
 

@@ -147,15 +147,11 @@ def main(argv=None):
                           validation_data=pipeline.make_dataset(x_val, y_val, args.batch_size),
                           callbacks=callbacks, verbose=0 if args.quiet else 1)
 
-    split_metrics = {} if result.diverged else report.evaluate_splits(model, splits, names)
-    if not result.diverged:
-        run.save_model(model)
-    run.record(args.model, {**split_metrics, "training": result.to_dict(), "timing": result.timing(),
-                            "class_weight": weights, "fit_size": len(y_fit)})
     run.add_section(f"Model `{args.model}` on `{args.data}` (balance: {args.balance}, "
                     f"augment: {args.augment or 'none'}, standardize: {args.standardize}).\n\n"
                     + "\n".join(f"![{f}]({f})" for f in figures))
-    report.add_model_report(run, args.model, split_metrics, names, model, result)
+    report.finish_trained_model(run, args.model, model, result, splits, names, model_file="model.keras",
+                                extra={"class_weight": weights, "fit_size": len(y_fit)})
     if not args.quiet:
         print(f"run directory: {run.path}")
     return 0

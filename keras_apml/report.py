@@ -37,7 +37,7 @@ def add_model_report(run, name, split_metrics, class_names, model, train_result,
     curves = run.save_figure(
         plots.training_curves(train_result.history, f"{title}: training", train_result.diverged_epoch),
         f"curves_{name}.png")
-    sections = [f"## {title}\n\n{train_result.to_dict()['status']} after {train_result.epochs_run} epochs "
+    sections = [f"## {title}\n\n{train_result.status} after {train_result.epochs_run} epochs "
                 f"in {train_result.seconds:.1f} s.\n\n![training curves]({curves})"]
     if train_result.diverged:
         sections.append(f"**The loss became NaN or infinite at epoch {train_result.diverged_epoch}**: "
@@ -54,3 +54,22 @@ def add_model_report(run, name, split_metrics, class_names, model, train_result,
                             f"```\n{m['classification_report']}```")
     sections.append(f"<details><summary>model summary</summary>\n\n```\n{model_summary(model)}\n```\n</details>")
     run.add_section("\n\n".join(sections))
+
+
+def finish_trained_model(run, name, model, train_result, splits, class_names, *, extra=None, scorer=None,
+                         model_file=None, detail_splits=None):
+    """Evaluate every split (unless training diverged), save the model, record metrics.json and report it.
+
+    ``scorer`` is ``(model, splits)`` to evaluate instead of ``model`` on
+    ``splits`` (a head on cached features, say); ``extra`` adds keys to the
+    run's metrics, its "timing" dict merged with the fit's timing.
+    """
+    scoring_model, scoring_splits = scorer or (model, splits)
+    split_metrics = {} if train_result.diverged else evaluate_splits(scoring_model, scoring_splits, class_names)
+    if not train_result.diverged:
+        run.save_model(model, model_file or f"{name}.keras")
+    extra = dict(extra or {})
+    timing = {**train_result.timing(), **extra.pop("timing", {})}
+    run.record(name, {**split_metrics, "training": train_result.to_dict(), "timing": timing, **extra})
+    add_model_report(run, name, split_metrics, class_names, model, train_result, detail_splits)
+    return split_metrics

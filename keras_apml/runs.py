@@ -30,8 +30,10 @@ class RunDir:
                 previous = json.loads(existing.read_text())
             except json.JSONDecodeError:
                 raise InputError(f"{existing} is not valid JSON; give another --out to keep it intact") from None
-            if previous.get("experiment") == experiment:
-                self.metrics["runs"].update(previous.get("runs", {}))
+            if previous.get("experiment") != experiment:
+                raise InputError(f"{self.path} holds a run of experiment {previous.get('experiment')!r}; "
+                                 "give another --out to keep it intact")
+            self.metrics["runs"].update(previous.get("runs", {}))
         if (self.path / "report.md").is_file():  # this call writes a new report; the old one is kept
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
             (self.path / "report.md").rename(self.path / f"report-{stamp}.md")

@@ -147,10 +147,15 @@ class TrainResult:
     def diverged(self):
         return self.diverged_epoch is not None
 
+    @property
+    def status(self):
+        """"completed" or "diverged at epoch N"."""
+        return f"diverged at epoch {self.diverged_epoch}" if self.diverged else "completed"
+
     def to_dict(self):
         """JSON-ready: non-finite history values become None, divergence is stated."""
         return {
-            "status": f"diverged at epoch {self.diverged_epoch}" if self.diverged else "completed",
+            "status": self.status,
             "diverged_epoch": self.diverged_epoch,
             "epochs_run": self.epochs_run,
             "history": {k: [v if math.isfinite(v) else None for v in vals] for k, vals in self.history.items()},

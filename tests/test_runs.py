@@ -26,6 +26,14 @@ def test_reopening_keeps_the_earlier_report(tmp_path):
     assert earlier.read_text() == "# demo\n\nfirst call\n"
 
 
+def test_another_experiments_directory_is_refused_not_overwritten(tmp_path):
+    runs.RunDir(tmp_path, "train").record("a", {"dev": {"accuracy": 0.5}})
+    before = (tmp_path / "metrics.json").read_text()
+    with pytest.raises(InputError, match="holds a run of experiment 'train'"):
+        runs.RunDir(tmp_path, "cifar_transfer")
+    assert (tmp_path / "metrics.json").read_text() == before
+
+
 def test_a_corrupt_metrics_file_is_not_overwritten(tmp_path):
     (tmp_path / "metrics.json").write_text("{broken")
     with pytest.raises(InputError, match="not valid JSON"):
