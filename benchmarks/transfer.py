@@ -25,8 +25,15 @@ def parse_args(argv=None):
     parser.add_argument("--end-to-end-images", type=int, default=4000,
                         help="images the end-to-end epoch is timed on, then scaled (default: 4,000)")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps-per-execution", type=int, default=None,
+                        help="batches per train-function call, both ways (default: cifar_transfer's setting)")
     parser.add_argument("--out", default=None, help="write the figures to this JSON file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.steps_per_execution is None:
+        from experiments.cifar_transfer import HEAD_STEPS_PER_EXECUTION
+
+        args.steps_per_execution = HEAD_STEPS_PER_EXECUTION
+    return args
 
 
 def main(argv=None):
@@ -46,11 +53,12 @@ def main(argv=None):
         outputs, info = features.cached_outputs(base, {"train": x_train, "test": x_test},
                                                 key=features.weights_sha256(base))
     n = args.train_images
-    training.compile_model(head, training.make_optimizer("adam"))
+    spe = args.steps_per_execution
+    training.compile_model(head, training.make_optimizer("adam"), steps_per_execution=spe)
     cached = make_dataset(outputs["train"][:n], y_train[:n], args.batch_size, shuffle=True, seed=0)
     head_epoch = median_epoch_seconds(head, cached, 3)
     m = args.end_to_end_images
-    training.compile_model(model, training.make_optimizer("adam"))
+    training.compile_model(model, training.make_optimizer("adam"), steps_per_execution=spe)
     pixels = make_dataset(x_train[:m], y_train[:m], args.batch_size, shuffle=True, seed=0)
     end_to_end_epoch = median_epoch_seconds(model, pixels, 3) * n / m
     figures = {
@@ -61,6 +69,7 @@ def main(argv=None):
         "end_to_end_epoch_seconds": round(end_to_end_epoch, 1),
         "end_to_end_timed_on_images": m,
         "speedup": round(end_to_end_epoch / head_epoch, 1),
+        "steps_per_execution": spe,
     }
     report(figures, args.out)
     return 0

@@ -25,10 +25,10 @@ def test_optimizers_take_momentum_and_weight_decay():
         training.make_optimizer("sgd", 0.0)
 
 
-def test_step_schedule_divides_the_rate_every_step():
-    lr, callbacks = training.learning_rate_schedule("step", 0.1, epochs=9, steps_per_epoch=10, factor=0.1)
+def test_step_schedule_drops_at_half_and_three_quarters_of_the_run():
+    lr, callbacks = training.learning_rate_schedule("step", 0.1, epochs=140, steps_per_epoch=10, factor=0.1)
     schedule = callbacks[0].schedule
-    assert [schedule(e) for e in (0, 2, 3, 6, 8)] == pytest.approx([0.1, 0.1, 0.01, 0.001, 0.001])
+    assert [schedule(e) for e in (0, 69, 70, 104, 105, 139)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
     lr, callbacks = training.learning_rate_schedule("cosine", 0.1, epochs=5, steps_per_epoch=10)
     assert isinstance(lr, keras.optimizers.schedules.CosineDecay) and float(lr(50)) == pytest.approx(0.0)
     _, callbacks = training.learning_rate_schedule("plateau", 0.1, epochs=5, steps_per_epoch=10)
