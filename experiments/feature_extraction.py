@@ -75,18 +75,6 @@ def resolve_model(path):
     return path
 
 
-def load_model(path):
-    """Load a .keras model (keras_apml's layers registered); a bad file is an InputError."""
-    import keras
-
-    import keras_apml.models  # noqa: F401  (registers VGG19Preprocess and friends)
-
-    try:
-        return keras.models.load_model(path)
-    except Exception as e:  # Keras raises ValueError, OSError, zipfile errors... for a bad file
-        raise InputError(f"cannot load model {path}: {str(e).splitlines()[0][:200]}") from None
-
-
 def make_classifier(name, args):
     """A scikit-learn Pipeline: optional StandardScaler and PCA, then the classifier."""
     from sklearn.ensemble import RandomForestClassifier
@@ -163,7 +151,7 @@ def main(argv=None):
     from keras_apml.runs import RunDir, markdown_table, progress
 
     model_path = resolve_model(args.model)
-    model = load_model(model_path)
+    model = models.load_model(model_path)
     layer = models.feature_extractor(model, args.layer).layers[-1].name
     (x_train, y_train), (x_test, y_test) = data.load_cifar10(args.data_dir)
     if args.quick:

@@ -13,15 +13,15 @@ import numpy as np
 
 from keras_apml import cli
 
-BALANCE = ("none", "class_weight", "oversample", "over", "under", "smote", "over+under", "smote+under")
-QUICK_TRAIN, QUICK_TEST, QUICK_SCALE = 1000, 500, 20
+QUICK_TRAIN, QUICK_TEST = 1000, 500
 
 
 def parse_args(argv=None):
     """The command line of this experiment."""
+    from keras_apml.pipeline import BALANCE
     from keras_apml.training import OPTIMIZERS, SCHEDULES
 
-    parser = cli.experiment_parser("train", __doc__.splitlines()[0])
+    parser = cli.benchmark_options(cli.experiment_parser("train", __doc__.splitlines()[0]))
     parser.add_argument("--data", choices=("cifar10", "benchmark"), default="benchmark",
                         help="CIFAR-10, or the car/truck/cat benchmark built from it (default)")
     parser.add_argument("--model", choices=("small_cnn", "cifar_convnet", "vgg19_transfer"), default=None,
@@ -66,10 +66,8 @@ def load_data(args):
 
     record = {"data": args.data}
     if args.data == "benchmark":
-        counts = {}
-        if args.quick:
-            counts = dict(train_counts=_scaled(data.TRAIN_COUNTS), dev_counts=_scaled(data.DEV_COUNTS))
-        bench = data.car_truck_cat(args.data_dir, seed=args.seed, **counts)
+        bench = data.load_benchmark(args.data_dir, args.seed, args.train_pickle, args.dev_pickle,
+                                    quick=args.quick)
         x, y, y_true = bench.x_train, bench.y_train, bench.y_train_true
         test = (bench.x_dev, bench.y_dev, bench.y_dev_true)
         names, test_name = bench.class_names, "dev"
@@ -89,11 +87,6 @@ def load_data(args):
     return splits, tuple(names), record
 
 
-def _scaled(counts):
-    """Benchmark class counts scaled down for --quick."""
-    return tuple(max(2, round(c / QUICK_SCALE)) for c in counts)
-
-
 def build_model(args, x_train, num_classes):
     """The chosen model, standardised on the training split when asked."""
     from keras_apml import models
@@ -103,21 +96,6 @@ def build_model(args, x_train, num_classes):
         return models.vgg19_transfer(weights=weights, num_classes=num_classes)
     standardizer = models.fit_standardizer(x_train) if args.standardize else None
     return models.BUILDERS[args.model](num_classes=num_classes, standardizer=standardizer)
-
-
-def training_data(args, x, y):
-    """The training dataset, its steps per epoch and class weights, as --balance asks."""
-    from keras_apml import pipeline
-
-    augmentation = pipeline.Augmentation.from_string(args.augment, seed=args.seed) if args.augment else None
-    if args.balance == "oversample":
-        ds, steps = pipeline.balanced_dataset(x, y, args.batch_size, seed=args.seed, augmentation=augmentation)
-        return ds, steps, None, (x, y)
-    if args.balance not in ("none", "class_weight"):
-        x, y = pipeline.resample(x, y, args.balance, seed=args.seed)
-    weights = pipeline.class_weights(y) if args.balance == "class_weight" else None
-    ds = pipeline.make_dataset(x, y, args.batch_size, shuffle=True, seed=args.seed, augmentation=augmentation)
-    return ds, None, weights, (x, y)
 
 
 def main(argv=None):
@@ -136,7 +114,9 @@ def main(argv=None):
                run.save_figure(plots.sample_grid(x_train, y_train, names), "samples.png")]
 
     model = build_model(args, x_train, len(names))
-    train_ds, steps, weights, (x_fit, y_fit) = training_data(args, x_train, y_train)
+    augmentation = pipeline.Augmentation.from_string(args.augment, seed=args.seed) if args.augment else None
+    train_ds, steps, weights, y_fit = pipeline.training_dataset(x_train, y_train, args.balance, args.batch_size,
+                                                                seed=args.seed, augmentation=augmentation)
     steps_per_epoch = steps or int(np.ceil(len(y_fit) / args.batch_size))
     lr, schedule_callbacks = training.learning_rate_schedule(args.schedule, args.lr, args.epochs, steps_per_epoch)
     training.compile_model(model, training.make_optimizer(args.optimizer, lr, args.momentum, args.weight_decay))

@@ -35,6 +35,26 @@ def experiment_parser(name, description):
     return parser
 
 
+def benchmark_options(parser):
+    """Add --train-pickle/--dev-pickle: the course's pickles in place of the benchmark drawn from CIFAR-10."""
+    group = parser.add_argument_group("car/truck/cat data")
+    group.add_argument("--train-pickle", default=None,
+                       help="the course's train pickle instead of the benchmark (then only observed labels exist)")
+    group.add_argument("--dev-pickle", default=None, help="the course's dev pickle (with --train-pickle)")
+    return parser
+
+
+def parse_seeds(text):
+    """``"0,1,2"`` -> [0, 1, 2]; one ``error:`` line for anything else."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise InputError(f"--seeds takes comma-separated integers, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise InputError(f"--seeds needs at least one seed and no repeats, got {text!r}")
+    return seeds
+
+
 def _positive_int(text):
     """argparse type: an integer >= 1."""
     try:
@@ -61,6 +81,7 @@ def import_tensorflow_quietly():
         import tensorflow as tf
 
         tf.config.list_physical_devices()
+        tf.get_logger().setLevel("ERROR")  # retracing notes: studies build many models on purpose
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -22,6 +22,7 @@ BENCHMARK_CLASSES = ("car", "truck", "cat")
 BENCHMARK_FROM_CIFAR = (1, 9, 3)
 # True car/truck/cat counts of the course data's train and dev splits.
 TRAIN_COUNTS, DEV_COUNTS = (4476, 449, 700), (503, 51, 71)
+QUICK_SCALE = 20  # --quick draws the benchmark with 1/20 of its images
 IMAGE_SHAPE = (32, 32, 3)
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 DATA_ENV = "KERAS_APML_DATA"
@@ -261,6 +262,22 @@ def course_benchmark(train_pickle, dev_pickle):
     return CarTruckCat(
         x_train, y_train, None, np.arange(len(y_train)), x_dev, y_dev, None, np.arange(len(y_dev))
     )
+
+
+def load_benchmark(data_dir=None, seed=0, train_pickle=None, dev_pickle=None, quick=False):
+    """The benchmark drawn from CIFAR-10, or the course's own pickles (observed labels only).
+
+    ``quick`` divides the class counts by QUICK_SCALE (at least 2 per class).
+    """
+    if (train_pickle is None) != (dev_pickle is None):
+        raise InputError("--train-pickle and --dev-pickle go together: give both or neither")
+    if train_pickle is not None:
+        return course_benchmark(train_pickle, dev_pickle)
+    counts = {}
+    if quick:
+        counts = {name: tuple(max(2, round(c / QUICK_SCALE)) for c in default)
+                  for name, default in (("train_counts", TRAIN_COUNTS), ("dev_counts", DEV_COUNTS))}
+    return car_truck_cat(data_dir, seed=seed, **counts)
 
 
 def apply_relabel_file(y, path, class_names):

@@ -74,3 +74,25 @@ def classification_metrics(y, y_pred, class_names):
 def _finite(matrix):
     """A float matrix as nested lists with NaN as None."""
     return [[float(v) if math.isfinite(v) else None for v in row] for row in np.asarray(matrix, dtype=float)]
+
+
+def balanced_accuracy_callback(datasets):
+    """A Keras callback recording balanced accuracy on named ``(x, y)`` sets after every epoch.
+
+    The values accumulate in the callback's ``history`` dict (name -> list).
+    """
+    import keras
+
+    class BalancedAccuracyHistory(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.history = {name: [] for name in datasets}
+
+        def on_epoch_end(self, epoch, logs=None):
+            for name, (x, y) in datasets.items():
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    score = skm.balanced_accuracy_score(y, predict_labels(self.model, x))
+                self.history[name].append(float(score))
+
+    return BalancedAccuracyHistory()

@@ -164,4 +164,34 @@ def feature_extractor(model, layer=None):
     return keras.Model(model.inputs, target.output, name=f"{model.name}_features")
 
 
+@keras.saving.register_keras_serializable(package="keras_apml")
+class TwoStageProbabilities(layers.Layer):
+    """Combine p(first | x) from a one-vs-rest stage with p(class | not first, x) from a second stage."""
+
+    def call(self, first, rest):
+        return keras.ops.concatenate([first[:, :1], first[:, 1:2] * rest], axis=-1)
+
+
+def two_stage(first, rest):
+    """One model from two: ``first`` tells class 0 from the others, ``rest`` tells the others apart.
+
+    p(0) = first's p(0); p(k) = first's p(not 0) * rest's p(k - 1). The
+    result is an ordinary softmax-like classifier (saved, evaluated and
+    attacked as any other model).
+    """
+    first = keras.Model(first.input, first.output, name="first_stage")  # same layers, unique names
+    rest = keras.Model(rest.input, rest.output, name="second_stage")
+    inputs = keras.Input(INPUT_SHAPE, name="pixels")
+    outputs = TwoStageProbabilities(dtype="float32", name="predictions")(first(inputs), rest(inputs))
+    return keras.Model(inputs, outputs, name="two_stage")
+
+
+def load_model(path):
+    """Load a .keras model (this module's layers are registered); a bad file is one InputError."""
+    try:
+        return keras.models.load_model(path)
+    except Exception as e:  # Keras raises ValueError, OSError, zipfile errors... for a bad file
+        raise InputError(f"cannot load model {path}: {str(e).splitlines()[0][:200]}") from None
+
+
 BUILDERS = {"small_cnn": small_cnn, "cifar_convnet": cifar_convnet}

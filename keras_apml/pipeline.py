@@ -15,6 +15,7 @@ from keras_apml.errors import InputError
 
 AUTOTUNE = tf.data.AUTOTUNE
 RESAMPLERS = ("over", "under", "smote", "over+under", "smote+under")
+BALANCE = ("none", "class_weight", "oversample", *RESAMPLERS)
 
 
 def to_unit_float(images):
@@ -50,6 +51,25 @@ def balanced_dataset(x, y, batch_size=32, seed=None, augmentation=None):
     ]
     ds = tf.data.Dataset.sample_from_datasets(streams, weights=[1.0 / len(classes)] * len(classes), seed=seed)
     return _finish(ds.batch(batch_size), augmentation, labelled=True), math.ceil(len(y) / batch_size)
+
+
+def training_dataset(x, y, balance="none", batch_size=32, seed=None, augmentation=None):
+    """Training data for one of BALANCE: ``(dataset, steps_per_epoch or None, class_weight or None, labels)``.
+
+    ``class_weight``: balanced loss weights; ``oversample``: balanced batches in
+    tf.data (an endless stream, hence the steps); the others resample offline
+    with imbalanced-learn (see :func:`resample`).
+    """
+    if balance not in BALANCE:
+        raise InputError(f"unknown balance strategy {balance!r}; choose from {', '.join(BALANCE)}")
+    if balance == "oversample":
+        ds, steps = balanced_dataset(x, y, batch_size, seed=seed, augmentation=augmentation)
+        return ds, steps, None, y
+    if balance in RESAMPLERS:
+        x, y = resample(x, y, balance, seed=seed)
+    weights = class_weights(y) if balance == "class_weight" else None
+    ds = make_dataset(x, y, batch_size, shuffle=True, seed=seed, augmentation=augmentation)
+    return ds, None, weights, y
 
 
 def _finish(ds, augmentation, labelled):

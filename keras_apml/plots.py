@@ -90,3 +90,86 @@ def training_curves(history, title="Training curves", diverged_epoch=None):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def grouped_bars(categories, series, ylabel, title):
+    """Bars per category, one colour per named series of ``(means, stds)``, with std error bars."""
+    fig, ax = plt.subplots(figsize=(1.5 + 0.75 * len(categories) * max(1, len(series)) ** 0.5, 4.2))
+    width = 0.8 / max(1, len(series))
+    positions = np.arange(len(categories))
+    for i, (name, (means, stds)) in enumerate(series.items()):
+        offset = (i - (len(series) - 1) / 2) * width
+        ax.bar(positions + offset, means, width, yerr=stds, capsize=3, label=name)
+    ax.set_xticks(positions, categories, rotation=40, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves(runs, title="Loss per epoch"):
+    """Training (solid) and validation (dashed) loss of several runs on one log-scale plot.
+
+    ``runs`` maps a label to ``(history, diverged_epoch or None)``; a diverged
+    run ends in a red cross at the epoch its loss stopped being finite.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, (history, diverged_epoch)) in enumerate(runs.items()):
+        colour = colours[i % len(colours)]
+        suffix = f" (diverged at epoch {diverged_epoch})" if diverged_epoch else ""
+        for key, style in (("loss", "-"), ("val_loss", "--")):
+            values = np.array([np.nan if v is None else v for v in history.get(key, [])], dtype=float)
+            values[~np.isfinite(values) | (values <= 0)] = np.nan
+            ax.plot(np.arange(1, len(values) + 1), values, style, color=colour, marker=".",
+                    label=f"{label}{suffix}" if key == "loss" else None)
+        if diverged_epoch:
+            finite = [v for v in history.get("loss", [])[:diverged_epoch - 1] if v is not None and np.isfinite(v)]
+            ax.plot([diverged_epoch], [finite[-1] if finite else 1.0], "x", color="red", markersize=10)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (solid: train, dashed: validation)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def metric_curves(series, ylabel, title):
+    """Named per-epoch series on one plot (e.g. balanced accuracy on validation and dev)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, values in series.items():
+        ax.plot(np.arange(1, len(values) + 1), values, marker=".", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def eps_curves(results, title="Accuracy under attack"):
+    """Accuracy (solid) and balanced accuracy (dashed) against eps, one colour per attack.
+
+    ``results`` maps attack -> {eps as text: {"accuracy", "balanced_accuracy"}}.
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (attack, by_eps) in enumerate(results.items()):
+        eps = [float(e) for e in by_eps]
+        for key, style in (("accuracy", "-"), ("balanced_accuracy", "--")):
+            ax.plot(eps, [by_eps[e][key] for e in by_eps], style, marker="o", color=colours[i % len(colours)],
+                    label=f"{attack.upper()} {key.replace('_', ' ')}")
+    ax.set_xscale("symlog", linthresh=0.005)
+    ax.set_xlabel("eps (L-infinity, [0, 1] pixels)")
+    ax.set_ylabel("score")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

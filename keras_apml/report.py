@@ -1,6 +1,8 @@
 """The report sections every trained model gets: evaluation of each split,
 a metrics table, confusion matrices, classification reports, curves, summary."""
 
+import numpy as np
+
 from keras_apml import evaluation, plots
 from keras_apml.runs import markdown_table, model_summary
 
@@ -28,6 +30,54 @@ def metrics_table(split_metrics, class_names):
     ]
     headers = ["split", "labels", "accuracy", "balanced accuracy", "macro F1",
                "per-class accuracy (" + " / ".join(class_names) + ")"]
+    return markdown_table(headers, rows)
+
+
+SEED_METRICS = ("accuracy", "balanced_accuracy", "macro_precision", "macro_recall", "macro_f1")
+
+
+def summarize_seeds(per_seed, class_names):
+    """Mean and std over seeds of each metric and per-class accuracy: ``{labels: {metric: (mean, std)}}``.
+
+    ``per_seed`` is a list of :func:`evaluation.evaluate` results of one
+    configuration; ``labels`` is "observed" and, where known, "true".
+    """
+    summary = {}
+    for labels in ("observed", "true"):
+        runs = [m if labels == "observed" else m.get("true_labels") for m in per_seed]
+        if not runs or any(r is None for r in runs):
+            continue
+        values = {k: [r[k] for r in runs] for k in SEED_METRICS}
+        for c in class_names:
+            values[f"accuracy_{c}"] = [r["per_class_accuracy"][c] for r in runs]
+        summary[labels] = {k: _mean_std(v) for k, v in values.items()}
+    return summary
+
+
+def _mean_std(values):
+    """(mean, population std) of the defined values, or (None, None)."""
+    values = [v for v in values if v is not None]
+    return (float(np.mean(values)), float(np.std(values))) if values else (None, None)
+
+
+def mean_std(pair):
+    """``0.912 ± 0.010``, or an em dash when undefined."""
+    mean, std = pair
+    return "—" if mean is None else f"{mean:.3f} ± {std:.3f}"
+
+
+def seed_table(summaries, class_names, first="strategy"):
+    """Markdown: one row per configuration and label set (true first), mean ± std over seeds."""
+    headers = [first, "dev labels", "accuracy", "balanced accuracy",
+               *(f"{c} accuracy" for c in class_names), "macro precision", "macro recall", "macro F1"]
+    rows = []
+    for name, summary in summaries.items():
+        for labels in ("true", "observed"):
+            if labels in summary:
+                s = summary[labels]
+                rows.append((name, labels, mean_std(s["accuracy"]), mean_std(s["balanced_accuracy"]),
+                             *(mean_std(s[f"accuracy_{c}"]) for c in class_names),
+                             mean_std(s["macro_precision"]), mean_std(s["macro_recall"]), mean_std(s["macro_f1"])))
     return markdown_table(headers, rows)
 
 

@@ -4,6 +4,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import importlib  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -72,3 +74,45 @@ def transfer_model_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("transfer") / "vgg19.keras"
     models.vgg19_transfer(weights=None).save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def benchmark_model_file(tmp_path_factory):
+    """An untrained three-class small_cnn saved as .keras (a stand-in for a car/truck/cat model)."""
+    from keras_apml import models
+
+    path = tmp_path_factory.mktemp("benchmark_model") / "small_cnn.keras"
+    models.small_cnn(num_classes=3).save(path)
+    return path
+
+
+# ImageNet weights cannot be downloaded here: experiments that use VGG19 build it untrained.
+QUICK_EXTRA = {"cifar_transfer": ["--weights", "none"], "feature_extraction": ["--model", "{transfer_model}"],
+               "adversarial": ["--model", "{benchmark_model}"]}
+
+
+def run_command(name, argv):
+    """Run ``python -m experiments.<name> ARGV`` in-process; return its exit status."""
+    from keras_apml import cli
+
+    module = importlib.import_module(f"experiments.{name}")
+    with pytest.raises(SystemExit) as e:
+        cli.run(module.main, argv)
+    return e.value.code
+
+
+@pytest.fixture(scope="session")
+def quick_run(image_tree, transfer_model_file, benchmark_model_file, tmp_path_factory):
+    """``quick_run(name)`` -> ``(exit status, run directory)`` of the experiment's default --quick run, run once."""
+    done = {}
+
+    def run(name):
+        if name not in done:
+            out = tmp_path_factory.mktemp(f"quick_{name}") / "run"
+            extra = [a.format(transfer_model=transfer_model_file, benchmark_model=benchmark_model_file)
+                     for a in QUICK_EXTRA.get(name, [])]
+            argv = ["--data-dir", str(image_tree[0]), "--out", str(out), "--quick", "--quiet", *extra]
+            done[name] = (run_command(name, argv), out)
+        return done[name]
+
+    return run

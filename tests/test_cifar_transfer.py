@@ -9,7 +9,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from test_experiments import run_command
+from conftest import run_command
 
 
 def quick(root, out, *extra):

@@ -1,6 +1,5 @@
 """Every experiment end to end on a synthetic image-folder tree, and the error contract of the commands."""
 
-import importlib
 import json
 import subprocess
 import sys
@@ -10,28 +9,15 @@ import keras
 import numpy as np
 import pytest
 
-from keras_apml import cli
+from conftest import run_command
 
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "experiments").glob("*.py") if p.stem != "__init__")
-# ImageNet weights cannot be downloaded here: experiments that use VGG19 build it untrained.
-QUICK_EXTRA = {"cifar_transfer": ["--weights", "none"], "feature_extraction": ["--model", "{transfer_model}"]}
-
-
-def run_command(name, argv):
-    """Run ``python -m experiments.<name> ARGV`` in-process; return its exit status."""
-    module = importlib.import_module(f"experiments.{name}")
-    with pytest.raises(SystemExit) as e:
-        cli.run(module.main, argv)
-    return e.value.code
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_every_experiment_runs_quick_end_to_end(name, image_tree, transfer_model_file, tmp_path):
-    root, _ = image_tree
-    out = tmp_path / "run"
-    extra = [a.format(transfer_model=transfer_model_file) for a in QUICK_EXTRA.get(name, [])]
-    argv = ["--data-dir", str(root), "--out", str(out), "--quick", "--quiet", *extra]
-    assert run_command(name, argv) == 0
+def test_every_experiment_runs_quick_end_to_end(name, quick_run):
+    status, out = quick_run(name)
+    assert status == 0
     for artifact in ("config.json", "metrics.json", "report.md"):
         assert (out / artifact).is_file(), artifact
     assert list(out.glob("*.png"))

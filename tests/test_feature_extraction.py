@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from keras_apml import features
-from test_experiments import run_command
+from conftest import run_command
 
 
 @pytest.fixture(scope="module")

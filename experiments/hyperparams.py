@@ -1,0 +1,162 @@
+"""Car/truck/cat: learning rate, batch size, epochs, optimiser, weight decay and schedule, one sweep each.
+
+    python -m experiments.hyperparams --data-dir /tmp/data/cifar10-jpeg
+    python -m experiments.hyperparams --sweep lr,optimizer --epochs 10
+
+Every configuration trains the recipe (changed in one setting) with the
+chosen imbalance strategy on 80% of the training set; the other 20%
+(stratified, observed labels) is the validation set that picks the best
+setting, by balanced accuracy, so the dev set and the true labels play no
+part in the choice. Dev metrics (true and observed labels) are reported
+beside it. A run whose loss becomes NaN or infinite is marked diverged at
+that epoch, never reported as a loss of 0. ``--quick`` runs the first and
+last setting of each sweep.
+"""
+
+import numpy as np
+
+from keras_apml import cli
+
+SWEEPS = {
+    "lr": ("lr", (1e-10, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)),
+    "batch": ("batch_size", (4, 8, 16, 32, 64)),
+    "epochs": ("epochs", None),  # one long run, scored after every epoch
+    # Each optimiser at its Keras default learning rate, for the same number of epochs.
+    "optimizer": ("optimizer", (("sgd", 0.01), ("adam", 1e-3), ("rmsprop", 1e-3))),
+    "weight_decay": ("weight_decay", (0.0, 1e-4, 1e-3, 1e-2, 1e-1)),
+    "schedule": ("schedule", ("constant", "step", "plateau", "cosine")),
+}
+
+
+def parse_args(argv=None):
+    """The command line of this experiment."""
+    from keras_apml import imbalance
+
+    parser = cli.benchmark_options(cli.experiment_parser("hyperparams", __doc__.splitlines()[0]))
+    imbalance.recipe_options(parser)
+    parser.add_argument("--sweep", default=",".join(SWEEPS), help=f"sweeps to run (default: all): {', '.join(SWEEPS)}")
+    parser.add_argument("--strategy", default=imbalance.BEST_STRATEGY, choices=tuple(imbalance.STRATEGIES),
+                        help=f"imbalance strategy of every run (default: {imbalance.BEST_STRATEGY})")
+    parser.add_argument("--max-epochs", type=int, default=None,
+                        help="length of the epochs sweep's run (default: 3x the recipe's epochs)")
+    args = parser.parse_args(argv)
+    args.sweep = [s.strip() for s in args.sweep.split(",") if s.strip()]
+    unknown = [s for s in args.sweep if s not in SWEEPS]
+    if unknown or not args.sweep:
+        parser.error(f"--sweep takes a comma-separated list of {', '.join(SWEEPS)}; got {','.join(unknown)}")
+    return args
+
+
+def configurations(sweep, recipe, quick=False):
+    """``[(label, recipe)]`` of one sweep: the recipe with one setting changed per configuration.
+
+    ``quick`` keeps the first and last setting of each sweep.
+    """
+    field, values = SWEEPS[sweep]
+    values = (values[0], values[-1]) if quick else values
+    if sweep == "optimizer":
+        return [(name, recipe.replace(optimizer=name, lr=lr)) for name, lr in values]
+    return [(f"{field}={value:g}" if isinstance(value, float) else f"{field}={value}",
+             recipe.replace(**{field: value})) for value in values]
+
+
+def score(model, result, splits, names):
+    """Validation and dev metrics of a finished run, or None for a diverged one."""
+    from keras_apml import report
+
+    return None if result.diverged else report.evaluate_splits(model, splits, names)
+
+
+def run_sweep(run, sweep, args, recipe, train, splits, names, counter):
+    """Train every configuration of one sweep on ``train``, score it on ``splits``; returns its best label."""
+    from keras_apml import imbalance, plots, runs
+    from keras_apml.runs import markdown_table
+
+    if sweep == "epochs":
+        return epochs_sweep(run, args, recipe, train, splits, counter)
+    validation = splits["validation"][:2]
+    results, curves = {}, {}
+    for label, config in configurations(sweep, recipe, args.quick):
+        runs.progress(next(counter), args.total, f"{sweep}: {label}", args.quiet)
+        model, result, _ = imbalance.train(args.strategy, *train, config, seed=args.seed, validation=validation)
+        metrics = score(model, result, splits, names)
+        results[label] = {"recipe": config.to_dict(), "training": result.to_dict(), "timing": result.timing(),
+                          **(metrics or {})}
+        curves[label] = (result.history, result.diverged_epoch)
+    finished = {k: r for k, r in results.items() if "validation" in r}
+    best = max(finished, key=lambda k: finished[k]["validation"]["balanced_accuracy"]) if finished else None
+    run.record(sweep, {"configurations": results, "best": best})
+    plot = run.save_figure(plots.loss_curves(curves, f"{sweep} sweep: loss per epoch"), f"sweep_{sweep}.png")
+    rows = []
+    for label, r in results.items():
+        val, dev = r.get("validation"), r.get("dev")
+        true = (dev or {}).get("true_labels")
+        rows.append((label, r["training"]["status"], r["training"]["epochs_run"], _last(r, "loss"),
+                     _last(r, "val_loss"), val and val["balanced_accuracy"], true and true["balanced_accuracy"],
+                     dev and dev["balanced_accuracy"], r["timing"]["fit_seconds"]))
+    table = markdown_table(["setting", "status", "epochs", "train loss", "validation loss",
+                            "validation balanced acc.", "dev balanced acc. (true)", "dev balanced acc. (observed)",
+                            "fit seconds"], rows)
+    verdict = f"**Best {sweep}: `{best}`** (highest validation balanced accuracy)." if best else \
+        "**Every configuration diverged.**"
+    run.add_section(f"## Sweep: {sweep}\n\n{verdict}\n\n{table}\n\n![{sweep}]({plot})")
+    return best
+
+
+def _last(result, key):
+    """The last value of a history entry (None when missing or not finite)."""
+    values = result["training"]["history"].get(key) or [None]
+    return values[-1]
+
+
+def epochs_sweep(run, args, recipe, train, splits, counter):
+    """One long run scored after every epoch: balanced accuracy on validation and dev against epochs."""
+    from keras_apml import evaluation, imbalance, plots, runs
+
+    epochs = args.max_epochs or 3 * recipe.epochs
+    runs.progress(next(counter), args.total, f"epochs: 1..{epochs}", args.quiet)
+    tracked = {"validation": splits["validation"][:2], "dev (observed)": splits["dev"][:2]}
+    if splits["dev"][2] is not None:
+        tracked["dev (true)"] = (splits["dev"][0], splits["dev"][2])
+    callback = evaluation.balanced_accuracy_callback(tracked)
+    model, result, _ = imbalance.train(args.strategy, *train, recipe.replace(epochs=epochs), seed=args.seed,
+                                       validation=splits["validation"][:2], callbacks=[callback])
+    history = callback.history
+    best = int(np.argmax(history["validation"])) + 1 if history["validation"] else None
+    run.record("epochs", {"balanced_accuracy_per_epoch": history, "best": best, "training": result.to_dict(),
+                          "timing": result.timing()})
+    plot = run.save_figure(plots.metric_curves(history, "balanced accuracy", "Balanced accuracy per epoch"),
+                           "sweep_epochs.png")
+    run.add_section(f"## Sweep: epochs\n\n**Best epochs: {best}** (highest validation balanced accuracy over "
+                    f"{result.epochs_run} epochs, {result.status}).\n\n![epochs]({plot})")
+    return best
+
+
+def main(argv=None):
+    args = parse_args(argv)
+
+    import itertools
+
+    from keras_apml import data, imbalance
+
+    run, bench, recipe = imbalance.open_study("hyperparams", args)
+    fit_idx, val_idx = data.validation_split(bench.y_train, 0.2, args.seed)
+    train = (bench.x_train[fit_idx], bench.y_train[fit_idx])
+    splits = {"validation": (bench.x_train[val_idx], bench.y_train[val_idx], None),
+              "dev": (bench.x_dev, bench.y_dev, bench.y_dev_true)}
+    args.total = sum(1 if s == "epochs" else len(configurations(s, recipe, args.quick)) for s in args.sweep)
+    counter = itertools.count(1)
+    run.add_section(f"Base recipe: {recipe.to_dict()}; strategy `{args.strategy}`. Training on "
+                    f"{len(fit_idx)} images, validation on {len(val_idx)} (observed labels), dev {len(bench.y_dev)}.")
+    best = {sweep: run_sweep(run, sweep, args, recipe, train, splits, bench.class_names, counter)
+            for sweep in args.sweep}
+    run.metrics["best"] = best
+    run.record("summary", {"best": best})
+    run.add_section("## Best setting of each sweep\n\n" + "\n".join(f"- {k}: `{v}`" for k, v in best.items()))
+    if not args.quiet:
+        print(f"run directory: {run.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

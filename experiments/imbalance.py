@@ -1,0 +1,102 @@
+"""Car/truck/cat: every imbalance strategy from the same initial weights, mean ± std over seeds, on dev.
+
+    python -m experiments.imbalance --data-dir /tmp/data/cifar10-jpeg
+    python -m experiments.imbalance --strategies none,class_weight,two_stage --seeds 0,1,2,3,4
+
+For each seed, every strategy's model starts from the same initial weights
+(built right after seeding). Dev metrics are computed against the true labels
+(the headline) and the observed, noisy ones. The strategy with the best mean
+balanced accuracy (true labels where known) is saved as best.keras, its first
+seed's model: the default model of ``experiments.adversarial``.
+"""
+
+import numpy as np
+
+from keras_apml import cli
+from keras_apml.errors import InputError
+
+
+
+def parse_args(argv=None):
+    """The command line of this experiment."""
+    from keras_apml import imbalance
+
+    parser = cli.benchmark_options(cli.experiment_parser("imbalance", __doc__.splitlines()[0]))
+    imbalance.recipe_options(parser)
+    parser.add_argument("--strategies", default=",".join(imbalance.STRATEGIES),
+                        help="comma-separated strategies (default: all): " + ", ".join(imbalance.STRATEGIES))
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: 0,1,2; --quick: 0)")
+    args = parser.parse_args(argv)
+    args.strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    for name in args.strategies:
+        imbalance.strategy(name)
+    args.seeds = cli.parse_seeds(args.seeds or ("0" if args.quick else "0,1,2"))
+    return args
+
+
+def headline(summary):
+    """The label set a choice is made on: true labels where known."""
+    return summary.get("true") or summary["observed"]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+
+    from keras_apml import evaluation, imbalance, plots, report, runs
+
+    run, bench, recipe = imbalance.open_study("imbalance", args)
+    names = bench.class_names
+    total = len(args.strategies) * len(args.seeds)
+    per_seed, first_models = {}, {}
+    for i, (seed, name) in enumerate(((s, n) for s in args.seeds for n in args.strategies), start=1):
+        runs.progress(i, total, f"{name} seed {seed}", args.quiet)
+        model, result, fitted = imbalance.train(name, bench.x_train, bench.y_train, recipe, seed=seed)
+        metrics = None if result.diverged else evaluation.evaluate(model, bench.x_dev, bench.y_dev, names,
+                                                                   y_true=bench.y_dev_true)
+        per_seed.setdefault(name, {})[seed] = {
+            "dev": metrics, "training": result.to_dict(), "timing": result.timing(),
+            "fitted_class_counts": np.bincount(fitted, minlength=len(names)).tolist()}
+        run.record(name, {"seeds": per_seed[name]})
+        if seed == args.seeds[0]:
+            first_models[name] = (model, result)
+
+    summaries = {}
+    for name, by_seed in per_seed.items():
+        finished = [r["dev"] for r in by_seed.values() if r["dev"] is not None]
+        summaries[name] = report.summarize_seeds(finished, names) if finished else {}
+        run.record(name, {"seeds": by_seed, "summary": summaries[name],
+                          "diverged_seeds": [s for s, r in by_seed.items() if r["dev"] is None]})
+    scored = {n: headline(s) for n, s in summaries.items() if s}
+    if not scored:
+        raise InputError("every run diverged: lower --lr")
+    label_note = "true" if bench.y_dev_true is not None else "observed"
+    series = {labels: ([summaries[n].get(labels, {}).get("balanced_accuracy", (0, 0))[0] or 0 for n in scored],
+                       [summaries[n].get(labels, {}).get("balanced_accuracy", (0, 0))[1] or 0 for n in scored])
+              for labels in ("true", "observed") if any(labels in summaries[n] for n in scored)}
+    bars = run.save_figure(plots.grouped_bars(list(scored), series, "dev balanced accuracy",
+                                              f"Imbalance strategies: mean ± std over {len(args.seeds)} seed(s)"),
+                           "balanced_accuracy.png")
+    best = max(scored, key=lambda n: scored[n]["balanced_accuracy"][0])
+    model, result = first_models[best]
+    run.save_model(model, "best.keras")
+    run.metrics["best"] = {"strategy": best, "model_file": "best.keras", "seed": args.seeds[0],
+                           "recipe": recipe.to_dict(), "chosen_on": f"mean dev balanced accuracy, {label_note} labels"}
+    run.record(best, run.metrics["runs"][best])
+    described = "\n".join(f"- `{n}`: {imbalance.STRATEGIES[n].description}" for n in args.strategies)
+    run.add_section(
+        f"## Strategies\n\nRecipe: {recipe.to_dict()}. Seeds {args.seeds}; every strategy of a seed starts from "
+        f"the same initial weights.\n\n{described}\n\n"
+        + report.seed_table(summaries, names) + f"\n\n![balanced accuracy per strategy]({bars})")
+    run.add_section(
+        f"## Best: `{best}`\n\nMean dev balanced accuracy ({label_note} labels) "
+        f"{report.mean_std(scored[best]['balanced_accuracy'])}. "
+        f"Its seed-{args.seeds[0]} model is saved as `best.keras`.")
+    splits = {"dev": (bench.x_dev, bench.y_dev, bench.y_dev_true)}
+    report.add_model_report(run, f"best_{best}", report.evaluate_splits(model, splits, names), names, model, result)
+    if not args.quiet:
+        print(f"best strategy: {best}; run directory: {run.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

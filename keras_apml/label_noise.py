@@ -1,0 +1,73 @@
+"""Label-noise detection by confident learning (cleanlab) on out-of-fold predicted probabilities."""
+
+import numpy as np
+from sklearn import metrics as skm
+from sklearn.model_selection import StratifiedKFold
+
+from keras_apml import evaluation, imbalance
+from keras_apml.pipeline import make_dataset
+from keras_apml.errors import InputError
+
+CLEANING = ("noisy", "removed", "relabelled")
+
+
+def out_of_fold_probabilities(x, y, recipe, strategy="class_weight", folds=5, seed=0, on_fold=None):
+    """Predicted probabilities for every image from a model that never saw it: stratified K-fold.
+
+    Each fold's model is ``imbalance.train(strategy, ...)`` on the other folds.
+    ``on_fold(i, folds)`` is called before each fold (for progress lines).
+    """
+    if folds < 2:
+        raise InputError(f"cross-validation needs at least 2 folds, got {folds}")
+    if np.bincount(y).min() < folds:
+        raise InputError(f"the smallest class has {np.bincount(y).min()} images, fewer than {folds} folds")
+    probabilities = np.zeros((len(y), int(y.max()) + 1), dtype=np.float32)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for i, (fit_idx, held_idx) in enumerate(splitter.split(np.zeros(len(y)), y), start=1):
+        if on_fold:
+            on_fold(i, folds)
+        model, result, _ = imbalance.train(strategy, x[fit_idx], y[fit_idx], recipe, seed=seed + i)
+        if result.diverged:
+            raise InputError(f"fold {i} diverged at epoch {result.diverged_epoch}: lower --lr")
+        probabilities[held_idx] = predict_probabilities(model, x[held_idx])
+    return probabilities
+
+
+def predict_probabilities(model, x, batch_size=256):
+    """The model's class probabilities for uint8 (or [0, 1] float) images."""
+    return model.predict(make_dataset(x, batch_size=batch_size), verbose=0)
+
+
+def find_issues(labels, probabilities):
+    """Indices of likely label errors (cleanlab's find_label_issues), most confidently wrong first."""
+    from cleanlab.filter import find_label_issues
+
+    return np.asarray(find_label_issues(labels, probabilities, return_indices_ranked_by="self_confidence"),
+                      dtype=np.int64)
+
+
+def detection_quality(flagged, y_observed, y_true):
+    """Precision, recall and F1 of the flagged indices against the images whose observed label is wrong."""
+    wrong = np.asarray(y_observed) != np.asarray(y_true)
+    predicted = np.zeros(len(wrong), dtype=bool)
+    predicted[np.asarray(flagged, dtype=np.int64)] = True
+    precision, recall, f1, _ = skm.precision_recall_fscore_support(wrong, predicted, average="binary",
+                                                                   zero_division=0)
+    return {"flagged": int(predicted.sum()), "wrong": int(wrong.sum()),
+            "correctly_flagged": int(np.sum(wrong & predicted)),
+            "precision": float(precision), "recall": float(recall), "f1": float(f1)}
+
+
+def clean(x, y, flagged, probabilities, how):
+    """Training data after cleaning: ``noisy`` (as is), ``removed`` (flagged dropped), ``relabelled`` (to argmax)."""
+    if how not in CLEANING:
+        raise InputError(f"unknown cleaning {how!r}; choose from {', '.join(CLEANING)}")
+    if how == "noisy":
+        return x, y
+    if how == "removed":
+        keep = np.ones(len(y), dtype=bool)
+        keep[flagged] = False
+        return x[keep], y[keep]
+    y = y.copy()
+    y[flagged] = evaluation.predict_labels(probabilities[flagged])
+    return x, y

@@ -1,0 +1,138 @@
+"""Imbalance strategies, the two-stage model and label-noise detection, on small synthetic data."""
+
+import keras
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_predict
+
+from conftest import synthetic_images
+from keras_apml import imbalance, label_noise, models, pipeline
+from keras_apml.errors import InputError
+
+TINY = imbalance.Recipe(model="small_cnn", epochs=1, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def skewed():
+    """120 / 20 / 10 images of three learnable classes."""
+    y = np.repeat(np.arange(3), (120, 20, 10))
+    return synthetic_images(len(y), seed=1, labels=y), y
+
+
+@pytest.mark.parametrize("balance, expected", [
+    ("none", [120, 20, 10]), ("class_weight", [120, 20, 10]), ("under", [10, 10, 10]),
+    ("over", [120, 120, 120]), ("smote", [120, 120, 120]), ("over+under", [50, 50, 50]),
+])
+def test_each_offline_strategy_fits_the_class_mix_it_promises(skewed, balance, expected):
+    x, y = skewed
+    _, steps, weights, fitted = pipeline.training_dataset(x, y, balance, batch_size=16, seed=0)
+    assert np.bincount(fitted).tolist() == expected and steps is None
+    if balance == "class_weight":
+        assert weights == pytest.approx({0: 150 / 360, 1: 150 / 60, 2: 150 / 30})
+    else:
+        assert weights is None
+
+
+def test_oversampling_in_tf_data_keeps_an_epoch_of_the_original_size(skewed):
+    x, y = skewed
+    ds, steps, weights, _ = pipeline.training_dataset(x, y, "oversample", batch_size=16, seed=0)
+    assert steps == 10 and weights is None
+    labels = np.concatenate([b[1].numpy() for b in ds.take(60)])
+    assert np.abs(np.bincount(labels) / len(labels) - 1 / 3).max() < 0.05
+
+
+def test_offline_augmentation_copies_every_class_but_the_largest(skewed):
+    x, y = skewed
+    spec = pipeline.Augmentation.from_string(imbalance.AUGMENT, seed=0)
+    x_aug, y_aug = imbalance.augment_minority(x, y, spec, copies=2)
+    assert np.bincount(y_aug).tolist() == [120, 60, 30] and x_aug.shape == (210, 32, 32, 3)
+    np.testing.assert_array_equal(x_aug[:120], x[:120])  # cars untouched
+    assert not np.array_equal(x_aug[140:160], x[120:140])  # the first copy of the trucks is augmented
+
+
+def test_every_strategy_of_a_seed_starts_from_the_same_weights(skewed):
+    x, _ = skewed
+    a = imbalance.build_model(TINY, x, 3, seed=5).get_weights()
+    b = imbalance.build_model(TINY, x, 3, seed=5).get_weights()
+    c = imbalance.build_model(TINY, x, 3, seed=6).get_weights()
+    assert all(np.array_equal(u, v) for u, v in zip(a, b))
+    assert not all(np.array_equal(u, v) for u, v in zip(a, c))
+
+
+def test_two_stage_probabilities_combine_both_stages(tmp_path):
+    first, rest = models.small_cnn(num_classes=2), models.small_cnn(num_classes=2)
+    joined = models.two_stage(first, rest)
+    x = np.random.default_rng(0).random((5, 32, 32, 3)).astype("float32")
+    p1, p2, p = first.predict(x, verbose=0), rest.predict(x, verbose=0), joined.predict(x, verbose=0)
+    np.testing.assert_allclose(p, np.column_stack([p1[:, 0], p1[:, 1:2] * p2]), rtol=1e-5)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+    joined.save(tmp_path / "two_stage.keras")
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "two_stage.keras").predict(x, verbose=0), p,
+                               rtol=1e-6)
+
+
+def test_two_stage_training_returns_one_three_class_model(skewed):
+    x, y = skewed
+    model, result, _ = imbalance.train("two_stage", x, y, TINY, seed=0)
+    assert model.output_shape == (None, 3) and result.epochs_run == 2
+    assert "loss" in result.history and "stage2_loss" in result.history
+
+
+def test_unknown_strategies_and_models_are_refused():
+    with pytest.raises(InputError, match="unknown strategy 'smote2'"):
+        imbalance.strategy("smote2")
+    with pytest.raises(InputError, match="unknown model 'resnet'"):
+        imbalance.Recipe(model="resnet")
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """Three Gaussian blobs a linear model separates, 30 of 300 labels flipped to the next class."""
+    rng = np.random.default_rng(0)
+    y_true = np.repeat(np.arange(3), 100)
+    centres = np.array([[0, 0], [6, 0], [0, 6]])
+    x = centres[y_true] + rng.normal(size=(300, 2))
+    y = y_true.copy()
+    flipped = rng.choice(300, size=30, replace=False)
+    y[flipped] = (y[flipped] + 1) % 3
+    return x, y, y_true, flipped
+
+
+def test_confident_learning_finds_planted_label_errors(planted):
+    x, y, y_true, flipped = planted
+    probabilities = cross_val_predict(LogisticRegression(), x, y, cv=5, method="predict_proba")
+    flagged = label_noise.find_issues(y, probabilities)
+    quality = label_noise.detection_quality(flagged, y, y_true)
+    assert quality["wrong"] == 30
+    assert quality["precision"] >= 0.9 and quality["recall"] >= 0.9
+    assert quality["correctly_flagged"] == len(set(flagged) & set(flipped))
+
+
+def test_detection_quality_is_precision_and_recall_of_the_flagged_set():
+    y_observed, y_true = np.array([0, 1, 1, 2, 0, 0]), np.array([0, 0, 2, 0, 0, 0])
+    quality = label_noise.detection_quality([0, 1, 2], y_observed, y_true)  # wrong: 1, 2, 3
+    assert quality == {"flagged": 3, "wrong": 3, "correctly_flagged": 2, "precision": pytest.approx(2 / 3),
+                       "recall": pytest.approx(2 / 3), "f1": pytest.approx(2 / 3)}
+
+
+def test_cleaning_removes_or_relabels_exactly_the_flagged_images():
+    x, y = np.arange(6)[:, None], np.array([0, 0, 1, 1, 2, 2])
+    probabilities = np.eye(3)[[0, 2, 1, 0, 2, 2]]
+    flagged = np.array([1, 3])
+    x_removed, y_removed = label_noise.clean(x, y, flagged, probabilities, "removed")
+    assert x_removed.ravel().tolist() == [0, 2, 4, 5] and y_removed.tolist() == [0, 1, 2, 2]
+    _, y_relabelled = label_noise.clean(x, y, flagged, probabilities, "relabelled")
+    assert y_relabelled.tolist() == [0, 2, 1, 0, 2, 2] and y.tolist() == [0, 0, 1, 1, 2, 2]
+    with pytest.raises(InputError, match="unknown cleaning"):
+        label_noise.clean(x, y, flagged, probabilities, "fixed")
+
+
+def test_out_of_fold_probabilities_cover_every_image_once(skewed):
+    x, y = skewed
+    seen = []
+    probabilities = label_noise.out_of_fold_probabilities(x, y, TINY, folds=3, on_fold=lambda i, k: seen.append(i))
+    assert seen == [1, 2, 3] and probabilities.shape == (150, 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(InputError, match="fewer than 20 folds"):
+        label_noise.out_of_fold_probabilities(x, y, TINY, folds=20)

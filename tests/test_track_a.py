@@ -1,0 +1,103 @@
+"""The car/truck/cat studies end to end on the synthetic tree: baseline, imbalance, label_noise, hyperparams."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from keras_apml import data
+from conftest import run_command
+
+
+def _metrics(out):
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_baseline_reports_the_always_car_rule_beside_the_network(quick_run):
+    status, out = quick_run("baseline")
+    assert status == 0
+    metrics = _metrics(out)
+    always = metrics["runs"]["always_majority"]
+    assert always["class"] == "car"
+    assert always["dev"]["accuracy"] == pytest.approx(28 / 32) and always["dev"]["balanced_accuracy"] == 1 / 3
+    assert always["dev"]["true_labels"]["accuracy"] == pytest.approx(25 / 32)
+    assert metrics["data"]["wrong labels"] == {"train": 24, "dev": 3}
+    assert metrics["data"]["train observed"] == {"n": 281, "car": 248, "truck": 22, "cat": 11}
+    share = metrics["runs"]["small_cnn"]["dev_predicted_share"]
+    assert sum(share.values()) == pytest.approx(1.0)
+    report = (out / "report.md").read_text()
+    assert "| always car | true |" in report and "24 of 281 training labels" in report
+    assert (out / "mislabelled.png").is_file() and (out / "baseline.keras").is_file()
+
+
+def test_imbalance_table_has_every_strategy_and_seed_and_saves_the_best(image_tree, tmp_path):
+    root, _ = image_tree
+    out = tmp_path / "run"
+    argv = ["--data-dir", str(root), "--out", str(out), "--quick", "--quiet",
+            "--strategies", "none,random_over", "--seeds", "0,1", "--model", "small_cnn"]
+    assert run_command("imbalance", argv) == 0
+    metrics = _metrics(out)
+    assert set(metrics["runs"]) == {"none", "random_over"}
+    over = metrics["runs"]["random_over"]
+    assert set(over["seeds"]) == {"0", "1"} and over["seeds"]["0"]["fitted_class_counts"] == [248, 248, 248]
+    mean, std = over["summary"]["true"]["balanced_accuracy"]
+    per_seed = [over["seeds"][s]["dev"]["true_labels"]["balanced_accuracy"] for s in ("0", "1")]
+    assert mean == pytest.approx(np.mean(per_seed)) and std == pytest.approx(np.std(per_seed))
+    best = metrics["best"]["strategy"]
+    best_mean = metrics["runs"][best]["summary"]["true"]["balanced_accuracy"][0]
+    assert best_mean == max(r["summary"]["true"]["balanced_accuracy"][0] for r in metrics["runs"].values())
+    assert keras.models.load_model(out / "best.keras").output_shape == (None, 3)
+    report = (out / "report.md").read_text()
+    assert report.count("| true |") == 2 + 1 and "balanced_accuracy.png" in report  # + the best model's table
+
+
+def test_label_noise_writes_a_relabel_file_that_train_can_apply(quick_run, image_tree, tmp_path):
+    root, _ = image_tree
+    status, out = quick_run("label_noise")
+    assert status == 0
+    metrics = _metrics(out)
+    detection = metrics["runs"]["detection"]
+    assert detection["train"]["wrong"] == 24 and detection["dev"]["wrong"] == 3
+    assert set(metrics["runs"]) == {"detection", "noisy", "removed", "relabelled"}
+    assert metrics["runs"]["noisy"]["training_images"] == 281
+    assert metrics["runs"]["removed"]["training_images"] == 281 - detection["train"]["flagged"]
+    bench = data.load_benchmark(root, 0, quick=True)
+    relabelled, record = data.apply_relabel_file(bench.y_train, out / "flagged_relabel.csv", bench.class_names)
+    assert record["rows"] == detection["train"]["flagged"]
+    assert run_command("train", ["--data-dir", str(root), "--out", str(tmp_path / "t"), "--quick", "--quiet",
+                                 "--relabel", str(out / "flagged_relabel.csv")]) == 0
+
+
+def test_hyperparams_marks_a_diverged_learning_rate_and_never_scores_it(image_tree, tmp_path, monkeypatch):
+    from experiments import hyperparams
+
+    monkeypatch.setitem(hyperparams.SWEEPS, "lr", ("lr", (1e-3, 1e9)))
+    root, _ = image_tree
+    out = tmp_path / "run"
+    argv = ["--data-dir", str(root), "--out", str(out), "--quick", "--quiet", "--sweep", "lr,epochs",
+            "--strategy", "class_weight", "--epochs", "2", "--model", "small_cnn"]
+    assert run_command("hyperparams", argv) == 0
+    sweep = _metrics(out)["runs"]["lr"]
+    huge = sweep["configurations"]["lr=1e+09"]
+    assert huge["training"]["status"].startswith("diverged at epoch") and "dev" not in huge
+    assert None in huge["training"]["history"]["loss"]
+    assert sweep["best"] == "lr=0.001"
+    epochs = _metrics(out)["runs"]["epochs"]
+    assert len(epochs["balanced_accuracy_per_epoch"]["dev (true)"]) == 6  # 3x the recipe's 2 epochs
+    report = (out / "report.md").read_text()
+    assert "| lr=1e+09 | diverged at epoch" in report and "Best lr: `lr=0.001`" in report
+
+
+@pytest.mark.parametrize("name, argv, message", [
+    ("imbalance", ["--seeds", "0,x"], "--seeds takes comma-separated integers"),
+    ("imbalance", ["--strategies", "none,smote2"], "unknown strategy 'smote2'"),
+    ("baseline", ["--train-pickle", "a.pkl"], "--train-pickle and --dev-pickle go together"),
+    ("hyperparams", ["--sweep", "lr,colour"], "--sweep takes a comma-separated list"),
+    ("label_noise", ["--folds", "1"], "--folds must be at least 2"),
+])
+def test_bad_input_is_one_error_line(image_tree, tmp_path, capsys, name, argv, message):
+    root, _ = image_tree
+    status = run_command(name, ["--data-dir", str(root), "--out", str(tmp_path / "run"), "--quick", *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and err[0].startswith("error:") and message in err[0]
