@@ -1,0 +1,232 @@
+"""Adversarial examples against a trained model: FGSM and PGD epsilon sweeps, targeted attacks, examples.
+
+    python -m experiments.adversarial --data-dir /tmp/data/cifar10-jpeg
+    python -m experiments.adversarial --model runs/cifar_transfer/<stamp>/3_augmented.keras --attack pgd
+
+The default model is best.keras of the newest ``experiments.imbalance`` run
+(car/truck/cat dev set), else the newest ``experiments.cifar_transfer`` conv
+net (CIFAR-10 test set). Perturbations live in [0, 1] pixel space: the model
+carries its own preprocessing. Untargeted attacks use the true labels (the
+benchmark's true ones where known) or, with ``--use-predictions``, the model's
+own predictions, which avoids label leaking.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from keras_apml import cli
+from keras_apml.errors import InputError
+
+EPS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
+ATTACKS = ("fgsm", "pgd", "optimize")
+MAKES = "`python -m experiments.imbalance` or `python -m experiments.cifar_transfer`"
+CONV_NETS = ("3_augmented.keras", "2_standardized.keras", "1_raw.keras")
+QUICK_IMAGES = 200
+
+
+def parse_args(argv=None):
+    """The command line of this experiment."""
+    parser = cli.experiment_parser("adversarial", __doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="a .keras model (default: see above)")
+    parser.add_argument("--data", choices=("benchmark", "cifar10"), default=None,
+                        help="evaluation set (default: from the model's classes: 3 benchmark, 10 CIFAR-10)")
+    parser.add_argument("--attack", choices=ATTACKS, default="fgsm",
+                        help="attack of the examples and the targeted study (default: fgsm)")
+    parser.add_argument("--eps", default=",".join(f"{e:g}" for e in EPS),
+                        help="comma-separated L-infinity budgets of the sweep, in [0, 1] pixels")
+    parser.add_argument("--example-eps", type=float, default=0.02,
+                        help="budget of the examples and the targeted attacks (default: 0.02)")
+    parser.add_argument("--target", default=None, help="targeted study for this class only (default: every class)")
+    parser.add_argument("--examples", type=int, default=6, help="correctly classified images shown (default: 6)")
+    parser.add_argument("--targeted-images", type=int, default=500,
+                        help="images attacked per target class (default: 500)")
+    parser.add_argument("--pgd-steps", type=int, default=10, help="PGD steps (default: 10, step size eps/4)")
+    parser.add_argument("--use-predictions", action="store_true",
+                        help="attack the model's own predictions instead of the true labels")
+    args = parser.parse_args(argv)
+    try:
+        args.eps = sorted({float(e) for e in args.eps.split(",") if e.strip()})
+    except ValueError:
+        parser.error(f"--eps takes comma-separated numbers, got {args.eps!r}")
+    if not args.eps or min(args.eps) < 0 or max(args.eps) > 1 or not 0 <= args.example_eps <= 1:
+        parser.error("budgets (--eps, --example-eps) must lie in [0, 1]")
+    if args.examples < 1 or args.targeted_images < 1 or args.pgd_steps < 1:
+        parser.error("--examples, --targeted-images and --pgd-steps must be at least 1")
+    return args
+
+
+def resolve_model(path):
+    """The model file: the given one, else the newest imbalance best.keras, else the newest conv net."""
+    if path is not None:
+        if not Path(path).is_file():
+            raise InputError(f"model {path} does not exist; make one with {MAKES}")
+        return Path(path)
+    for pattern in ["imbalance/*/best.keras", *(f"cifar_transfer/*/{name}" for name in CONV_NETS)]:
+        found = sorted(Path("runs").glob(pattern), key=lambda p: p.stat().st_mtime)
+        if found:
+            return found[-1]
+    raise InputError(f"no trained model under runs/; make one with {MAKES}, or pass --model PATH")
+
+
+def load_evaluation_set(args, num_classes):
+    """``(x in [0, 1], observed labels, true labels or None, class names, set name)``."""
+    from keras_apml import data
+
+    kind = args.data or {3: "benchmark", 10: "cifar10"}.get(num_classes)
+    if kind is None:
+        raise InputError(f"the model has {num_classes} classes; pass --data benchmark (3) or cifar10 (10)")
+    if (kind == "benchmark") != (num_classes == 3) or (kind == "cifar10") != (num_classes == 10):
+        raise InputError(f"the model has {num_classes} classes but --data {kind} has "
+                         f"{3 if kind == 'benchmark' else 10}")
+    if kind == "benchmark":
+        bench = data.load_benchmark(args.data_dir, 0, quick=args.quick)
+        x, y, y_true, names, name = bench.x_dev, bench.y_dev, bench.y_dev_true, bench.class_names, "dev"
+    else:
+        _, (x, y) = data.load_cifar10(args.data_dir)
+        y_true, names, name = None, data.CIFAR10_CLASSES, "test"
+    if args.quick:
+        idx = np.random.default_rng(args.seed).permutation(len(y))[:QUICK_IMAGES]
+        x, y, y_true = x[idx], y[idx], None if y_true is None else y_true[idx]
+    return x.astype(np.float32) / 255.0, y, y_true, tuple(names), name
+
+
+def sweep(model, x, labels, scored, args, names):
+    """Accuracy and balanced accuracy against eps for FGSM and PGD; returns metrics and the FGSM images."""
+    import time
+
+    from keras_apml import adversarial, evaluation, runs
+
+    results, fgsm_images = {}, {}
+    for i, (attack, eps) in enumerate(((a, e) for a in ("fgsm", "pgd") for e in args.eps), start=1):
+        runs.progress(i, 2 * len(args.eps), f"{attack} eps={eps:g}", args.quiet)
+        start = time.perf_counter()
+        if attack == "fgsm":
+            x_adv, _ = adversarial.fgsm(model, x, labels, eps)
+            fgsm_images[eps] = x_adv
+        else:
+            x_adv, _ = adversarial.pgd(model, x, labels, eps, steps=args.pgd_steps, seed=args.seed)
+        seconds = time.perf_counter() - start
+        metrics = evaluation.evaluate(model, x_adv, scored, names)
+        results.setdefault(attack, {})[f"{eps:g}"] = {
+            "accuracy": metrics["accuracy"], "balanced_accuracy": metrics["balanced_accuracy"],
+            "per_class_accuracy": metrics["per_class_accuracy"], "attack_seconds": round(seconds, 3)}
+    return results, fgsm_images
+
+
+def targeted(model, x, scored, predicted, args, names):
+    """Success rate per target class: correctly classified images of other classes pushed to the target."""
+    from keras_apml import adversarial
+
+    targets = range(len(names)) if args.target is None else [_class_index(args.target, names)]
+    rng = np.random.default_rng(args.seed)
+    rates = {}
+    for t in targets:
+        pool = np.flatnonzero((predicted == scored) & (scored != t))
+        chosen = rng.permutation(pool)[:args.targeted_images]
+        goal = np.full(len(chosen), t)
+        if len(chosen) == 0:
+            rates[names[t]] = {"images": 0, "success_rate": None}
+            continue
+        attacked = attack(model, x[chosen], goal, args, targeted=True)
+        hit = adversarial.predicted_labels(model, attacked[0]) == t
+        rates[names[t]] = {"images": int(len(chosen)), "success_rate": float(hit.mean())}
+        if "steps" in attacked.info:
+            rates[names[t]]["mean_steps"] = float(attacked.info["steps"].mean())
+            rates[names[t]]["mean_l2"] = float(attacked.info["l2"].mean())
+    return rates
+
+
+def _class_index(name, names):
+    """The index of a class given by name or number."""
+    if name in names:
+        return names.index(name)
+    if name.isdigit() and int(name) < len(names):
+        return int(name)
+    raise InputError(f"unknown --target {name!r}; classes: {', '.join(names)}")
+
+
+def attack(model, x, y, args, targeted=False):
+    """The chosen ``--attack`` at ``--example-eps`` (the optimisation attack is targeted by nature)."""
+    from keras_apml import adversarial
+
+    if args.attack == "fgsm":
+        return adversarial.fgsm(model, x, y, args.example_eps, targeted=targeted)
+    if args.attack == "pgd":
+        return adversarial.pgd(model, x, y, args.example_eps, steps=args.pgd_steps, targeted=targeted,
+                               seed=args.seed)
+    if not targeted:  # untargeted examples: aim at the second most likely class
+        y = np.argsort(model.predict(x, verbose=0), axis=1)[:, -2]
+    return adversarial.optimize_attack(model, x, y)
+
+
+def example_figure(model, x, labels, predicted, args, names):
+    """Original | amplified perturbation | adversarial image for correctly classified examples."""
+    from keras_apml import plots
+
+    chosen = np.flatnonzero(predicted == labels)[:args.examples]
+    attacked = attack(model, x[chosen], labels[chosen], args)
+    x_adv, delta = attacked
+    before, after = model.predict(x[chosen], verbose=0), model.predict(x_adv, verbose=0)
+    scale = np.abs(delta).max() or 1.0
+    images, captions = [], []
+    for i in range(len(chosen)):
+        images += [x[chosen[i]], 0.5 + delta[i] / (2 * scale), x_adv[i]]
+        captions += [f"{names[before[i].argmax()]} {before[i].max():.0%}", f"delta x{0.5 / scale:.0f}",
+                     f"{names[after[i].argmax()]} {after[i].max():.0%}"]
+    budget = "unbounded, Adam + L1" if args.attack == "optimize" else f"eps {args.example_eps:g}"
+    title = f"{args.attack}, {budget}\noriginal | perturbation | adversarial"
+    return plots.image_grid(images, captions, columns=3, title=title), len(chosen)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+
+    from keras_apml import adversarial, models, plots
+    from keras_apml.runs import RunDir, markdown_table
+
+    model_path = resolve_model(args.model)
+    model = models.load_model(model_path)
+    x, y, y_true, names, set_name = load_evaluation_set(args, int(model.output_shape[-1]))
+    run = RunDir.create("adversarial", args.out)
+    run.write_config(args, model=str(model_path), evaluation_set=set_name, images=len(y))
+    scored = y if y_true is None else y_true
+    predicted = adversarial.predicted_labels(model, x)
+    labels = predicted if args.use_predictions else scored
+
+    results, fgsm_images = sweep(model, x, labels, scored, args, names)
+    run.record("sweep", results)
+    curves = plots.eps_curves(results, f"Accuracy under attack ({set_name}, {len(y)} images)")
+    shown = np.random.default_rng(args.seed).permutation(len(y))[:8]
+    grid_images, captions = [], []
+    for eps, x_adv in fgsm_images.items():
+        after = adversarial.predicted_labels(model, x_adv[shown])
+        grid_images += list(x_adv[shown])
+        captions += [f"eps {eps:g}\n{names[scored[i]]} -> {names[p]}" for i, p in zip(shown, after)]
+    grid = plots.image_grid(grid_images, captions, columns=len(shown), title="FGSM: a row per eps (true -> predicted)")
+    rows = [(f"{float(eps):g}", results["fgsm"][eps]["accuracy"], results["fgsm"][eps]["balanced_accuracy"],
+             results["pgd"][eps]["accuracy"], results["pgd"][eps]["balanced_accuracy"])
+            for eps in results["fgsm"]]
+    run.add_section(
+        f"## Epsilon sweep\n\nModel `{model_path}` on the {set_name} set ({len(y)} images), scored against "
+        f"{'true' if y_true is not None else 'the given'} labels; attacks aim at "
+        f"{'the model predictions' if args.use_predictions else 'the true labels'}. PGD: {args.pgd_steps} steps "
+        "of eps/4 from a random start.\n\n"
+        + markdown_table(["eps", "FGSM accuracy", "FGSM balanced acc.", "PGD accuracy", "PGD balanced acc."], rows)
+        + f"\n\n![accuracy against eps]({run.save_figure(curves, 'eps_sweep.png')})"
+        f"\n\n![FGSM images]({run.save_figure(grid, 'eps_grid.png')})")
+
+    figure, count = example_figure(model, x, scored, predicted, args, names)
+    rates = targeted(model, x, scored, predicted, args, names)
+    run.record("targeted", {"attack": args.attack, "eps": args.example_eps, "per_target": rates})
+    table = markdown_table(["target", "images", "success rate"],
+                           [(t, r["images"], r["success_rate"]) for t, r in rates.items()])
+    run.add_section(f"## Examples and targeted attacks ({args.attack}, eps {args.example_eps:g})\n\n"
+                    f"![{count} examples]({run.save_figure(figure, 'examples.png')})\n\n{table}")
+    if not args.quiet:
+        print(f"run directory: {run.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)
