@@ -61,6 +61,8 @@ def detect(run, args, bench, recipe):
     dev_probabilities = label_noise.predict_probabilities(model, bench.x_dev)
     dev_flagged = label_noise.find_issues(bench.y_dev, dev_probabilities)
 
+    data.save_arrays(run.file("out_of_fold_probabilities.npz"), probabilities=probabilities, labels=bench.y_train,
+                     flagged=flagged)
     data.write_relabel_file(run.file("flagged_relabel.csv"), flagged, suggested, names)
     data.write_relabel_file(run.file("flagged_dev_relabel.csv"), dev_flagged,
                             dev_probabilities[dev_flagged].argmax(axis=1), names)

@@ -62,6 +62,8 @@ def test_label_noise_writes_a_relabel_file_that_train_can_apply(quick_run, image
     assert set(metrics["runs"]) == {"detection", "noisy", "removed", "relabelled"}
     assert metrics["runs"]["noisy"]["training_images"] == 281
     assert metrics["runs"]["removed"]["training_images"] == 281 - detection["train"]["flagged"]
+    saved = data.load_arrays(out / "out_of_fold_probabilities.npz")
+    assert saved["probabilities"].shape == (281, 3) and len(saved["flagged"]) == detection["train"]["flagged"]
     bench = data.load_benchmark(root, 0, quick=True)
     relabelled, record = data.apply_relabel_file(bench.y_train, out / "flagged_relabel.csv", bench.class_names)
     assert record["rows"] == detection["train"]["flagged"]
