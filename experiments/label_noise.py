@@ -9,9 +9,10 @@ noisy labels with class weights; cleanlab's ``find_label_issues`` flags the
 images whose label the fold models disagree with. Why this default: no image
 is scored by a model that saw its label (no leakage, unlike features of one
 network trained on all labels), five small nets train in minutes on a CPU,
-and the class weights
-matter: unweighted, a model learns from the noise itself that a cat is most
-likely "car" (two thirds of cats carry that label) and cannot flag those cats.
+and the class weights matter: unweighted, a model learns from the noise
+itself that a cat is most likely "car" (two thirds of cats carry that label).
+On the benchmark cleanlab then found 26% of the wrong labels, against 77%
+with class weights (README, "Results measured here").
 
 Detection is scored against the benchmark's true labels (train by the
 out-of-fold probabilities, dev by a model trained on all of train). Then the

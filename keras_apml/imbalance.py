@@ -56,13 +56,20 @@ BEST_STRATEGY = "augment+class_weight"
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """How one model is trained: architecture, optimiser, learning rate, batch size, epochs, schedule."""
+    """How one model is trained: architecture, optimiser, learning rate, batch size, epochs, schedule.
+
+    The defaults are the hyperparameter study's on the benchmark (issue 4's
+    note): Adam at 1e-3 beat 1e-4 and 1e-2 and SGD clearly, and validation
+    balanced accuracy still rose from 20 epochs (0.72-0.75) to 50 (0.82).
+    Batch 64 and ReduceLROnPlateau scored within the run-to-run spread of the
+    base recipe itself (0.032) and weight decay never helped, so they stay off.
+    """
 
     model: str = "cifar_convnet"
     optimizer: str = "adam"
     lr: float = 1e-3
     batch_size: int = 32
-    epochs: int = 30
+    epochs: int = 50
     momentum: float = 0.9
     weight_decay: float = 0.0
     schedule: str = "constant"
