@@ -132,24 +132,6 @@ def epochs_sweep(run, args, recipe, train, splits, counter):
     return best
 
 
-def base_repeats(sweeps, base):
-    """``{sweep: validation balanced accuracy}`` of the configurations that are the base recipe itself."""
-    return {sweep: r["validation"]["balanced_accuracy"] for sweep, s in sweeps.items()
-            for r in s.get("configurations", {}).values() if r["recipe"] == base and "validation" in r}
-
-
-def noise_section(repeats):
-    """The report's note on run-to-run noise, from the base recipe's repeats (None with fewer than two)."""
-    if len(repeats) < 2:
-        return None
-    values = ", ".join(f"{v:.4f} ({k})" for k, v in repeats.items())
-    spread = max(repeats.values()) - min(repeats.values())
-    return (f"## Run-to-run noise\n\nThe base recipe is a configuration of {len(repeats)} sweeps, trained anew "
-            f"each time with the same seed: validation balanced accuracy {values}, a spread of {spread:.4f} "
-            "(the same seed gives the same initial weights, not the same run). Settings closer to each other than "
-            "that are not told apart by one run; rerun them with other `--seed`s before trusting the order.")
-
-
 def main(argv=None):
     args = parse_args(argv)
 
@@ -169,12 +151,8 @@ def main(argv=None):
     best = {sweep: run_sweep(run, sweep, args, recipe, train, splits, bench.class_names, counter)
             for sweep in args.sweep}
     run.metrics["best"] = best
-    run.metrics["base_recipe_repeats"] = repeats = base_repeats(run.metrics["runs"], recipe.to_dict())
     run.record("summary", {"best": best})
     run.add_section("## Best setting of each sweep\n\n" + "\n".join(f"- {k}: `{v}`" for k, v in best.items()))
-    noise = noise_section(repeats)
-    if noise:
-        run.add_section(noise)
     if not args.quiet:
         print(f"run directory: {run.path}")
     return 0

@@ -82,7 +82,11 @@ def _finish(ds, augmentation, labelled):
             images = pipeline(images, training=True)
         return (images, *batch[1:]) if labelled else images
 
-    return ds.map(prepare, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    # The augmentation layers draw from one stateful seed generator: parallel calls would race on it and the
+    # same seed would give different runs, so augmented batches are made one at a time (still far faster
+    # than training consumes them), in order.
+    calls = 1 if pipeline is not None else AUTOTUNE
+    return ds.map(prepare, num_parallel_calls=calls).prefetch(AUTOTUNE)
 
 
 def class_weights(y):

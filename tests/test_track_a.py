@@ -75,10 +75,9 @@ def test_hyperparams_marks_a_diverged_learning_rate_and_never_scores_it(image_tr
     from experiments import hyperparams
 
     monkeypatch.setitem(hyperparams.SWEEPS, "lr", ("lr", (1e-3, 1e9)))
-    monkeypatch.setitem(hyperparams.SWEEPS, "batch", ("batch_size", (32, 8)))
     root, _ = image_tree
     out = tmp_path / "run"
-    argv = ["--data-dir", str(root), "--out", str(out), "--quick", "--quiet", "--sweep", "lr,batch,epochs",
+    argv = ["--data-dir", str(root), "--out", str(out), "--quick", "--quiet", "--sweep", "lr,epochs",
             "--strategy", "class_weight", "--epochs", "2", "--model", "small_cnn"]
     assert run_command("hyperparams", argv) == 0
     sweep = _metrics(out)["runs"]["lr"]
@@ -90,19 +89,6 @@ def test_hyperparams_marks_a_diverged_learning_rate_and_never_scores_it(image_tr
     assert len(epochs["balanced_accuracy_per_epoch"]["dev (true)"]) == 6  # 3x the recipe's 2 epochs
     report = (out / "report.md").read_text()
     assert "| lr=1e+09 | diverged at epoch" in report and "Best lr: `lr=0.001`" in report
-    # lr=0.001 and batch_size=32 are both the base recipe: their two scores measure run-to-run noise.
-    repeats = _metrics(out)["base_recipe_repeats"]
-    assert set(repeats) == {"lr", "batch"}
-    assert repeats["lr"] == sweep["configurations"]["lr=0.001"]["validation"]["balanced_accuracy"]
-    assert "## Run-to-run noise" in report and "configuration of 2 sweeps" in report
-
-
-def test_noise_section_needs_two_repeats_and_reports_their_spread():
-    from experiments import hyperparams
-
-    assert hyperparams.noise_section({"lr": 0.7}) is None
-    text = hyperparams.noise_section({"lr": 0.7229, "batch": 0.7182, "schedule": 0.75})
-    assert "a spread of 0.0318" in text and "0.7182 (batch)" in text
 
 
 @pytest.mark.parametrize("name, argv, message", [
