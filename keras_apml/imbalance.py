@@ -50,8 +50,10 @@ STRATEGIES = {
                           description="car vs not-car, then truck vs cat; each stage class-weighted"),
 }
 
-# The best strategy of the imbalance benchmark (issue 4's note): the label-noise study's default.
-BEST_STRATEGY = "augment+class_weight"
+# The best strategy of the imbalance benchmark (README, "Results measured here"): dev balanced accuracy
+# 0.781 +- 0.001 over 3 seeds, class weights alone 0.771 +- 0.028. The label-noise and hyperparameter studies'
+# default.
+BEST_STRATEGY = "augment+oversample"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,8 +63,9 @@ class Recipe:
     The defaults are the hyperparameter study's on the benchmark (issue 4's
     note): Adam at 1e-3 beat 1e-4 and 1e-2 and SGD clearly, and validation
     balanced accuracy still rose from 20 epochs (0.72-0.75) to 50 (0.82).
-    Batch 64 and ReduceLROnPlateau scored within the run-to-run spread of the
-    base recipe itself (0.032) and weight decay never helped, so they stay off.
+    Batch 64 and ReduceLROnPlateau scored within the spread of the base recipe
+    itself over five retrainings that differed only in their augmentation
+    draws (0.032), and weight decay never helped, so they stay off.
     """
 
     model: str = "cifar_convnet"
