@@ -6,6 +6,7 @@ tf.data map (online) or materialises augmented copies (offline). Images are
 float32 in [0, 1].
 """
 
+import inspect
 import math
 
 import keras
@@ -14,12 +15,13 @@ import numpy as np
 from keras_apml.errors import InputError
 
 FILL_MODES = ("constant", "nearest", "reflect", "wrap")
+# ImageDataGenerator's interpolation_order (spline order) as the Keras layers' interpolation.
+INTERPOLATIONS = {0: "nearest", 1: "bilinear"}
 # ImageDataGenerator arguments with no counterpart here, refused by name.
 UNSUPPORTED = (
     "featurewise_center", "samplewise_center", "featurewise_std_normalization",
     "samplewise_std_normalization", "zca_whitening", "zca_epsilon", "channel_shift_range",
-    "rescale", "preprocessing_function", "data_format", "validation_split", "interpolation_order",
-    "dtype",
+    "rescale", "preprocessing_function", "data_format", "validation_split", "dtype",
 )
 
 
@@ -59,7 +61,9 @@ class Augmentation:
     ImageDataGenerator call of the same arguments. Shifts are fractions of the
     image size, rotation and shear are in degrees, ``zoom_range`` z means zoom
     factors in [1 - z, 1 + z] (or a [lower, upper] pair), ``brightness_range`` is
-    a multiplicative [lower, upper] pair. Colour jitter: ``contrast_range``,
+    a multiplicative [lower, upper] pair. ``interpolation_order`` 1 (the
+    default, bilinear) resamples shifted pixels, 0 (nearest) keeps them whole,
+    so a shifted image stays as sharp as the original. Colour jitter: ``contrast_range``,
     ``saturation_range`` and ``hue_range`` are factors for
     ``keras.layers.RandomColorJitter``.
     """
@@ -77,6 +81,7 @@ class Augmentation:
         brightness_range=None,
         fill_mode="nearest",
         cval=0.0,
+        interpolation_order=1,
         contrast_range=None,
         saturation_range=None,
         hue_range=None,
@@ -93,6 +98,8 @@ class Augmentation:
                 raise InputError(f"augmentation argument {name} must be a number, got {value!r}")
         if fill_mode not in FILL_MODES:
             raise InputError(f"fill_mode must be one of {FILL_MODES}, got {fill_mode!r}")
+        if isinstance(interpolation_order, bool) or interpolation_order not in INTERPOLATIONS:
+            raise InputError(f"interpolation_order must be 0 (nearest) or 1 (bilinear), got {interpolation_order!r}")
         for name, value in (("width_shift_range", width_shift_range), ("height_shift_range", height_shift_range)):
             if not 0.0 <= value < 1.0:
                 raise InputError(f"{name} is a fraction of the image size in [0, 1), got {value}")
@@ -106,7 +113,7 @@ class Augmentation:
             zoom_range=None if zoom_range is None else tuple(zoom_range),
             horizontal_flip=horizontal_flip, vertical_flip=vertical_flip,
             brightness_range=None if brightness_range is None else tuple(brightness_range),
-            fill_mode=fill_mode, cval=cval, contrast_range=contrast_range,
+            fill_mode=fill_mode, cval=cval, interpolation_order=int(interpolation_order), contrast_range=contrast_range,
             saturation_range=saturation_range, hue_range=hue_range, seed=seed,
         )
 
@@ -115,7 +122,7 @@ class Augmentation:
         """The argument names this spec accepts."""
         return [
             "rotation_range", "width_shift_range", "height_shift_range", "shear_range", "zoom_range",
-            "horizontal_flip", "vertical_flip", "brightness_range", "fill_mode", "cval",
+            "horizontal_flip", "vertical_flip", "brightness_range", "fill_mode", "cval", "interpolation_order",
             "contrast_range", "saturation_range", "hue_range", "seed",
         ]
 
@@ -132,7 +139,8 @@ class Augmentation:
         return cls(seed=seed, **kwargs)
 
     def __repr__(self):
-        active = {k: v for k, v in self.params.items() if v not in (None, False, 0.0) or k == "fill_mode"}
+        defaults = {k: v.default for k, v in inspect.signature(Augmentation).parameters.items()}
+        active = {k: v for k, v in self.params.items() if (v is not None and v != defaults[k]) or k == "fill_mode"}
         return f"Augmentation({', '.join(f'{k}={v!r}' for k, v in active.items())})"
 
     def to_config(self):
@@ -142,7 +150,8 @@ class Augmentation:
     def layers(self):
         """Build the spec as a ``keras.layers.Pipeline`` of preprocessing layers."""
         p, seed = self.params, self.params["seed"]
-        fill = dict(fill_mode=p["fill_mode"], fill_value=p["cval"], seed=seed)
+        fill = dict(fill_mode=p["fill_mode"], fill_value=p["cval"],
+                    interpolation=INTERPOLATIONS[p["interpolation_order"]], seed=seed)
         layers = []
         flip = {(True, False): "horizontal", (False, True): "vertical", (True, True): "horizontal_and_vertical"}.get(
             (bool(p["horizontal_flip"]), bool(p["vertical_flip"])))

@@ -120,6 +120,21 @@ def test_constant_fill_shift_fills_with_cval():
     assert out.max() == 1.0 and (out == 0.0).mean() > 0.01  # shifted-in border is cval, not a copied edge
 
 
+def test_nearest_shifts_move_whole_pixels_where_bilinear_blends_them():
+    x = synthetic_images(16, seed=4).astype(np.float32) / 255.0
+    values = set(np.unique(x)) | {0.0}
+
+    def shifted(order):
+        spec = Augmentation(width_shift_range=0.125, height_shift_range=0.125, fill_mode="constant", cval=0.0,
+                            interpolation_order=order, seed=0)
+        return keras.ops.convert_to_numpy(spec.layers()(x, training=True))
+
+    assert set(np.unique(shifted(0))) <= values  # every pixel is an original one or the fill
+    assert len(set(np.unique(shifted(1))) - values) > 100  # bilinear makes new, blended values
+    with pytest.raises(InputError, match="interpolation_order must be 0 \\(nearest\\) or 1"):
+        Augmentation(interpolation_order=3)
+
+
 def test_augmentation_runs_inside_the_tf_data_map():
     x, y = imbalanced((8, 8, 8))
     spec = Augmentation(horizontal_flip=True, width_shift_range=0.125, height_shift_range=0.125,
