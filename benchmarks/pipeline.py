@@ -13,9 +13,8 @@ import tempfile
 import time
 
 from benchmarks.timing import median_epoch_seconds, report
+from experiments.cifar_transfer import AUGMENT  # run 3's augmentation
 from keras_apml import cli
-
-AUGMENT = "horizontal_flip,width_shift_range=0.125,height_shift_range=0.125,fill_mode=constant,cval=0"
 
 
 def parse_args(argv=None):

@@ -27,8 +27,8 @@ def experiment_parser(name, description):
     common.add_argument("--out", default=None,
                         help=f"the run directory itself (default: runs/{name}/<timestamp>/)")
     common.add_argument("--seed", type=int, default=0, help="random seed for data draws and training (default: 0)")
-    common.add_argument("--epochs", type=_positive_int, default=None, help="training epochs")
-    common.add_argument("--batch-size", type=_positive_int, default=None, help="batch size")
+    common.add_argument("--epochs", type=positive_int, default=None, help="training epochs")
+    common.add_argument("--batch-size", type=positive_int, default=None, help="batch size")
     common.add_argument("--quick", action="store_true",
                         help="a tiny subset and one epoch: the whole study end to end in about a minute")
     common.add_argument("--quiet", action="store_true", help="no progress bars; errors and the run directory only")
@@ -55,7 +55,7 @@ def parse_seeds(text):
     return seeds
 
 
-def _positive_int(text):
+def positive_int(text):
     """argparse type: an integer >= 1."""
     try:
         value = int(text)

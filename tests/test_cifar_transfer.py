@@ -67,6 +67,29 @@ def test_conv_runs_record_the_study_numbers_beside_theirs(image_tree, tmp_path):
     assert json.loads((out / "metrics.json").read_text()) == metrics
 
 
+def test_the_conv_net_and_the_head_take_their_own_dropout_and_batch_size(image_tree, tmp_path, monkeypatch):
+    from keras_apml import training
+
+    batches = {}
+    fit = training.fit
+
+    def counting_fit(model, train_data, **kwargs):
+        batches[model.name] = int(train_data.cardinality())
+        return fit(model, train_data, **kwargs)
+
+    monkeypatch.setattr(training, "fit", counting_fit)
+    root, _ = image_tree
+    out = tmp_path / "run"
+    argv = quick(root, out, "--runs", "3,vgg19", "--dropout", "0.1", "--head-batch-size", "100")
+    assert run_command("cifar_transfer", argv) == 0
+    assert batches == {"cifar_convnet": 7, "transfer_head": 4}  # 400 training images in 64s, then in 100s
+    model = keras.models.load_model(out / "3_augmented.keras")
+    assert model.get_layer("dropout1").rate == model.get_layer("dropout2").rate == 0.1
+    run = json.loads((out / "metrics.json").read_text())["runs"]["3_augmented"]
+    assert run["dropout"] == 0.1 and run["augmentation"]["width_shift_range"] == 0.125
+    assert run["augmentation"]["interpolation_order"] == 0  # whole-pixel shifts
+
+
 def test_mirrored_strategy_on_two_logical_cpus(image_tree, tmp_path):
     root, _ = image_tree
     script = textwrap.dedent(f"""
@@ -100,6 +123,8 @@ def test_bad_flags_are_error_lines(image_tree, tmp_path, capsys, monkeypatch):
     root, _ = image_tree
     assert run_command("cifar_transfer", quick(root, tmp_path / "a", "--runs", "1,4")) == 2
     assert capsys.readouterr().err.startswith("error: --runs takes a comma-separated list of 1, 2, 3, vgg19; got 4")
+    assert run_command("cifar_transfer", quick(root, tmp_path / "a", "--dropout", "1")) == 2
+    assert capsys.readouterr().err.startswith("error: --dropout must be in [0, 1), got 1.0")
     monkeypatch.delenv("TF_CONFIG", raising=False)
     assert run_command("cifar_transfer", quick(root, tmp_path / "b", "--distribute", "multiworker")) == 2
     assert capsys.readouterr().err.startswith("error: --distribute multiworker needs TF_CONFIG")
