@@ -59,8 +59,8 @@ def test_label_noise_writes_a_relabel_file_that_train_can_apply(quick_run, image
     metrics = _metrics(out)
     detection = metrics["runs"]["detection"]
     assert detection["train"]["wrong"] == 24 and detection["dev"]["wrong"] == 3
-    assert set(metrics["runs"]) == {"detection", "noisy", "removed", "relabelled"}
-    assert metrics["runs"]["noisy"]["training_images"] == 281
+    assert set(metrics["runs"]) == {"detection", "noisy", "removed", "relabelled", "true"}
+    assert metrics["runs"]["noisy"]["training_images"] == metrics["runs"]["true"]["training_images"] == 281
     assert metrics["runs"]["removed"]["training_images"] == 281 - detection["train"]["flagged"]
     saved = data.load_arrays(out / "out_of_fold_probabilities.npz")
     assert saved["probabilities"].shape == (281, 3) and len(saved["flagged"]) == detection["train"]["flagged"]
@@ -69,6 +69,21 @@ def test_label_noise_writes_a_relabel_file_that_train_can_apply(quick_run, image
     assert record["rows"] == detection["train"]["flagged"]
     assert run_command("train", ["--data-dir", str(root), "--out", str(tmp_path / "t"), "--quick", "--quiet",
                                  "--relabel", str(out / "flagged_relabel.csv")]) == 0
+
+
+def test_label_noise_on_course_pickles_has_no_truth_to_score_or_retrain_on(image_tree, tmp_path):
+    from test_data import write_course_pickle
+
+    bench = data.load_benchmark(image_tree[0], 0, quick=True)
+    write_course_pickle(tmp_path / "train.pickle", bench.x_train, bench.y_train)
+    write_course_pickle(tmp_path / "dev.pickle", bench.x_dev, bench.y_dev)
+    out = tmp_path / "run"
+    argv = ["--train-pickle", str(tmp_path / "train.pickle"), "--dev-pickle", str(tmp_path / "dev.pickle"),
+            "--out", str(out), "--quick", "--quiet", "--folds", "2", "--model", "small_cnn"]
+    assert run_command("label_noise", argv) == 0
+    metrics = _metrics(out)
+    assert set(metrics["runs"]) == {"detection", "noisy", "removed", "relabelled"}  # no true labels to train on
+    assert set(metrics["runs"]["detection"]["train"]) == {"flagged"}
 
 
 def test_hyperparams_marks_a_diverged_learning_rate_and_never_scores_it(image_tree, tmp_path, monkeypatch):
