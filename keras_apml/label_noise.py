@@ -11,26 +11,33 @@ from keras_apml.errors import InputError
 CLEANING = ("noisy", "removed", "relabelled")
 
 
-def out_of_fold_probabilities(x, y, recipe, strategy="class_weight", folds=5, seed=0, on_fold=None):
-    """Predicted probabilities for every image from a model that never saw it: stratified K-fold.
+def out_of_fold_probabilities(x, y, recipe, strategy="class_weight", folds=5, seed=0, on_fold=None, repeats=1):
+    """Predicted probabilities for every image from models that never saw it: (repeated) stratified K-fold.
 
     Each fold's model is ``imbalance.train(strategy, ...)`` on the other folds.
-    ``on_fold(i, folds)`` is called before each fold (for progress lines).
+    With ``repeats`` > 1 the whole K-fold runs again with seed ``seed + r * folds``
+    (other splits, other model seeds) and each image's probabilities are the
+    mean over the repeats: an ensemble, with less of one model's chance errors.
+    ``on_fold(i, total)`` is called before each of the ``folds * repeats`` trainings.
     """
     if folds < 2:
         raise InputError(f"cross-validation needs at least 2 folds, got {folds}")
+    if repeats < 1:
+        raise InputError(f"repeats must be at least 1, got {repeats}")
     if np.bincount(y).min() < folds:
         raise InputError(f"the smallest class has {np.bincount(y).min()} images, fewer than {folds} folds")
-    probabilities = np.zeros((len(y), int(y.max()) + 1), dtype=np.float32)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for i, (fit_idx, held_idx) in enumerate(splitter.split(np.zeros(len(y)), y), start=1):
-        if on_fold:
-            on_fold(i, folds)
-        model, result, _ = imbalance.train(strategy, x[fit_idx], y[fit_idx], recipe, seed=seed + i)
-        if result.diverged:
-            raise InputError(f"fold {i} diverged at epoch {result.diverged_epoch}: lower --lr")
-        probabilities[held_idx] = predict_probabilities(model, x[held_idx])
-    return probabilities
+    probabilities = np.zeros((repeats, len(y), int(y.max()) + 1), dtype=np.float32)
+    for r in range(repeats):
+        run_seed = seed + r * folds
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=run_seed)
+        for i, (fit_idx, held_idx) in enumerate(splitter.split(np.zeros(len(y)), y), start=1):
+            if on_fold:
+                on_fold(r * folds + i, folds * repeats)
+            model, result, _ = imbalance.train(strategy, x[fit_idx], y[fit_idx], recipe, seed=run_seed + i)
+            if result.diverged:
+                raise InputError(f"fold {i} diverged at epoch {result.diverged_epoch}: lower --lr")
+            probabilities[r, held_idx] = predict_probabilities(model, x[held_idx])
+    return probabilities.mean(axis=0)
 
 
 def predict_probabilities(model, x, batch_size=256):

@@ -136,3 +136,17 @@ def test_out_of_fold_probabilities_cover_every_image_once(skewed):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     with pytest.raises(InputError, match="fewer than 20 folds"):
         label_noise.out_of_fold_probabilities(x, y, TINY, folds=20)
+    with pytest.raises(InputError, match="repeats must be at least 1, got 0"):
+        label_noise.out_of_fold_probabilities(x, y, TINY, folds=3, repeats=0)
+
+
+def test_repeated_out_of_fold_probabilities_average_the_repeats(skewed):
+    x, y = skewed
+    seen = []
+    first = label_noise.out_of_fold_probabilities(x, y, TINY, folds=2, seed=0)
+    second = label_noise.out_of_fold_probabilities(x, y, TINY, folds=2, seed=2)  # repeat 2 of seed 0
+    both = label_noise.out_of_fold_probabilities(x, y, TINY, folds=2, seed=0, repeats=2,
+                                                 on_fold=lambda i, k: seen.append((i, k)))
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    np.testing.assert_allclose(both, (first + second) / 2, atol=1e-6)
+    assert np.abs(first - second).max() > 1e-2  # other splits and models: the repeats differ

@@ -79,11 +79,13 @@ def test_label_noise_on_course_pickles_has_no_truth_to_score_or_retrain_on(image
     write_course_pickle(tmp_path / "dev.pickle", bench.x_dev, bench.y_dev)
     out = tmp_path / "run"
     argv = ["--train-pickle", str(tmp_path / "train.pickle"), "--dev-pickle", str(tmp_path / "dev.pickle"),
-            "--out", str(out), "--quick", "--quiet", "--folds", "2", "--model", "small_cnn"]
+            "--out", str(out), "--quick", "--quiet", "--folds", "2", "--repeats", "2", "--model", "small_cnn"]
     assert run_command("label_noise", argv) == 0
     metrics = _metrics(out)
     assert set(metrics["runs"]) == {"detection", "noisy", "removed", "relabelled"}  # no true labels to train on
     assert set(metrics["runs"]["detection"]["train"]) == {"flagged"}
+    assert "2-fold out-of-fold probabilities from `class_weight` models, averaged over 2 repeats" in (
+        out / "report.md").read_text()
 
 
 def test_hyperparams_marks_a_diverged_learning_rate_and_never_scores_it(image_tree, tmp_path, monkeypatch):
@@ -112,6 +114,7 @@ def test_hyperparams_marks_a_diverged_learning_rate_and_never_scores_it(image_tr
     ("baseline", ["--train-pickle", "a.pkl"], "--train-pickle and --dev-pickle go together"),
     ("hyperparams", ["--sweep", "lr,colour"], "--sweep takes a comma-separated list"),
     ("label_noise", ["--folds", "1"], "--folds must be at least 2"),
+    ("label_noise", ["--repeats", "0"], "argument --repeats: expected a positive integer, got 0"),
 ])
 def test_bad_input_is_one_error_line(image_tree, tmp_path, capsys, name, argv, message):
     root, _ = image_tree
