@@ -14,6 +14,7 @@ of the same work differ by up to 2x.
 import tempfile
 
 from benchmarks.timing import median_epoch_seconds, report
+from experiments.cifar_transfer import HEAD_BATCH_SIZE, HEAD_STEPS_PER_EXECUTION
 from keras_apml import cli
 
 
@@ -25,17 +26,13 @@ def parse_args(argv=None):
     parser.add_argument("--train-images", type=int, default=40000, help="training images (default: 40,000)")
     parser.add_argument("--end-to-end-images", type=int, default=4000,
                         help="images the end-to-end epoch is timed on, then scaled (default: 4,000)")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="batch size, both ways (default: cifar_transfer's head batch size)")
-    parser.add_argument("--steps-per-execution", type=int, default=None,
-                        help="batches per train-function call, both ways (default: cifar_transfer's setting)")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=HEAD_BATCH_SIZE,
+                        help=f"batch size, both ways (default: cifar_transfer's, {HEAD_BATCH_SIZE})")
+    parser.add_argument("--steps-per-execution", type=cli.positive_int, default=HEAD_STEPS_PER_EXECUTION,
+                        help=f"batches per train-function call, both ways (default: cifar_transfer's, "
+                             f"{HEAD_STEPS_PER_EXECUTION})")
     parser.add_argument("--out", default=None, help="write the figures to this JSON file")
-    args = parser.parse_args(argv)
-    from experiments.cifar_transfer import HEAD_BATCH_SIZE, HEAD_STEPS_PER_EXECUTION
-
-    args.batch_size = args.batch_size or HEAD_BATCH_SIZE
-    args.steps_per_execution = args.steps_per_execution or HEAD_STEPS_PER_EXECUTION
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv=None):
