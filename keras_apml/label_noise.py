@@ -35,7 +35,8 @@ def out_of_fold_probabilities(x, y, recipe, strategy="class_weight", folds=5, se
                 on_fold(r * folds + i, folds * repeats)
             model, result, _ = imbalance.train(strategy, x[fit_idx], y[fit_idx], recipe, seed=run_seed + i)
             if result.diverged:
-                raise InputError(f"fold {i} diverged at epoch {result.diverged_epoch}: lower --lr")
+                raise InputError(f"out-of-fold model {r * folds + i} diverged at epoch {result.diverged_epoch}: "
+                                 "lower --lr")
             probabilities[r, held_idx] = predict_probabilities(model, x[held_idx])
     return probabilities.mean(axis=0)
 

@@ -138,6 +138,8 @@ def test_out_of_fold_probabilities_cover_every_image_once(skewed):
         label_noise.out_of_fold_probabilities(x, y, TINY, folds=20)
     with pytest.raises(InputError, match="repeats must be at least 1, got 0"):
         label_noise.out_of_fold_probabilities(x, y, TINY, folds=3, repeats=0)
+    with pytest.raises(InputError, match="out-of-fold model 1 diverged at epoch 1: lower --lr"):
+        label_noise.out_of_fold_probabilities(x, y, TINY.replace(lr=1e9), folds=3)
 
 
 def test_repeated_out_of_fold_probabilities_average_the_repeats(skewed):
