@@ -40,6 +40,8 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=cli.positive_int, default=None,
                         help="K-fold repeats with other splits and seeds, probabilities averaged "
                              "(default: 3; --quick: 1)")
+    parser.add_argument("--no-mirror", action="store_true",
+                        help="score images as they are, not averaged with their mirror images")
     parser.add_argument("--detect-strategy", default="class_weight", choices=tuple(imbalance.STRATEGIES),
                         help="how the out-of-fold models treat the imbalance (default: class_weight)")
     parser.add_argument("--strategy", default=imbalance.BEST_STRATEGY, choices=tuple(imbalance.STRATEGIES),
@@ -64,12 +66,12 @@ def detect(run, args, bench, recipe):
     progress = lambda i, _: runs.progress(i, steps, f"out-of-fold model {i}/{models}", args.quiet)  # noqa: E731
     probabilities = label_noise.out_of_fold_probabilities(bench.x_train, bench.y_train, recipe, args.detect_strategy,
                                                           folds=args.folds, seed=args.seeds[0], on_fold=progress,
-                                                          repeats=args.repeats)
+                                                          repeats=args.repeats, mirror=not args.no_mirror)
     flagged = label_noise.find_issues(bench.y_train, probabilities)
     suggested = probabilities[flagged].argmax(axis=1)
     runs.progress(steps, steps, "model on all of train, to flag dev labels", args.quiet)
     model, _, _ = imbalance.train(args.detect_strategy, bench.x_train, bench.y_train, recipe, seed=args.seeds[0])
-    dev_probabilities = label_noise.predict_probabilities(model, bench.x_dev)
+    dev_probabilities = label_noise.predict_probabilities(model, bench.x_dev, mirror=not args.no_mirror)
     dev_flagged = label_noise.find_issues(bench.y_dev, dev_probabilities)
 
     data.save_arrays(run.file("out_of_fold_probabilities.npz"), probabilities=probabilities, labels=bench.y_train,
@@ -108,8 +110,9 @@ def report_detection(run, bench, flagged, probabilities, detection, args):
     grid = run.save_figure(plots.image_grid(bench.x_train[shown], captions,
                                             title="Most confidently flagged: observed -> suggested"), "flagged.png")
     repeated = f", averaged over {args.repeats} repeats" if args.repeats > 1 else ""
+    mirrored = "" if args.no_mirror else ", each image's averaged with its mirror image's"
     lines = [f"## Detection\n\n{args.folds}-fold out-of-fold probabilities from `{args.detect_strategy}` models"
-             f"{repeated}; "
+             f"{repeated}{mirrored}; "
              f"cleanlab flagged {detection['train']['flagged']} of {len(bench.y_train)} training labels and "
              f"{detection['dev']['flagged']} of {len(bench.y_dev)} dev labels."]
     if "f1" in detection["train"]:

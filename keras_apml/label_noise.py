@@ -11,13 +11,15 @@ from keras_apml.errors import InputError
 CLEANING = ("noisy", "removed", "relabelled")
 
 
-def out_of_fold_probabilities(x, y, recipe, strategy="class_weight", folds=5, seed=0, on_fold=None, repeats=1):
+def out_of_fold_probabilities(x, y, recipe, strategy="class_weight", folds=5, seed=0, on_fold=None, repeats=1,
+                              mirror=False):
     """Predicted probabilities for every image from models that never saw it: (repeated) stratified K-fold.
 
     Each fold's model is ``imbalance.train(strategy, ...)`` on the other folds.
     With ``repeats`` > 1 the whole K-fold runs again with seed ``seed + r * folds``
     (other splits, other model seeds) and each image's probabilities are the
     mean over the repeats: an ensemble, with less of one model's chance errors.
+    ``mirror`` scores each held-out image and its mirror image (:func:`predict_probabilities`).
     ``on_fold(i, total)`` is called before each of the ``folds * repeats`` trainings.
     """
     if folds < 2:
@@ -37,13 +39,21 @@ def out_of_fold_probabilities(x, y, recipe, strategy="class_weight", folds=5, se
             if result.diverged:
                 raise InputError(f"out-of-fold model {r * folds + i} diverged at epoch {result.diverged_epoch}: "
                                  "lower --lr")
-            probabilities[r, held_idx] = predict_probabilities(model, x[held_idx])
+            probabilities[r, held_idx] = predict_probabilities(model, x[held_idx], mirror=mirror)
     return probabilities.mean(axis=0)
 
 
-def predict_probabilities(model, x, batch_size=256):
-    """The model's class probabilities for uint8 (or [0, 1] float) images."""
-    return model.predict(make_dataset(x, batch_size=batch_size), verbose=0)
+def predict_probabilities(model, x, batch_size=256, mirror=False):
+    """The model's class probabilities for uint8 (or [0, 1] float) images, mirror images averaged in if asked.
+
+    ``mirror`` (test-time augmentation) takes the mean of each image's
+    probabilities and its left-right mirror image's.
+    """
+    probabilities = model.predict(make_dataset(x, batch_size=batch_size), verbose=0)
+    if mirror:
+        mirrored = model.predict(make_dataset(np.ascontiguousarray(x[:, :, ::-1]), batch_size=batch_size), verbose=0)
+        probabilities = (probabilities + mirrored) / 2
+    return probabilities
 
 
 def find_issues(labels, probabilities):

@@ -152,3 +152,18 @@ def test_repeated_out_of_fold_probabilities_average_the_repeats(skewed):
     assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
     np.testing.assert_allclose(both, (first + second) / 2, atol=1e-6)
     assert np.abs(first - second).max() > 1e-2  # other splits and models: the repeats differ
+
+
+def test_mirrored_probabilities_average_each_image_and_its_mirror_image():
+    # Softmax of (left-half mean, right-half mean) brightness: mirroring swaps the two classes' logits.
+    inputs = keras.Input((32, 32, 3))
+    halves = keras.layers.Lambda(lambda images: keras.ops.stack(
+        [keras.ops.mean(images[:, :, :16], axis=(1, 2, 3)), keras.ops.mean(images[:, :, 16:], axis=(1, 2, 3))],
+        axis=1))(inputs)
+    model = keras.Model(inputs, keras.layers.Softmax()(halves * 10.0))
+    x = np.zeros((3, 32, 32, 3), dtype=np.uint8)
+    x[0, :, :16], x[1, :, 16:], x[2] = 255, 255, 128  # bright left, bright right, even
+    plain = label_noise.predict_probabilities(model, x)
+    assert plain.argmax(axis=1).tolist() == [0, 1, 0] and plain[0, 0] > 0.99
+    np.testing.assert_allclose(label_noise.predict_probabilities(model, x, mirror=True), 0.5, atol=1e-6)
+    np.testing.assert_allclose(label_noise.predict_probabilities(model, x[:, :, ::-1]), plain[[1, 0, 2]], atol=1e-6)

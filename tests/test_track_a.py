@@ -62,6 +62,8 @@ def test_label_noise_writes_a_relabel_file_that_train_can_apply(quick_run, image
     assert set(metrics["runs"]) == {"detection", "noisy", "removed", "relabelled", "true"}
     assert metrics["runs"]["noisy"]["training_images"] == metrics["runs"]["true"]["training_images"] == 281
     assert metrics["runs"]["removed"]["training_images"] == 281 - detection["train"]["flagged"]
+    assert "5-fold out-of-fold probabilities from `class_weight` models, each image's averaged with its mirror " \
+           "image's; " in (out / "report.md").read_text()
     saved = data.load_arrays(out / "out_of_fold_probabilities.npz")
     assert saved["probabilities"].shape == (281, 3) and len(saved["flagged"]) == detection["train"]["flagged"]
     bench = data.load_benchmark(root, 0, quick=True)
@@ -79,12 +81,13 @@ def test_label_noise_on_course_pickles_has_no_truth_to_score_or_retrain_on(image
     write_course_pickle(tmp_path / "dev.pickle", bench.x_dev, bench.y_dev)
     out = tmp_path / "run"
     argv = ["--train-pickle", str(tmp_path / "train.pickle"), "--dev-pickle", str(tmp_path / "dev.pickle"),
-            "--out", str(out), "--quick", "--quiet", "--folds", "2", "--repeats", "2", "--model", "small_cnn"]
+            "--out", str(out), "--quick", "--quiet", "--folds", "2", "--repeats", "2", "--model", "small_cnn",
+            "--no-mirror"]
     assert run_command("label_noise", argv) == 0
     metrics = _metrics(out)
     assert set(metrics["runs"]) == {"detection", "noisy", "removed", "relabelled"}  # no true labels to train on
     assert set(metrics["runs"]["detection"]["train"]) == {"flagged"}
-    assert "2-fold out-of-fold probabilities from `class_weight` models, averaged over 2 repeats" in (
+    assert "2-fold out-of-fold probabilities from `class_weight` models, averaged over 2 repeats; " in (
         out / "report.md").read_text()
 
 
