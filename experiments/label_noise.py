@@ -4,18 +4,20 @@
     python -m experiments.train --relabel runs/label_noise/<stamp>/flagged_relabel.csv   # after review
 
 Out-of-fold probabilities come from K-fold cross-validation (K=5) of the
-recipe's network (the 72,922-parameter conv net by default) trained on the
-noisy labels with class weights, repeated 3 times with other splits and seeds
-and averaged; cleanlab's ``find_label_issues`` flags the images whose label
-the fold models disagree with. Why this default: no image is scored by a model
-that saw its label (no leakage: logistic regression on features of one network
-trained on all labels scored F1 0.29 on the benchmark), the class weights
-matter (unweighted, a model learns from the noise itself that a cat is most
-likely "car": two thirds of cats carry that label; cleanlab then found 26% of
-the wrong labels, against 77% with class weights), and so do the repeats
-(averaging them cancels much of each model's own car/truck confusion, which
-cleanlab would read as noise: with 20-epoch models F1 0.46-0.48 for one,
-0.61 for three; README, "Results measured here").
+recipe's network (the 72,922-parameter conv net by default) trained 20 epochs
+on the noisy labels with class weights, repeated 3 times with other splits and
+seeds and averaged, each held-out image scored with its mirror image too;
+cleanlab's ``find_label_issues`` flags the images whose label the fold models
+disagree with. Why this default: no image is scored by a model that saw its
+label (no leakage: logistic regression on features of one network trained on
+all labels scored F1 0.29 on the benchmark), the class weights matter
+(unweighted, a model learns from the noise itself that a cat is most likely
+"car": two thirds of cats carry that label; cleanlab then found 26% of the
+wrong labels, against 77% with class weights), and so do the repeats and the
+mirror images (averaging cancels much of each model's own car/truck
+confusion, which cleanlab would read as noise: F1 0.46-0.48 for one run,
+0.61 for three). 20 epochs, not the retraining's 50: longer training learns
+more of the noise (README, "Results measured here").
 
 Detection is scored against the benchmark's true labels (train by the
 out-of-fold probabilities, dev by a model trained on all of train). Then the
@@ -28,6 +30,7 @@ any cleaning can reach with this recipe. Each over the seeds, compared on dev.
 from keras_apml import cli
 
 SHOWN = 32
+DETECT_EPOCHS = 20
 
 
 def parse_args(argv=None):
@@ -40,6 +43,9 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=cli.positive_int, default=None,
                         help="K-fold repeats with other splits and seeds, probabilities averaged "
                              "(default: 3; --quick: 1)")
+    parser.add_argument("--detect-epochs", type=cli.positive_int, default=None,
+                        help="epochs of the out-of-fold models and the dev-flagging model (default: 20; --quick: 1); "
+                             "fewer than the retraining's, as longer training learns more of the noise")
     parser.add_argument("--no-mirror", action="store_true",
                         help="score images as they are, not averaged with their mirror images")
     parser.add_argument("--detect-strategy", default="class_weight", choices=tuple(imbalance.STRATEGIES),
@@ -51,6 +57,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     args.seeds = cli.parse_seeds(args.seeds or ("0" if args.quick else "0,1,2"))
     args.repeats = args.repeats or (1 if args.quick else 3)
+    args.detect_epochs = args.detect_epochs or (1 if args.quick else DETECT_EPOCHS)
     if args.folds < 2:
         parser.error(f"--folds must be at least 2, got {args.folds}")
     return args
@@ -61,6 +68,7 @@ def detect(run, args, bench, recipe):
     from keras_apml import data, imbalance, label_noise, runs
 
     names = bench.class_names
+    recipe = recipe.replace(epochs=args.detect_epochs)
     models = args.folds * args.repeats
     steps = models + 1
     progress = lambda i, _: runs.progress(i, steps, f"out-of-fold model {i}/{models}", args.quiet)  # noqa: E731
@@ -111,8 +119,9 @@ def report_detection(run, bench, flagged, probabilities, detection, args):
                                             title="Most confidently flagged: observed -> suggested"), "flagged.png")
     repeated = f", averaged over {args.repeats} repeats" if args.repeats > 1 else ""
     mirrored = "" if args.no_mirror else ", each image's averaged with its mirror image's"
-    lines = [f"## Detection\n\n{args.folds}-fold out-of-fold probabilities from `{args.detect_strategy}` models"
-             f"{repeated}{mirrored}; "
+    epochs = f"{args.detect_epochs} epoch" + ("s" if args.detect_epochs > 1 else "")
+    lines = [f"## Detection\n\n{args.folds}-fold out-of-fold probabilities from `{args.detect_strategy}` models "
+             f"({epochs}){repeated}{mirrored}; "
              f"cleanlab flagged {detection['train']['flagged']} of {len(bench.y_train)} training labels and "
              f"{detection['dev']['flagged']} of {len(bench.y_dev)} dev labels."]
     if "f1" in detection["train"]:

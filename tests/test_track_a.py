@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_apml import data
+from keras_apml import data, imbalance
 from conftest import run_command
 
 
@@ -62,8 +62,8 @@ def test_label_noise_writes_a_relabel_file_that_train_can_apply(quick_run, image
     assert set(metrics["runs"]) == {"detection", "noisy", "removed", "relabelled", "true"}
     assert metrics["runs"]["noisy"]["training_images"] == metrics["runs"]["true"]["training_images"] == 281
     assert metrics["runs"]["removed"]["training_images"] == 281 - detection["train"]["flagged"]
-    assert "5-fold out-of-fold probabilities from `class_weight` models, each image's averaged with its mirror " \
-           "image's; " in (out / "report.md").read_text()
+    assert "5-fold out-of-fold probabilities from `class_weight` models (1 epoch), each image's averaged with its " \
+           "mirror image's; " in (out / "report.md").read_text()
     saved = data.load_arrays(out / "out_of_fold_probabilities.npz")
     assert saved["probabilities"].shape == (281, 3) and len(saved["flagged"]) == detection["train"]["flagged"]
     bench = data.load_benchmark(root, 0, quick=True)
@@ -73,8 +73,16 @@ def test_label_noise_writes_a_relabel_file_that_train_can_apply(quick_run, image
                                  "--relabel", str(out / "flagged_relabel.csv")]) == 0
 
 
-def test_label_noise_on_course_pickles_has_no_truth_to_score_or_retrain_on(image_tree, tmp_path):
+def test_label_noise_on_course_pickles_has_no_truth_to_score_or_retrain_on(image_tree, tmp_path, monkeypatch):
     from test_data import write_course_pickle
+
+    trained, train = [], imbalance.train  # (strategy, epochs) of every model the study trains
+
+    def recorded_train(name, x, y, recipe, **kwargs):
+        trained.append((name, recipe.epochs))
+        return train(name, x, y, recipe, **kwargs)
+
+    monkeypatch.setattr(imbalance, "train", recorded_train)
 
     bench = data.load_benchmark(image_tree[0], 0, quick=True)
     write_course_pickle(tmp_path / "train.pickle", bench.x_train, bench.y_train)
@@ -82,12 +90,14 @@ def test_label_noise_on_course_pickles_has_no_truth_to_score_or_retrain_on(image
     out = tmp_path / "run"
     argv = ["--train-pickle", str(tmp_path / "train.pickle"), "--dev-pickle", str(tmp_path / "dev.pickle"),
             "--out", str(out), "--quick", "--quiet", "--folds", "2", "--repeats", "2", "--model", "small_cnn",
-            "--no-mirror"]
+            "--no-mirror", "--detect-epochs", "2", "--epochs", "1"]
     assert run_command("label_noise", argv) == 0
     metrics = _metrics(out)
     assert set(metrics["runs"]) == {"detection", "noisy", "removed", "relabelled"}  # no true labels to train on
     assert set(metrics["runs"]["detection"]["train"]) == {"flagged"}
-    assert "2-fold out-of-fold probabilities from `class_weight` models, averaged over 2 repeats; " in (
+    # 2 x 2 fold models and the dev-flagging one at --detect-epochs; noisy, removed, relabelled at --epochs
+    assert trained == [("class_weight", 2)] * 5 + [("augment+oversample", 1)] * 3
+    assert "2-fold out-of-fold probabilities from `class_weight` models (2 epochs), averaged over 2 repeats; " in (
         out / "report.md").read_text()
 
 
