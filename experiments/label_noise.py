@@ -16,8 +16,9 @@ all labels scored F1 0.29 on the benchmark), the class weights matter
 wrong labels, against 77% with class weights), and so do the repeats and the
 mirror images (averaging cancels much of each model's own car/truck
 confusion, which cleanlab would read as noise: F1 0.46-0.48 for one run,
-0.61 for three, 0.64 for three with mirror images). 20 epochs, not the retraining's 50: longer training learns
-more of the noise (README, "Results measured here").
+0.61 for three, 0.64 for three with mirror images). 20 epochs, not the
+retraining's 50: longer training learns more of the noise (README, "Results
+measured here").
 
 Detection is scored against the benchmark's true labels (train by the
 out-of-fold probabilities, dev by a model trained on all of train). Then the
