@@ -103,7 +103,11 @@ def run_command(name, argv):
 
 @pytest.fixture(scope="session")
 def quick_run(image_tree, transfer_model_file, benchmark_model_file, tmp_path_factory):
-    """``quick_run(name)`` -> ``(exit status, run directory)`` of the experiment's default --quick run, run once."""
+    """``quick_run(name)`` -> ``(exit status, run directory)`` of the experiment's default --quick run, run once.
+
+    Once per pytest-xdist worker: tests that share a run carry ``xdist_group(name)``
+    so that ``--dist loadgroup`` (setup.cfg) sends them to the same worker.
+    """
     done = {}
 
     def run(name):

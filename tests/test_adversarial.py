@@ -116,6 +116,7 @@ def test_bad_inputs_are_refused(toy):
         adversarial.pgd(model, x, y[:3], 0.1)
 
 
+@pytest.mark.xdist_group("adversarial")  # shares the quick run with test_experiments on one worker
 def test_the_command_records_accuracy_per_eps_and_success_per_target(quick_run):
     status, out = quick_run("adversarial")
     assert status == 0

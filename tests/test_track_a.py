@@ -14,6 +14,7 @@ def _metrics(out):
     return json.loads((out / "metrics.json").read_text())
 
 
+@pytest.mark.xdist_group("baseline")  # shares the quick run with test_experiments on one worker
 def test_baseline_reports_the_always_car_rule_beside_the_network(quick_run):
     status, out = quick_run("baseline")
     assert status == 0
@@ -52,6 +53,7 @@ def test_imbalance_table_has_every_strategy_and_seed_and_saves_the_best(image_tr
     assert report.count("| true |") == 2 + 1 and "balanced_accuracy.png" in report  # + the best model's table
 
 
+@pytest.mark.xdist_group("label_noise")
 def test_label_noise_writes_a_relabel_file_that_train_can_apply(quick_run, image_tree, tmp_path):
     root, _ = image_tree
     status, out = quick_run("label_noise")
