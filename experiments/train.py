@@ -3,6 +3,8 @@
     python -m experiments.train --data benchmark --model small_cnn --balance oversample
     python -m experiments.train --data cifar10 --model cifar_convnet --standardize \
         --augment horizontal_flip,width_shift_range=0.125,height_shift_range=0.125,fill_mode=constant
+    python -m experiments.train --data cifar10 --classes airplane,bird,deer,dog,frog,horse,ship \
+        --model cifar_convnet --standardize    # a start for the car/truck/cat studies' --init
 
 The run directory gets config.json, metrics.json (train, validation and test
 splits; against true labels too on the benchmark), report.md, plots and the
@@ -26,6 +28,9 @@ def parse_args(argv=None):
                         help="CIFAR-10, or the car/truck/cat benchmark built from it (default)")
     parser.add_argument("--model", choices=("small_cnn", "cifar_convnet", "vgg19_transfer"), default=None,
                         help="default: small_cnn on the benchmark, cifar_convnet on CIFAR-10")
+    parser.add_argument("--classes", default=None, metavar="NAMES",
+                        help="--data cifar10: train on these classes only (comma-separated CIFAR-10 names), "
+                             "e.g. to pretrain a model for the car/truck/cat studies' --init")
     parser.add_argument("--weights", default="imagenet", help="vgg19_transfer: imagenet, none, or a weights file")
     parser.add_argument("--standardize", action="store_true",
                         help="per-channel z-score (a Normalization layer adapted on the training split)")
@@ -50,6 +55,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if not 0.0 < args.val_split < 1.0:
         parser.error(f"--val-split must lie in (0, 1), got {args.val_split}")
+    if args.classes is not None and args.data != "cifar10":
+        parser.error("--classes selects CIFAR-10 classes: it needs --data cifar10")
     if args.augment:
         from keras_apml.augmentation import Augmentation
 
@@ -73,11 +80,17 @@ def load_data(args):
         names, test_name = bench.class_names, "dev"
     else:
         (x, y), (x_test, y_test) = data.load_cifar10(args.data_dir)
+        names = data.CIFAR10_CLASSES
+        if args.classes is not None:
+            chosen = [c.strip() for c in args.classes.split(",") if c.strip()]
+            x, y, _ = data.select_classes(x, y, chosen, names)
+            x_test, y_test, names = data.select_classes(x_test, y_test, chosen, names)
+            record["classes"] = list(names)
         if args.quick:
             x, y = data.stratified_subset(x, y, QUICK_TRAIN, args.seed)
             x_test, y_test = data.stratified_subset(x_test, y_test, QUICK_TEST, args.seed)
         y_true, test = None, (x_test, y_test, None)
-        names, test_name = data.CIFAR10_CLASSES, "test"
+        test_name = "test"
     if args.relabel:
         y, record["relabel"] = data.apply_relabel_file(y, args.relabel, names)
     train_idx, val_idx = data.validation_split(y, args.val_split, args.seed)

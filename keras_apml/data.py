@@ -321,6 +321,17 @@ def write_relabel_file(path, indices, labels, class_names):
         writer.writerows((int(i), class_names[int(label)]) for i, label in zip(indices, labels))
 
 
+def select_classes(x, y, names, class_names):
+    """Only the images of the classes called ``names``, relabelled 0.. in ``class_names`` order; returns x, y, names."""
+    unknown = [n for n in names if n not in class_names]
+    if unknown or not names or len(set(names)) != len(names):
+        raise InputError(f"classes {list(names)}: expected distinct names from {list(class_names)}")
+    kept = [c for c in class_names if c in names]
+    old_labels = np.array([class_names.index(c) for c in kept])
+    keep = np.isin(y, old_labels)
+    return x[keep], np.searchsorted(old_labels, y[keep]).astype(y.dtype), tuple(kept)
+
+
 def validation_split(y, size=0.2, seed=0):
     """Stratified ``(train_indices, validation_indices)``; ``size`` is a fraction of ``y`` or a count."""
     from sklearn.model_selection import train_test_split

@@ -202,6 +202,18 @@ def test_restricted_unpickler_refuses_code_and_runs_none(tmp_path):
     assert not marker.exists()
 
 
+def test_select_classes_keeps_those_classes_relabelled_in_cifar_order():
+    y = np.repeat(np.arange(10), 3)
+    x = np.arange(30)
+    x_kept, y_kept, names = data.select_classes(x, y, ["ship", "airplane", "cat"], data.CIFAR10_CLASSES)
+    assert names == ("airplane", "cat", "ship")
+    np.testing.assert_array_equal(x_kept, [0, 1, 2, 9, 10, 11, 24, 25, 26])
+    np.testing.assert_array_equal(y_kept, [0, 0, 0, 1, 1, 1, 2, 2, 2])
+    for bad in (["ship", "car"], ["ship", "ship"], []):
+        with pytest.raises(InputError, match="expected distinct names from"):
+            data.select_classes(x, y, bad, data.CIFAR10_CLASSES)
+
+
 def test_relabel_file_applies_names_or_numbers_and_is_recorded(tmp_path):
     y = np.array([0, 0, 0, 1, 2])
     (tmp_path / "fix.csv").write_text("index,label\n1,cat\n2,1\n4,cat\n")

@@ -14,7 +14,7 @@ from conftest import run_command
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "experiments").glob("*.py") if p.stem != "__init__")
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xdist_group(n)) for n in EXPERIMENTS])
 def test_every_experiment_runs_quick_end_to_end(name, quick_run):
     status, out = quick_run(name)
     assert status == 0
@@ -67,6 +67,17 @@ def test_train_on_cifar10_standardises_on_the_training_split_only(image_tree, tm
     assert run["test"]["n"] == 300 and "true_labels" not in run["test"]
 
 
+def test_train_on_some_cifar10_classes_relabels_them_from_0(image_tree, tmp_path):
+    from experiments import train
+
+    root, _ = image_tree
+    argv = ["--data", "cifar10", "--data-dir", str(root), "--classes", "ship,airplane,dog"]
+    splits, names, record = train.load_data(train.parse_args(argv))
+    assert names == ("airplane", "dog", "ship") and record["classes"] == ["airplane", "dog", "ship"]
+    assert record["sizes"] == {"train": 576, "validation": 144, "test": 90}
+    assert np.bincount(splits["test"][1]).tolist() == [30, 30, 30]
+
+
 def test_a_diverged_run_is_reported_as_diverged(image_tree, tmp_path):
     root, _ = image_tree
     out = tmp_path / "run"
@@ -98,6 +109,8 @@ def make_wrong_shape_tree(root):
     (None, ["--augment", "zca_whitening"], "'zca_whitening' is an ImageDataGenerator argument"),
     (None, ["--relabel", "RELABEL"], "label '7' is not one of"),
     (None, ["--epochs", "0"], "expected a positive integer"),
+    (None, ["--classes", "cat,dog"], "--classes selects CIFAR-10 classes: it needs --data cifar10"),
+    (None, ["--data", "cifar10", "--classes", "car,truck"], "expected distinct names from"),
 ])
 def test_bad_input_is_one_error_line_and_status_2(setup, extra, message, image_tree, tmp_path, capsys):
     root = tmp_path / "data"
