@@ -9,6 +9,7 @@ with the same seed starts from the same initial weights.
 
 import dataclasses
 import math
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -77,10 +78,13 @@ class Recipe:
     weight_decay: float = 0.0
     schedule: str = "constant"
     standardize: bool = True
+    init: str | None = None  # a .keras model of the same architecture to start from (all but the classifier)
 
     def __post_init__(self):
         if self.model not in models.BUILDERS:
             raise InputError(f"unknown model {self.model!r}; choose from {', '.join(models.BUILDERS)}")
+        if self.init is not None and not Path(self.init).is_file():
+            raise InputError(f"--init model {self.init} does not exist")
         if self.batch_size < 1 or self.epochs < 1:
             raise InputError("batch size and epochs must be at least 1")
 
@@ -109,10 +113,18 @@ def augment_minority(x, y, augmentation, copies):
 
 
 def build_model(recipe, x_train, num_classes, seed):
-    """The recipe's model for ``num_classes``, standardised on ``x_train``; its weights depend only on ``seed``."""
+    """The recipe's model for ``num_classes``, standardised on ``x_train``; its weights depend only on ``seed``.
+
+    With ``recipe.init`` every layer but the classifier starts from that
+    model's weights, its standardisation included: the features go on seeing
+    the inputs they were trained on.
+    """
     training.set_seed(seed)
     standardizer = models.fit_standardizer(x_train) if recipe.standardize else None
-    return models.BUILDERS[recipe.model](num_classes=num_classes, standardizer=standardizer)
+    model = models.BUILDERS[recipe.model](num_classes=num_classes, standardizer=standardizer)
+    if recipe.init is not None:
+        models.copy_weights(models.load_model(recipe.init), model)
+    return model
 
 
 def fit_model(model, x, y, recipe, *, balance="none", seed=0, augmentation=None, validation=None, callbacks=(),
@@ -187,6 +199,9 @@ def recipe_options(parser):
     group.add_argument("--weight-decay", type=float, default=default.weight_decay, help="decoupled weight decay")
     group.add_argument("--schedule", choices=training.SCHEDULES, default=default.schedule)
     group.add_argument("--no-standardize", action="store_true", help="feed [0, 1] pixels without z-scoring")
+    group.add_argument("--init", default=None, metavar="MODEL.keras",
+                       help="start every model from this one's weights, all but the classifier (e.g. --model's "
+                            "architecture pretrained with experiments.train --data cifar10 --classes ...)")
     return parser
 
 
@@ -195,6 +210,7 @@ def recipe_from_args(args):
     default = Recipe()
     return Recipe(model=args.model, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
                   weight_decay=args.weight_decay, schedule=args.schedule, standardize=not args.no_standardize,
+                  init=args.init,
                   batch_size=args.batch_size or default.batch_size,
                   epochs=args.epochs or (1 if args.quick else default.epochs))
 

@@ -186,6 +186,31 @@ def two_stage(first, rest):
     return keras.Model(inputs, outputs, name="two_stage")
 
 
+def copy_weights(source, target, may_differ=("predictions",)):
+    """Give ``target`` the weights of ``source``'s layers of the same name and shapes (transfer learning).
+
+    Every layer of ``target`` with weights must find its match, except those
+    named in ``may_differ`` (by default the classifier, which differs with the
+    number of classes); returns the names of the layers copied.
+    """
+    copied, missing = [], []
+    for layer in target.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        match = next((lyr for lyr in source.layers if lyr.name == layer.name), None)
+        theirs = match.get_weights() if match is not None else []
+        if [w.shape for w in theirs] == [w.shape for w in weights]:
+            layer.set_weights(theirs)
+            copied.append(layer.name)
+        elif layer.name not in may_differ:
+            missing.append(layer.name)
+    if missing:
+        raise InputError(f"model {source.name} has no layer matching {', '.join(missing)} of {target.name} "
+                         "(same name and weight shapes): not the same architecture")
+    return copied
+
+
 def load_model(path):
     """Load a .keras model (this module's layers are registered); a bad file is one InputError."""
     try:

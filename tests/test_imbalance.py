@@ -84,6 +84,22 @@ def test_unknown_strategies_and_models_are_refused():
         imbalance.strategy("smote2")
     with pytest.raises(InputError, match="unknown model 'resnet'"):
         imbalance.Recipe(model="resnet")
+    with pytest.raises(InputError, match="--init model missing.keras does not exist"):
+        imbalance.Recipe(init="missing.keras")
+
+
+def test_an_init_model_gives_every_strategy_its_weights_but_the_classifier(skewed, tmp_path):
+    x, y = skewed
+    pretrained = models.small_cnn(num_classes=7, standardizer=models.fit_standardizer(x[:10]))
+    pretrained.save(tmp_path / "pretrained.keras")
+    recipe = TINY.replace(init=str(tmp_path / "pretrained.keras"))
+    model = imbalance.build_model(recipe, x, 3, seed=0)
+    for name in ("standardize", "conv1", "fc2"):
+        for theirs, ours in zip(pretrained.get_layer(name).get_weights(), model.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(theirs, ours)
+    scratch = imbalance.build_model(TINY, x, 3, seed=0)
+    np.testing.assert_array_equal(model.get_layer("predictions").get_weights()[0],
+                                  scratch.get_layer("predictions").get_weights()[0])
 
 
 @pytest.fixture(scope="module")

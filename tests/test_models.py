@@ -93,3 +93,28 @@ def test_feature_extractor_stops_at_the_penultimate_layer(transfer_model):
     assert models.feature_extractor(transfer_model, layer="fc1").output.shape == (None, 1024)
     with pytest.raises(InputError, match="has no layer 'fc9'"):
         models.feature_extractor(transfer_model, layer="fc9")
+
+
+def test_copy_weights_takes_every_layer_but_a_classifier_of_another_size():
+    standardizer = models.fit_standardizer(synthetic_images(20, seed=3))
+    source = models.cifar_convnet(num_classes=7, standardizer=standardizer)
+    target = models.cifar_convnet(num_classes=3, standardizer=models.fit_standardizer(synthetic_images(20)))
+    before = target.get_layer("predictions").get_weights()
+    copied = models.copy_weights(source, target)
+    assert copied == ["standardize", "conv1", "conv2", "bn1", "conv3", "conv4", "bn2", "conv5", "conv6"]
+    for name in copied:
+        for theirs, ours in zip(source.get_layer(name).get_weights(), target.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(theirs, ours)
+    for kept, now in zip(before, target.get_layer("predictions").get_weights()):
+        np.testing.assert_array_equal(kept, now)
+
+
+@pytest.mark.parametrize("source, message", [
+    (lambda: models.small_cnn(num_classes=3),
+     "small_cnn has no layer matching standardize, conv1, conv2, bn1, conv3, conv4, bn2, conv5, conv6 of"),
+    (lambda: models.cifar_convnet(num_classes=3), "no layer matching standardize of cifar_convnet"),
+])
+def test_copy_weights_refuses_another_architecture(source, message):
+    target = models.cifar_convnet(num_classes=3, standardizer=models.fit_standardizer(synthetic_images(20)))
+    with pytest.raises(InputError, match=message):
+        models.copy_weights(source(), target)
