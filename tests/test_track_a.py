@@ -75,6 +75,15 @@ def test_label_noise_writes_a_relabel_file_that_train_can_apply(quick_run, image
                                  "--relabel", str(out / "flagged_relabel.csv")]) == 0
 
 
+@pytest.mark.parametrize("argv, epochs", [([], 20), (["--init", "start.keras"], 10),
+                                          (["--quick", "--init", "start.keras"], 1),
+                                          (["--init", "start.keras", "--detect-epochs", "15"], 15)])
+def test_detection_trains_fewer_epochs_from_a_trained_start(argv, epochs):
+    from experiments import label_noise
+
+    assert label_noise.parse_args(argv).detect_epochs == epochs
+
+
 def test_label_noise_on_course_pickles_has_no_truth_to_score_or_retrain_on(image_tree, tmp_path, monkeypatch):
     from test_data import write_course_pickle
 
