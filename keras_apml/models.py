@@ -189,11 +189,11 @@ def two_stage(first, rest):
 def copy_weights(source, target, may_differ=("predictions",)):
     """Give ``target`` the weights of ``source``'s layers of the same name and shapes (transfer learning).
 
-    Every layer of ``target`` with weights must find its match, except those
-    named in ``may_differ`` (by default the classifier, which differs with the
-    number of classes); returns the names of the layers copied.
+    Every layer with weights, in either model, must find its match, except
+    those named in ``may_differ`` (by default the classifier, which differs
+    with the number of classes); returns the names of the layers copied.
     """
-    copied, missing = [], []
+    copied, unmatched = [], []
     for layer in target.layers:
         weights = layer.get_weights()
         if not weights:
@@ -204,10 +204,13 @@ def copy_weights(source, target, may_differ=("predictions",)):
             layer.set_weights(theirs)
             copied.append(layer.name)
         elif layer.name not in may_differ:
-            missing.append(layer.name)
-    if missing:
-        raise InputError(f"model {source.name} has no layer matching {', '.join(missing)} of {target.name} "
-                         "(same name and weight shapes): not the same architecture")
+            unmatched.append(layer.name)
+    target_names = {lyr.name for lyr in target.layers}
+    unmatched += [lyr.name for lyr in source.layers
+                  if lyr.get_weights() and lyr.name not in target_names and lyr.name not in may_differ]
+    if unmatched:
+        raise InputError(f"models {source.name} and {target.name} differ in {', '.join(unmatched)} "
+                         "(layers with weights, by name and shapes): not the same architecture")
     return copied
 
 

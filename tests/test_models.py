@@ -109,12 +109,16 @@ def test_copy_weights_takes_every_layer_but_a_classifier_of_another_size():
         np.testing.assert_array_equal(kept, now)
 
 
-@pytest.mark.parametrize("source, message", [
-    (lambda: models.small_cnn(num_classes=3),
-     "small_cnn has no layer matching standardize, conv1, conv2, bn1, conv3, conv4, bn2, conv5, conv6 of"),
-    (lambda: models.cifar_convnet(num_classes=3), "no layer matching standardize of cifar_convnet"),
+@pytest.mark.parametrize("source, target_standardized, message", [
+    (lambda: models.small_cnn(num_classes=3), True, "models small_cnn and cifar_convnet differ in standardize, conv1, "
+                                                    "conv2, bn1, conv3, conv4, bn2, conv5, conv6, fc1, fc2 "),
+    (lambda: models.cifar_convnet(num_classes=3), True,
+     "models cifar_convnet and cifar_convnet differ in standardize "),
+    (lambda: models.cifar_convnet(num_classes=3, standardizer=models.fit_standardizer(synthetic_images(20))), False,
+     "models cifar_convnet and cifar_convnet differ in standardize "),
 ])
-def test_copy_weights_refuses_another_architecture(source, message):
-    target = models.cifar_convnet(num_classes=3, standardizer=models.fit_standardizer(synthetic_images(20)))
+def test_copy_weights_refuses_another_architecture(source, target_standardized, message):
+    standardizer = models.fit_standardizer(synthetic_images(20)) if target_standardized else None
+    target = models.cifar_convnet(num_classes=3, standardizer=standardizer)
     with pytest.raises(InputError, match=message):
         models.copy_weights(source(), target)
