@@ -12,10 +12,11 @@ CLEANING = ("noisy", "removed", "relabelled")
 
 
 def out_of_fold_probabilities(x, y, recipe, strategy="class_weight", folds=5, seed=0, on_fold=None, repeats=1,
-                              mirror=False):
+                              mirror=False, exclude=()):
     """Predicted probabilities for every image from models that never saw it: (repeated) stratified K-fold.
 
-    Each fold's model is ``imbalance.train(strategy, ...)`` on the other folds.
+    Each fold's model is ``imbalance.train(strategy, ...)`` on the other folds,
+    less the images in ``exclude`` (indices), which are scored but never trained on.
     With ``repeats`` > 1 the whole K-fold runs again with seed ``seed + r * folds``
     (other splits, other model seeds) and each image's probabilities are the
     mean over the repeats: an ensemble, with less of one model's chance errors.
@@ -28,11 +29,19 @@ def out_of_fold_probabilities(x, y, recipe, strategy="class_weight", folds=5, se
         raise InputError(f"repeats must be at least 1, got {repeats}")
     if np.bincount(y).min() < folds:
         raise InputError(f"the smallest class has {np.bincount(y).min()} images, fewer than {folds} folds")
-    probabilities = np.zeros((repeats, len(y), int(y.max()) + 1), dtype=np.float32)
+    num_classes = int(y.max()) + 1
+    trainable = np.ones(len(y), dtype=bool)
+    trainable[np.asarray(exclude, dtype=np.int64)] = False
+    probabilities = np.zeros((repeats, len(y), num_classes), dtype=np.float32)
     for r in range(repeats):
         run_seed = seed + r * folds
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=run_seed)
         for i, (fit_idx, held_idx) in enumerate(splitter.split(np.zeros(len(y)), y), start=1):
+            fit_idx = fit_idx[trainable[fit_idx]]
+            missing = np.flatnonzero(np.bincount(y[fit_idx], minlength=num_classes) == 0)
+            if len(missing):
+                raise InputError(f"out-of-fold model {r * folds + i} has no image of class {missing[0]} "
+                                 "left to train on once the excluded images are left out")
             if on_fold:
                 on_fold(r * folds + i, folds * repeats)
             model, result, _ = imbalance.train(strategy, x[fit_idx], y[fit_idx], recipe, seed=run_seed + i)
@@ -41,6 +50,34 @@ def out_of_fold_probabilities(x, y, recipe, strategy="class_weight", folds=5, se
                                  "lower --lr")
             probabilities[r, held_idx] = predict_probabilities(model, x[held_idx], mirror=mirror)
     return probabilities.mean(axis=0)
+
+
+def flag_in_rounds(x, y, recipe, rounds=2, strategy="class_weight", folds=5, seed=0, on_fold=None, repeats=1,
+                   mirror=False):
+    """Flag likely label errors, each round's fold models trained without the images the round before flagged.
+
+    Round 1 is :func:`out_of_fold_probabilities` on the labels as given and
+    :func:`find_issues`. A later round trains its fold models without the
+    images the round before flagged (they are still scored) and flags again,
+    against the labels as given: models that learnt less of the noise are
+    surer of what a mislabelled image really is. Returns the last round's
+    out-of-fold probabilities and a list of each round's flagged indices.
+    ``on_fold(i, total)`` counts the trainings of all rounds.
+    """
+    if rounds < 1:
+        raise InputError(f"rounds must be at least 1, got {rounds}")
+    models = folds * repeats
+    flags = []
+    for r in range(rounds):
+        def progress(i, _, done=r * models):
+            if on_fold:
+                on_fold(done + i, rounds * models)
+
+        probabilities = out_of_fold_probabilities(x, y, recipe, strategy, folds=folds, seed=seed, on_fold=progress,
+                                                  repeats=repeats, mirror=mirror,
+                                                  exclude=flags[-1] if flags else ())
+        flags.append(find_issues(y, probabilities))
+    return probabilities, flags
 
 
 def predict_probabilities(model, x, batch_size=256, mirror=False):

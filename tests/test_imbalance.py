@@ -158,6 +158,51 @@ def test_out_of_fold_probabilities_cover_every_image_once(skewed):
         label_noise.out_of_fold_probabilities(x, y, TINY.replace(lr=1e9), folds=3)
 
 
+def test_excluded_images_are_scored_but_never_trained_on(skewed, monkeypatch):
+    x, y = skewed
+    trained, train = [], imbalance.train  # the images of every fold model's training set, as bytes
+
+    def recorded_train(name, x_fit, y_fit, recipe, **kwargs):
+        trained.append({image.tobytes() for image in x_fit})
+        return train(name, x_fit, y_fit, recipe, **kwargs)
+
+    monkeypatch.setattr(imbalance, "train", recorded_train)
+    excluded = np.array([0, 5, 120, 140, 149])  # cars, a truck, cats
+    probabilities = label_noise.out_of_fold_probabilities(x, y, TINY, folds=3, exclude=excluded)
+    assert probabilities.shape == (150, 3) and np.all(probabilities.sum(axis=1) > 0.99)
+    assert sum(len(t) for t in trained) == 2 * 145  # the 145 images left, each in two of the three fits
+    assert not any(x[i].tobytes() in t for i in excluded for t in trained)
+    with pytest.raises(InputError, match="out-of-fold model 1 has no image of class 2 left to train on"):
+        label_noise.out_of_fold_probabilities(x, y, TINY, folds=3, exclude=np.flatnonzero(y == 2))
+
+
+def test_each_round_of_flagging_trains_without_the_round_befores_flags(monkeypatch):
+    y = np.repeat(np.arange(3), 10)
+    wrong = {1: [3, 12], 2: [3, 12, 25]}  # what each round's probabilities show as mislabelled
+    calls = []
+
+    def planted(x, y, recipe, strategy, folds, seed, on_fold, repeats, mirror, exclude):
+        calls.append(np.asarray(exclude).tolist())
+        for i in range(1, folds * repeats + 1):
+            on_fold(i, folds * repeats)
+        probabilities = np.full((len(y), 3), 0.05)
+        probabilities[np.arange(len(y)), y] = 0.9
+        shown = wrong[len(calls)]
+        probabilities[shown] = 0.05
+        probabilities[shown, (y[shown] + 1) % 3] = 0.9
+        return probabilities
+
+    monkeypatch.setattr(label_noise, "out_of_fold_probabilities", planted)
+    seen = []
+    probabilities, flags = label_noise.flag_in_rounds(None, y, TINY, rounds=2, folds=2,
+                                                      on_fold=lambda i, k: seen.append((i, k)))
+    assert calls == [[], [3, 12]]  # round 2 leaves out round 1's flags
+    assert [sorted(f.tolist()) for f in flags] == [[3, 12], [3, 12, 25]]
+    assert probabilities[25].argmax() == 0 and seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    with pytest.raises(InputError, match="rounds must be at least 1, got 0"):
+        label_noise.flag_in_rounds(None, y, TINY, rounds=0)
+
+
 def test_repeated_out_of_fold_probabilities_average_the_repeats(skewed):
     x, y = skewed
     seen = []
