@@ -64,8 +64,14 @@ def test_label_noise_writes_a_relabel_file_that_train_can_apply(quick_run, image
     assert set(metrics["runs"]) == {"detection", "noisy", "removed", "relabelled", "true"}
     assert metrics["runs"]["noisy"]["training_images"] == metrics["runs"]["true"]["training_images"] == 281
     assert metrics["runs"]["removed"]["training_images"] == 281 - detection["train"]["flagged"]
+    assert [r["wrong"] for r in detection["rounds"]] == [24, 24]
+    assert detection["rounds"][1] == detection["train"]  # the last round's flags count
+    report = (out / "report.md").read_text()
     assert "5-fold out-of-fold probabilities from `class_weight` models (1 epoch), each image's averaged with its " \
-           "mirror image's; " in (out / "report.md").read_text()
+           "mirror image's; " in report
+    assert f"In 2 rounds, each after the first with fold models trained without the images the round before " \
+           f"flagged (they flagged {detection['rounds'][0]['flagged']}, {detection['train']['flagged']})" in report
+    assert "| train, round 1 | 24 |" in report
     saved = data.load_arrays(out / "out_of_fold_probabilities.npz")
     assert saved["probabilities"].shape == (281, 3) and len(saved["flagged"]) == detection["train"]["flagged"]
     bench = data.load_benchmark(root, 0, quick=True)
@@ -87,10 +93,10 @@ def test_detection_trains_fewer_epochs_from_a_trained_start(argv, epochs):
 def test_label_noise_on_course_pickles_has_no_truth_to_score_or_retrain_on(image_tree, tmp_path, monkeypatch):
     from test_data import write_course_pickle
 
-    trained, train = [], imbalance.train  # (strategy, epochs) of every model the study trains
+    trained, train = [], imbalance.train  # (strategy, epochs, images) of every model the study trains
 
     def recorded_train(name, x, y, recipe, **kwargs):
-        trained.append((name, recipe.epochs))
+        trained.append((name, recipe.epochs, len(y)))
         return train(name, x, y, recipe, **kwargs)
 
     monkeypatch.setattr(imbalance, "train", recorded_train)
@@ -105,9 +111,14 @@ def test_label_noise_on_course_pickles_has_no_truth_to_score_or_retrain_on(image
     assert run_command("label_noise", argv) == 0
     metrics = _metrics(out)
     assert set(metrics["runs"]) == {"detection", "noisy", "removed", "relabelled"}  # no true labels to train on
-    assert set(metrics["runs"]["detection"]["train"]) == {"flagged"}
-    # 2 x 2 fold models and the dev-flagging one at --detect-epochs; noisy, removed, relabelled at --epochs
-    assert trained == [("class_weight", 2)] * 5 + [("augment+oversample", 1)] * 3
+    detection = metrics["runs"]["detection"]
+    assert set(detection["train"]) == {"flagged"} and len(detection["rounds"]) == 2
+    # 2 rounds of 2 x 2 fold models and the dev-flagging one at --detect-epochs; noisy, removed, relabelled at --epochs
+    assert [t[:2] for t in trained] == [("class_weight", 2)] * 9 + [("augment+oversample", 1)] * 3
+    first_round = detection["rounds"][0]["flagged"]
+    sizes = [t[2] for t in trained]
+    assert first_round > 0 and sum(sizes[4:8]) == sum(sizes[:4]) - 2 * first_round  # each image in 1 fit a repeat
+    assert sizes[8] == len(bench.y_train) - first_round  # the dev-flagging model, trained as round 2's were
     assert "2-fold out-of-fold probabilities from `class_weight` models (2 epochs), averaged over 2 repeats; " in (
         out / "report.md").read_text()
 
@@ -139,6 +150,7 @@ def test_hyperparams_marks_a_diverged_learning_rate_and_never_scores_it(image_tr
     ("hyperparams", ["--sweep", "lr,colour"], "--sweep takes a comma-separated list"),
     ("label_noise", ["--folds", "1"], "--folds must be at least 2"),
     ("label_noise", ["--repeats", "0"], "argument --repeats: expected a positive integer, got 0"),
+    ("label_noise", ["--rounds", "0"], "argument --rounds: expected a positive integer, got 0"),
 ])
 def test_bad_input_is_one_error_line(image_tree, tmp_path, capsys, name, argv, message):
     root, _ = image_tree
