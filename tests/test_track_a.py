@@ -71,7 +71,7 @@ def test_label_noise_writes_a_relabel_file_that_train_can_apply(quick_run, image
            "mirror image's; " in report
     assert f"In 2 rounds, each after the first with fold models trained without the images the round before " \
            f"flagged (they flagged {detection['rounds'][0]['flagged']}, {detection['train']['flagged']})" in report
-    assert "| train, round 1 | 24 |" in report
+    assert "| train, round 1 | 24 |" in report and "| train, round 2 | 24 |" in report
     saved = data.load_arrays(out / "out_of_fold_probabilities.npz")
     assert saved["probabilities"].shape == (281, 3) and len(saved["flagged"]) == detection["train"]["flagged"]
     bench = data.load_benchmark(root, 0, quick=True)
