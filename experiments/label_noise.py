@@ -104,7 +104,7 @@ def detect(run, args, bench, recipe):
                                                       mirror=not args.no_mirror)
     flagged = flags[-1]
     suggested = probabilities[flagged].argmax(axis=1)
-    runs.progress(steps, steps, "model on all of train, to flag dev labels", args.quiet)
+    runs.progress(steps, steps, "model on the training labels, to flag dev labels", args.quiet)
     keep = np.ones(len(bench.y_train), dtype=bool)  # trained as the last round's fold models were
     if len(flags) > 1:
         keep[flags[-2]] = False
