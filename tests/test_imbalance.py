@@ -199,6 +199,9 @@ def test_each_round_of_flagging_trains_without_the_round_befores_flags(monkeypat
     assert calls == [[], [3, 12]]  # round 2 leaves out round 1's flags
     assert [sorted(f.tolist()) for f in flags] == [[3, 12], [3, 12, 25]]
     assert probabilities[25].argmax() == 0 and seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    calls.clear()
+    _, flags = label_noise.flag_in_rounds(None, y, TINY, rounds=1, folds=2)  # no progress callback
+    assert calls == [[]] and [sorted(f.tolist()) for f in flags] == [[3, 12]]
     with pytest.raises(InputError, match="rounds must be at least 1, got 0"):
         label_noise.flag_in_rounds(None, y, TINY, rounds=0)
 
