@@ -89,8 +89,6 @@ def parse_args(argv=None):
 
 def detect(run, args, bench, recipe):
     """Flag the training and dev labels; returns ``(flagged train indices, out-of-fold probabilities, metrics)``."""
-    import numpy as np
-
     from keras_apml import data, imbalance, label_noise, runs
 
     names = bench.class_names
@@ -105,11 +103,9 @@ def detect(run, args, bench, recipe):
     flagged = flags[-1]
     suggested = probabilities[flagged].argmax(axis=1)
     runs.progress(steps, steps, "model on the training labels, to flag dev labels", args.quiet)
-    keep = np.ones(len(bench.y_train), dtype=bool)  # trained as the last round's fold models were
-    if len(flags) > 1:
-        keep[flags[-2]] = False
-    model, _, _ = imbalance.train(args.detect_strategy, bench.x_train[keep], bench.y_train[keep], recipe,
-                                  seed=args.seeds[0])
+    left_out = flags[-2] if len(flags) > 1 else []  # trained as the last round's fold models were
+    x_fit, y_fit = label_noise.clean(bench.x_train, bench.y_train, left_out, probabilities, "removed")
+    model, _, _ = imbalance.train(args.detect_strategy, x_fit, y_fit, recipe, seed=args.seeds[0])
     dev_probabilities = label_noise.predict_probabilities(model, bench.x_dev, mirror=not args.no_mirror)
     dev_flagged = label_noise.find_issues(bench.y_dev, dev_probabilities)
 
