@@ -20,6 +20,7 @@ from keras_apml.errors import InputError
 
 # Online and offline augmentation for the benchmark: mirror, shift, rotate a little.
 AUGMENT = "horizontal_flip,width_shift_range=0.1,height_shift_range=0.1,rotation_range=10,fill_mode=reflect"
+FLIP = "horizontal_flip"  # left-right mirror images only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Strategy:
     offline_copies: int = 0  # augmented copies added of every class but the largest
     two_stage: bool = False
     description: str = ""
+    augment: str = AUGMENT  # the augmentation spec, where there is augmentation
 
 
 STRATEGIES = {
@@ -47,13 +49,17 @@ STRATEGIES = {
                                    description="balanced batches, augmented"),
     "augment+class_weight": Strategy("class_weight", online_augmentation=True,
                                      description="class-weighted loss, augmented batches"),
+    "flip+class_weight": Strategy("class_weight", online_augmentation=True, augment=FLIP,
+                                  description="class-weighted loss, batches randomly mirrored (no shifts or "
+                                              "rotations)"),
     "two_stage": Strategy("class_weight", two_stage=True,
                           description="car vs not-car, then truck vs cat; each stage class-weighted"),
 }
 
 # The best strategy of the imbalance benchmark (README, "Results measured here"): dev balanced accuracy
 # 0.781 +- 0.001 over 3 seeds, class weights alone 0.771 +- 0.028. The label-noise and hyperparameter studies'
-# default.
+# default. (flip+class_weight, added for the label-noise fold models, later scored 0.805 +- 0.024 on the same
+# seeds: ahead by about one std, not yet weighed in those studies.)
 BEST_STRATEGY = "augment+oversample"
 
 
@@ -147,7 +153,7 @@ def fit_model(model, x, y, recipe, *, balance="none", seed=0, augmentation=None,
     return result, y_fit
 
 
-def train(name, x, y, recipe, *, seed=0, validation=None, callbacks=(), augment=AUGMENT, verbose=0):
+def train(name, x, y, recipe, *, seed=0, validation=None, callbacks=(), verbose=0):
     """Train the recipe's model on ``(x, y)`` with strategy ``name``; returns ``(model, TrainResult, labels_fitted)``.
 
     ``two_stage`` trains a car-vs-rest model and a model for the rest, and
@@ -157,7 +163,7 @@ def train(name, x, y, recipe, *, seed=0, validation=None, callbacks=(), augment=
     """
     plan = strategy(name)
     num_classes = int(max(y.max(), validation[1].max() if validation else 0)) + 1
-    augmentation = Augmentation.from_string(augment, seed=seed)
+    augmentation = Augmentation.from_string(plan.augment, seed=seed)
     x_fit, y_fit = (augment_minority(x, y, augmentation, plan.offline_copies) if plan.offline_copies else (x, y))
     online = augmentation if plan.online_augmentation else None
     common = dict(balance=plan.balance, seed=seed, augmentation=online, verbose=verbose)

@@ -51,6 +51,26 @@ def test_offline_augmentation_copies_every_class_but_the_largest(skewed):
     assert not np.array_equal(x_aug[140:160], x[120:140])  # the first copy of the trucks is augmented
 
 
+def test_the_flip_strategy_weights_the_loss_and_trains_on_images_or_their_mirror_images(skewed, monkeypatch):
+    x, y = skewed
+    seen, make = {}, pipeline.training_dataset
+
+    def recorded(x_fit, y_fit, balance, batch_size, seed, augmentation):
+        seen["balance"], seen["augmentation"] = balance, augmentation
+        seen["data"] = make(x_fit, y_fit, balance, batch_size, seed=seed, augmentation=augmentation)
+        return seen["data"]
+
+    monkeypatch.setattr(pipeline, "training_dataset", recorded)
+    imbalance.train("flip+class_weight", x, y, TINY, seed=0)
+    ds, _, weights, _ = seen["data"]
+    assert seen["balance"] == "class_weight" and weights == pytest.approx({0: 150 / 360, 1: 150 / 60, 2: 150 / 30})
+    images = np.round(np.concatenate([b[0].numpy() for b in ds]) * 255).astype(np.uint8)
+    plain, mirrored = {i.tobytes() for i in x}, {i.tobytes() for i in x[:, :, ::-1]}
+    kinds = [(i.tobytes() in plain, i.tobytes() in mirrored) for i in images]
+    assert len(images) == 150 and all(p or m for p, m in kinds)  # no shifts, no rotations
+    assert 30 < sum(m and not p for p, m in kinds) < 120  # about half mirrored
+
+
 def test_every_strategy_of_a_seed_starts_from_the_same_weights(skewed):
     x, _ = skewed
     a = imbalance.build_model(TINY, x, 3, seed=5).get_weights()
