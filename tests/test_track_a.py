@@ -64,14 +64,11 @@ def test_label_noise_writes_a_relabel_file_that_train_can_apply(quick_run, image
     assert set(metrics["runs"]) == {"detection", "noisy", "removed", "relabelled", "true"}
     assert metrics["runs"]["noisy"]["training_images"] == metrics["runs"]["true"]["training_images"] == 281
     assert metrics["runs"]["removed"]["training_images"] == 281 - detection["train"]["flagged"]
-    assert [r["wrong"] for r in detection["rounds"]] == [24, 24]
-    assert detection["rounds"][1] == detection["train"]  # the last round's flags count
+    assert detection["rounds"] == [detection["train"]]  # one round by default
     report = (out / "report.md").read_text()
-    assert "5-fold out-of-fold probabilities from `class_weight` models (1 epoch), each image's averaged with its " \
-           "mirror image's; " in report
-    assert f"In 2 rounds, each after the first with fold models trained without the images the round before " \
-           f"flagged (they flagged {detection['rounds'][0]['flagged']}, {detection['train']['flagged']})" in report
-    assert "| train, round 1 | 24 |" in report and "| train, round 2 | 24 |" in report
+    assert "5-fold out-of-fold probabilities from `flip+class_weight` models (1 epoch), each image's averaged with " \
+           f"its mirror image's; cleanlab flagged {detection['train']['flagged']} of 281 training labels" in report
+    assert "| train | 24 |" in report and "| train, round" not in report and "rounds, each after" not in report
     saved = data.load_arrays(out / "out_of_fold_probabilities.npz")
     assert saved["probabilities"].shape == (281, 3) and len(saved["flagged"]) == detection["train"]["flagged"]
     bench = data.load_benchmark(root, 0, quick=True)
@@ -107,20 +104,23 @@ def test_label_noise_on_course_pickles_has_no_truth_to_score_or_retrain_on(image
     out = tmp_path / "run"
     argv = ["--train-pickle", str(tmp_path / "train.pickle"), "--dev-pickle", str(tmp_path / "dev.pickle"),
             "--out", str(out), "--quick", "--quiet", "--folds", "2", "--repeats", "2", "--model", "small_cnn",
-            "--no-mirror", "--detect-epochs", "2", "--epochs", "1"]
+            "--no-mirror", "--detect-epochs", "2", "--epochs", "1", "--rounds", "2"]
     assert run_command("label_noise", argv) == 0
     metrics = _metrics(out)
     assert set(metrics["runs"]) == {"detection", "noisy", "removed", "relabelled"}  # no true labels to train on
     detection = metrics["runs"]["detection"]
     assert set(detection["train"]) == {"flagged"} and len(detection["rounds"]) == 2
     # 2 rounds of 2 x 2 fold models and the dev-flagging one at --detect-epochs; noisy, removed, relabelled at --epochs
-    assert [t[:2] for t in trained] == [("class_weight", 2)] * 9 + [("augment+oversample", 1)] * 3
+    assert [t[:2] for t in trained] == [("flip+class_weight", 2)] * 9 + [("augment+oversample", 1)] * 3
     first_round = detection["rounds"][0]["flagged"]
     sizes = [t[2] for t in trained]
     assert first_round > 0 and sum(sizes[4:8]) == sum(sizes[:4]) - 2 * first_round  # each image in 1 fit a repeat
     assert sizes[8] == len(bench.y_train) - first_round  # the dev-flagging model, trained as round 2's were
-    assert "2-fold out-of-fold probabilities from `class_weight` models (2 epochs), averaged over 2 repeats; " in (
-        out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "2-fold out-of-fold probabilities from `flip+class_weight` models (2 epochs), averaged over 2 repeats; " \
+           in report
+    assert f"In 2 rounds, each after the first with fold models trained without the images the round before " \
+           f"flagged (they flagged {first_round}, {detection['rounds'][1]['flagged']})" in report
 
 
 def test_hyperparams_marks_a_diverged_learning_rate_and_never_scores_it(image_tree, tmp_path, monkeypatch):
