@@ -56,7 +56,7 @@ def test_the_flip_strategy_weights_the_loss_and_trains_on_images_or_their_mirror
     seen, make = {}, pipeline.training_dataset
 
     def recorded(x_fit, y_fit, balance, batch_size, seed, augmentation):
-        seen["balance"], seen["augmentation"] = balance, augmentation
+        seen["balance"] = balance
         seen["data"] = make(x_fit, y_fit, balance, batch_size, seed=seed, augmentation=augmentation)
         return seen["data"]
 
