@@ -13,14 +13,14 @@ images, and the plain eager loop a study would write (a GradientTape per image).
 import time
 
 from benchmarks.timing import report
-from keras_apml import cli
+from experiments import _common
 
 EPS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
 
 
 def parse_args(argv=None):
     """The benchmark's command line."""
-    parser = cli.ArgumentParser(prog="python -m benchmarks.adversarial", description=__doc__.splitlines()[0])
+    parser = _common.ArgumentParser(prog="python -m benchmarks.adversarial", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True, help="CIFAR-10 directory (image-folder tree or batches)")
     parser.add_argument("--model", default=None, help="a 10-class .keras model (default: untrained cifar_convnet)")
     parser.add_argument("--loop-images", type=int, default=200, help="images the one-at-a-time loop is timed on")
@@ -45,7 +45,7 @@ def main(argv=None):
     args = parse_args(argv)
     import numpy as np
 
-    from keras_apml import adversarial, data, models
+    from keras_apml import adversarial, data, evaluation, models
 
     _, (x, y) = data.load_cifar10(args.data_dir)
     x = x.astype(np.float32) / 255.0
@@ -55,7 +55,7 @@ def main(argv=None):
     accuracy = {}
     for eps in EPS:
         x_adv, _ = adversarial.fgsm(model, x, y, eps, batch_size=args.batch_size)
-        accuracy[f"{eps:g}"] = round(float(np.mean(adversarial.predicted_labels(model, x_adv, 1000) == y)), 4)
+        accuracy[f"{eps:g}"] = round(float(np.mean(evaluation.predict_labels(model, x_adv, 1000) == y)), 4)
     sweep = time.perf_counter() - start
     attack_only = time.perf_counter()
     for eps in EPS:
@@ -84,4 +84,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    _common.run(main)

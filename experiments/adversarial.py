@@ -15,58 +15,55 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_apml import cli
+from experiments import _common
 from keras_apml.errors import InputError
 
 EPS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
 ATTACKS = ("fgsm", "pgd", "optimize")
 MAKES = "`python -m experiments.imbalance` or `python -m experiments.cifar_transfer`"
-CONV_NETS = ("3_augmented.keras", "2_standardized.keras", "1_raw.keras")
-QUICK_IMAGES = 200
+DEFAULT_MODELS = ("imbalance/*/best.keras", "cifar_transfer/*/3_augmented.keras",
+                  "cifar_transfer/*/2_standardized.keras", "cifar_transfer/*/1_raw.keras")
+
+
+def eps_list(text):
+    """Comma-separated L-infinity budgets in [0, 1], sorted, distinct."""
+    parse = _common.number(0, 1)
+    values = sorted({parse(e) for e in text.split(",") if e.strip()})
+    if not values:
+        raise ValueError("no budget")
+    return values
 
 
 def parse_args(argv=None):
     """The command line of this experiment."""
-    parser = cli.experiment_parser("adversarial", __doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="a .keras model (default: see above)")
-    parser.add_argument("--data", choices=("benchmark", "cifar10"), default=None,
-                        help="evaluation set (default: from the model's classes: 3 benchmark, 10 CIFAR-10)")
-    parser.add_argument("--attack", choices=ATTACKS, default="fgsm",
-                        help="attack of the examples and the targeted study (default: fgsm)")
-    parser.add_argument("--eps", default=",".join(f"{e:g}" for e in EPS),
-                        help="comma-separated L-infinity budgets of the sweep, in [0, 1] pixels")
-    parser.add_argument("--example-eps", type=float, default=0.02,
-                        help="budget of the examples and the targeted attacks (default: 0.02)")
-    parser.add_argument("--target", default=None, help="targeted study for this class only (default: every class)")
-    parser.add_argument("--examples", type=int, default=6, help="correctly classified images shown (default: 6)")
-    parser.add_argument("--targeted-images", type=int, default=500,
-                        help="images attacked per target class (default: 500)")
-    parser.add_argument("--pgd-steps", type=int, default=10, help="PGD steps (default: 10, step size eps/4)")
-    parser.add_argument("--use-predictions", action="store_true",
-                        help="attack the model's own predictions instead of the true labels")
-    args = parser.parse_args(argv)
-    try:
-        args.eps = sorted({float(e) for e in args.eps.split(",") if e.strip()})
-    except ValueError:
-        parser.error(f"--eps takes comma-separated numbers, got {args.eps!r}")
-    if not args.eps or min(args.eps) < 0 or max(args.eps) > 1 or not 0 <= args.example_eps <= 1:
-        parser.error("budgets (--eps, --example-eps) must lie in [0, 1]")
-    if args.examples < 1 or args.targeted_images < 1 or args.pgd_steps < 1:
-        parser.error("--examples, --targeted-images and --pgd-steps must be at least 1")
-    return args
+    p = _common.parser("adversarial", __doc__.splitlines()[0])
+    _common.add_seed(p, "seed of the image draws and PGD's random starts")
+    p.add_argument("--model", default=None, help="a .keras model (default: see above)")
+    p.add_argument("--data", choices=("benchmark", "cifar10"), default=None,
+                   help="evaluation set (default: from the model's classes: 3 benchmark, 10 CIFAR-10)")
+    p.add_argument("--attack", choices=ATTACKS, default="fgsm", help="attack of the examples and the targeted study")
+    p.add_argument("--eps", type=eps_list, default=list(EPS),
+                   help="comma-separated L-infinity budgets of the sweep, in [0, 1] pixels (default: "
+                        + ",".join(f"{e:g}" for e in EPS) + ")")
+    p.add_argument("--example-eps", type=_common.number(0, 1), default=0.02,
+                   help="budget of the examples and the targeted attacks")
+    p.add_argument("--target", default=None, help="targeted study for this class only (default: every class)")
+    p.add_argument("--examples", type=_common.positive_int(1000), default=6, help="correctly classified images shown")
+    p.add_argument("--targeted-images", type=_common.positive_int(10 ** 6), default=500,
+                   help="images attacked per target class")
+    p.add_argument("--pgd-steps", type=_common.positive_int(10_000), default=10, help="PGD steps (step size eps/4)")
+    p.add_argument("--use-predictions", action="store_true",
+                   help="attack the model's own predictions instead of the true labels")
+    return p.parse_args(argv)
 
 
 def resolve_model(path):
     """The model file: the given one, else the newest imbalance best.keras, else the newest conv net."""
-    if path is not None:
-        if not Path(path).is_file():
-            raise InputError(f"model {path} does not exist; make one with {MAKES}")
-        return Path(path)
-    for pattern in ["imbalance/*/best.keras", *(f"cifar_transfer/*/{name}" for name in CONV_NETS)]:
-        found = sorted(Path("runs").glob(pattern), key=lambda p: p.stat().st_mtime)
-        if found:
-            return found[-1]
-    raise InputError(f"no trained model under runs/; make one with {MAKES}, or pass --model PATH")
+    if path is None:
+        return _common.newest(DEFAULT_MODELS, MAKES)
+    if not Path(path).is_file():
+        raise InputError(f"model {path} does not exist; make one with {MAKES}")
+    return Path(path)
 
 
 def load_evaluation_set(args, num_classes):
@@ -86,7 +83,7 @@ def load_evaluation_set(args, num_classes):
         _, (x, y) = data.load_cifar10(args.data_dir)
         y_true, names, name = None, data.CIFAR10_CLASSES, "test"
     if args.quick:
-        idx = np.random.default_rng(args.seed).permutation(len(y))[:QUICK_IMAGES]
+        idx = np.random.default_rng(args.seed).permutation(len(y))[:_common.QUICK_TEST]
         x, y, y_true = x[idx], y[idx], None if y_true is None else y_true[idx]
     return x.astype(np.float32) / 255.0, y, y_true, tuple(names), name
 
@@ -116,7 +113,7 @@ def sweep(model, x, labels, scored, args, names):
 
 def targeted(model, x, scored, predicted, args, names):
     """Success rate per target class: correctly classified images of other classes pushed to the target."""
-    from keras_apml import adversarial
+    from keras_apml import evaluation
 
     targets = range(len(names)) if args.target is None else [_class_index(args.target, names)]
     rng = np.random.default_rng(args.seed)
@@ -129,7 +126,7 @@ def targeted(model, x, scored, predicted, args, names):
             rates[names[t]] = {"images": 0, "success_rate": None}
             continue
         attacked = attack(model, x[chosen], goal, args, targeted=True)
-        hit = adversarial.predicted_labels(model, attacked[0]) == t
+        hit = evaluation.predict_labels(model, attacked[0]) == t
         rates[names[t]] = {"images": int(len(chosen)), "success_rate": float(hit.mean())}
         if "steps" in attacked.info:
             rates[names[t]]["mean_steps"] = float(attacked.info["steps"].mean())
@@ -148,7 +145,7 @@ def _class_index(name, names):
 
 def attack(model, x, y, args, targeted=False):
     """The chosen ``--attack`` at ``--example-eps`` (the optimisation attack is targeted by nature)."""
-    from keras_apml import adversarial
+    from keras_apml import adversarial, evaluation
 
     if args.attack == "fgsm":
         return adversarial.fgsm(model, x, y, args.example_eps, targeted=targeted)
@@ -156,18 +153,18 @@ def attack(model, x, y, args, targeted=False):
         return adversarial.pgd(model, x, y, args.example_eps, steps=args.pgd_steps, targeted=targeted,
                                seed=args.seed)
     if not targeted:  # untargeted examples: aim at the second most likely class
-        y = np.argsort(model.predict(x, verbose=0), axis=1)[:, -2]
+        y = np.argsort(evaluation.predict_proba(model, x), axis=1)[:, -2]
     return adversarial.optimize_attack(model, x, y)
 
 
 def example_figure(model, x, labels, predicted, args, names):
     """Original | amplified perturbation | adversarial image for correctly classified examples."""
-    from keras_apml import plots
+    from keras_apml import evaluation, plots
 
     chosen = np.flatnonzero(predicted == labels)[:args.examples]
     attacked = attack(model, x[chosen], labels[chosen], args)
     x_adv, delta = attacked
-    before, after = model.predict(x[chosen], verbose=0), model.predict(x_adv, verbose=0)
+    before, after = evaluation.predict_proba(model, x[chosen]), evaluation.predict_proba(model, x_adv)
     scale = np.abs(delta).max() or 1.0
     images, captions = [], []
     for i in range(len(chosen)):
@@ -182,16 +179,17 @@ def example_figure(model, x, labels, predicted, args, names):
 def main(argv=None):
     args = parse_args(argv)
 
-    from keras_apml import adversarial, models, plots
-    from keras_apml.runs import RunDir, markdown_table
+    from keras_apml import evaluation, models, plots
+    from keras_apml.report import markdown_table
 
     model_path = resolve_model(args.model)
     model = models.load_model(model_path)
     x, y, y_true, names, set_name = load_evaluation_set(args, int(model.output_shape[-1]))
-    run = RunDir.create("adversarial", args.out)
-    run.write_config(args, model=str(model_path), evaluation_set=set_name, images=len(y))
+    if args.target is not None:
+        _class_index(args.target, names)
+    run = _common.open_run("adversarial", args, model=str(model_path), evaluation_set=set_name, images=len(y))
     scored = y if y_true is None else y_true
-    predicted = adversarial.predicted_labels(model, x)
+    predicted = evaluation.predict_labels(model, x)
     labels = predicted if args.use_predictions else scored
 
     results, fgsm_images = sweep(model, x, labels, scored, args, names)
@@ -200,7 +198,7 @@ def main(argv=None):
     shown = np.random.default_rng(args.seed).permutation(len(y))[:8]
     grid_images, captions = [], []
     for eps, x_adv in fgsm_images.items():
-        after = adversarial.predicted_labels(model, x_adv[shown])
+        after = evaluation.predict_labels(model, x_adv[shown])
         grid_images += list(x_adv[shown])
         captions += [f"eps {eps:g}\n{names[scored[i]]} -> {names[p]}" for i, p in zip(shown, after)]
     grid = plots.image_grid(grid_images, captions, columns=len(shown), title="FGSM: a row per eps (true -> predicted)")
@@ -208,6 +206,7 @@ def main(argv=None):
              results["pgd"][eps]["accuracy"], results["pgd"][eps]["balanced_accuracy"])
             for eps in results["fgsm"]]
     run.add_section(
+        "sweep",
         f"## Epsilon sweep\n\nModel `{model_path}` on the {set_name} set ({len(y)} images), scored against "
         f"{'true' if y_true is not None else 'the given'} labels; attacks aim at "
         f"{'the model predictions' if args.use_predictions else 'the true labels'}. PGD: {args.pgd_steps} steps "
@@ -221,12 +220,10 @@ def main(argv=None):
     run.record("targeted", {"attack": args.attack, "eps": args.example_eps, "per_target": rates})
     table = markdown_table(["target", "images", "success rate"],
                            [(t, r["images"], r["success_rate"]) for t, r in rates.items()])
-    run.add_section(f"## Examples and targeted attacks ({args.attack}, eps {args.example_eps:g})\n\n"
+    run.add_section("targeted", f"## Examples and targeted attacks ({args.attack}, eps {args.example_eps:g})\n\n"
                     f"![{count} examples]({run.save_figure(figure, 'examples.png')})\n\n{table}")
-    if not args.quiet:
-        print(f"run directory: {run.path}")
-    return 0
+    return _common.finish(run, args)
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    _common.run(main)

@@ -12,20 +12,24 @@ balancing. Beside it, scikit-learn's DummyClassifier("most_frequent"): the
 
 import numpy as np
 
-from keras_apml import cli
+from experiments import _common
+from keras_apml.recipe import Recipe
 
 MISLABELLED_SHOWN = 32
+# The course's provided network and how it was trained.
+COURSE = Recipe(model="small_cnn", optimizer="sgd", lr=1e-3, momentum=0.9, batch_size=4, epochs=4, standardize=False)
 
 
 def parse_args(argv=None):
     """The command line of this experiment."""
-    parser = cli.benchmark_options(cli.experiment_parser("baseline", __doc__.splitlines()[0]))
-    parser.add_argument("--lr", type=float, default=1e-3, help="SGD learning rate (default: 0.001)")
-    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
-    args = parser.parse_args(argv)
-    args.epochs = args.epochs or (1 if args.quick else 4)
-    args.batch_size = args.batch_size or 4
-    return args
+    p = _common.parser("baseline", __doc__.splitlines()[0])
+    _common.add_seed(p, "training seed")
+    _common.add_benchmark(p)
+    _common.add_training(p, COURSE.epochs, COURSE.batch_size)
+    p.add_argument("--lr", type=_common.number(0, low_open=True), default=COURSE.lr, help="SGD learning rate")
+    p.add_argument("--momentum", type=_common.number(0, 1, high_open=True), default=COURSE.momentum,
+                   help="SGD momentum")
+    return p.parse_args(argv)
 
 
 def inspect_data(run, bench):
@@ -56,62 +60,57 @@ def inspect_data(run, bench):
         table["wrong labels"] = {"train": int(len(wrong)), "dev": dev_wrong}
     else:
         lines.append("The course's pickles carry observed labels only: wrong labels cannot be counted.")
-    run.add_section("\n\n".join(lines))
+    run.add_section("data", "\n\n".join(lines))
     return table
 
 
 def main(argv=None):
     args = parse_args(argv)
+    recipe = COURSE.replace(lr=args.lr, momentum=args.momentum, batch_size=args.batch_size or COURSE.batch_size,
+                            epochs=args.epochs or (1 if args.quick else COURSE.epochs))
 
     from sklearn.dummy import DummyClassifier
 
-    from keras_apml import data, evaluation, imbalance, report
-    from keras_apml.runs import RunDir, markdown_table
+    from keras_apml import evaluation, imbalance, report
 
-    run = RunDir.create("baseline", args.out)
-    bench = data.load_benchmark(args.data_dir, 0, args.train_pickle, args.dev_pickle,
-                                quick=args.quick)
-    run.write_config(args)
+    bench = _common.load_benchmark(args)
+    run = _common.open_run("baseline", args, recipe=recipe.to_dict())
     names = bench.class_names
     counts = inspect_data(run, bench)
+    run.note("data", counts)
 
     flat = lambda x: x.reshape(len(x), -1)  # noqa: E731
     dummy = DummyClassifier(strategy="most_frequent").fit(flat(bench.x_train), bench.y_train)
     always = evaluation.evaluate(dummy.predict(flat(bench.x_dev)), None, bench.y_dev, names, y_true=bench.y_dev_true)
-    run.metrics["data"] = counts
-    run.record("always_majority", {"dev": always, "class": names[int(dummy.predict(flat(bench.x_dev[:1]))[0])]})
+    majority = names[int(dummy.predict(flat(bench.x_dev[:1]))[0])]
+    run.record("always_majority", {"dev": always, "class": majority})
 
-    recipe = imbalance.Recipe(model="small_cnn", optimizer="sgd", lr=args.lr, momentum=args.momentum,
-                              batch_size=args.batch_size, epochs=args.epochs, standardize=False)
     model, result, _ = imbalance.train("none", bench.x_train, bench.y_train, recipe, seed=args.seed,
                                        verbose=0 if args.quiet else 2)
     splits = {"train": (bench.x_train, bench.y_train, bench.y_train_true),
               "dev": (bench.x_dev, bench.y_dev, bench.y_dev_true)}
     run.add_section(
-        "## What the baseline does\n\n`small_cnn`, plain cross-entropy, SGD "
-        f"(lr {args.lr}, momentum {args.momentum}), batch size {args.batch_size}, {args.epochs} epochs, "
-        "no balancing. Compare its plain accuracy with the rule that always answers the most frequent class: "
-        "only balanced accuracy (the mean of per-class recalls) tells them apart.")
+        "what",
+        "## What the baseline does\n\n"
+        f"{recipe.describe()}, no balancing. Compare its plain accuracy with the rule that always answers the most "
+        "frequent class: only balanced accuracy (the mean of per-class recalls) tells them apart.")
     metrics = report.finish_trained_model(run, "small_cnn", model, result, splits, names, model_file="baseline.keras",
                                           extra={"recipe": recipe.to_dict()})
-    rows = [("always " + run.metrics["runs"]["always_majority"]["class"], always)]
+    rows = [("always " + majority, always)]
     if metrics:
         rows.append(("small_cnn", metrics["dev"]))
         predicted = evaluation.predict_labels(model, bench.x_dev)
         share = {c: float(np.mean(predicted == i)) for i, c in enumerate(names)}
-        run.metrics["runs"]["small_cnn"]["dev_predicted_share"] = share
-        run.record("small_cnn", run.metrics["runs"]["small_cnn"])
+        run.update("small_cnn", dev_predicted_share=share)
     table = [(name, labels, m["accuracy"], m["balanced_accuracy"], m["macro_f1"])
              for name, mm in rows for _, labels, m in report.label_sets({"dev": mm})]
-    summary = markdown_table(["model", "dev labels", "accuracy", "balanced accuracy", "macro F1"], table)
+    summary = report.markdown_table(["model", "dev labels", "accuracy", "balanced accuracy", "macro F1"], table)
     if metrics:
         summary += "\n\nShare of dev images predicted as each class: " + ", ".join(
             f"{c} {v:.1%}" for c, v in share.items()) + "."
-    run.add_section("## Baseline against always-car\n\n" + summary)
-    if not args.quiet:
-        print(f"run directory: {run.path}")
-    return 0
+    run.add_section("comparison", "## Baseline against always-car\n\n" + summary)
+    return _common.finish(run, args)
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    _common.run(main)

@@ -9,70 +9,79 @@ used only for the final numbers. The VGG19 base is frozen and deterministic,
 so its outputs are computed once per image (and cached on disk) and the head
 trains on them; ``--no-feature-cache`` trains end to end through the base.
 Run again with the same ``--out`` to resume: finished runs are kept and an
-interrupted one continues from its last finished epoch (BackupAndRestore).
+interrupted one continues from its last finished epoch.
 """
 
-import numpy as np
-
-from keras_apml import cli
+from experiments import _common
+from keras_apml.recipe import (CIFAR_AUGMENT, CIFAR_CONVNET, DISTRIBUTE, HEAD_STEPS_PER_EXECUTION, SCHEDULES,
+                               VGG19_HEAD)
 
 CONV_RUNS = {"1": "1_raw", "2": "2_standardized", "3": "3_augmented"}
 RUN_CHOICES = (*CONV_RUNS, "vgg19")
-# Run 3's augmentation. Shifts move whole pixels (interpolation_order=0, as a random crop does): bilinear
-# shifts blur the training images but not the test ones, and cost run 3 about a point (README).
-AUGMENT = ("horizontal_flip,width_shift_range=0.125,height_shift_range=0.125,fill_mode=constant,cval=0,"
-           "interpolation_order=0")
+CONV, AUGMENT, HEAD = CIFAR_CONVNET, CIFAR_AUGMENT, VGG19_HEAD
+FINE_TUNE_LR, FINE_TUNE_EPOCHS = 1e-5, 5
 # Test accuracy the study reported on the original (lossless) CIFAR-10.
 STUDY = {"1_raw": "70.81%", "2_standardized": "73.26%", "3_augmented": "82%",
          "vgg19": "73.31% (first head), 77.56% (best head)", "vgg19_finetune": "—"}
-QUICK_TRAIN, QUICK_TEST = 500, 200
-# The head's batches are cheap: 32 per train-function call cut the per-step overhead (benchmarks.transfer).
-HEAD_STEPS_PER_EXECUTION = 32
-# The head is a dense net on cached features: on 2 CPU cores a 40,000-image epoch takes about 8.5 s in batches
-# of 64, 6 s of 128, 5 s of 256, and heads trained on transfer features at all three sizes tested alike
-# (0.709-0.713; README). The conv net keeps the study's 64.
-HEAD_BATCH_SIZE = 256
 
 
 def parse_args(argv=None):
     """The command line of this experiment."""
-    from keras_apml.training import SCHEDULES, STRATEGIES
-
-    parser = cli.experiment_parser("cifar_transfer", __doc__.splitlines()[0])
-    parser.add_argument("--runs", default="1,2,3,vgg19",
-                        help="which runs: 1 raw, 2 standardised, 3 standardised+augmented, vgg19 (default: all)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="conv net Adam learning rate (default: 1e-3)")
-    parser.add_argument("--schedule", choices=SCHEDULES, default="step",
-                        help="conv net schedule: step (x0.1 at 1/2 and 3/4 of the run, default), plateau, cosine")
-    parser.add_argument("--dropout", type=float, default=0.25, help="conv net dropout rate (default: 0.25)")
-    parser.add_argument("--weights", default="imagenet", help="VGG19 base weights: imagenet, none, or a .h5 file")
-    parser.add_argument("--head-epochs", type=int, default=None, help="VGG19 head epochs (default: 10)")
-    parser.add_argument("--head-lr", type=float, default=1e-3, help="VGG19 head Adam learning rate (default: 1e-3)")
-    parser.add_argument("--head-batch-size", type=cli.positive_int, default=HEAD_BATCH_SIZE,
-                        help=f"VGG19 head batch size (default: {HEAD_BATCH_SIZE})")
-    parser.add_argument("--no-feature-cache", action="store_true",
-                        help="train the VGG19 head end to end through the frozen base, for comparison")
-    parser.add_argument("--fine-tune", action="store_true",
-                        help="then unfreeze VGG19 block4 and train on at a low learning rate")
-    parser.add_argument("--fine-tune-epochs", type=int, default=None, help="fine-tuning epochs (default: 5)")
-    parser.add_argument("--fine-tune-lr", type=float, default=1e-5, help="fine-tuning learning rate (default: 1e-5)")
-    parser.add_argument("--distribute", choices=STRATEGIES, default="none",
-                        help="MirroredStrategy over local GPUs (or CPUs), or MultiWorkerMirroredStrategy (TF_CONFIG)")
-    parser.add_argument("--mixed-precision", action="store_true", help="mixed_float16 on a GPU")
-    parser.add_argument("--jit", action="store_true", help="XLA compilation on a GPU")
-    args = parser.parse_args(argv)
-    args.runs = [r.strip() for r in args.runs.split(",") if r.strip()]
-    unknown = [r for r in args.runs if r not in RUN_CHOICES]
-    if unknown or not args.runs:
-        parser.error(f"--runs takes a comma-separated list of {', '.join(RUN_CHOICES)}; got {','.join(unknown)}")
-    if not 0 <= args.dropout < 1:
-        parser.error(f"--dropout must be in [0, 1), got {args.dropout}")
-    args.epochs = args.epochs or (1 if args.quick else 140)
-    args.head_epochs = args.head_epochs or (1 if args.quick else 10)
-    args.fine_tune_epochs = args.fine_tune_epochs or (1 if args.quick else 5)
-    args.batch_size = args.batch_size or 64
-    args.weights = None if args.weights.lower() == "none" else args.weights
+    p = _common.parser("cifar_transfer", __doc__.splitlines()[0])
+    _common.add_seed(p, "seed of the validation split and of every training")
+    _common.add_training(p, f"{CONV.epochs}; --quick: 1", CONV.batch_size)
+    p.add_argument("--runs", type=_common.names_list(RUN_CHOICES, "--runs"), default=list(RUN_CHOICES),
+                   help="which runs: 1 raw, 2 standardised, 3 standardised+augmented, vgg19 (default: all)")
+    p.add_argument("--lr", type=_common.number(0, low_open=True), default=CONV.lr, help="conv net Adam learning rate")
+    p.add_argument("--schedule", choices=SCHEDULES, default=CONV.schedule,
+                   help="conv net schedule: step (x0.1 at 1/2 and 3/4 of the run), constant, plateau, cosine")
+    p.add_argument("--dropout", type=_common.number(0, 1, high_open=True), default=CONV.dropout,
+                   help="conv net dropout rate")
+    p.add_argument("--weights", default="imagenet", help="VGG19 base weights: imagenet, none, or a .h5 file")
+    p.add_argument("--head-epochs", type=_common.positive_int(100_000), default=None,
+                   help=f"VGG19 head epochs (default: {HEAD.epochs}; --quick: 1)")
+    p.add_argument("--head-lr", type=_common.number(0, low_open=True), default=HEAD.lr,
+                   help="VGG19 head Adam learning rate")
+    p.add_argument("--head-batch-size", type=_common.positive_int(2 ** 20), default=HEAD.batch_size,
+                   help="VGG19 head batch size")
+    p.add_argument("--no-feature-cache", action="store_true",
+                   help="train the VGG19 head end to end through the frozen base, for comparison")
+    p.add_argument("--fine-tune", action="store_true",
+                   help="then unfreeze VGG19 block4 and train on at a low learning rate")
+    p.add_argument("--fine-tune-epochs", type=_common.positive_int(100_000), default=None,
+                   help=f"fine-tuning epochs (default: {FINE_TUNE_EPOCHS}; --quick: 1)")
+    p.add_argument("--fine-tune-lr", type=_common.number(0, low_open=True), default=FINE_TUNE_LR,
+                   help="fine-tuning learning rate")
+    p.add_argument("--distribute", choices=DISTRIBUTE, default="none",
+                   help="MirroredStrategy over local GPUs (or CPUs), or MultiWorkerMirroredStrategy (TF_CONFIG)")
+    p.add_argument("--mixed-precision", action="store_true", help="mixed_float16 on a GPU")
+    p.add_argument("--jit", action="store_true", help="XLA compilation on a GPU")
+    args = p.parse_args(argv)
+    args.epochs = args.epochs or (1 if args.quick else CONV.epochs)
+    args.head_epochs = args.head_epochs or (1 if args.quick else HEAD.epochs)
+    args.fine_tune_epochs = args.fine_tune_epochs or (1 if args.quick else FINE_TUNE_EPOCHS)
+    args.batch_size = args.batch_size or CONV.batch_size
+    if "vgg19" not in args.runs:
+        flags = [f for f, on in (("--fine-tune", args.fine_tune), ("--no-feature-cache", args.no_feature_cache))
+                 if on]
+        if flags:
+            p.error(f"{' and '.join(flags)} concern the vgg19 run, which --runs leaves out")
     return args
+
+
+def recipes(args):
+    """The recipe of every run asked for (each checked): ``{run name: Recipe}``."""
+    conv = CONV.replace(lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, schedule=args.schedule,
+                        dropout=args.dropout)
+    out = {"1_raw": conv.replace(standardize=False), "2_standardized": conv,
+           "3_augmented": conv.replace(augment=AUGMENT)}
+    weights = None if args.weights.lower() == "none" else args.weights
+    out["vgg19"] = HEAD.replace(lr=args.head_lr, batch_size=args.head_batch_size, epochs=args.head_epochs,
+                                weights=weights)
+    out["vgg19_finetune"] = out["vgg19"].replace(lr=args.fine_tune_lr, epochs=args.fine_tune_epochs,
+                                                 batch_size=args.batch_size)
+    return {name: r for name, r in out.items()
+            if name in [CONV_RUNS.get(k, k) for k in args.runs] or (name == "vgg19_finetune" and args.fine_tune)}
 
 
 def load_splits(args):
@@ -80,94 +89,76 @@ def load_splits(args):
     from keras_apml import data
 
     (x, y), (x_test, y_test) = data.load_cifar10(args.data_dir)
-    if args.quick:
-        x, y = data.stratified_subset(x, y, QUICK_TRAIN, args.seed)
-        x_test, y_test = data.stratified_subset(x_test, y_test, QUICK_TEST, args.seed)
+    x, y = _common.quick_subset(args, x, y, _common.QUICK_TRAIN)
+    x_test, y_test = _common.quick_subset(args, x_test, y_test, _common.QUICK_TEST)
     train_idx, val_idx = data.validation_split(y, 0.2, args.seed)
     return {"train": (x[train_idx], y[train_idx], None), "validation": (x[val_idx], y[val_idx], None),
             "test": (x_test, y_test, None)}
 
 
 class Study:
-    """One cifar_transfer invocation: its run directory, data, strategy and settings."""
+    """One cifar_transfer invocation: its run directory, data, recipes, distribution and GPU settings."""
 
-    def __init__(self, args, run, splits, strategy, gpu):
-        self.args, self.run, self.splits, self.strategy, self.gpu = args, run, splits, strategy, gpu
+    def __init__(self, args, run, splits, recipes, strategy, gpu):
         from keras_apml.data import CIFAR10_CLASSES
 
+        self.args, self.run, self.splits, self.recipes, self.strategy, self.gpu = args, run, splits, recipes, \
+            strategy, gpu
         self.names = CIFAR10_CLASSES
-
-    def verbose(self):
-        """Keras's progress bar, or nothing with --quiet."""
-        return 0 if self.args.quiet else 1
-
-    def finish(self, name, model, result, extra=None, scorer=None):
-        """Evaluate, save, record and report one run; only the test split gets confusion matrices."""
-        from keras_apml import report
-
-        report.finish_trained_model(self.run, name, model, result, self.splits, self.names, extra=extra,
-                                    scorer=scorer, detail_splits=("test",))
-
-    def fit(self, model, train, validation, epochs, tag, augmentation=None, callbacks=(), batch=None):
-        """Train on ``train`` arrays ``(x, y)`` (images or cached features), validating on ``validation``."""
-        from keras_apml import pipeline, training
-
-        batch, seed = batch or self.args.batch_size, self.args.seed
-        return training.fit(
-            model, pipeline.make_dataset(*train, batch, shuffle=True, seed=seed, augmentation=augmentation),
-            validation_data=pipeline.make_dataset(*validation, batch), epochs=epochs,
-            callbacks=training.run_callbacks(self.run.path, tag=tag) + list(callbacks), verbose=self.verbose())
 
     def images(self, split):
         """``(x, y)`` of one split."""
         return self.splits[split][:2]
 
+    def fit(self, model, name, train, validation, **kwargs):
+        """Train ``model`` with run ``name``'s recipe on ``train`` arrays (images or cached features)."""
+        from keras_apml import recipe, training
+
+        callbacks = training.run_callbacks(self.run.path, tag=name, announce=lambda line: _common.say(self.args, line))
+        result, _, _ = recipe.fit(model, *train, self.recipes[name], seed=self.args.seed, validation=validation,
+                                  callbacks=callbacks, verbose=0 if self.args.quiet else 2, scope=self.strategy,
+                                  jit_compile=self.gpu["jit"], **kwargs)
+        return result
+
+    def finish(self, name, model, result, extra=None, scorer=None):
+        """Evaluate, save, record and report one run; only the test split gets confusion matrices."""
+        from keras_apml import report
+
+        extra = {"recipe": self.recipes[name].to_dict(), **(extra or {})}
+        report.finish_trained_model(self.run, name, model, result, self.splits, self.names, extra=extra,
+                                    scorer=scorer, detail_splits=("test",), tag=name)
+
     def conv_run(self, name):
         """One cifar_convnet run: raw, standardised, or standardised and augmented."""
-        from keras_apml import models, pipeline, training
+        from keras_apml import recipe
 
-        args = self.args
         x, y = self.images("train")
-        training.set_seed(args.seed)
-        steps = int(np.ceil(len(y) / args.batch_size))
         with self.strategy.scope():
-            standardizer = models.fit_standardizer(x) if name != "1_raw" else None
-            model = models.cifar_convnet(dropout=args.dropout, standardizer=standardizer)
-            lr, schedule_callbacks = training.learning_rate_schedule(args.schedule, args.lr, args.epochs, steps)
-            training.compile_model(model, training.make_optimizer("adam", lr), jit_compile=self.gpu["jit"])
-        augmentation = pipeline.Augmentation.from_string(AUGMENT, seed=args.seed) if name == "3_augmented" else None
-        result = self.fit(model, (x, y), self.images("validation"), args.epochs, name, augmentation,
-                          schedule_callbacks)
-        return self.finish(name, model, result, {"dropout": args.dropout,
-                                                 "augmentation": augmentation and augmentation.to_config()})
+            model = recipe.build(self.recipes[name], x, len(self.names), self.args.seed)
+        result = self.fit(model, name, (x, y), self.images("validation"))
+        self.finish(name, model, result)
 
-    def vgg19_run(self):
-        """The frozen VGG19 with its head trained on cached base outputs (or end to end)."""
-        from keras_apml import features, models, training
+    def vgg19_run(self, model):
+        """The frozen VGG19 (built before the run directory opened) with its head trained on cached base outputs."""
+        from keras_apml import features, models
 
         args = self.args
-        training.set_seed(args.seed)
-        with self.strategy.scope():
-            model = models.vgg19_transfer(weights=args.weights)
-            head = models.transfer_head(model)
-            trained = model if args.no_feature_cache else head
-            training.compile_model(trained, training.make_optimizer("adam", args.head_lr), jit_compile=self.gpu["jit"],
-                                   steps_per_execution=HEAD_STEPS_PER_EXECUTION)
-        extra = {"weights": args.weights or "none", "feature_cache": not args.no_feature_cache,
-                 "batch_size": args.head_batch_size}
+        extra = {"weights": args.weights, "feature_cache": not args.no_feature_cache}
         scorer = None
         if args.no_feature_cache:
-            result = self.fit(model, self.images("train"), self.images("validation"), args.head_epochs, "vgg19",
-                              batch=args.head_batch_size)
+            result = self.fit(model, "vgg19", self.images("train"), self.images("validation"),
+                              steps_per_execution=HEAD_STEPS_PER_EXECUTION)
         else:
             base = models.transfer_features(model)
+            _common.say(args, "vgg19: computing the frozen base's outputs for every image once (cached on disk)")
             outputs, info = features.cached_outputs(
                 base, {s: x for s, (x, _, _) in self.splits.items()}, key=features.weights_sha256(base))
             extra["timing"] = {"feature_cache": info["cache"], "feature_seconds": info["seconds"]}
             labels = {s: y for s, (_, y, _) in self.splits.items()}
-            result = self.fit(head, (outputs["train"], labels["train"]),
-                              (outputs["validation"], labels["validation"]), args.head_epochs, "vgg19",
-                              batch=args.head_batch_size)
+            head = models.transfer_head(model)  # shares its layers, so training it trains the full model
+            result = self.fit(head, "vgg19", (outputs["train"], labels["train"]),
+                              (outputs["validation"], labels["validation"]),
+                              steps_per_execution=HEAD_STEPS_PER_EXECUTION)
             # the head on cached base outputs predicts as the full model, without a second pass through the base
             scorer = (head, {s: (outputs[s], y, y_true) for s, (_, y, y_true) in self.splits.items()})
         self.finish("vgg19", model, result, extra, scorer)
@@ -176,26 +167,20 @@ class Study:
 
     def fine_tune(self, model):
         """Unfreeze block4 of the base and train the whole model on at a low learning rate."""
-        from keras_apml import training
-
         base = model.get_layer("vgg19_block4")
         base.trainable = True
         for layer in base.layers:
             layer.trainable = layer.name.startswith("block4")
-        with self.strategy.scope():
-            training.compile_model(model, training.make_optimizer("adam", self.args.fine_tune_lr),
-                                   jit_compile=self.gpu["jit"])
-        result = self.fit(model, self.images("train"), self.images("validation"), self.args.fine_tune_epochs,
-                          "vgg19_finetune")
+        result = self.fit(model, "vgg19_finetune", self.images("train"), self.images("validation"))
         self.finish("vgg19_finetune", model, result, {"unfrozen": "block4"})
 
 
-def comparison_table(metrics):
+def comparison_table(results):
     """The closing table: every run's accuracies beside the study's own test accuracy."""
-    from keras_apml.runs import markdown_table
+    from keras_apml.report import markdown_table
 
     rows = []
-    for name, m in metrics["runs"].items():
+    for name, m in results["runs"].items():
         if "test" not in m:
             rows.append((name, None, None, None, None, m["training"]["status"], STUDY.get(name, "—")))
             continue
@@ -209,18 +194,24 @@ def comparison_table(metrics):
 
 def main(argv=None):
     args = parse_args(argv)
+    planned = recipes(args)
 
-    from keras_apml import plots, training
-    from keras_apml.runs import RunDir, progress
+    from keras_apml import plots, recipe, training
+    from keras_apml.runs import progress
 
     gpu = training.gpu_options(args.mixed_precision, args.jit)
     strategy = training.distribution_strategy(args.distribute)
-    run = RunDir.create("cifar_transfer", args.out)
     splits = load_splits(args)
-    run.write_config(args, gpu=gpu, replicas=strategy.num_replicas_in_sync,
-                     sizes={k: len(v[1]) for k, v in splits.items()})
-    study = Study(args, run, splits, strategy, gpu)
-    run.add_section(f"CIFAR-10, {len(splits['train'][1])} train / {len(splits['validation'][1])} validation / "
+    vgg19 = None
+    if "vgg19" in planned:  # its weights load now (or fail now), not after the conv nets' hours
+        with strategy.scope():
+            vgg19 = recipe.build(planned["vgg19"], None, 10, args.seed)
+
+    run = _common.open_run("cifar_transfer", args, gpu=gpu, replicas=strategy.num_replicas_in_sync,
+                           sizes={k: len(v[1]) for k, v in splits.items()},
+                           recipes={k: r.to_dict() for k, r in planned.items()})
+    study = Study(args, run, splits, planned, strategy, gpu)
+    run.add_section("data", f"CIFAR-10, {len(splits['train'][1])} train / {len(splits['validation'][1])} validation / "
                     f"{len(splits['test'][1])} test images; {strategy.num_replicas_in_sync} replica(s); "
                     f"mixed precision {gpu['mixed_precision']}, XLA {gpu['jit']}.\n\n![samples]("
                     + run.save_figure(plots.sample_grid(splits["train"][0], splits["train"][1], study.names),
@@ -228,16 +219,14 @@ def main(argv=None):
     names = [CONV_RUNS.get(r, r) for r in args.runs]
     for i, name in enumerate(names, start=1):
         epochs = f"head {args.head_epochs}" if name == "vgg19" else args.epochs
-        if name in run.metrics["runs"] and run.file(f"{name}.keras").is_file():
+        if run.recorded(name) is not None and run.file(f"{name}.keras").is_file():
             progress(i, len(names), f"{name}: finished in an earlier call with this --out, kept", args.quiet)
             continue
         progress(i, len(names), f"{name} ({epochs} epochs)", args.quiet)
-        study.vgg19_run() if name == "vgg19" else study.conv_run(name)
-    run.add_section(comparison_table(run.metrics))
-    if not args.quiet:
-        print(f"run directory: {run.path}")
-    return 0
+        study.vgg19_run(vgg19) if name == "vgg19" else study.conv_run(name)
+    run.add_section("comparison", comparison_table(run.results()))
+    return _common.finish(run, args)
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    _common.run(main)

@@ -15,43 +15,41 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_apml import cli
+from experiments import _common
 from keras_apml.errors import InputError
 
 CLASSIFIERS = ("logreg", "random_forest", "knn", "svm")
 SVMS = ("nystroem", "linear", "exact")
 MAKE_MODEL = "python -m experiments.cifar_transfer --runs vgg19"
-QUICK_TRAIN, QUICK_TEST = 500, 200
 
 
 def parse_args(argv=None):
     """The command line of this experiment."""
-    parser = cli.experiment_parser("feature_extraction", __doc__.splitlines()[0])
-    parser.add_argument("--model", default=None,
-                        help="a .keras file, or a cifar_transfer run directory (its vgg19.keras); "
-                             "default: the newest cifar_transfer run under runs/")
-    parser.add_argument("--layer", default=None,
-                        help="layer to take features from (default: the penultimate, the transfer head's "
-                             "512-unit layer, bn2)")
-    parser.add_argument("--classifiers", default=",".join(CLASSIFIERS),
-                        help=f"comma-separated subset of {', '.join(CLASSIFIERS)} (default: all)")
-    parser.add_argument("--scale", action="store_true", help="put a StandardScaler first in every pipeline")
-    parser.add_argument("--pca", type=int, default=0, metavar="N", help="then PCA to N components (0: off)")
-    parser.add_argument("--svm", choices=SVMS, default="nystroem",
-                        help="nystroem: RBF kernel approximated with Nystroem, then a linear SVM trained by "
-                             "averaged SGD (default, seconds); linear: LinearSVC; exact: sklearn.svm.SVC "
-                             "(hours on 50,000 images)")
-    parser.add_argument("--max-iter", type=int, default=None,
-                        help="logistic regression iterations (default: 2000; 100 with --quick)")
-    parser.add_argument("--train-eval-size", type=int, default=10000,
-                        help="train accuracy is measured on a stratified sample of this many images "
-                             "(KNN on all 50,000 would dominate the run; default: 10,000)")
-    args = parser.parse_args(argv)
-    args.classifiers = [c.strip() for c in args.classifiers.split(",") if c.strip()]
-    unknown = [c for c in args.classifiers if c not in CLASSIFIERS]
-    if unknown or not args.classifiers:
-        parser.error(f"--classifiers takes a comma-separated list of {', '.join(CLASSIFIERS)}; got {','.join(unknown)}")
-    args.batch_size = args.batch_size or 256
+    p = _common.parser("feature_extraction", __doc__.splitlines()[0])
+    _common.add_seed(p, "seed of the classifiers and the train-accuracy sample")
+    p.add_argument("--batch-size", type=_common.positive_int(2 ** 20), default=256,
+                   help="batch size of the feature extraction")
+    p.add_argument("--model", default=None,
+                   help="a .keras file, or a cifar_transfer run directory (its vgg19.keras); "
+                        "default: the newest cifar_transfer run under runs/")
+    p.add_argument("--layer", default=None,
+                   help="layer to take features from (default: the penultimate, the transfer head's "
+                        "512-unit layer, bn2)")
+    p.add_argument("--classifiers", type=_common.names_list(CLASSIFIERS, "--classifiers"), default=list(CLASSIFIERS),
+                   help=f"comma-separated subset of {', '.join(CLASSIFIERS)} (default: all)")
+    p.add_argument("--scale", action="store_true", help="put a StandardScaler first in every pipeline")
+    p.add_argument("--pca", type=_common.positive_int(100_000), default=None, metavar="N",
+                   help="then PCA to N components (default: off)")
+    p.add_argument("--svm", choices=SVMS, default="nystroem",
+                   help="nystroem: RBF kernel approximated with Nystroem, then a linear SVM trained by "
+                        "averaged SGD (default, seconds); linear: LinearSVC; exact: sklearn.svm.SVC "
+                        "(hours on 50,000 images)")
+    p.add_argument("--max-iter", type=_common.positive_int(10 ** 6), default=None,
+                   help="logistic regression iterations (default: 2000; 100 with --quick)")
+    p.add_argument("--train-eval-size", type=_common.positive_int(10 ** 7), default=10000,
+                   help="train accuracy is measured on a stratified sample of this many images "
+                        "(KNN on all 50,000 would dominate the run)")
+    args = p.parse_args(argv)
     args.max_iter = args.max_iter or (100 if args.quick else 2000)
     return args
 
@@ -148,17 +146,19 @@ def main(argv=None):
     import keras
 
     from keras_apml import data, evaluation, features, models, plots
-    from keras_apml.runs import RunDir, markdown_table, progress
+    from keras_apml.report import markdown_table
+    from keras_apml.runs import progress
 
     model_path = resolve_model(args.model)
     model = models.load_model(model_path)
     layer = models.feature_extractor(model, args.layer).layers[-1].name
     (x_train, y_train), (x_test, y_test) = data.load_cifar10(args.data_dir)
-    if args.quick:
-        x_train, y_train = data.stratified_subset(x_train, y_train, QUICK_TRAIN, args.seed)
-        x_test, y_test = data.stratified_subset(x_test, y_test, QUICK_TEST, args.seed)
-    run = RunDir.create("feature_extraction", args.out)
-    run.write_config(args, model_file=str(model_path.resolve()), layer=layer)
+    x_train, y_train = _common.quick_subset(args, x_train, y_train, _common.QUICK_TRAIN)
+    x_test, y_test = _common.quick_subset(args, x_test, y_test, _common.QUICK_TEST)
+    if int(model.output_shape[-1]) != len(data.CIFAR10_CLASSES):
+        raise InputError(f"model {model_path} has {model.output_shape[-1]} classes; these features are scored on "
+                         f"CIFAR-10's {len(data.CIFAR10_CLASSES)}")
+    run = _common.open_run("feature_extraction", args, model_file=str(model_path.resolve()), layer=layer)
 
     extractor = keras.Model(model.inputs, {"features": model.get_layer(layer).output, "probabilities": model.output})
     outputs, cache = features.cached_outputs(
@@ -174,7 +174,7 @@ def main(argv=None):
     network = evaluation.evaluate(outputs["test.probabilities"], None, y_test, names)
     run.record("network", {"test": network, "timing": {"extract_seconds": cache["seconds"]},
                            "feature_cache": cache["cache"]})
-    run.add_section(f"Model `{model_path}`, layer `{layer}`: features {feats['train'].shape} train, "
+    run.add_section("features", f"Model `{model_path}`, layer `{layer}`: features {feats['train'].shape} train, "
                     f"{feats['test'].shape} test (cache {cache['cache']}, {cache['seconds']:.1f} s). Train accuracy "
                     f"is measured on {len(train_eval)} training images.")
 
@@ -192,14 +192,12 @@ def main(argv=None):
         png = run.save_figure(plots.confusion_matrix(test["confusion_matrix"], names, f"{name} on {layer} features"),
                               f"confusion_{name}.png")
         warning = f"\n\n**Did not converge**: {'; '.join(result['warnings'])}" if result["warnings"] else ""
-        run.add_section(f"## {name}\n\n`{result['pipeline']}`{warning}\n\n![confusion matrix]({png})\n\n"
+        run.add_section(name, f"## {name}\n\n`{result['pipeline']}`{warning}\n\n![confusion matrix]({png})\n\n"
                         f"```\n{test['classification_report']}```")
-    run.add_section("## Comparison\n\n" + markdown_table(
+    run.add_section("comparison", "## Comparison\n\n" + markdown_table(
         ["classifier", "train acc", "test acc", "test balanced acc", "fit s", "predict s"], rows))
-    if not args.quiet:
-        print(f"run directory: {run.path}")
-    return 0
+    return _common.finish(run, args)
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    _common.run(main)

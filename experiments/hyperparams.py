@@ -15,7 +15,8 @@ last setting of each sweep.
 
 import numpy as np
 
-from keras_apml import cli
+from experiments import _common
+from keras_apml.imbalance import BEST_STRATEGY, STRATEGIES
 
 SWEEPS = {
     "lr": ("lr", (1e-10, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)),
@@ -30,21 +31,17 @@ SWEEPS = {
 
 def parse_args(argv=None):
     """The command line of this experiment."""
-    from keras_apml import imbalance
-
-    parser = cli.benchmark_options(cli.experiment_parser("hyperparams", __doc__.splitlines()[0]))
-    imbalance.recipe_options(parser)
-    parser.add_argument("--sweep", default=",".join(SWEEPS), help=f"sweeps to run (default: all): {', '.join(SWEEPS)}")
-    parser.add_argument("--strategy", default=imbalance.BEST_STRATEGY, choices=tuple(imbalance.STRATEGIES),
-                        help=f"imbalance strategy of every run (default: {imbalance.BEST_STRATEGY})")
-    parser.add_argument("--max-epochs", type=int, default=None,
-                        help="length of the epochs sweep's run (default: 3x the recipe's epochs)")
-    args = parser.parse_args(argv)
-    args.sweep = [s.strip() for s in args.sweep.split(",") if s.strip()]
-    unknown = [s for s in args.sweep if s not in SWEEPS]
-    if unknown or not args.sweep:
-        parser.error(f"--sweep takes a comma-separated list of {', '.join(SWEEPS)}; got {','.join(unknown)}")
-    return args
+    p = _common.parser("hyperparams", __doc__.splitlines()[0])
+    _common.add_seed(p, "seed of the validation split and of every training")
+    _common.add_benchmark(p)
+    _common.add_recipe(p)
+    p.add_argument("--sweep", type=_common.names_list(tuple(SWEEPS), "--sweep"), default=list(SWEEPS),
+                   help=f"sweeps to run (default: all): {', '.join(SWEEPS)}")
+    p.add_argument("--strategy", default=BEST_STRATEGY, choices=tuple(STRATEGIES),
+                   help="imbalance strategy of every run")
+    p.add_argument("--max-epochs", type=_common.positive_int(100_000), default=None,
+                   help="length of the epochs sweep's run (default: 3x the recipe's epochs)")
+    return p.parse_args(argv)
 
 
 def configurations(sweep, recipe, quick=False):
@@ -70,7 +67,7 @@ def score(model, result, splits, names):
 def run_sweep(run, sweep, args, recipe, train, splits, names, counter):
     """Train every configuration of one sweep on ``train``, score it on ``splits``; returns its best label."""
     from keras_apml import imbalance, plots, runs
-    from keras_apml.runs import markdown_table
+    from keras_apml.report import markdown_table
 
     if sweep == "epochs":
         return epochs_sweep(run, args, recipe, train, splits, counter)
@@ -99,7 +96,7 @@ def run_sweep(run, sweep, args, recipe, train, splits, names, counter):
                             "fit seconds"], rows)
     verdict = f"**Best {sweep}: `{best}`** (highest validation balanced accuracy)." if best else \
         "**Every configuration diverged.**"
-    run.add_section(f"## Sweep: {sweep}\n\n{verdict}\n\n{table}\n\n![{sweep}]({plot})")
+    run.add_section(sweep, f"## Sweep: {sweep}\n\n{verdict}\n\n{table}\n\n![{sweep}]({plot})")
     return best
 
 
@@ -127,36 +124,36 @@ def epochs_sweep(run, args, recipe, train, splits, counter):
                           "timing": result.timing()})
     plot = run.save_figure(plots.metric_curves(history, "balanced accuracy", "Balanced accuracy per epoch"),
                            "sweep_epochs.png")
-    run.add_section(f"## Sweep: epochs\n\n**Best epochs: {best}** (highest validation balanced accuracy over "
+    run.add_section("epochs", f"## Sweep: epochs\n\n**Best epochs: {best}** (highest validation balanced accuracy over "
                     f"{result.epochs_run} epochs, {result.status}).\n\n![epochs]({plot})")
     return best
 
 
 def main(argv=None):
     args = parse_args(argv)
+    recipe = _common.recipe_from_args(args)
 
     import itertools
 
-    from keras_apml import data, imbalance
+    from keras_apml import data
 
-    run, bench, recipe = imbalance.open_study("hyperparams", args)
+    bench = _common.load_benchmark(args)
     fit_idx, val_idx = data.validation_split(bench.y_train, 0.2, args.seed)
+    run = _common.open_run("hyperparams", args, recipe=recipe.to_dict())
     train = (bench.x_train[fit_idx], bench.y_train[fit_idx])
     splits = {"validation": (bench.x_train[val_idx], bench.y_train[val_idx], None),
               "dev": (bench.x_dev, bench.y_dev, bench.y_dev_true)}
     args.total = sum(1 if s == "epochs" else len(configurations(s, recipe, args.quick)) for s in args.sweep)
     counter = itertools.count(1)
-    run.add_section(f"Base recipe: {recipe.to_dict()}; strategy `{args.strategy}`. Training on "
+    run.add_section("base", f"Base recipe: {recipe.describe()}; strategy `{args.strategy}`. Training on "
                     f"{len(fit_idx)} images, validation on {len(val_idx)} (observed labels), dev {len(bench.y_dev)}.")
     best = {sweep: run_sweep(run, sweep, args, recipe, train, splits, bench.class_names, counter)
             for sweep in args.sweep}
-    run.metrics["best"] = best
-    run.record("summary", {"best": best})
-    run.add_section("## Best setting of each sweep\n\n" + "\n".join(f"- {k}: `{v}`" for k, v in best.items()))
-    if not args.quiet:
-        print(f"run directory: {run.path}")
-    return 0
+    run.note("best", best)
+    run.add_section("summary",
+                    "## Best setting of each sweep\n\n" + "\n".join(f"- {k}: `{v}`" for k, v in best.items()))
+    return _common.finish(run, args)
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    _common.run(main)

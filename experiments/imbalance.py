@@ -12,25 +12,21 @@ seed's model: the default model of ``experiments.adversarial``.
 
 import numpy as np
 
-from keras_apml import cli
+from experiments import _common
 from keras_apml.errors import InputError
-
+from keras_apml.imbalance import STRATEGIES
 
 
 def parse_args(argv=None):
     """The command line of this experiment."""
-    from keras_apml import imbalance
-
-    parser = cli.benchmark_options(cli.experiment_parser("imbalance", __doc__.splitlines()[0]))
-    imbalance.recipe_options(parser)
-    parser.add_argument("--strategies", default=",".join(imbalance.STRATEGIES),
-                        help="comma-separated strategies (default: all): " + ", ".join(imbalance.STRATEGIES))
-    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: 0,1,2; --quick: 0)")
-    args = parser.parse_args(argv)
-    args.strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    for name in args.strategies:
-        imbalance.strategy(name)
-    args.seeds = cli.parse_seeds(args.seeds or ("0" if args.quick else "0,1,2"))
+    p = _common.parser("imbalance", __doc__.splitlines()[0])
+    _common.add_benchmark(p)
+    _common.add_recipe(p)
+    p.add_argument("--strategies", type=_common.names_list(tuple(STRATEGIES), "--strategies"),
+                   default=list(STRATEGIES), help="comma-separated strategies (default: all): " + ", ".join(STRATEGIES))
+    _common.add_seeds(p, "every strategy's training")
+    args = p.parse_args(argv)
+    args.seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     return args
 
 
@@ -42,10 +38,13 @@ def headline(summary):
 def main(argv=None):
     args = parse_args(argv)
 
+    recipe = _common.recipe_from_args(args)
+
     from keras_apml import evaluation, imbalance, plots, report, runs
 
-    run, bench, recipe = imbalance.open_study("imbalance", args)
+    bench = _common.load_benchmark(args)
     names = bench.class_names
+    run = _common.open_run("imbalance", args, recipe=recipe.to_dict())
     total = len(args.strategies) * len(args.seeds)
     per_seed, first_models = {}, {}
     for i, (seed, name) in enumerate(((s, n) for s in args.seeds for n in args.strategies), start=1):
@@ -79,24 +78,23 @@ def main(argv=None):
     best = max(scored, key=lambda n: scored[n]["balanced_accuracy"][0])
     model, result = first_models[best]
     run.save_model(model, "best.keras")
-    run.metrics["best"] = {"strategy": best, "model_file": "best.keras", "seed": args.seeds[0],
-                           "recipe": recipe.to_dict(), "chosen_on": f"mean dev balanced accuracy, {label_note} labels"}
-    run.record(best, run.metrics["runs"][best])
+    run.note("best", {"strategy": best, "model_file": "best.keras", "seed": args.seeds[0],
+                      "recipe": recipe.to_dict(), "chosen_on": f"mean dev balanced accuracy, {label_note} labels"})
     described = "\n".join(f"- `{n}`: {imbalance.STRATEGIES[n].description}" for n in args.strategies)
     run.add_section(
-        f"## Strategies\n\nRecipe: {recipe.to_dict()}. Seeds {args.seeds}; every strategy of a seed starts from "
+        "strategies",
+        f"## Strategies\n\nRecipe: {recipe.describe()}. Seeds {args.seeds}; every strategy of a seed starts from "
         f"the same initial weights.\n\n{described}\n\n"
         + report.seed_table(summaries, names) + f"\n\n![balanced accuracy per strategy]({bars})")
     run.add_section(
+        "best",
         f"## Best: `{best}`\n\nMean dev balanced accuracy ({label_note} labels) "
         f"{report.mean_std(scored[best]['balanced_accuracy'])}. "
         f"Its seed-{args.seeds[0]} model is saved as `best.keras`.")
     splits = {"dev": (bench.x_dev, bench.y_dev, bench.y_dev_true)}
     report.add_model_report(run, f"best_{best}", report.evaluate_splits(model, splits, names), names, model, result)
-    if not args.quiet:
-        print(f"best strategy: {best}; run directory: {run.path}")
-    return 0
+    return _common.finish(run, args, f"best strategy: {best}")
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    _common.run(main)

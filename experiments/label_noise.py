@@ -57,7 +57,8 @@ labels: the ceiling any cleaning can reach with this recipe. Each over the
 seeds, compared on dev.
 """
 
-from keras_apml import cli
+from experiments import _common
+from keras_apml.imbalance import BEST_STRATEGY, STRATEGIES
 
 SHOWN = 32
 DETECT_EPOCHS = 20
@@ -66,59 +67,54 @@ DETECT_EPOCHS_INIT = 10  # a trained start learns the labels, and their noise, i
 
 def parse_args(argv=None):
     """The command line of this experiment."""
-    from keras_apml import imbalance
-
-    parser = cli.benchmark_options(cli.experiment_parser("label_noise", __doc__.splitlines()[0]))
-    imbalance.recipe_options(parser)
-    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
-    parser.add_argument("--repeats", type=cli.positive_int, default=None,
-                        help="K-fold repeats with other splits and seeds, probabilities averaged "
-                             "(default: 3; --quick: 1)")
-    parser.add_argument("--rounds", type=cli.positive_int, default=1,
-                        help="rounds of flagging, each after the first with fold models trained without the "
-                             "round before's flags (default: 1)")
-    parser.add_argument("--detect-epochs", type=cli.positive_int, default=None,
-                        help="epochs of the out-of-fold models and the dev-flagging model "
-                             "(default: 20, 10 with --init; --quick: 1); fewer than the retraining's, as longer "
-                             "training learns more of the noise")
-    parser.add_argument("--no-mirror", action="store_true",
-                        help="score images as they are, not averaged with their mirror images")
-    parser.add_argument("--detect-strategy", default="flip+class_weight", choices=tuple(imbalance.STRATEGIES),
-                        help="how the out-of-fold models are trained (default: flip+class_weight: class weights, "
-                             "random mirror images)")
-    parser.add_argument("--strategy", default=imbalance.BEST_STRATEGY, choices=tuple(imbalance.STRATEGIES),
-                        help=f"the strategy retrained on cleaned labels (default: {imbalance.BEST_STRATEGY}, "
-                             "the imbalance study's best)")
-    parser.add_argument("--seeds", default=None, help="seeds of the retraining (default: 0,1,2; --quick: 0)")
-    args = parser.parse_args(argv)
-    args.seeds = cli.parse_seeds(args.seeds or ("0" if args.quick else "0,1,2"))
+    p = _common.parser("label_noise", __doc__.splitlines()[0])
+    _common.add_benchmark(p)
+    _common.add_recipe(p)
+    p.add_argument("--folds", type=_common.positive_int(100), default=5, help="cross-validation folds (at least 2)")
+    p.add_argument("--repeats", type=_common.positive_int(100), default=None,
+                   help="K-fold repeats with other splits and seeds, probabilities averaged (default: 3; --quick: 1)")
+    p.add_argument("--rounds", type=_common.positive_int(10), default=1,
+                   help="rounds of flagging, each after the first with fold models trained without the round "
+                        "before's flags")
+    p.add_argument("--detect-epochs", type=_common.positive_int(100_000), default=None,
+                   help="epochs of the out-of-fold models and the dev-flagging model (default: 20, 10 with --init; "
+                        "--quick: 1); fewer than the retraining's, as longer training learns more of the noise")
+    p.add_argument("--no-mirror", action="store_true",
+                   help="score images as they are, not averaged with their mirror images")
+    p.add_argument("--detect-strategy", default="flip+class_weight", choices=tuple(STRATEGIES),
+                   help="how the out-of-fold models are trained (flip+class_weight: class weights, random mirror "
+                        "images)")
+    p.add_argument("--strategy", default=BEST_STRATEGY, choices=tuple(STRATEGIES),
+                   help="the strategy retrained on cleaned labels (the imbalance study's best)")
+    _common.add_seeds(p, "the retraining (the first also seeds detection)")
+    args = p.parse_args(argv)
+    args.seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     args.repeats = args.repeats or (1 if args.quick else 3)
     args.detect_epochs = args.detect_epochs or (1 if args.quick else DETECT_EPOCHS_INIT if args.init else DETECT_EPOCHS)
     if args.folds < 2:
-        parser.error(f"--folds must be at least 2, got {args.folds}")
+        p.error(f"--folds must be at least 2, got {args.folds}")
     return args
 
 
 def detect(run, args, bench, recipe):
     """Flag the training and dev labels; returns ``(flagged train indices, out-of-fold probabilities, metrics)``."""
-    from keras_apml import data, imbalance, label_noise, runs
+    from keras_apml import data, label_noise, runs
 
     names = bench.class_names
     recipe = recipe.replace(epochs=args.detect_epochs)
     models = args.rounds * args.folds * args.repeats
     steps = models + 1
     progress = lambda i, _: runs.progress(i, steps, f"out-of-fold model {i}/{models}", args.quiet)  # noqa: E731
-    probabilities, flags = label_noise.flag_in_rounds(bench.x_train, bench.y_train, recipe, args.rounds,
-                                                      args.detect_strategy, folds=args.folds, seed=args.seeds[0],
-                                                      on_fold=progress, repeats=args.repeats,
-                                                      mirror=not args.no_mirror)
+    fit_predict = label_noise.strategy_fit_predict(args.detect_strategy, recipe, mirror=not args.no_mirror)
+    probabilities, flags = label_noise.flag_in_rounds(bench.x_train, bench.y_train, fit_predict, args.rounds,
+                                                      folds=args.folds, seed=args.seeds[0], on_fold=progress,
+                                                      repeats=args.repeats)
     flagged = flags[-1]
     suggested = probabilities[flagged].argmax(axis=1)
     runs.progress(steps, steps, "model on the training labels, to flag dev labels", args.quiet)
     left_out = flags[-2] if len(flags) > 1 else []  # trained as the last round's fold models were
     x_fit, y_fit = label_noise.clean(bench.x_train, bench.y_train, left_out, probabilities, "removed")
-    model, _, _ = imbalance.train(args.detect_strategy, x_fit, y_fit, recipe, seed=args.seeds[0])
-    dev_probabilities = label_noise.predict_probabilities(model, bench.x_dev, mirror=not args.no_mirror)
+    dev_probabilities = fit_predict(x_fit, y_fit, bench.x_dev, args.seeds[0])
     dev_flagged = label_noise.find_issues(bench.y_dev, dev_probabilities)
 
     data.save_arrays(run.file("out_of_fold_probabilities.npz"), probabilities=probabilities, labels=bench.y_train,
@@ -148,7 +144,7 @@ def _pairs(observed, suggested, names):
 def report_detection(run, bench, flagged, probabilities, detection, args):
     """The detection section: quality table, flagged grid, the CSV for review."""
     from keras_apml import plots
-    from keras_apml.runs import markdown_table
+    from keras_apml.report import markdown_table
 
     names = bench.class_names
     shown = flagged[:SHOWN]
@@ -182,16 +178,18 @@ def report_detection(run, bench, flagged, probabilities, detection, args):
     lines.append(f"![flagged images]({grid})\n\n(✓ the label is wrong, ✗ it was right.) The flagged training "
                  "labels, with the suggested class, are in `flagged_relabel.csv` (dev: `flagged_dev_relabel.csv`): "
                  "review and edit it, then `python -m experiments.train --relabel flagged_relabel.csv` applies it.")
-    run.add_section("\n\n".join(lines))
+    run.add_section("detection", "\n\n".join(lines))
 
 
 def main(argv=None):
     args = parse_args(argv)
+    recipe = _common.recipe_from_args(args)
 
     from keras_apml import evaluation, imbalance, label_noise, report, runs
 
-    run, bench, recipe = imbalance.open_study("label_noise", args)
+    bench = _common.load_benchmark(args)
     names = bench.class_names
+    run = _common.open_run("label_noise", args, recipe=recipe.to_dict())
 
     flagged, probabilities, detection = detect(run, args, bench, recipe)
     run.record("detection", detection)
@@ -208,20 +206,19 @@ def main(argv=None):
         model, result, _ = imbalance.train(args.strategy, x, y, recipe, seed=seed)
         metrics = None if result.diverged else evaluation.evaluate(model, bench.x_dev, bench.y_dev, names,
                                                                    y_true=bench.y_dev_true)
-        entry = run.metrics["runs"].get(how, {"training_images": len(y), "seeds": {}})
-        entry["seeds"][seed] = {"dev": metrics, "training": result.to_dict(), "timing": result.timing()}
+        entry = run.recorded(how) or {"training_images": len(y), "seeds": {}}
+        entry["seeds"][str(seed)] = {"dev": metrics, "training": result.to_dict(), "timing": result.timing()}
         finished = [r["dev"] for r in entry["seeds"].values() if r["dev"] is not None]
         entry["summary"] = summaries[how] = report.summarize_seeds(finished, names)
         run.record(how, entry)
-    run.add_section(f"## Retraining `{args.strategy}` on cleaned labels\n\n(a) noisy: the labels as given; "
+    run.add_section("retraining",
+                    f"## Retraining `{args.strategy}` on cleaned labels\n\n(a) noisy: the labels as given; "
                     "(b) removed: flagged images dropped; (c) relabelled: flagged images given the suggested class; "
                     "(d) true, where the benchmark knows them: every label right, the ceiling of any cleaning. "
                     f"Mean ± std over seeds {args.seeds}, on dev.\n\n"
                     + report.seed_table(summaries, names, first="training labels"))
-    if not args.quiet:
-        print(f"run directory: {run.path}")
-    return 0
+    return _common.finish(run, args)
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    _common.run(main)

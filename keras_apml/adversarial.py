@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_apml import evaluation
 from keras_apml.errors import InputError
 
 _GRADIENTS = weakref.WeakKeyDictionary()
@@ -62,16 +63,11 @@ def _check(x, y, eps=0.0):
     return x, y
 
 
-def predicted_labels(model, x, batch_size=256):
-    """The model's own predictions for float images (FGSM's choice against label leaking)."""
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0)).argmax(axis=1)
-
-
 def fgsm(model, x, y, eps, targeted=False, batch_size=256):
     """Fast gradient sign method.
 
     Untargeted: ``x + eps * sign(grad)`` of the loss at ``y`` (pass
-    :func:`predicted_labels` as ``y`` to avoid label leaking); targeted
+    ``evaluation.predict_labels(model, x)`` as ``y`` to avoid label leaking); targeted
     (``y`` the targets): ``x - eps * sign(grad)``.
     """
     x, y = _check(x, y, eps)
@@ -144,7 +140,7 @@ def optimize_attack(model, x, target, c=0.01, learning_rate=0.01, max_steps=200,
         x_adv[start:start + batch_size] = tf.clip_by_value(xb + delta, 0.0, 1.0).numpy()
         steps_taken[start:start + batch_size] = taken
     delta = x_adv - x
-    success = predicted_labels(model, x_adv, batch_size) == target
+    success = evaluation.predict_labels(model, x_adv, batch_size) == target
     flat = delta.reshape(len(delta), -1)
     info = {"steps": steps_taken, "success": success, "l1": np.abs(flat).sum(axis=1),
             "l2": np.sqrt((flat ** 2).sum(axis=1)), "linf": np.abs(flat).max(axis=1, initial=0.0)}

@@ -1,6 +1,7 @@
 """Atomic file writes: write to a temporary file beside the target, then rename."""
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -12,14 +13,28 @@ def atomic_path(path):
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    # the full suffix (".weights.h5", not ".h5"): Keras picks the format from it
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix="".join(path.suffixes))
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file follows the user's umask
     try:
         yield Path(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@functools.cache
+def _umask():
+    """The process's umask, read once (from /proc where there is one: setting it to read it races with threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            return int(next(line.split()[1] for line in f if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
 
 
 def write_text(path, text):

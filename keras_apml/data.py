@@ -6,10 +6,12 @@ import csv
 import dataclasses
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
+from keras_apml import cache
 from keras_apml.atomic import atomic_path
 from keras_apml.errors import InputError
 from keras_apml.safe_pickle import load_pickle
@@ -26,7 +28,6 @@ QUICK_SCALE = 20  # --quick draws the benchmark with 1/20 of its images
 IMAGE_SHAPE = (32, 32, 3)
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 DATA_ENV = "KERAS_APML_DATA"
-CACHE_ENV = "KERAS_APML_CACHE"
 EXPECTED_LAYOUT = (
     "expected Keras's pickled batches (cifar-10-batches-py/data_batch_1..5, test_batch) "
     "or an image-folder tree train/<class>/*.jpg and test/<class>/*.jpg"
@@ -70,32 +71,53 @@ def _read_pickled_batches(directory):
     for names in parts.values():
         xs, ys = [], []
         for name in names:
-            batch = load_pickle(directory / name, encoding="bytes")
-            try:
-                data, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"], dtype=np.int64)
-            except (KeyError, TypeError, IndexError):
-                raise InputError(f"{directory / name}: not a CIFAR-10 batch (no b'data'/b'labels')") from None
-            if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
-                raise InputError(f"{directory / name}: images of shape {data.shape[1:]}, expected 3072 values each")
-            xs.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            path = directory / name
+            batch = load_pickle(path, encoding="bytes")
+            if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+                raise InputError(f"{path}: not a CIFAR-10 batch (no b'data'/b'labels')")
+            pixels = batch[b"data"]
+            if not isinstance(pixels, np.ndarray) or pixels.ndim != 2 or pixels.shape[1] != 3072:
+                raise InputError(f"{path}: b'data' is not an array of images of 3072 values each")
+            if pixels.dtype != np.uint8:
+                raise InputError(f"{path}: b'data' holds {pixels.dtype} values, expected uint8 pixels 0..255")
+            labels = integer_labels(batch[b"labels"], f"{path}: b'labels'")
+            if len(pixels) != len(labels):
+                raise InputError(f"{path}: {len(pixels)} images but {len(labels)} labels")
+            xs.append(pixels.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
             ys.append(labels)
-        out.append(_checked(np.concatenate(xs).astype(np.uint8), np.concatenate(ys), str(directory)))
+        out.append(_checked(np.concatenate(xs), np.concatenate(ys), str(directory)))
     return tuple(out)
 
 
-def cache_dir():
-    """The directory for cached decoded arrays: $KERAS_APML_CACHE or the user's cache dir."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "keras_apml"
+def integer_labels(values, source):
+    """Labels as int64 from a list or array of whole numbers; anything else (1.7, inf, b'cat') is refused."""
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind not in "iu":
+            raise InputError(f"{source}: labels are {values.dtype}, expected integers")
+        array = values
+    elif isinstance(values, (list, tuple)):
+        bad = next((v for v in values if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))
+                    or not -2 ** 62 < int(v) < 2 ** 62), None)
+        if bad is not None:
+            raise InputError(f"{source}: label {str(bad)[:40]!r} is not a whole number in range")
+        array = np.array([int(v) for v in values], dtype=np.int64)
+    else:
+        raise InputError(f"{source}: expected a list of integer labels, got {type(values).__name__}")
+    if array.ndim != 1:
+        raise InputError(f"{source}: expected one label per image, got shape {array.shape}")
+    if array.dtype.kind == "u" and len(array) and array.max() >= 2 ** 62:
+        raise InputError(f"{source}: labels far out of range")
+    return array.astype(np.int64)
 
 
 def _image_files(root):
-    """Map split -> sorted class names and (path, label) pairs of an image-folder tree."""
+    """Map split -> (path, label) pairs of CIFAR-10's image-folder tree, its ten class folders checked."""
     listing = {}
     for split in ("train", "test"):
-        classes = sorted(p.name for p in (root / split).iterdir() if p.is_dir())
+        classes = tuple(sorted(p.name for p in (root / split).iterdir() if p.is_dir()))
+        if classes != CIFAR10_CLASSES:
+            raise InputError(f"{root / split} has class folders {', '.join(classes) or '(none)'}; CIFAR-10's tree "
+                             f"needs exactly {', '.join(CIFAR10_CLASSES)}")
         files = [
             (path, label)
             for label, name in enumerate(classes)
@@ -104,50 +126,48 @@ def _image_files(root):
         ]
         if not files:
             raise InputError(f"{root / split} holds no images; {EXPECTED_LAYOUT}")
-        listing[split] = (classes, files)
-    if listing["train"][0] != listing["test"][0]:
-        raise InputError(f"{root}: train and test have different class folders")
+        listing[split] = files
     return listing
 
 
 def _read_image_folders_cached(root):
-    """Decode an image-folder tree once, then reuse the .npz cached under cache_dir()."""
+    """Decode an image-folder tree once, then reuse the arrays cached under ``cache.cache_dir()``."""
     listing = _image_files(root)
     key = hashlib.sha256(str(root.resolve()).encode())
-    for split, (_, files) in listing.items():
+    for split, files in listing.items():
         for path, label in files:
             stat = path.stat()
             key.update(f"{split}/{label}/{path.name}/{stat.st_size}/{stat.st_mtime_ns}\n".encode())
-    cache_file = cache_dir() / f"cifar10-{key.hexdigest()[:20]}.npz"
-    if cache_file.is_file():
-        try:
-            arrays = load_arrays(cache_file)
-            return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
-        except (InputError, KeyError):
-            pass  # a damaged cache entry is rebuilt below
-    (x_train, y_train), (x_test, y_test) = (_decode_images(files) for _, files in listing.values())
-    save_arrays(cache_file, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    name = f"cifar10-{key.hexdigest()[:20]}.npz"
+    arrays = cache.load(name)
+    if arrays is not None and set(arrays) == {"x_train", "y_train", "x_test", "y_test"}:
+        return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+    (x_train, y_train), (x_test, y_test) = (_decode_images(files) for files in listing.values())
+    cache.save(name, dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test))
     return (x_train, y_train), (x_test, y_test)
 
 
 def _decode_images(files):
-    """Decode (path, label) pairs into checked uint8 images and int64 labels."""
-    from PIL import Image, UnidentifiedImageError
+    """Decode (path, label) pairs into checked uint8 images and int64 labels.
+
+    The size and mode are read from the header before any pixel is decoded,
+    so a decompression bomb is refused unopened.
+    """
+    from PIL import Image
 
     x = np.empty((len(files), *IMAGE_SHAPE), dtype=np.uint8)
-    for i, (path, _) in enumerate(files):
-        try:
-            with Image.open(path) as im:
-                image = np.asarray(im)
-        except (OSError, UnidentifiedImageError) as e:
-            raise InputError(f"{path}: cannot decode image ({e})") from None
-        channels = image.shape[2] if image.ndim == 3 else 1
-        if image.shape[:2] != IMAGE_SHAPE[:2] or channels != IMAGE_SHAPE[2]:
-            raise InputError(
-                f"{path}: image is {image.shape[1]}x{image.shape[0]} with {channels} channel(s), "
-                f"expected 32x32 RGB"
-            )
-        x[i] = image
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size check refuses such an image
+        for i, (path, _) in enumerate(files):
+            try:
+                with Image.open(path) as im:
+                    if im.size != IMAGE_SHAPE[1::-1] or im.mode != "RGB":
+                        raise InputError(f"{path}: image is {im.size[0]}x{im.size[1]} {im.mode}, expected 32x32 RGB")
+                    x[i] = np.asarray(im)
+            except InputError:
+                raise
+            except (OSError, ValueError, Image.DecompressionBombError) as e:
+                raise InputError(f"{path}: cannot decode image ({' '.join(str(e).split())[:200]})") from None
     return x, np.array([label for _, label in files], dtype=np.int64)
 
 
@@ -240,18 +260,22 @@ def _draw_split(x, y, counts, cat_to_car, rng, split):
 def load_course_pickle(path, num_classes=3):
     """Read the course's pickle (a list of (image, label), images CHW in [-1, 1]) as uint8 NHWC and labels."""
     pairs = load_pickle(path)
-    if not isinstance(pairs, (list, tuple)) or not pairs:
+    if not isinstance(pairs, (list, tuple)) or not pairs or not all(
+            isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs):
         raise InputError(f"{path}: expected a non-empty list of (image, label) pairs")
-    try:
-        images = np.stack([np.asarray(image, dtype=np.float32) for image, _ in pairs])
-        labels = np.array([int(np.asarray(label)) for _, label in pairs], dtype=np.int64)
-    except (TypeError, ValueError) as e:
-        raise InputError(f"{path}: expected (image, label) pairs of equal-shaped images ({e})") from None
-    if images.shape[1:] != (3, 32, 32):
-        raise InputError(f"{path}: images of shape {images.shape[1:]}, expected (3, 32, 32) channels-first")
+    images = [np.asarray(image) for image, _ in pairs]
+    if any(image.dtype.kind not in "biuf" or image.shape != (3, 32, 32) for image in images):
+        bad = next(image for image in images if image.dtype.kind not in "biuf" or image.shape != (3, 32, 32))
+        raise InputError(f"{path}: an image of shape {bad.shape} ({bad.dtype}), expected (3, 32, 32) channels-first "
+                         "numbers")
+    images = np.stack(images).astype(np.float32)
+    if not np.isfinite(images).all():
+        raise InputError(f"{path}: {int(np.sum(~np.isfinite(images)))} pixel values are NaN or infinite")
     if images.min() < -1.001 or images.max() > 1.001:
         raise InputError(f"{path}: pixel values span {images.min():.3g}..{images.max():.3g}, expected [-1, 1]")
-    x = np.clip(np.rint((images.transpose(0, 2, 3, 1) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    labels = [label.item() if isinstance(label, np.ndarray) and label.shape == () else label for _, label in pairs]
+    labels = integer_labels(labels, f"{path}: labels")
+    x = np.rint((images.transpose(0, 2, 3, 1) + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
     return _checked(x, labels, str(path), num_classes)
 
 
@@ -286,23 +310,29 @@ def apply_relabel_file(y, path, class_names):
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise InputError(f"cannot read relabel file {path}: {e.strerror}") from None
+        raise InputError(f"cannot read relabel file {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"relabel file {path} is not UTF-8 text (byte {e.start})") from None
     rows = [row for row in csv.reader(text.splitlines()) if row and not row[0].startswith("#")]
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["index", "label"]:
         rows = rows[1:]
     y_new = np.array(y, copy=True)
+    seen = {}
     for line, row in enumerate(rows, start=1):
         if len(row) < 2:
             raise InputError(f"{path}: row {line} should be 'index,label'")
         index, label = row[0].strip(), row[1].strip()
-        if not index.isdigit() or int(index) >= len(y_new):
-            raise InputError(f"{path}: row {line}: index {index!r} is not in 0..{len(y_new) - 1}")
+        if not _is_number(index) or int(index) >= len(y_new):
+            raise InputError(f"{path}: row {line}: index {index[:40]!r} is not in 0..{len(y_new) - 1}")
+        if int(index) in seen:
+            raise InputError(f"{path}: rows {seen[int(index)]} and {line} both relabel index {int(index)}")
+        seen[int(index)] = line
         if label in class_names:
             label = class_names.index(label)
-        elif label.isdigit() and int(label) < len(class_names):
+        elif _is_number(label) and int(label) < len(class_names):
             label = int(label)
         else:
-            raise InputError(f"{path}: row {line}: label {label!r} is not one of {list(class_names)}")
+            raise InputError(f"{path}: row {line}: label {label[:40]!r} is not one of {list(class_names)}")
         y_new[int(index)] = label
     record = {
         "relabel_file": str(path.resolve()),
@@ -311,6 +341,11 @@ def apply_relabel_file(y, path, class_names):
         "labels_changed": int(np.sum(y_new != np.asarray(y))),
     }
     return y_new, record
+
+
+def _is_number(text):
+    """Whether ``text`` is a plain decimal integer (ASCII digits only: not '²' or '٣')."""
+    return text.isascii() and text.isdigit() and len(text) < 19
 
 
 def write_relabel_file(path, indices, labels, class_names):
@@ -336,7 +371,11 @@ def validation_split(y, size=0.2, seed=0):
     """Stratified ``(train_indices, validation_indices)``; ``size`` is a fraction of ``y`` or a count."""
     from sklearn.model_selection import train_test_split
 
-    return train_test_split(np.arange(len(y)), test_size=size, random_state=seed, stratify=y)
+    try:
+        return train_test_split(np.arange(len(y)), test_size=size, random_state=seed, stratify=y)
+    except ValueError as e:  # a class too small to stratify, or a split too small to hold every class
+        raise InputError(f"cannot split {len(y)} images {1 - size if size < 1 else len(y) - size:g} / {size:g} "
+                         f"stratified: {' '.join(str(e).split())[:200]}") from None
 
 
 def stratified_subset(x, y, n, seed=0):

@@ -7,19 +7,27 @@ import numpy as np
 from sklearn import metrics as skm
 
 
-def predict_labels(model_or_predictions, x=None, batch_size=256):
-    """Class predictions from a Keras model (run on images ``x``), class probabilities or labels.
+def predict_proba(model, x, batch_size=256, mirror=False):
+    """A model's class probabilities for uint8 images, [0, 1] float images or float features, batch by batch.
 
-    uint8 images are scaled to [0, 1] batch by batch through the tf.data pipeline.
+    ``mirror`` (test-time augmentation) averages each image's probabilities
+    with its left-right mirror image's.
     """
+    from keras_apml.pipeline import make_dataset
+
+    probabilities = np.asarray(model.predict(make_dataset(x, batch_size=batch_size), verbose=0))
+    if mirror:
+        mirrored = model.predict(make_dataset(np.ascontiguousarray(x[:, :, ::-1]), batch_size=batch_size), verbose=0)
+        probabilities = (probabilities + np.asarray(mirrored)) / 2
+    return probabilities
+
+
+def predict_labels(model_or_predictions, x=None, batch_size=256):
+    """Class predictions from a Keras model (run on ``x``, see :func:`predict_proba`), class probabilities or labels."""
     if hasattr(model_or_predictions, "predict"):
         if x is None:
             raise ValueError("a model needs images x to predict on")
-        if getattr(x, "dtype", None) == np.uint8:
-            from keras_apml.pipeline import make_dataset
-
-            x, batch_size = make_dataset(x, batch_size=batch_size), None
-        model_or_predictions = model_or_predictions.predict(x, batch_size=batch_size, verbose=0)
+        model_or_predictions = predict_proba(model_or_predictions, x, batch_size)
     predictions = np.asarray(model_or_predictions)
     return predictions.argmax(axis=1) if predictions.ndim == 2 else predictions.astype(np.int64)
 

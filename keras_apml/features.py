@@ -6,8 +6,7 @@ import time
 
 import numpy as np
 
-from keras_apml import data
-from keras_apml.errors import InputError
+from keras_apml import cache
 from keras_apml.pipeline import make_dataset
 
 
@@ -28,16 +27,6 @@ def weights_sha256(model):
     return digest.hexdigest()
 
 
-def arrays_sha256(arrays):
-    """The SHA-256 of named arrays' shapes and bytes."""
-    digest = hashlib.sha256()
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}{a.shape}{a.dtype}".encode())
-        digest.update(a.tobytes())
-    return digest.hexdigest()
-
-
 def cached_outputs(model, images, key, batch_size=256):
     """Return ``({name: model outputs on images[name]}, info)``, computing them only on a cache miss.
 
@@ -46,18 +35,16 @@ def cached_outputs(model, images, key, batch_size=256):
     outputs (a dict) gives ``"name.output"`` entries. ``info`` records whether
     the cache was hit, the seconds spent and the cache file.
     """
-    path = data.cache_dir() / f"features-{hashlib.sha256((key + arrays_sha256(images)).encode()).hexdigest()[:24]}.npz"
+    name = f"features-{hashlib.sha256((key + cache.arrays_sha256(images)).encode()).hexdigest()[:24]}.npz"
     start = time.perf_counter()
-    if path.is_file():
-        try:
-            outputs = data.load_arrays(path)
-            if {k.partition(".")[0] for k in outputs} == set(images):
-                return outputs, {"cache": "hit", "seconds": round(time.perf_counter() - start, 3), "file": str(path)}
-        except InputError:
-            pass  # a damaged entry is recomputed below
+    outputs = cache.load(name)
+    if outputs is not None and {k.partition(".")[0] for k in outputs} == set(images):
+        return outputs, {"cache": "hit", "seconds": round(time.perf_counter() - start, 3),
+                         "file": str(cache.cache_dir() / name)}
     outputs = {}
-    for name, x in images.items():
+    for split, x in images.items():
         out = model.predict(make_dataset(x, batch_size=batch_size), verbose=0)
-        outputs.update({f"{name}.{k}": v for k, v in out.items()} if isinstance(out, dict) else {name: out})
-    data.save_arrays(path, **outputs)
-    return outputs, {"cache": "miss", "seconds": round(time.perf_counter() - start, 3), "file": str(path)}
+        outputs.update({f"{split}.{k}": v for k, v in out.items()} if isinstance(out, dict) else {split: out})
+    cache.save(name, outputs)
+    return outputs, {"cache": "miss", "seconds": round(time.perf_counter() - start, 3),
+                     "file": str(cache.cache_dir() / name)}

@@ -5,23 +5,39 @@ from sklearn import metrics as skm
 from sklearn.model_selection import StratifiedKFold
 
 from keras_apml import evaluation, imbalance
-from keras_apml.pipeline import make_dataset
 from keras_apml.errors import InputError
 
 CLEANING = ("noisy", "removed", "relabelled")
 
 
-def out_of_fold_probabilities(x, y, recipe, strategy="class_weight", folds=5, seed=0, on_fold=None, repeats=1,
-                              mirror=False, exclude=()):
+def strategy_fit_predict(strategy, recipe, mirror=False):
+    """A fit-and-predict callable for :func:`out_of_fold_probabilities`: ``imbalance.train`` with ``strategy``.
+
+    It trains the recipe's network on the images it is given and returns
+    its probabilities for the held-out ones (each averaged with its mirror
+    image's with ``mirror``); a training that diverges is an InputError.
+    """
+    def fit_predict(x_fit, y_fit, x_held, seed):
+        model, result, _ = imbalance.train(strategy, x_fit, y_fit, recipe, seed=seed)
+        if result.diverged:
+            raise InputError(f"diverged at epoch {result.diverged_epoch}: lower --lr")
+        return evaluation.predict_proba(model, x_held, mirror=mirror)
+
+    return fit_predict
+
+
+def out_of_fold_probabilities(x, y, fit_predict, folds=5, seed=0, on_fold=None, repeats=1, exclude=()):
     """Predicted probabilities for every image from models that never saw it: (repeated) stratified K-fold.
 
-    Each fold's model is ``imbalance.train(strategy, ...)`` on the other folds,
-    less the images in ``exclude`` (indices), which are scored but never trained on.
-    With ``repeats`` > 1 the whole K-fold runs again with seed ``seed + r * folds``
-    (other splits, other model seeds) and each image's probabilities are the
-    mean over the repeats: an ensemble, with less of one model's chance errors.
-    ``mirror`` scores each held-out image and its mirror image (:func:`predict_probabilities`).
-    ``on_fold(i, total)`` is called before each of the ``folds * repeats`` trainings.
+    ``fit_predict(x_fit, y_fit, x_held, seed)`` trains any classifier on the
+    other folds and returns its class probabilities for the held-out fold (as
+    cleanlab takes any classifier's out-of-fold probabilities; see
+    :func:`strategy_fit_predict`). The images in ``exclude`` (indices) are
+    scored but never trained on. With ``repeats`` > 1 the whole K-fold runs
+    again with seed ``seed + r * folds`` (other splits, other model seeds) and
+    each image's probabilities are the mean over the repeats: an ensemble,
+    with less of one model's chance errors. ``on_fold(i, total)`` is called
+    before each of the ``folds * repeats`` trainings.
     """
     if folds < 2:
         raise InputError(f"cross-validation needs at least 2 folds, got {folds}")
@@ -37,23 +53,22 @@ def out_of_fold_probabilities(x, y, recipe, strategy="class_weight", folds=5, se
         run_seed = seed + r * folds
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=run_seed)
         for i, (fit_idx, held_idx) in enumerate(splitter.split(np.zeros(len(y)), y), start=1):
+            number = r * folds + i
             fit_idx = fit_idx[trainable[fit_idx]]
             missing = np.flatnonzero(np.bincount(y[fit_idx], minlength=num_classes) == 0)
             if len(missing):
-                raise InputError(f"out-of-fold model {r * folds + i} has no image of class {missing[0]} "
+                raise InputError(f"out-of-fold model {number} has no image of class {missing[0]} "
                                  "left to train on once the excluded images are left out")
             if on_fold:
-                on_fold(r * folds + i, folds * repeats)
-            model, result, _ = imbalance.train(strategy, x[fit_idx], y[fit_idx], recipe, seed=run_seed + i)
-            if result.diverged:
-                raise InputError(f"out-of-fold model {r * folds + i} diverged at epoch {result.diverged_epoch}: "
-                                 "lower --lr")
-            probabilities[r, held_idx] = predict_probabilities(model, x[held_idx], mirror=mirror)
+                on_fold(number, folds * repeats)
+            try:
+                probabilities[r, held_idx] = fit_predict(x[fit_idx], y[fit_idx], x[held_idx], run_seed + i)
+            except InputError as e:
+                raise InputError(f"out-of-fold model {number} {e}") from None
     return probabilities.mean(axis=0)
 
 
-def flag_in_rounds(x, y, recipe, rounds=2, strategy="class_weight", folds=5, seed=0, on_fold=None, repeats=1,
-                   mirror=False):
+def flag_in_rounds(x, y, fit_predict, rounds=2, folds=5, seed=0, on_fold=None, repeats=1):
     """Flag likely label errors, each round's fold models trained without the images the round before flagged.
 
     Round 1 is :func:`out_of_fold_probabilities` on the labels as given and
@@ -73,24 +88,10 @@ def flag_in_rounds(x, y, recipe, rounds=2, strategy="class_weight", folds=5, see
             if on_fold:
                 on_fold(done + i, rounds * models)
 
-        probabilities = out_of_fold_probabilities(x, y, recipe, strategy, folds=folds, seed=seed, on_fold=progress,
-                                                  repeats=repeats, mirror=mirror,
-                                                  exclude=flags[-1] if flags else ())
+        probabilities = out_of_fold_probabilities(x, y, fit_predict, folds=folds, seed=seed, on_fold=progress,
+                                                  repeats=repeats, exclude=flags[-1] if flags else ())
         flags.append(find_issues(y, probabilities))
     return probabilities, flags
-
-
-def predict_probabilities(model, x, batch_size=256, mirror=False):
-    """The model's class probabilities for uint8 (or [0, 1] float) images, mirror images averaged in if asked.
-
-    ``mirror`` (test-time augmentation) takes the mean of each image's
-    probabilities and its left-right mirror image's.
-    """
-    probabilities = model.predict(make_dataset(x, batch_size=batch_size), verbose=0)
-    if mirror:
-        mirrored = model.predict(make_dataset(np.ascontiguousarray(x[:, :, ::-1]), batch_size=batch_size), verbose=0)
-        probabilities = (probabilities + mirrored) / 2
-    return probabilities
 
 
 def find_issues(labels, probabilities):

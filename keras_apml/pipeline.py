@@ -12,10 +12,9 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from keras_apml.augmentation import Augmentation  # noqa: F401  (public here, defined there)
 from keras_apml.errors import InputError
+from keras_apml.recipe import BALANCE, RESAMPLERS
 
 AUTOTUNE = tf.data.AUTOTUNE
-RESAMPLERS = ("over", "under", "smote", "over+under", "smote+under")
-BALANCE = ("none", "class_weight", "oversample", *RESAMPLERS)
 
 
 def to_unit_float(images):

@@ -3,8 +3,26 @@ a metrics table, confusion matrices, classification reports, curves, summary."""
 
 import numpy as np
 
-from keras_apml import evaluation, plots
-from keras_apml.runs import markdown_table, model_summary
+from keras_apml import evaluation, plots, training
+
+
+def markdown_table(headers, rows):
+    """A markdown table; floats get four decimals, None shows as an em dash."""
+    def cell(v):
+        if v is None:
+            return "—"
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def model_summary(model):
+    """The text of ``model.summary()``."""
+    lines = []
+    model.summary(print_fn=lambda line, line_break=True: lines.append(line), line_length=100)
+    return "\n".join(lines)
 
 
 def evaluate_splits(model, splits, class_names):
@@ -87,8 +105,11 @@ def add_model_report(run, name, split_metrics, class_names, model, train_result,
     curves = run.save_figure(
         plots.training_curves(train_result.history, f"{title}: training", train_result.diverged_epoch),
         f"curves_{name}.png")
-    sections = [f"## {title}\n\n{train_result.status} after {train_result.epochs_run} epochs "
-                f"in {train_result.seconds:.1f} s.\n\n![training curves]({curves})"]
+    resumed = (f" (resumed after epoch {train_result.resumed_from}; epochs and time are the whole run's)"
+               if train_result.resumed_from else "")
+    epochs = f"{train_result.epochs_run} epoch{'s' if train_result.epochs_run != 1 else ''}"
+    sections = [f"## {title}\n\n{train_result.status} after {epochs} in {train_result.seconds:.1f} s{resumed}."
+                f"\n\n![training curves]({curves})"]
     if train_result.diverged:
         sections.append(f"**The loss became NaN or infinite at epoch {train_result.diverged_epoch}**: "
                         "no metrics are reported for a diverged run.")
@@ -103,16 +124,17 @@ def add_model_report(run, name, split_metrics, class_names, model, train_result,
             sections.append(f"### {split}, {labels} labels\n\n![confusion matrix]({png})\n\n"
                             f"```\n{m['classification_report']}```")
     sections.append(f"<details><summary>model summary</summary>\n\n```\n{model_summary(model)}\n```\n</details>")
-    run.add_section("\n\n".join(sections))
+    run.add_section(name, "\n\n".join(sections))
 
 
 def finish_trained_model(run, name, model, train_result, splits, class_names, *, extra=None, scorer=None,
-                         model_file=None, detail_splits=None):
+                         model_file=None, detail_splits=None, tag=None):
     """Evaluate every split (unless training diverged), save the model, record metrics.json and report it.
 
     ``scorer`` is ``(model, splits)`` to evaluate instead of ``model`` on
     ``splits`` (a head on cached features, say); ``extra`` adds keys to the
-    run's metrics, its "timing" dict merged with the fit's timing.
+    run's metrics, its "timing" dict merged with the fit's timing. Once all
+    is recorded, the training's backup (``tag``) is removed.
     """
     scoring_model, scoring_splits = scorer or (model, splits)
     split_metrics = {} if train_result.diverged else evaluate_splits(scoring_model, scoring_splits, class_names)
@@ -122,4 +144,5 @@ def finish_trained_model(run, name, model, train_result, splits, class_names, *,
     timing = {**train_result.timing(), **extra.pop("timing", {})}
     run.record(name, {**split_metrics, "training": train_result.to_dict(), "timing": timing, **extra})
     add_model_report(run, name, split_metrics, class_names, model, train_result, detail_splits)
+    training.remove_backup(run.path, tag)
     return split_metrics

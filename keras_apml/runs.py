@@ -1,7 +1,17 @@
-"""Run directories: config, metrics, report, plots and models, each written atomically."""
+"""Run directories: config, metrics, report, plots and models, each written atomically.
 
+A run directory belongs to one experiment and one set of settings. It is
+opened only after every input was checked (:meth:`RunDir.open`), locked so
+that a second process with the same ``--out`` is refused, and it remembers
+whether it finished: the same command again resumes an interrupted run, and
+reports a finished one as finished without changing a file.
+"""
+
+import copy
 import datetime
+import fcntl
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -9,71 +19,176 @@ from pathlib import Path
 from keras_apml import atomic
 from keras_apml.errors import InputError
 
+CONFIG, METRICS, REPORT, SECTIONS, LOCK = "config.json", "metrics.json", "report.md", ".report.json", ".lock"
+# Flags that change what is printed, not what is computed: they may differ between the calls of one run.
+PRESENTATION = ("quiet", "fresh", "out")
+
+
+class AlreadyFinished(Exception):
+    """The run directory holds a finished run of the same settings: there is nothing to do."""
+
 
 class RunDir:
     """One run's directory and what it holds.
 
-    ``metrics.json`` has the shape ``{"experiment": NAME, "runs": {RUN: {SPLIT: {...}, "timing": {...}}}}``
+    ``metrics.json`` has the shape ``{"experiment": NAME, "runs": {RUN: {SPLIT: {...}, "timing": {...}}}, ...}``
     and is rewritten after every recorded run, so an interrupted study keeps
-    what it finished. Re-opening a directory keeps the runs already recorded
-    and renames an existing report.md to report-<timestamp>.md.
+    what it finished. ``report.md`` is made of keyed sections kept in
+    ``.report.json``: a resumed run's report holds every section, the earlier
+    calls' included, and a section written again replaces its earlier self.
     """
 
-    def __init__(self, path, experiment):
-        self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.experiment = experiment
-        self.metrics = {"experiment": experiment, "runs": {}}
-        existing = self.path / "metrics.json"
-        if existing.is_file():
-            try:
-                previous = json.loads(existing.read_text())
-            except json.JSONDecodeError:
-                raise InputError(f"{existing} is not valid JSON; give another --out to keep it intact") from None
-            if previous.get("experiment") != experiment:
-                raise InputError(f"{self.path} holds a run of experiment {previous.get('experiment')!r}; "
-                                 "give another --out to keep it intact")
-            self.metrics["runs"].update(previous.get("runs", {}))
-        if (self.path / "report.md").is_file():  # this call writes a new report; the old one is kept
-            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-            (self.path / "report.md").rename(self.path / f"report-{stamp}.md")
-        self.sections = []
+    _open = []  # directories this process holds locked; experiments._common.run closes them when the command ends
+
+    def __init__(self, path, experiment, metrics, sections, lock):
+        self.path, self.experiment = Path(path), experiment
+        self._metrics, self._sections, self._lock = metrics, sections, lock
+        RunDir._open.append(self)
 
     @classmethod
-    def create(cls, experiment, out=None):
-        """Open ``out``, or a new ``runs/<experiment>/<timestamp>/``."""
-        if out is None:
-            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-            out = Path("runs") / experiment / stamp
-        return cls(out, experiment)
+    def open(cls, experiment, out, settings, *, fresh=False, config=None):
+        """Create ``out`` (default ``runs/<experiment>/<timestamp>/``) or resume the run in it.
+
+        ``settings`` are the parsed arguments that decide the results; a run of
+        other settings in ``out`` is refused with the differences named, a
+        finished one raises :class:`AlreadyFinished`. ``fresh`` moves an earlier
+        run aside (to ``<out>.replaced-<timestamp>``) and starts anew.
+        ``config`` adds entries to a new run's config.json.
+        """
+        settings = {k: _plain(v) for k, v in settings.items() if k not in PRESENTATION}
+        path = Path(out) if out is not None else Path("runs") / experiment / _stamp()
+        if str(out) == "":
+            raise InputError("--out is empty: give the run directory's path")
+        if path.exists() and not path.is_dir():
+            raise InputError(f"--out {path} is a file, not a directory")
+        if fresh and path.is_dir() and any(path.iterdir()):
+            aside = path.with_name(f"{path.name}.replaced-{_stamp()}")
+            lock = _Lock(path)
+            try:
+                _rename(path, aside)
+            finally:
+                lock.release()
+            print(f"note: the earlier run in {path} moved to {aside}", file=sys.stderr)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"cannot create run directory {path}: {e.strerror or e}") from None
+        lock = _Lock(path)
+        try:
+            run = cls._read(path, experiment, settings, lock)
+            if run is None:
+                run = cls(path, experiment, {"experiment": experiment, "runs": {}}, {}, lock)
+                run._write_config(settings, config or {})
+            return run
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    def _read(cls, path, experiment, settings, lock):
+        """The run already in ``path`` (checked against ``experiment`` and ``settings``), or None."""
+        config_file, metrics_file = path / CONFIG, path / METRICS
+        if not config_file.is_file():
+            if metrics_file.exists():
+                raise InputError(f"{path} holds {METRICS} but no {CONFIG}: not a run this tool can resume; "
+                                 "give another --out")
+            return None
+        config, metrics = _read_json(config_file, dict), _read_json(metrics_file, dict, missing={})
+        if config.get("experiment") != experiment or metrics.get("experiment", experiment) != experiment:
+            raise InputError(f"{path} holds a run of experiment {config.get('experiment')!r}; "
+                             "give another --out to keep it intact")
+        before = config.get("arguments", {})
+        differ = [f"--{k.replace('_', '-')} {before.get(k)!r} there, {settings.get(k)!r} now"
+                  for k in sorted(set(before) | set(settings))
+                  if k not in PRESENTATION and before.get(k) != settings.get(k)]
+        if differ:
+            raise InputError(f"{path} holds a run with other settings ({'; '.join(differ)}); give another --out, "
+                             "or --fresh to start that directory afresh")
+        if metrics.get("finished"):
+            raise AlreadyFinished(f"{path} holds a finished run of these settings ({metrics['finished']}): "
+                                  "nothing to do; --fresh starts it afresh")
+        metrics = metrics or {"experiment": experiment, "runs": {}}
+        metrics.setdefault("runs", {})
+        sections = _read_json(path / SECTIONS, dict, missing={})
+        return cls(path, experiment, metrics, sections, lock)
+
+    def close(self):
+        """Release the directory's lock (the process's exit does too)."""
+        if self in RunDir._open:
+            RunDir._open.remove(self)
+            self._lock.release()
+
+    @classmethod
+    def close_all(cls):
+        """Release every run directory this process holds."""
+        for run in list(cls._open):
+            run.close()
 
     def file(self, name):
         """The path of ``name`` inside the run directory."""
         return self.path / name
 
-    def write_config(self, args, **extra):
+    @property
+    def resumed(self):
+        """Whether an earlier call recorded anything in this run."""
+        return bool(self._metrics["runs"]) or bool(self._sections)
+
+    def _write_config(self, settings, extra):
         """Write ``config.json``: the arguments, library versions and device."""
-        atomic.write_json(self.file("config.json"), {
+        atomic.write_json(self.file(CONFIG), {
             "experiment": self.experiment,
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-            "arguments": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "arguments": settings,
             **extra,
             "versions": library_versions(),
             "device": device_description(),
         })
 
-    def record(self, run_name, results):
-        """Store one run's results (``{SPLIT: metrics, "timing": {...}, ...}``) and rewrite metrics.json."""
-        self.metrics["runs"][run_name] = results
-        atomic.write_json(self.file("metrics.json"), self.metrics)
+    # metrics.json
+    def recorded(self, name):
+        """A copy of one run's recorded results, or None."""
+        found = self._metrics["runs"].get(name)
+        return None if found is None else copy.deepcopy(found)
 
+    def results(self):
+        """A copy of everything recorded: ``{"experiment", "runs", ...}``."""
+        return copy.deepcopy(self._metrics)
+
+    def record(self, name, results):
+        """Store one run's results (``{SPLIT: metrics, "timing": {...}, ...}``) and rewrite metrics.json."""
+        self._metrics["runs"][name] = copy.deepcopy(results)
+        self._write_metrics()
+
+    def update(self, name, **fields):
+        """Add or replace some entries of one recorded run's results."""
+        self._metrics["runs"].setdefault(name, {}).update(copy.deepcopy(fields))
+        self._write_metrics()
+
+    def note(self, key, value):
+        """A top-level entry of metrics.json beside the runs (``best``, ``data``, ...)."""
+        if key in ("experiment", "runs", "finished"):
+            raise ValueError(f"{key!r} is kept by the run directory itself")
+        self._metrics[key] = copy.deepcopy(value)
+        self._write_metrics()
+
+    def finish(self):
+        """Mark the run finished: the same command again will change nothing."""
+        self._metrics["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
+        self._write_metrics()
+
+    def _write_metrics(self):
+        atomic.write_json(self.file(METRICS), self._metrics)
+
+    # files
     def save_figure(self, fig, name):
         """Save a matplotlib figure as PNG and close it; returns the file name."""
         import matplotlib.pyplot as plt
 
-        with atomic.atomic_path(self.file(name)) as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-        plt.close(fig)
+        try:
+            with atomic.atomic_path(self.file(name)) as tmp:
+                fig.savefig(tmp, dpi=110, format="png")
+        finally:
+            plt.close(fig)
         return name
 
     def save_model(self, model, name="model.keras"):
@@ -82,36 +197,76 @@ class RunDir:
             model.save(tmp)
         return name
 
-    # report.md: sections appended in order, the file rewritten each time.
-    def add_section(self, markdown):
-        """Append a block of markdown to report.md."""
-        self.sections.append(markdown.strip() + "\n")
-        atomic.write_text(self.file("report.md"), f"# {self.experiment}\n\n" + "\n".join(self.sections))
+    # report.md: keyed sections in first-written order, the file rewritten each time.
+    def add_section(self, key, markdown):
+        """Put a block of markdown into report.md under ``key`` (replacing an earlier one of that key)."""
+        self._sections[key] = markdown.strip() + "\n"
+        atomic.write_json(self.file(SECTIONS), self._sections)
+        atomic.write_text(self.file(REPORT), f"# {self.experiment}\n\n" + "\n".join(self._sections.values()))
+
+
+def _stamp():
+    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+
+
+def _plain(value):
+    """A JSON-ready form of a parsed argument (paths as strings, tuples as lists)."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _read_json(path, kind, missing=None):
+    """A JSON file's content, which must be a ``kind``; ``missing`` when there is no file."""
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if missing is not None:
+            return missing
+        raise InputError(f"{path} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path} cannot be read as JSON ({type(e).__name__}); give another --out to keep it "
+                         "intact") from None
+    if not isinstance(content, kind):
+        raise InputError(f"{path} holds a {type(content).__name__}, not this tool's {kind.__name__}; give another "
+                         "--out to keep it intact")
+    return content
+
+
+def _rename(source, target):
+    try:
+        os.rename(source, target)
+    except OSError as e:
+        raise InputError(f"cannot move {source} aside to {target}: {e.strerror or e}") from None
+
+
+class _Lock:
+    """An exclusive lock on ``path/.lock``, or one InputError: one process per run directory."""
+
+    def __init__(self, path):
+        try:
+            self.handle = open(path / LOCK, "a+")
+        except OSError as e:
+            raise InputError(f"cannot write in run directory {path}: {e.strerror or e}") from None
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.handle.close()
+            raise InputError(f"another process is writing run directory {path}; wait for it or give another "
+                             "--out") from None
+
+    def release(self):
+        if not self.handle.closed:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
 
 
 def progress(index, total, description, quiet=False):
     """Print the one line a multi-run study shows per configuration: ``[3/8] lr=1e-3 ...``."""
     if not quiet:
         print(f"[{index}/{total}] {description}", flush=True)
-
-
-def markdown_table(headers, rows):
-    """A markdown table; floats get four decimals, None shows as an em dash."""
-    def cell(v):
-        if v is None:
-            return "—"
-        return f"{v:.4f}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def model_summary(model):
-    """The text of ``model.summary()``."""
-    lines = []
-    model.summary(print_fn=lambda line, line_break=True: lines.append(line), line_length=100)
-    return "\n".join(lines)
 
 
 def library_versions():
@@ -138,4 +293,3 @@ def device_description():
         "gpus": [gpu.name for gpu in gpus],
         "device": "GPU" if gpus else "CPU",
     }
-

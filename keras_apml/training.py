@@ -1,19 +1,19 @@
 """Training through ``model.fit`` with Keras's own optimisers, schedules and callbacks."""
 
+import csv
 import dataclasses
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import keras
 
+from keras_apml import atomic
 from keras_apml.errors import InputError
-
-OPTIMIZERS = ("sgd", "adam", "rmsprop")
-SCHEDULES = ("constant", "step", "plateau", "cosine")
-STRATEGIES = ("none", "mirrored", "multiworker")
+from keras_apml.recipe import DISTRIBUTE, OPTIMIZERS, SCHEDULES
 
 
 def set_seed(seed):
@@ -39,7 +39,7 @@ def distribution_strategy(kind="none"):
         if not os.environ.get("TF_CONFIG"):
             raise InputError("--distribute multiworker needs TF_CONFIG describing the cluster and this worker")
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise InputError(f"unknown strategy {kind!r}; choose from {', '.join(STRATEGIES)}")
+    raise InputError(f"unknown distribution {kind!r}; choose from {', '.join(DISTRIBUTE)}")
 
 
 def gpu_options(mixed_precision=False, jit=False):
@@ -78,18 +78,17 @@ def learning_rate_schedule(schedule, learning_rate, epochs, steps_per_epoch, dro
     """Return ``(learning_rate_for_optimizer, callbacks)`` for one of SCHEDULES.
 
     ``step``: multiply by ``factor`` at each fraction ``drops`` of the run (by
-    default half and three quarters, the classic CIFAR/ResNet schedule), via
-    LearningRateScheduler; ``plateau``: ReduceLROnPlateau on the validation
+    default half and three quarters, the classic CIFAR/ResNet schedule), as
+    Keras's PiecewiseConstantDecay over the optimiser's steps; ``plateau``: ReduceLROnPlateau on the validation
     loss; ``cosine``: keras.optimizers.schedules.CosineDecay over the run.
     """
     if schedule == "constant":
         return learning_rate, []
     if schedule == "step":
-        boundaries = [round(fraction * epochs) for fraction in drops]
-        return learning_rate, [
-            keras.callbacks.LearningRateScheduler(
-                lambda epoch: learning_rate * factor ** sum(epoch >= b for b in boundaries))
-        ]
+        # the rate drops at the first step of epoch round(fraction * epochs): the step after boundary b*S - 1
+        boundaries = [round(fraction * epochs) * steps_per_epoch - 1 for fraction in drops]
+        values = [learning_rate * factor ** k for k in range(len(drops) + 1)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values), []
     if schedule == "plateau":
         return learning_rate, [
             keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=factor, patience=patience, min_lr=1e-7)
@@ -116,23 +115,19 @@ def compile_model(model, optimizer, jit_compile=False, steps_per_execution=1):
     return model
 
 
-def run_callbacks(run_dir, early_stopping=None, backup=True, save_best=False, tag=None):
-    """Callbacks for a run: TerminateOnNaN, CSVLogger, BackupAndRestore; EarlyStopping, ModelCheckpoint on request.
+def run_callbacks(run_dir, early_stopping=None, save_best=False, tag=None, announce=print):
+    """Callbacks for a run kept in ``run_dir``: its resumable backup and history; EarlyStopping, best model on request.
 
-    BackupAndRestore keeps its state under ``run_dir/backup`` so that an
-    interrupted run, started again with the same ``--out``, resumes where it
-    stopped. ``save_best`` keeps the model of lowest validation loss as
-    ``best.keras``. ``tag`` names the files of one run among several
-    (``history_<tag>.csv``, ``backup_<tag>``, ``best_<tag>.keras``).
+    :class:`ResumableHistory` keeps the backup under ``backup[_tag]/`` and the
+    history in ``history[_tag].csv``, so that an interrupted run, started again
+    with the same ``--out``, resumes where it stopped with its whole history.
+    ``save_best`` keeps the model of lowest validation loss as
+    ``best[_tag].keras``. ``tag`` names the files of one run among several.
     """
     run_dir = Path(run_dir)
     suffix = f"_{tag}" if tag else ""
-    callbacks = [
-        keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.CSVLogger(str(run_dir / f"history{suffix}.csv"), append=backup),
-    ]
-    if backup:
-        callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / f"backup{suffix}")))
+    callbacks = [ResumableHistory(run_dir / f"backup{suffix}", run_dir / f"history{suffix}.csv",
+                                  name=tag or "training", announce=announce)]
     if save_best:
         callbacks.append(keras.callbacks.ModelCheckpoint(str(run_dir / f"best{suffix}.keras"), monitor="val_loss",
                                                          save_best_only=True))
@@ -143,6 +138,113 @@ def run_callbacks(run_dir, early_stopping=None, backup=True, save_best=False, ta
     return callbacks
 
 
+def remove_backup(run_dir, tag=None):
+    """Delete a finished run's backup (once its results are recorded)."""
+    shutil.rmtree(Path(run_dir) / f"backup{'_' + tag if tag else ''}", ignore_errors=True)
+
+
+class ResumableHistory(keras.callbacks.BackupAndRestore):
+    """Keras's BackupAndRestore, written so that no crash or full disk can leave a backup that loads half-written,
+    with the run's history (``CSVLogger``) and epoch times kept in step with it.
+
+    Each epoch's weights (and optimiser state) go to a temporary file renamed
+    to ``epoch-NNNNNN.weights.h5`` once complete; the newest two are kept. At
+    the start, the newest that loads is restored; one that does not is set
+    aside as ``*.bad`` with a warning and the one before it (or a fresh start)
+    is taken. The history file is cut back to the restored epochs, so that a
+    redone epoch is never logged twice, and every row carries
+    ``epoch_seconds``: the run's timing survives a resume.
+    """
+
+    def __init__(self, backup_dir, history_file, name="training", announce=print):
+        super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=False)
+        self.backup_path, self.history_file, self.name, self.announce = Path(backup_dir), Path(history_file), name, \
+            announce
+        self.csv_logger = keras.callbacks.CSVLogger(str(history_file), append=True)
+        self.restored_epoch = 0
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.csv_logger.set_model(model)
+
+    def _checkpoints(self):
+        """``[(epoch, path)]`` of the backups, newest first."""
+        found = []
+        for path in self.backup_path.glob("epoch-*.weights.h5"):
+            number = path.name[len("epoch-"):-len(".weights.h5")]
+            if number.isdigit():
+                found.append((int(number), path))
+        return sorted(found, reverse=True)
+
+    def on_train_begin(self, logs=None):
+        self.restored_epoch = 0
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        for epoch, path in self._checkpoints():
+            try:
+                self.model.load_weights(str(path))
+            except Exception as e:  # noqa: BLE001 - h5py and Keras raise many kinds for a damaged file
+                os.replace(path, path.with_name(path.name + ".bad"))
+                print(f"warning: backup {path} does not load ({type(e).__name__}); set aside as {path.name}.bad",
+                      file=sys.stderr)
+                continue
+            self.restored_epoch = self.model._initial_epoch = epoch
+            self.announce(f"{self.name}: resuming from its backup after epoch {epoch}")
+            break
+        self._trim_history(self.restored_epoch)
+        self.csv_logger.on_train_begin(logs)
+
+    def _trim_history(self, epochs):
+        """Keep the history's rows of the first ``epochs`` epochs only (none: no file)."""
+        if not self.history_file.is_file():
+            return
+        with open(self.history_file, newline="") as f:
+            rows = list(csv.reader(f))
+        kept = [row for row in rows[1:] if row and row[0].isdigit() and int(row[0]) < epochs]
+        if not kept:
+            self.history_file.unlink()
+            return
+        with atomic.atomic_path(self.history_file) as tmp, open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows([rows[0], *kept])
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        logs["epoch_seconds"] = time.perf_counter() - self._epoch_start
+        self.csv_logger.on_epoch_end(epoch, logs)
+        super().on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        self.csv_logger.on_train_end(logs)
+
+    def _save_model(self):
+        self.backup_path.mkdir(parents=True, exist_ok=True)
+        path = self.backup_path / f"epoch-{self._current_epoch:06d}.weights.h5"
+        with atomic.atomic_path(path) as tmp:
+            self.model.save_weights(str(tmp), overwrite=True)
+        for _, older in self._checkpoints()[2:]:
+            older.unlink(missing_ok=True)
+
+
+def read_history(path):
+    """A CSVLogger file as ``{metric: [value per epoch]}``, one row per epoch (the last where one repeats)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    by_epoch = {int(row["epoch"]): row for row in rows if row.get("epoch", "").isdigit()}
+    keys = [k for k in (rows[0] if rows else {}) if k != "epoch"]
+    return {k: [_float(by_epoch[e].get(k)) for e in sorted(by_epoch)] for k in keys}
+
+
+def _float(text):
+    """A logged value; CSVLogger's "NA" (a metric missing that epoch) and anything unreadable are NaN."""
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 @dataclasses.dataclass
 class TrainResult:
     """What a training run did: its per-epoch history, whether it diverged, its wall time."""
@@ -151,6 +253,7 @@ class TrainResult:
     epochs_run: int
     diverged_epoch: int | None
     seconds: float
+    resumed_from: int = 0  # epochs an earlier call had trained
 
     @property
     def diverged(self):
@@ -167,6 +270,7 @@ class TrainResult:
             "status": self.status,
             "diverged_epoch": self.diverged_epoch,
             "epochs_run": self.epochs_run,
+            "resumed_from_epoch": self.resumed_from,
             "history": {k: [v if math.isfinite(v) else None for v in vals] for k, vals in self.history.items()},
         }
 
@@ -180,8 +284,9 @@ def fit(model, train_data, *, epochs, validation_data=None, steps_per_epoch=None
         callbacks=(), verbose=1):
     """``model.fit`` plus divergence detection: the first epoch whose loss is NaN or infinite.
 
-    TerminateOnNaN (in :func:`run_callbacks`) ends the run inside that epoch,
-    whose NaN mean loss still reaches the history.
+    TerminateOnNaN (always on) ends the run inside that epoch, whose NaN mean
+    loss still reaches the history. With a :class:`ResumableHistory` among the callbacks
+    the history and timing are the whole run's, epochs of earlier calls included.
     """
     start = time.perf_counter()
     history = model.fit(
@@ -191,13 +296,18 @@ def fit(model, train_data, *, epochs, validation_data=None, steps_per_epoch=None
         steps_per_epoch=steps_per_epoch,
         class_weight=class_weight,
         shuffle=False,  # the tf.data pipeline shuffles
-        callbacks=list(callbacks),
+        callbacks=[keras.callbacks.TerminateOnNaN(), *callbacks],
         verbose=verbose,
     )
     seconds = time.perf_counter() - start
     logs = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    resumable = next((c for c in callbacks if isinstance(c, ResumableHistory)), None)
+    resumed_from = 0
+    if resumable is not None and resumable.history_file.is_file():
+        logs, resumed_from = read_history(resumable.history_file), resumable.restored_epoch
+        seconds = sum(v for v in logs.get("epoch_seconds", []) if math.isfinite(v))
+    logs.pop("epoch_seconds", None)
     losses = logs.get("loss", [])
     diverged = next((i + 1 for i, v in enumerate(losses) if not math.isfinite(v)), None)
     epochs_run = len(losses) if diverged is None else diverged
-    return TrainResult(logs, epochs_run, diverged, seconds)
-
+    return TrainResult(logs, epochs_run, diverged, seconds, resumed_from)

@@ -93,11 +93,11 @@ QUICK_EXTRA = {"cifar_transfer": ["--weights", "none"], "feature_extraction": ["
 
 def run_command(name, argv):
     """Run ``python -m experiments.<name> ARGV`` in-process; return its exit status."""
-    from keras_apml import cli
+    from experiments import _common
 
     module = importlib.import_module(f"experiments.{name}")
     with pytest.raises(SystemExit) as e:
-        cli.run(module.main, argv)
+        _common.run(module.main, argv)
     return e.value.code
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import run_command
-from keras_apml import adversarial
+from keras_apml import adversarial, evaluation
 from keras_apml.errors import InputError
 
 SHAPE = (4, 4, 1)
@@ -68,9 +68,9 @@ def test_outputs_stay_in_the_pixel_range_and_the_eps_ball(toy, attack):
 
 def test_pgd_is_at_least_as_strong_as_fgsm(toy):
     model, x, y = toy
-    fgsm_accuracy = np.mean(adversarial.predicted_labels(model, adversarial.fgsm(model, x, y, 0.1)[0]) == y)
-    pgd_accuracy = np.mean(adversarial.predicted_labels(model, adversarial.pgd(model, x, y, 0.1, steps=20)[0]) == y)
-    assert pgd_accuracy <= fgsm_accuracy < np.mean(adversarial.predicted_labels(model, x) == y)
+    fgsm_accuracy = np.mean(evaluation.predict_labels(model, adversarial.fgsm(model, x, y, 0.1)[0]) == y)
+    pgd_accuracy = np.mean(evaluation.predict_labels(model, adversarial.pgd(model, x, y, 0.1, steps=20)[0]) == y)
+    assert pgd_accuracy <= fgsm_accuracy < np.mean(evaluation.predict_labels(model, x) == y)
 
 
 def test_a_targeted_step_raises_the_target_probability(toy):
@@ -88,7 +88,7 @@ def test_the_optimisation_attack_reaches_the_target_and_l1_falls_as_c_grows(toy)
     target = (y[pick] + 1) % 3
     loose = adversarial.optimize_attack(model, x[pick], target, c=0.0, learning_rate=0.02, max_steps=300)
     assert loose.info["success"].all()
-    assert (adversarial.predicted_labels(model, loose[0]) == target).all()
+    assert (evaluation.predict_labels(model, loose[0]) == target).all()
     assert (loose.info["steps"] >= 1).all() and loose.info["steps"].max() <= 300
     tight = adversarial.optimize_attack(model, x[pick], target, c=0.05, learning_rate=0.02, max_steps=300)
     assert tight.info["l1"].mean() < loose.info["l1"].mean()

@@ -42,6 +42,7 @@ def test_image_tree_loads_exactly_and_is_cached(tmp_path, monkeypatch):
     np.testing.assert_array_equal(x_test, arrays["test"][0])
     assert y_test.dtype == np.int64 and len(y_test) == 20
     assert len(list((tmp_path / "cache").glob("cifar10-*.npz"))) == 1
+    assert y_train.dtype == np.int64
 
     def no_decoding(files):
         raise AssertionError("decoded again despite the cache")
@@ -49,6 +50,45 @@ def test_image_tree_loads_exactly_and_is_cached(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "_decode_images", no_decoding)
     (x_again, _), _ = data.load_cifar10(tmp_path / "tree")
     np.testing.assert_array_equal(x_again, x_train)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "garbage", "tamper_labels", "drop_hash"])
+def test_a_damaged_cache_entry_is_rebuilt_not_trusted(tmp_path, damage):
+    arrays = write_image_tree(tmp_path / "tree", per_class_train=2, per_class_test=1)
+    data.load_cifar10(tmp_path / "tree")
+    [entry] = (tmp_path / "cache").glob("cifar10-*.npz")
+    raw = entry.read_bytes()
+    if damage == "truncate":
+        entry.write_bytes(raw[: len(raw) // 2])
+    elif damage == "empty":
+        entry.write_bytes(b"")
+    elif damage == "garbage":
+        entry.write_bytes(b"PK\x03\x04" + bytes(200))
+    else:
+        with np.load(entry) as f:
+            saved = {k: f[k] for k in f.files}
+        if damage == "tamper_labels":
+            saved["y_train"] = (saved["y_train"] + 1) % 10  # a valid file whose labels were rewritten
+        else:
+            del saved["__sha256__"]
+        np.savez(entry, **saved)
+    (x_train, y_train), (x_test, _) = data.load_cifar10(tmp_path / "tree")
+    np.testing.assert_array_equal(y_train, np.repeat(np.arange(10), 2))
+    np.testing.assert_array_equal(x_train, arrays["train"][0])
+    np.testing.assert_array_equal(x_test, arrays["test"][0])
+    assert entry.read_bytes() != b"" and data.cache.load(entry.name) is not None  # healed
+
+
+def test_a_cache_directory_that_cannot_be_written_is_bypassed_with_one_warning(tmp_path, monkeypatch, capsys):
+    arrays = write_image_tree(tmp_path / "tree", per_class_train=1, per_class_test=1)
+    (tmp_path / "not_a_dir").write_text("a file")
+    monkeypatch.setenv("KERAS_APML_CACHE", str(tmp_path / "not_a_dir"))
+    for _ in range(2):
+        (x_train, _), _ = data.load_cifar10(tmp_path / "tree")
+        np.testing.assert_array_equal(x_train, arrays["train"][0])
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"warning: cache directory {tmp_path / 'not_a_dir'} cannot be written")
+    assert (tmp_path / "not_a_dir").read_text() == "a file"
 
 
 def test_environment_variable_names_the_data_dir(tmp_path, monkeypatch):
@@ -61,7 +101,8 @@ def test_environment_variable_names_the_data_dir(tmp_path, monkeypatch):
 @pytest.mark.parametrize("make, message", [
     (lambda root: None, "does not exist"),
     (lambda root: root.mkdir(), "holds no CIFAR-10 data"),
-    (lambda root: [(root / s / "cat").mkdir(parents=True) for s in ("train", "test")], "holds no images"),
+    (lambda root: [(root / s / c).mkdir(parents=True) for s in ("train", "test") for c in data.CIFAR10_CLASSES],
+     "holds no images"),
 ])
 def test_missing_or_empty_directories_say_what_layout_was_expected(tmp_path, make, message):
     root = tmp_path / "data"
@@ -72,14 +113,35 @@ def test_missing_or_empty_directories_say_what_layout_was_expected(tmp_path, mak
 
 
 @pytest.mark.parametrize("image, message", [
-    (np.zeros((16, 16, 3), np.uint8), "16x16 with 3 channel"),
-    (np.zeros((32, 32), np.uint8), "32x32 with 1 channel"),
+    (np.zeros((16, 16, 3), np.uint8), "image is 16x16 RGB, expected 32x32 RGB"),
+    (np.zeros((32, 32), np.uint8), "image is 32x32 L, expected 32x32 RGB"),
 ])
 def test_images_of_wrong_shape_or_channels_are_refused(tmp_path, image, message):
     from PIL import Image
 
     write_image_tree(tmp_path, per_class_train=1, per_class_test=1)
     Image.fromarray(image).save(tmp_path / "train" / "cat" / "bad.png")
+    with pytest.raises(InputError, match=message):
+        data.load_cifar10(tmp_path)
+
+
+def png_header(width, height):
+    """The first chunks of an RGB PNG of the given size, with no pixel data: a decompression bomb's header."""
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(
+        b"IEND", b"")
+
+
+@pytest.mark.parametrize("size, message", [(100_000, "could be decompression bomb"),
+                                           (12_000, "image is 12000x12000 RGB, expected 32x32 RGB")])
+def test_huge_images_are_refused_from_their_header(tmp_path, size, message):
+    write_image_tree(tmp_path, per_class_train=1, per_class_test=1)
+    (tmp_path / "train" / "cat" / "bomb.png").write_bytes(png_header(size, size))
     with pytest.raises(InputError, match=message):
         data.load_cifar10(tmp_path)
 
@@ -175,6 +237,38 @@ def test_course_pickle_with_bad_labels_or_shapes_is_refused(tmp_path):
         data.load_course_pickle(tmp_path / "truncated.pickle")
 
 
+@pytest.mark.parametrize("pairs, message", [
+    ([(np.full((3, 32, 32), np.nan, np.float32), 0)], "3072 pixel values are NaN or infinite"),
+    ([(np.zeros((3, 32, 32), np.float32), 1.7)], "label '1.7' is not a whole number"),
+    ([(np.zeros((3, 32, 32), np.float32), float("inf"))], "label 'inf' is not a whole number"),
+    ([(np.zeros((3, 32, 32), np.float32), 2 ** 70)], "label '1180591620717411303424' is not a whole number in range"),
+    ([(np.zeros((3, 32, 32), np.float32), b"cat")], "label \"b'cat'\" is not a whole number"),
+    ([(np.zeros((3, 32, 32), np.float32), True)], "label 'True' is not a whole number"),
+    ([np.zeros((3, 32, 32), np.float32)], "expected a non-empty list of \\(image, label\\) pairs"),
+    ([(np.zeros((1, 1), np.uint8), 0)], "an image of shape \\(1, 1\\) \\(uint8\\)"),
+    ([("not an image", 0)], "an image of shape \\(\\) \\(<U12\\)"),
+])
+def test_course_pickle_values_are_refused_not_coerced(tmp_path, pairs, message):
+    (tmp_path / "bad.pickle").write_bytes(pickle.dumps(pairs))
+    with pytest.raises(InputError, match=message):
+        data.load_course_pickle(tmp_path / "bad.pickle")
+
+
+@pytest.mark.parametrize("batch, message", [
+    ({b"data": np.full((2, 3072), 1000.0), b"labels": [0, 1]}, "holds float64 values, expected uint8"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [b"cat", 1]}, "label \"b'cat'\" is not a whole number"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 2 ** 70]}, "is not a whole number in range"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}, "2 images but 1 labels"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}, "labels out of range 0..9"),
+    ([1, 2], "not a CIFAR-10 batch"),
+])
+def test_cifar_batch_values_are_refused_not_coerced(tmp_path, batch, message):
+    write_pickled_batches(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(InputError, match=message):
+        data.load_cifar10(tmp_path)
+
+
 class RunsCode:
     """A pickle payload that would create a file when unpickled."""
 
@@ -231,10 +325,19 @@ def test_relabel_file_round_trips_through_the_writer(tmp_path):
 
 
 @pytest.mark.parametrize("row, message", [("9,car", "index '9' is not in 0..4"), ("1,dog", "label 'dog' is not one of"),
-                                          ("1", "should be 'index,label'")])
+                                          ("1", "should be 'index,label'"), ("²,car", "index '²' is not in 0..4"),
+                                          ("1,²", "label '²' is not one of"),
+                                          ("1,car\n1,cat", "rows 1 and 2 both relabel index 1"),
+                                          ("99999999999999999999999,car", "is not in 0..4")])
 def test_bad_relabel_rows_are_refused(tmp_path, row, message):
     (tmp_path / "fix.csv").write_text(f"index,label\n{row}\n")
     with pytest.raises(InputError, match=message):
+        data.apply_relabel_file(np.zeros(5, int), tmp_path / "fix.csv", data.BENCHMARK_CLASSES)
+
+
+def test_a_relabel_file_that_is_not_utf8_is_refused(tmp_path):
+    (tmp_path / "fix.csv").write_bytes("index,label\n1,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(InputError, match="is not UTF-8 text"):
         data.apply_relabel_file(np.zeros(5, int), tmp_path / "fix.csv", data.BENCHMARK_CLASSES)
 
 

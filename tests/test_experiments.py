@@ -11,7 +11,8 @@ import pytest
 
 from conftest import run_command
 
-EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "experiments").glob("*.py") if p.stem != "__init__")
+EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "experiments").glob("*.py")
+                     if not p.stem.startswith("_"))
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xdist_group(n)) for n in EXPERIMENTS])
@@ -24,7 +25,9 @@ def test_every_experiment_runs_quick_end_to_end(name, quick_run):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["experiment"] == name and metrics["runs"]
     config = json.loads((out / "config.json").read_text())
-    assert config["arguments"]["seed"] == 0 and "tensorflow" in config["versions"] and config["device"]["device"]
+    assert config["arguments"].get("seed", 0) == 0 and config["arguments"].get("seeds", [0]) == [0]
+    assert "tensorflow" in config["versions"] and config["device"]["device"]
+    assert metrics["finished"]
 
 
 def test_train_on_the_benchmark_reports_observed_and_true_labels(image_tree, tmp_path):
@@ -42,7 +45,7 @@ def test_train_on_the_benchmark_reports_observed_and_true_labels(image_tree, tmp
     report = (out / "report.md").read_text()
     assert "| dev | true |" in report and "confusion_small_cnn_dev_true.png" in report and "Total params" in report
     model = keras.models.load_model(out / "model.keras")
-    assert model.count_params() == 61411
+    assert model.count_params() == 61411 + 7  # and the standardisation's mean, variance (3 channels each), count
 
 
 def test_train_on_cifar10_standardises_on_the_training_split_only(image_tree, tmp_path, monkeypatch):
@@ -54,7 +57,7 @@ def test_train_on_cifar10_standardises_on_the_training_split_only(image_tree, tm
     monkeypatch.setattr(models, "fit_standardizer", lambda x: fitted_on.append(x) or real_fit(x))
     root, _ = image_tree
     argv = ["--data", "cifar10", "--data-dir", str(root), "--out", str(tmp_path / "run"), "--quick", "--quiet",
-            "--standardize", "--balance", "oversample",
+            "--balance", "oversample",
             "--augment", "horizontal_flip,width_shift_range=0.125,height_shift_range=0.125,fill_mode=constant"]
     assert run_command("train", argv) == 0
     splits, _, _ = train.load_data(train.parse_args(argv))
@@ -64,7 +67,7 @@ def test_train_on_cifar10_standardises_on_the_training_split_only(image_tree, tm
     mean = keras.ops.convert_to_numpy(model.get_layer("standardize").mean).ravel()
     np.testing.assert_allclose(mean, (splits["train"][0] / 255.0).mean(axis=(0, 1, 2)), atol=1e-4)
     run = json.loads((tmp_path / "run" / "metrics.json").read_text())["runs"]["cifar_convnet"]
-    assert run["test"]["n"] == 300 and "true_labels" not in run["test"]
+    assert run["test"]["n"] == 200 and "true_labels" not in run["test"]  # --quick: 200 test images
 
 
 def test_train_on_some_cifar10_classes_relabels_them_from_0(image_tree, tmp_path):
@@ -96,8 +99,11 @@ def make_corrupt_batches(root):
 def make_wrong_shape_tree(root):
     from PIL import Image
 
+    from keras_apml.data import CIFAR10_CLASSES
+
     for split in ("train", "test"):
-        (root / split / "cat").mkdir(parents=True)
+        for name in CIFAR10_CLASSES:
+            (root / split / name).mkdir(parents=True)
         Image.fromarray(np.zeros((28, 28, 3), np.uint8)).save(root / split / "cat" / "0.png")
 
 
@@ -105,7 +111,7 @@ def make_wrong_shape_tree(root):
     (lambda root: None, [], "data directory .* does not exist; expected"),
     (lambda root: root.mkdir(), [], "holds no CIFAR-10 data; expected"),
     (make_corrupt_batches, [], "data_batch_1: (corrupt|unsafe)"),
-    (make_wrong_shape_tree, [], "image is 28x28 with 3 channel"),
+    (make_wrong_shape_tree, [], "image is 28x28 RGB, expected 32x32 RGB"),
     (None, ["--augment", "zca_whitening"], "'zca_whitening' is an ImageDataGenerator argument"),
     (None, ["--relabel", "RELABEL"], "label '7' is not one of"),
     (None, ["--epochs", "0"], "expected a positive integer"),
@@ -141,13 +147,23 @@ def test_no_network_for_the_download_is_an_error_line(monkeypatch, tmp_path, cap
     assert capsys.readouterr().err.startswith("error: could not download CIFAR-10")
 
 
-def test_a_finished_run_is_kept_when_the_directory_is_reused(image_tree, tmp_path):
+def test_a_finished_run_asked_for_again_changes_nothing_and_fresh_starts_afresh(image_tree, tmp_path, capsys):
     root, _ = image_tree
     out = tmp_path / "run"
-    out.mkdir()
-    (out / "metrics.json").write_text(json.dumps({"experiment": "train", "runs": {"earlier": {"note": 1}}}))
-    assert run_command("train", ["--data-dir", str(root), "--out", str(out), "--quick", "--quiet"]) == 0
-    assert set(json.loads((out / "metrics.json").read_text())["runs"]) == {"earlier", "small_cnn"}
+    argv = ["--data-dir", str(root), "--out", str(out), "--quick", "--quiet"]
+    assert run_command("train", argv) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert run_command("train", argv) == 0
+    assert capsys.readouterr().out.startswith(f"{out} holds a finished run of these settings")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert run_command("train", [*argv, "--lr", "0.01"]) == 2  # other settings into a finished run: refused
+    assert "other settings (--lr 0.001 there, 0.01 now)" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert run_command("train", [*argv, "--lr", "0.01", "--fresh"]) == 0
+    [aside] = tmp_path.glob("run.replaced-*")
+    assert {p.name: p.read_bytes() for p in aside.iterdir()} == before
+    assert json.loads((out / "config.json").read_text())["arguments"]["lr"] == 0.01
 
 
 def test_the_real_entry_point_prints_one_line_without_traceback(tmp_path):

@@ -7,10 +7,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
 
 from conftest import synthetic_images
-from keras_apml import imbalance, label_noise, models, pipeline
+from keras_apml import evaluation, imbalance, label_noise, models, pipeline
+from keras_apml import recipe as training_path
+from keras_apml.recipe import Recipe
 from keras_apml.errors import InputError
 
-TINY = imbalance.Recipe(model="small_cnn", epochs=1, batch_size=16)
+TINY = Recipe(model="small_cnn", epochs=1, batch_size=16)
+FIT_PREDICT = label_noise.strategy_fit_predict("class_weight", TINY)
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +76,9 @@ def test_the_flip_strategy_weights_the_loss_and_trains_on_images_or_their_mirror
 
 def test_every_strategy_of_a_seed_starts_from_the_same_weights(skewed):
     x, _ = skewed
-    a = imbalance.build_model(TINY, x, 3, seed=5).get_weights()
-    b = imbalance.build_model(TINY, x, 3, seed=5).get_weights()
-    c = imbalance.build_model(TINY, x, 3, seed=6).get_weights()
+    a = training_path.build(TINY, x, 3, seed=5).get_weights()
+    b = training_path.build(TINY, x, 3, seed=5).get_weights()
+    c = training_path.build(TINY, x, 3, seed=6).get_weights()
     assert all(np.array_equal(u, v) for u, v in zip(a, b))
     assert not all(np.array_equal(u, v) for u, v in zip(a, c))
 
@@ -103,9 +106,9 @@ def test_unknown_strategies_and_models_are_refused():
     with pytest.raises(InputError, match="unknown strategy 'smote2'"):
         imbalance.strategy("smote2")
     with pytest.raises(InputError, match="unknown model 'resnet'"):
-        imbalance.Recipe(model="resnet")
+        Recipe(model="resnet")
     with pytest.raises(InputError, match="--init model missing.keras does not exist"):
-        imbalance.Recipe(init="missing.keras")
+        Recipe(init="missing.keras")
 
 
 def test_an_init_model_gives_every_strategy_its_weights_but_the_classifier(skewed, tmp_path):
@@ -113,11 +116,11 @@ def test_an_init_model_gives_every_strategy_its_weights_but_the_classifier(skewe
     pretrained = models.small_cnn(num_classes=7, standardizer=models.fit_standardizer(x[:10]))
     pretrained.save(tmp_path / "pretrained.keras")
     recipe = TINY.replace(init=str(tmp_path / "pretrained.keras"))
-    model = imbalance.build_model(recipe, x, 3, seed=0)
+    model = training_path.build(recipe, x, 3, seed=0)
     for name in ("standardize", "conv1", "fc2"):
         for theirs, ours in zip(pretrained.get_layer(name).get_weights(), model.get_layer(name).get_weights()):
             np.testing.assert_array_equal(theirs, ours)
-    scratch = imbalance.build_model(TINY, x, 3, seed=0)
+    scratch = training_path.build(TINY, x, 3, seed=0)
     np.testing.assert_array_equal(model.get_layer("predictions").get_weights()[0],
                                   scratch.get_layer("predictions").get_weights()[0])
 
@@ -167,15 +170,17 @@ def test_cleaning_removes_or_relabels_exactly_the_flagged_images():
 def test_out_of_fold_probabilities_cover_every_image_once(skewed):
     x, y = skewed
     seen = []
-    probabilities = label_noise.out_of_fold_probabilities(x, y, TINY, folds=3, on_fold=lambda i, k: seen.append(i))
+    probabilities = label_noise.out_of_fold_probabilities(x, y, FIT_PREDICT, folds=3,
+                                                          on_fold=lambda i, k: seen.append(i))
     assert seen == [1, 2, 3] and probabilities.shape == (150, 3)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     with pytest.raises(InputError, match="fewer than 20 folds"):
-        label_noise.out_of_fold_probabilities(x, y, TINY, folds=20)
+        label_noise.out_of_fold_probabilities(x, y, FIT_PREDICT, folds=20)
     with pytest.raises(InputError, match="repeats must be at least 1, got 0"):
-        label_noise.out_of_fold_probabilities(x, y, TINY, folds=3, repeats=0)
+        label_noise.out_of_fold_probabilities(x, y, FIT_PREDICT, folds=3, repeats=0)
     with pytest.raises(InputError, match="out-of-fold model 1 diverged at epoch 1: lower --lr"):
-        label_noise.out_of_fold_probabilities(x, y, TINY.replace(lr=1e9), folds=3)
+        label_noise.out_of_fold_probabilities(
+            x, y, label_noise.strategy_fit_predict("class_weight", TINY.replace(lr=1e9)), folds=3)
 
 
 def test_excluded_images_are_scored_but_never_trained_on(skewed, monkeypatch):
@@ -188,12 +193,12 @@ def test_excluded_images_are_scored_but_never_trained_on(skewed, monkeypatch):
 
     monkeypatch.setattr(imbalance, "train", recorded_train)
     excluded = np.array([0, 5, 120, 140, 149])  # cars, a truck, cats
-    probabilities = label_noise.out_of_fold_probabilities(x, y, TINY, folds=3, exclude=excluded)
+    probabilities = label_noise.out_of_fold_probabilities(x, y, FIT_PREDICT, folds=3, exclude=excluded)
     assert probabilities.shape == (150, 3) and np.all(probabilities.sum(axis=1) > 0.99)
     assert sum(len(t) for t in trained) == 2 * 145  # the 145 images left, each in two of the three fits
     assert not any(x[i].tobytes() in t for i in excluded for t in trained)
     with pytest.raises(InputError, match="out-of-fold model 1 has no image of class 2 left to train on"):
-        label_noise.out_of_fold_probabilities(x, y, TINY, folds=3, exclude=np.flatnonzero(y == 2))
+        label_noise.out_of_fold_probabilities(x, y, FIT_PREDICT, folds=3, exclude=np.flatnonzero(y == 2))
 
 
 def test_each_round_of_flagging_trains_without_the_round_befores_flags(monkeypatch):
@@ -201,7 +206,7 @@ def test_each_round_of_flagging_trains_without_the_round_befores_flags(monkeypat
     wrong = {1: [3, 12], 2: [3, 12, 25]}  # what each round's probabilities show as mislabelled
     calls = []
 
-    def planted(x, y, recipe, strategy, folds, seed, on_fold, repeats, mirror, exclude):
+    def planted(x, y, fit_predict, folds, seed, on_fold, repeats, exclude):
         calls.append(np.asarray(exclude).tolist())
         for i in range(1, folds * repeats + 1):
             on_fold(i, folds * repeats)
@@ -214,24 +219,24 @@ def test_each_round_of_flagging_trains_without_the_round_befores_flags(monkeypat
 
     monkeypatch.setattr(label_noise, "out_of_fold_probabilities", planted)
     seen = []
-    probabilities, flags = label_noise.flag_in_rounds(None, y, TINY, rounds=2, folds=2,
+    probabilities, flags = label_noise.flag_in_rounds(None, y, FIT_PREDICT, rounds=2, folds=2,
                                                       on_fold=lambda i, k: seen.append((i, k)))
     assert calls == [[], [3, 12]]  # round 2 leaves out round 1's flags
     assert [sorted(f.tolist()) for f in flags] == [[3, 12], [3, 12, 25]]
     assert probabilities[25].argmax() == 0 and seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
     calls.clear()
-    _, flags = label_noise.flag_in_rounds(None, y, TINY, rounds=1, folds=2)  # no progress callback
+    _, flags = label_noise.flag_in_rounds(None, y, FIT_PREDICT, rounds=1, folds=2)  # no progress callback
     assert calls == [[]] and [sorted(f.tolist()) for f in flags] == [[3, 12]]
     with pytest.raises(InputError, match="rounds must be at least 1, got 0"):
-        label_noise.flag_in_rounds(None, y, TINY, rounds=0)
+        label_noise.flag_in_rounds(None, y, FIT_PREDICT, rounds=0)
 
 
 def test_repeated_out_of_fold_probabilities_average_the_repeats(skewed):
     x, y = skewed
     seen = []
-    first = label_noise.out_of_fold_probabilities(x, y, TINY, folds=2, seed=0)
-    second = label_noise.out_of_fold_probabilities(x, y, TINY, folds=2, seed=2)  # repeat 2 of seed 0
-    both = label_noise.out_of_fold_probabilities(x, y, TINY, folds=2, seed=0, repeats=2,
+    first = label_noise.out_of_fold_probabilities(x, y, FIT_PREDICT, folds=2, seed=0)
+    second = label_noise.out_of_fold_probabilities(x, y, FIT_PREDICT, folds=2, seed=2)  # repeat 2 of seed 0
+    both = label_noise.out_of_fold_probabilities(x, y, FIT_PREDICT, folds=2, seed=0, repeats=2,
                                                  on_fold=lambda i, k: seen.append((i, k)))
     assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
     np.testing.assert_allclose(both, (first + second) / 2, atol=1e-6)
@@ -247,7 +252,7 @@ def test_mirrored_probabilities_average_each_image_and_its_mirror_image():
     model = keras.Model(inputs, keras.layers.Softmax()(halves * 10.0))
     x = np.zeros((3, 32, 32, 3), dtype=np.uint8)
     x[0, :, :16], x[1, :, 16:], x[2] = 255, 255, 128  # bright left, bright right, even
-    plain = label_noise.predict_probabilities(model, x)
+    plain = evaluation.predict_proba(model, x)
     assert plain.argmax(axis=1).tolist() == [0, 1, 0] and plain[0, 0] > 0.99
-    np.testing.assert_allclose(label_noise.predict_probabilities(model, x, mirror=True), 0.5, atol=1e-6)
-    np.testing.assert_allclose(label_noise.predict_probabilities(model, x[:, :, ::-1]), plain[[1, 0, 2]], atol=1e-6)
+    np.testing.assert_allclose(evaluation.predict_proba(model, x, mirror=True), 0.5, atol=1e-6)
+    np.testing.assert_allclose(evaluation.predict_proba(model, x[:, :, ::-1]), plain[[1, 0, 2]], atol=1e-6)

@@ -38,8 +38,9 @@ class DtypeWithState:
 
 @pytest.mark.parametrize("protocol", [2, 4, 5])
 def test_numeric_arrays_and_scalars_load_exactly(tmp_path, protocol):
-    obj = {b"data": np.arange(24, dtype=np.uint8).reshape(2, 12), "fortran": np.arange(6, dtype=np.float16).reshape(2, 3).T,
-           "flags": np.array([True, False]), "scalar": np.int64(-7), "big_endian": np.array([1.5, -2.0], ">f8")}
+    obj = {b"data": np.arange(24, dtype=np.uint8).reshape(2, 12),
+           "fortran": np.arange(6, dtype=np.float16).reshape(2, 3).T, "flags": np.array([True, False]),
+           "scalar": np.int64(-7), "big_endian": np.array([1.5, -2.0], ">f8")}
     (tmp_path / "p").write_bytes(pickle.dumps(obj, protocol=protocol))
     loaded = load_pickle(tmp_path / "p", encoding="bytes")
     assert set(loaded) == set(obj) and loaded["scalar"] == -7

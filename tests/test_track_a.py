@@ -144,10 +144,10 @@ def test_hyperparams_marks_a_diverged_learning_rate_and_never_scores_it(image_tr
 
 
 @pytest.mark.parametrize("name, argv, message", [
-    ("imbalance", ["--seeds", "0,x"], "--seeds takes comma-separated integers"),
-    ("imbalance", ["--strategies", "none,smote2"], "unknown strategy 'smote2'"),
+    ("imbalance", ["--seeds", "0,x"], "--seeds: expected an integer seed, got 'x'"),
+    ("imbalance", ["--strategies", "none,smote2"], "unknown 'smote2'; --strategies takes comma-separated names"),
     ("baseline", ["--train-pickle", "a.pkl"], "--train-pickle and --dev-pickle go together"),
-    ("hyperparams", ["--sweep", "lr,colour"], "--sweep takes a comma-separated list"),
+    ("hyperparams", ["--sweep", "lr,colour"], "unknown 'colour'; --sweep takes comma-separated names"),
     ("label_noise", ["--folds", "1"], "--folds must be at least 2"),
     ("label_noise", ["--repeats", "0"], "argument --repeats: expected a positive integer, got 0"),
     ("label_noise", ["--rounds", "0"], "argument --rounds: expected a positive integer, got 0"),

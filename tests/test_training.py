@@ -27,8 +27,10 @@ def test_optimizers_take_momentum_and_weight_decay():
 
 def test_step_schedule_drops_at_half_and_three_quarters_of_the_run():
     lr, callbacks = training.learning_rate_schedule("step", 0.1, epochs=140, steps_per_epoch=10, factor=0.1)
-    schedule = callbacks[0].schedule
-    assert [schedule(e) for e in (0, 69, 70, 104, 105, 139)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    assert isinstance(lr, keras.optimizers.schedules.PiecewiseConstantDecay) and callbacks == []
+    # optimiser steps 0..9 are epoch 1; the rate drops at the first step of epoch 71 (index 70) and of 106
+    steps = (0, 699, 700, 1049, 1050, 1399)
+    assert [float(lr(s)) for s in steps] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
     lr, callbacks = training.learning_rate_schedule("cosine", 0.1, epochs=5, steps_per_epoch=10)
     assert isinstance(lr, keras.optimizers.schedules.CosineDecay) and float(lr(50)) == pytest.approx(0.0)
     _, callbacks = training.learning_rate_schedule("plateau", 0.1, epochs=5, steps_per_epoch=10)
@@ -67,21 +69,76 @@ class Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
+def new_model():
+    keras.utils.set_random_seed(0)
+    return training.compile_model(models.small_cnn(), training.make_optimizer("adam", 1e-3))
+
+
+def interrupted_after_two_of_four_epochs(tmp_path):
+    """Train 4 epochs with a backup in ``tmp_path``, interrupted after epoch 2; returns the data."""
     x, y = data()
-
-    def new_model():
-        keras.utils.set_random_seed(0)
-        return training.compile_model(models.small_cnn(), training.make_optimizer("adam", 1e-3))
-
     with pytest.raises(KeyboardInterrupt):
         training.fit(new_model(), keras_dataset(x, y), epochs=4,
                      callbacks=training.run_callbacks(tmp_path) + [Interrupt()], verbose=0)
-    assert (tmp_path / "backup").is_dir()
-    resumed = training.fit(new_model(), keras_dataset(x, y), epochs=4, callbacks=training.run_callbacks(tmp_path),
+    return x, y
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
+    x, y = interrupted_after_two_of_four_epochs(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == ["epoch-000001.weights.h5",
+                                                                       "epoch-000002.weights.h5"]
+    announced = []
+    resumed = training.fit(new_model(), keras_dataset(x, y), epochs=4,
+                           callbacks=training.run_callbacks(tmp_path, announce=announced.append), verbose=0)
+    assert announced == ["training: resuming from its backup after epoch 2"]
+    assert len(resumed.history["loss"]) == 4 and resumed.epochs_run == 4 and resumed.resumed_from == 2  # the whole run
+    assert resumed.seconds > 0 and "epoch_seconds" not in resumed.history
+    rows = (tmp_path / "history.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,") and [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2", "3"]
+    training.remove_backup(tmp_path)
+    assert not (tmp_path / "backup").exists()
+
+
+def test_a_backup_that_does_not_load_is_set_aside_and_the_one_before_is_taken(tmp_path, capsys):
+    x, y = interrupted_after_two_of_four_epochs(tmp_path)
+    newest = tmp_path / "backup" / "epoch-000002.weights.h5"
+    newest.write_bytes(newest.read_bytes()[:1000])  # a kill in the middle of a write that was not atomic
+    announced = []
+    resumed = training.fit(new_model(), keras_dataset(x, y), epochs=4,
+                           callbacks=training.run_callbacks(tmp_path, announce=announced.append), verbose=0)
+    assert announced == ["training: resuming from its backup after epoch 1"]
+    assert resumed.resumed_from == 1 and len(resumed.history["loss"]) == 4
+    assert (tmp_path / "backup" / "epoch-000002.weights.h5.bad").is_file()
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"warning: backup {newest} does not load")
+
+
+def test_a_full_disk_while_backing_up_leaves_the_earlier_backup_whole(tmp_path, monkeypatch):
+    import errno
+
+    x, y = data()
+    keras.utils.set_random_seed(0)
+    model = training.compile_model(models.small_cnn(), training.make_optimizer("adam", 1e-3))
+    real_save = model.save_weights
+    calls = []
+
+    def disk_full_on_second_epoch(path, overwrite=True):
+        calls.append(path)
+        if len(calls) == 2:
+            with open(path, "wb") as f:
+                f.write(b"\x89HDF\r\n half")  # a partial write, then ENOSPC
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(path, overwrite=overwrite)
+
+    monkeypatch.setattr(model, "save_weights", disk_full_on_second_epoch)
+    with pytest.raises(OSError, match="No space left"):
+        training.fit(model, keras_dataset(x, y), epochs=4, callbacks=training.run_callbacks(tmp_path), verbose=0)
+    assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == ["epoch-000001.weights.h5"]
+    keras.utils.set_random_seed(0)
+    fresh = training.compile_model(models.small_cnn(), training.make_optimizer("adam", 1e-3))
+    resumed = training.fit(fresh, keras_dataset(x, y), epochs=2, callbacks=training.run_callbacks(tmp_path),
                            verbose=0)
-    assert len(resumed.history["loss"]) == 2  # epochs 3 and 4 only
-    assert not (tmp_path / "backup").exists()  # removed once the run completed
+    assert resumed.resumed_from == 1 and len(resumed.history["loss"]) == 2
 
 
 def test_save_best_keeps_the_lowest_validation_loss_model(tmp_path):
@@ -89,8 +146,7 @@ def test_save_best_keeps_the_lowest_validation_loss_model(tmp_path):
     x, y = data()
     model = training.compile_model(models.small_cnn(), training.make_optimizer("adam", 1e-3))
     callbacks = training.run_callbacks(tmp_path, save_best=True, early_stopping=1)
-    assert [type(c).__name__ for c in callbacks] == [
-        "TerminateOnNaN", "CSVLogger", "BackupAndRestore", "ModelCheckpoint", "EarlyStopping"]
+    assert [type(c).__name__ for c in callbacks] == ["ResumableHistory", "ModelCheckpoint", "EarlyStopping"]
     training.fit(model, keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=2, callbacks=callbacks,
                  verbose=0)
     assert keras.models.load_model(tmp_path / "best.keras").count_params() == 61411

@@ -1,0 +1,287 @@
+"""The frame every experiment runs in: its flags, the order of its work, and the error contract.
+
+Each experiment's ``main`` goes: parse its flags (only those it honours, each
+checked), load and check every input, and only then open its run directory
+(:func:`open_run`), train and report, and :func:`finish`. :func:`run` turns
+bad input anywhere into one ``error:`` line on stderr and exit status 2.
+Nothing here imports TensorFlow, so ``--help`` answers at once.
+"""
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
+
+from keras_apml.errors import InputError  # noqa: E402
+from keras_apml.recipe import OPTIMIZERS, SCHEDULES, Recipe  # noqa: E402
+
+# --quick: this many images of a training set and of a test set (stratified), and one epoch.
+QUICK_TRAIN, QUICK_TEST = 500, 200
+MAX_SEED = 2 ** 32 - 1
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one ``error:`` line and exit status 2."""
+
+    def error(self, message):
+        raise InputError(f"{message} (see --help)")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every flag's default in its help, unless the help already states it or the flag is a switch."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text.lower() or isinstance(action, (argparse._StoreTrueAction, argparse._HelpAction)):
+            return text
+        return text + (" (default: none)" if action.default is None else " (default: %(default)s)")
+
+
+def parser(name, description):
+    """A parser with the flags every experiment takes: data, run directory, --fresh, --quick, --quiet."""
+    p = ArgumentParser(prog=f"python -m experiments.{name}", description=description, formatter_class=HelpFormatter)
+    common = p.add_argument_group("common options")
+    common.add_argument("--data-dir", default=None,
+                        help="CIFAR-10 directory: Keras's cifar-10-batches-py or an image-folder tree "
+                             "train/<class>/*, test/<class>/* (default: $KERAS_APML_DATA, else download)")
+    common.add_argument("--out", default=None,
+                        help=f"the run directory itself (default: runs/{name}/<timestamp>/); the same command with "
+                             "the same --out resumes an interrupted run")
+    common.add_argument("--fresh", action="store_true",
+                        help="start --out afresh: an earlier run there is moved aside to <out>.replaced-<time>")
+    common.add_argument("--quick", action="store_true",
+                        help=f"a tiny subset ({QUICK_TRAIN} training and {QUICK_TEST} test images, 1/20 of the "
+                             "car/truck/cat benchmark) and one epoch: the whole study end to end in about a minute")
+    common.add_argument("--quiet", action="store_true",
+                        help="no progress output; errors and the run directory only")
+    return p
+
+
+def add_seed(p, what="random seed for data draws and training"):
+    """--seed."""
+    p.add_argument("--seed", type=seed, default=0, help=what)
+
+
+def add_seeds(p, what):
+    """--seeds: several seeds, each a training of its own."""
+    p.add_argument("--seeds", type=seed_list, default=None,
+                   help=f"comma-separated seeds of {what} (default: 0,1,2; --quick: 0)")
+
+
+def add_training(p, epochs, batch_size):
+    """--epochs and --batch-size, with their defaults stated (None: the recipe's)."""
+    p.add_argument("--epochs", type=positive_int(100_000), default=None, help=f"training epochs (default: {epochs})")
+    p.add_argument("--batch-size", type=positive_int(2 ** 20), default=None,
+                   help=f"batch size (default: {batch_size})")
+
+
+def add_benchmark(p):
+    """--train-pickle/--dev-pickle: the course's pickles in place of the benchmark drawn from CIFAR-10."""
+    group = p.add_argument_group("car/truck/cat data")
+    group.add_argument("--train-pickle", default=None,
+                       help="the course's train pickle instead of the benchmark (then only observed labels exist)")
+    group.add_argument("--dev-pickle", default=None, help="the course's dev pickle (with --train-pickle)")
+
+
+def add_recipe(p, default=Recipe(), models=("small_cnn", "cifar_convnet"), model_help="the network"):
+    """The training recipe's flags, with ``default``'s values (and --epochs, --batch-size)."""
+    group = p.add_argument_group("training recipe")
+    group.add_argument("--model", choices=models, default=default.model, help=model_help)
+    group.add_argument("--optimizer", choices=OPTIMIZERS, default=default.optimizer, help="the optimiser")
+    group.add_argument("--lr", type=number(0, low_open=True), default=default.lr, help="learning rate")
+    group.add_argument("--momentum", type=number(0, 1, high_open=True), default=default.momentum,
+                       help="SGD momentum")
+    group.add_argument("--weight-decay", type=number(0), default=default.weight_decay,
+                       help="decoupled weight decay")
+    group.add_argument("--schedule", choices=SCHEDULES, default=default.schedule,
+                       help="learning-rate schedule: step (x0.1 at 1/2 and 3/4 of the run), plateau, cosine")
+    group.add_argument("--no-standardize", action="store_true",
+                       help="feed [0, 1] pixels without per-channel z-scoring")
+    group.add_argument("--init", default=None, metavar="MODEL.keras",
+                       help="start every model from this one's weights, all but the classifier (e.g. --model's "
+                            "architecture pretrained with experiments.train --data cifar10 --classes ...)")
+    add_training(p, default.epochs if default.epochs else "the recipe's", default.batch_size)
+
+
+def recipe_from_args(args, default=Recipe(), **settings):
+    """The :class:`Recipe` of :func:`add_recipe`'s flags (one epoch under --quick); ``settings`` override."""
+    return Recipe(**{
+        "model": args.model, "optimizer": args.optimizer, "lr": args.lr, "momentum": args.momentum,
+        "weight_decay": args.weight_decay, "schedule": args.schedule, "standardize": not args.no_standardize,
+        "init": args.init, "batch_size": args.batch_size or default.batch_size,
+        "epochs": args.epochs or (1 if args.quick else default.epochs), **settings})
+
+
+# argparse types: bad values are refused with the reason, never coerced
+def positive_int(high):
+    """An integer in 1..high."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"expected an integer in 1..{high}, got {text}")
+        return value
+    parse.__name__ = "positive integer"
+    return parse
+
+
+def seed(text):
+    """A seed: an integer in 0..2**32-1 (NumPy's and TensorFlow's range)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed lies in 0..{MAX_SEED}, got {text}")
+    return value
+
+
+def seed_list(text):
+    """``"0,1,2"`` -> [0, 1, 2]: distinct seeds."""
+    try:
+        seeds = [seed(s) for s in text.split(",") if s.strip()]
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"--seeds: {e}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected distinct comma-separated seeds, got {text!r}")
+    return seeds
+
+
+def number(low=None, high=None, low_open=False, high_open=False):
+    """A finite float in the range (NaN and infinity refused)."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+        if low is not None and (value < low or (low_open and value == low)):
+            raise argparse.ArgumentTypeError(f"expected a number {'>' if low_open else '>='} {low:g}, got {text}")
+        if high is not None and (value > high or (high_open and value == high)):
+            raise argparse.ArgumentTypeError(f"expected a number {'<' if high_open else '<='} {high:g}, got {text}")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+def names_list(choices, flag):
+    """A comma-separated list of distinct names from ``choices``."""
+    def parse(text):
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(map(repr, unknown))}; {flag} takes comma-separated "
+                                             f"names from {', '.join(choices)}")
+        if not names or len(set(names)) != len(names):
+            raise argparse.ArgumentTypeError(f"{flag} takes distinct comma-separated names, got {text!r}")
+        return names
+    parse.__name__ = "list"
+    return parse
+
+
+# the order of the work
+def load_benchmark(args, draw=0):
+    """The car/truck/cat benchmark (the studies all draw 0, so all see the same images), or the course's pickles."""
+    from keras_apml import data
+
+    return data.load_benchmark(args.data_dir, draw, args.train_pickle, args.dev_pickle, quick=args.quick)
+
+
+def quick_subset(args, x, y, n):
+    """``(x, y)``, or under --quick a stratified subset of ``n`` of them."""
+    from keras_apml import data
+
+    return data.stratified_subset(x, y, n, getattr(args, "seed", 0)) if args.quick else (x, y)
+
+
+def open_run(name, args, **config):
+    """The run directory, opened only once every input is checked; says when it resumes an earlier call."""
+    from keras_apml.runs import RunDir
+
+    run = RunDir.open(name, args.out, vars(args), fresh=args.fresh, config=config)
+    if run.resumed:
+        say(args, f"resuming the run in {run.path}")
+    return run
+
+
+def finish(run, args, line=None):
+    """Mark the run finished and print where it is (with --quiet too)."""
+    run.finish()
+    print(f"{line + '; ' if line else ''}run directory: {run.path}", flush=True)
+    return 0
+
+
+def say(args, line):
+    """One line of progress, unless --quiet."""
+    if not args.quiet:
+        print(line, flush=True)
+
+
+def newest(patterns, makes):
+    """The newest file under runs/ matching the first pattern that matches any; ``makes`` says what makes one."""
+    for pattern in patterns:
+        found = sorted(Path("runs").glob(pattern), key=lambda p: p.stat().st_mtime)
+        if found:
+            return found[-1]
+    raise InputError(f"no trained model under runs/; make one with {makes}, or pass --model PATH")
+
+
+# the error contract
+def import_tensorflow_quietly():
+    """Import TensorFlow and probe its devices with the C++ start-up chatter sent to /dev/null.
+
+    TensorFlow's native logging writes to file descriptor 2 before
+    TF_CPP_MIN_LOG_LEVEL takes effect; without this, ``error:`` would not be
+    the only line a failed command prints.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+        tf.get_logger().setLevel("ERROR")  # retracing notes: studies build many models on purpose
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def run(main, argv=None):
+    """Call ``main(argv)``: bad input, a full disk or any other I/O failure is one ``error:`` line and status 2.
+
+    A finished run asked for again prints that it is finished (status 0);
+    Ctrl-C prints one line (status 130). Run directories are released.
+    """
+    from keras_apml.runs import AlreadyFinished, RunDir
+
+    try:
+        if not any(flag in (argv if argv is not None else sys.argv) for flag in ("-h", "--help")):
+            import_tensorflow_quietly()
+        status = main(argv)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        status = 2
+    except AlreadyFinished as e:
+        print(e, flush=True)
+        status = 0
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}; files written before are intact", file=sys.stderr)
+        status = 2
+    except KeyboardInterrupt:
+        print("error: interrupted; run the same command again to resume", file=sys.stderr)
+        status = 130
+    finally:
+        RunDir.close_all()
+    sys.exit(status or 0)

@@ -1,0 +1,186 @@
+"""The one training path: a :class:`Recipe`, and :func:`build` and :func:`fit` (or both: :func:`train`).
+
+Every model of every study is built by :func:`build` and trained by
+:func:`fit`: the conv nets of ``experiments.train`` and ``cifar_transfer``,
+the VGG19 transfer model and its head, each imbalance strategy, the
+label-noise fold models and the hyperparameter sweeps. This module imports
+no TensorFlow until a model is built, so command lines can offer its choices
+and defaults without that cost.
+"""
+
+import dataclasses
+import math
+from pathlib import Path
+
+from keras_apml.errors import InputError
+
+MODELS = ("small_cnn", "cifar_convnet", "vgg19_transfer")
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
+SCHEDULES = ("constant", "step", "plateau", "cosine")
+RESAMPLERS = ("over", "under", "smote", "over+under", "smote+under")
+BALANCE = ("none", "class_weight", "oversample", *RESAMPLERS)
+DISTRIBUTE = ("none", "mirrored", "multiworker")  # tf.distribute strategies (not imbalance strategies)
+MAX_BATCH, MAX_EPOCHS = 2 ** 20, 100_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How one model is built and trained; with a seed, one training is fully determined.
+
+    The defaults are the hyperparameter study's on the car/truck/cat
+    benchmark (docs/RESULTS.md). ``balance`` is one of BALANCE, ``augment``
+    an online augmentation spec with ImageDataGenerator's argument names,
+    ``init`` a .keras model of the same architecture whose weights (all but
+    the classifier) start every model, ``weights`` the VGG19 base's weights
+    ("imagenet", None or a file), ``dropout`` the conv net's (None: its
+    default).
+    """
+
+    model: str = "cifar_convnet"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    batch_size: int = 32
+    epochs: int = 50
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    standardize: bool = True
+    balance: str = "none"
+    augment: str | None = None
+    dropout: float | None = None
+    init: str | None = None
+    weights: str | None = "imagenet"
+
+    def __post_init__(self):
+        for name, value, choices in (("model", self.model, MODELS), ("optimizer", self.optimizer, OPTIMIZERS),
+                                     ("schedule", self.schedule, SCHEDULES), ("balance", self.balance, BALANCE)):
+            if value not in choices:
+                raise InputError(f"unknown {name} {value!r}; choose from {', '.join(choices)}")
+        _number("learning rate", self.lr, low=0.0, low_open=True)
+        _number("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
+        _number("weight decay", self.weight_decay, low=0.0)
+        if self.dropout is not None:
+            _number("dropout", self.dropout, low=0.0, high=1.0, high_open=True)
+        for name, value, high in (("batch size", self.batch_size, MAX_BATCH), ("epochs", self.epochs, MAX_EPOCHS)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+                raise InputError(f"{name} must be an integer in 1..{high}, got {value!r}")
+        if self.init is not None and not Path(self.init).is_file():
+            raise InputError(f"--init model {self.init} does not exist")
+        if self.weights not in ("imagenet", None) and not Path(self.weights).is_file():
+            raise InputError(f"VGG19 weights file {self.weights} does not exist")
+        if self.augment:
+            from keras_apml.augmentation import Augmentation
+
+            Augmentation.from_string(self.augment)  # a bad spec is refused here, before anything runs
+
+    def replace(self, **changes):
+        """A copy with some settings changed."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self):
+        """The recipe as a JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    def describe(self):
+        """The recipe in words: ``cifar_convnet, adam lr 0.001, batch 32, 50 epochs, ...``."""
+        parts = [self.model, f"{self.optimizer} lr {self.lr:g}", f"batch {self.batch_size}",
+                 f"{self.epochs} epoch{'s' if self.epochs != 1 else ''}", f"{self.schedule} schedule"]
+        if self.optimizer == "sgd":
+            parts.append(f"momentum {self.momentum:g}")
+        if self.weight_decay:
+            parts.append(f"weight decay {self.weight_decay:g}")
+        parts.append("standardised" if self.standardize else "raw [0, 1] pixels")
+        if self.balance != "none":
+            parts.append(f"balance {self.balance}")
+        if self.augment:
+            parts.append(f"augmentation {self.augment}")
+        if self.dropout is not None:
+            parts.append(f"dropout {self.dropout:g}")
+        if self.init:
+            parts.append(f"from {self.init}")
+        return ", ".join(parts)
+
+
+def _number(name, value, low=None, high=None, low_open=False, high_open=False):
+    """Refuse a value that is not a finite number in the range (never coerced)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(f"{name} must be a finite number, got {value!r}")
+    if low is not None and (value < low or (low_open and value == low)):
+        raise InputError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {value!r}")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise InputError(f"{name} must be {'<' if high_open else '<='} {high:g}, got {value!r}")
+    return value
+
+
+# The CIFAR-10 study's recipes (experiments.cifar_transfer; figures in docs/RESULTS.md). The conv net: Adam, a
+# step schedule (x0.1 at 1/2 and 3/4 of the run), batches of 64; run 3 adds CIFAR_AUGMENT, whose shifts move whole
+# pixels (interpolation_order=0, as a random crop does): bilinear shifts blur the training images, never the test ones.
+CIFAR_CONVNET = Recipe(model="cifar_convnet", lr=1e-3, batch_size=64, epochs=140, schedule="step", dropout=0.25)
+CIFAR_AUGMENT = ("horizontal_flip,width_shift_range=0.125,height_shift_range=0.125,fill_mode=constant,cval=0,"
+                 "interpolation_order=0")
+# The VGG19 head on cached features: batches of 256 trained as well as 64 or 128, and faster; 32 batches per
+# train-function call cut the per-step overhead of so small a model (benchmarks.transfer).
+VGG19_HEAD = Recipe(model="vgg19_transfer", lr=1e-3, batch_size=256, epochs=10, standardize=False)
+HEAD_STEPS_PER_EXECUTION = 32
+
+
+def build(recipe, x_train, num_classes, seed):
+    """The recipe's model for ``num_classes``, standardised on ``x_train``; its weights depend only on ``seed``.
+
+    With ``recipe.init`` every layer but the classifier starts from that
+    model's weights, its standardisation included: the features go on seeing
+    the inputs they were trained on.
+    """
+    from keras_apml import models, training
+
+    training.set_seed(seed)
+    if recipe.model == "vgg19_transfer":
+        kwargs = {} if recipe.dropout is None else {"dropout": recipe.dropout}
+        return models.vgg19_transfer(weights=recipe.weights, num_classes=num_classes, **kwargs)
+    standardizer = models.fit_standardizer(x_train) if recipe.standardize else None
+    kwargs = {} if recipe.dropout is None else {"dropout": recipe.dropout}
+    model = models.BUILDERS[recipe.model](num_classes=num_classes, standardizer=standardizer, **kwargs)
+    if recipe.init is not None:
+        models.copy_weights(models.load_model(recipe.init), model)
+    return model
+
+
+def fit(model, x, y, recipe, *, seed=0, validation=None, callbacks=(), verbose=0, scope=None, jit_compile=False,
+        steps_per_execution=1):
+    """Compile ``model`` with the recipe's optimiser and schedule and train it on ``(x, y)`` as the recipe says.
+
+    ``x`` are uint8 images (or float features, which pass unscaled);
+    ``validation`` is ``(x, y)`` for the curves; ``scope`` a tf.distribute
+    strategy to compile under. Returns ``(TrainResult, labels fitted,
+    class weights or None)``.
+    """
+    import contextlib
+
+    from keras_apml import pipeline, training
+    from keras_apml.augmentation import Augmentation
+
+    augmentation = Augmentation.from_string(recipe.augment, seed=seed) if recipe.augment else None
+    ds, steps, weights, y_fit = pipeline.training_dataset(x, y, recipe.balance, recipe.batch_size, seed=seed,
+                                                          augmentation=augmentation)
+    steps_per_epoch = steps or math.ceil(len(y_fit) / recipe.batch_size)
+    lr, schedule_callbacks = training.learning_rate_schedule(recipe.schedule, recipe.lr, recipe.epochs,
+                                                             steps_per_epoch)
+    with scope.scope() if scope is not None else contextlib.nullcontext():
+        training.compile_model(model, training.make_optimizer(recipe.optimizer, lr, recipe.momentum,
+                                                              recipe.weight_decay),
+                               jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+    validation_data = None if validation is None else pipeline.make_dataset(*validation, recipe.batch_size)
+    result = training.fit(model, ds, epochs=recipe.epochs, validation_data=validation_data, steps_per_epoch=steps,
+                          class_weight=weights, verbose=verbose,
+                          callbacks=[*schedule_callbacks, *callbacks])
+    return result, y_fit, weights
+
+
+def train(recipe, x, y, *, num_classes=None, seed=0, validation=None, callbacks=(), verbose=0):
+    """:func:`build` then :func:`fit`: returns ``(model, TrainResult, labels fitted)``."""
+    if num_classes is None:
+        num_classes = int(max(y.max(), validation[1].max() if validation else 0)) + 1
+    model = build(recipe, x, num_classes, seed)
+    result, y_fit, _ = fit(model, x, y, recipe, seed=seed, validation=validation, callbacks=callbacks,
+                           verbose=verbose)
+    return model, result, y_fit
