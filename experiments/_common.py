@@ -42,7 +42,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def parser(name, description):
     """A parser with the flags every experiment takes: data, run directory, --fresh, --quick, --quiet."""
-    p = ArgumentParser(prog=f"python -m experiments.{name}", description=description, formatter_class=HelpFormatter)
+    p = ArgumentParser(prog=f"python -m experiments.{name}", description=description, formatter_class=HelpFormatter,
+                       allow_abbrev=False)  # --seed is not --seeds
     common = p.add_argument_group("common options")
     common.add_argument("--data-dir", default=None,
                         help="CIFAR-10 directory: Keras's cifar-10-batches-py or an image-folder tree "

@@ -4,48 +4,24 @@
     python -m experiments.train --relabel runs/label_noise/<stamp>/flagged_relabel.csv   # after review
 
 Out-of-fold probabilities come from K-fold cross-validation (K=5) of the
-recipe's network (the 72,922-parameter conv net by default) trained 20 epochs
-on the noisy labels with class weights and random mirror images
-(``flip+class_weight``), repeated 3 times with other splits and seeds and
-averaged, each held-out image scored with its mirror image too;
+recipe's network trained on the noisy labels with class weights and random
+mirror images (``flip+class_weight``), repeated 3 times with other splits and
+seeds and averaged, each held-out image scored with its mirror image too;
 cleanlab's ``find_label_issues`` flags the images whose label the fold models
-disagree with. Why this default: no image is scored by a model that saw its
-label (no leakage: logistic regression on features of one network trained on
-all labels scored F1 0.29 on the benchmark), the class weights matter
-(unweighted, a model learns from the noise itself that a cat is most likely
-"car": two thirds of cats carry that label; cleanlab then found 26% of the
-wrong labels, against 77% with class weights), and so do the repeats and the
-mirror images (averaging cancels much of each model's own car/truck
-confusion, which cleanlab would read as noise: F1 0.46-0.48 for one run,
-0.61 for three, 0.64 for three with mirror images). 20 epochs, not the
-retraining's 50: longer training learns more of the noise (README, "Results
-measured here").
+disagree with. No image is scored by a model that saw its label. Why each
+part of this default (the class weights, the repeats, the mirror images, few
+epochs: longer training learns the noise) is measured in docs/RESULTS.md,
+with the variants tried and dropped.
 
 Better: ``--init MODEL.keras``, every model started from a conv net trained
-on CIFAR-10's seven other classes (``experiments.train --classes``, README),
-which never saw a car, truck or cat label. A trained start learns the labels,
-noise included, in fewer epochs, so the fold models then train 10 (one K-fold
-run: F1 0.64 / 0.69 / 0.61 at 5 / 10 / 20 epochs); three repeats score F1
-0.75 against 0.64 from scratch, at half the epochs (both measured before the
-fold models trained on mirror images).
-
-The mirror images in training matter too: fold models that see each image
-either way round, as it will be scored, find more of the wrong labels with
-fewer false flags (from the seven-class start, 397 of 473 with 116 false
-against 362 with 124: F1 0.805 against 0.755; from scratch, one K-fold run,
-0.542 against 0.489). Shifts and rotations as well
-(``augment+class_weight``) are too much for 10 epochs: 0.724.
+on CIFAR-10's seven other classes (``experiments.train --classes``), which
+never saw a car, truck or cat label. A trained start learns the labels, noise
+included, in fewer epochs, so the fold models then train 10 instead of 20.
 
 More rounds (``--rounds 2``): the second round's fold models train without
 the images the first flagged (they are still scored) and cleanlab flags
-again against the labels as given. Without mirror images in training this
-paid: models that learnt less of the noise were surer that a mislabelled cat
-is a cat (mean p(cat) of the cats labelled car 0.67 in round 1, 0.80 in
-round 2; F1 0.755 -> 0.773 from the seven-class start). Fold models trained
-on mirror images find as many in one round as that did in two (397 against
-394, with 116 false flags against 153), and a second round scored 0.805 ->
-0.807 and 0.800 -> 0.783 (two seeds) at twice the cost: hence one round by
-default.
+again against the labels as given; with mirror-image training one round finds
+as much, hence one by default.
 
 Detection is scored against the benchmark's true labels (train by the
 out-of-fold probabilities, dev by a model trained as the last round's fold
@@ -189,6 +165,7 @@ def main(argv=None):
 
     bench = _common.load_benchmark(args)
     names = bench.class_names
+    label_noise.check_folds(bench.y_train, args.folds, len(names))
     run = _common.open_run("label_noise", args, recipe=recipe.to_dict())
 
     flagged, probabilities, detection = detect(run, args, bench, recipe)

@@ -91,31 +91,46 @@ class Augmentation:
         for name in unknown:
             why = "an ImageDataGenerator argument this spec does not support" if name in UNSUPPORTED else "unknown"
             raise InputError(f"augmentation argument {name!r} is {why}; supported: {', '.join(self.arguments())}")
-        numbers = dict(rotation_range=rotation_range, width_shift_range=width_shift_range,
-                       height_shift_range=height_shift_range, shear_range=shear_range, cval=cval)
-        for name, value in numbers.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise InputError(f"augmentation argument {name} must be a number, got {value!r}")
+        rotation_range = _number("rotation_range", rotation_range, 0, 180)
+        width_shift_range = _number("width_shift_range", width_shift_range, 0, 1, high_open=True)
+        height_shift_range = _number("height_shift_range", height_shift_range, 0, 1, high_open=True)
+        shear_range = _number("shear_range", shear_range, 0, 90, high_open=True)  # degrees: tan(90) is infinite
+        cval = _number("cval", cval, 0, 1)  # a fill value of the [0, 1] images
+        for name, value in (("horizontal_flip", horizontal_flip), ("vertical_flip", vertical_flip)):
+            if not isinstance(value, bool):
+                raise InputError(f"augmentation argument {name} is true or false, got {value!r}")
         if fill_mode not in FILL_MODES:
             raise InputError(f"fill_mode must be one of {FILL_MODES}, got {fill_mode!r}")
         if isinstance(interpolation_order, bool) or interpolation_order not in INTERPOLATIONS:
             raise InputError(f"interpolation_order must be 0 (nearest) or 1 (bilinear), got {interpolation_order!r}")
-        for name, value in (("width_shift_range", width_shift_range), ("height_shift_range", height_shift_range)):
-            if not 0.0 <= value < 1.0:
-                raise InputError(f"{name} is a fraction of the image size in [0, 1), got {value}")
-        if brightness_range is not None and (len(brightness_range) != 2 or min(brightness_range) < 0):
-            raise InputError(f"brightness_range must be a [lower, upper] pair of factors, got {brightness_range}")
-        if np.isscalar(zoom_range):
-            zoom_range = (1.0 - zoom_range, 1.0 + zoom_range) if zoom_range else None
+        if isinstance(zoom_range, tuple):
+            lower, upper = _pair("zoom_range", zoom_range, 0, None)
+            if lower == 0:
+                raise InputError(f"zoom_range factors must be above 0, got {zoom_range}")
+            zoom_range = (lower, upper)
+        else:
+            zoom = _number("zoom_range", zoom_range, 0, 1, high_open=True)
+            zoom_range = (1.0 - zoom, 1.0 + zoom) if zoom else None
+        if brightness_range is not None:
+            brightness_range = _pair("brightness_range", brightness_range, 0, None)
+        jitter = {}
+        for name, value in (("contrast_range", contrast_range), ("saturation_range", saturation_range),
+                            ("hue_range", hue_range)):
+            if value is not None:
+                jitter[name] = _pair(name, value, 0, 1) if isinstance(value, tuple) else _number(name, value, 0, 1)
+        contrast_range, saturation_range, hue_range = (jitter.get(k) for k in ("contrast_range", "saturation_range",
+                                                                               "hue_range"))
         self.params = dict(
             rotation_range=rotation_range, width_shift_range=width_shift_range,
             height_shift_range=height_shift_range, shear_range=shear_range,
-            zoom_range=None if zoom_range is None else tuple(zoom_range),
+            zoom_range=zoom_range,
             horizontal_flip=horizontal_flip, vertical_flip=vertical_flip,
-            brightness_range=None if brightness_range is None else tuple(brightness_range),
+            brightness_range=brightness_range,
             fill_mode=fill_mode, cval=cval, interpolation_order=int(interpolation_order), contrast_range=contrast_range,
             saturation_range=saturation_range, hue_range=hue_range, seed=seed,
         )
+        if not self.layers().layers:
+            raise InputError(f"the augmentation spec augments nothing: {self!r}")
 
     @staticmethod
     def arguments():
@@ -132,10 +147,17 @@ class Augmentation:
         kwargs = {}
         for item in filter(None, (part.strip() for part in text.split(","))):
             name, _, value = item.partition("=")
+            name = name.strip()
+            if name == "seed":
+                raise InputError("the augmentation's seed is the run's (--seed), not part of the spec")
+            if name in kwargs:
+                raise InputError(f"augmentation argument {name!r} is given twice")
             try:
-                kwargs[name.strip()] = _parse_value(value.strip()) if value else True
+                kwargs[name] = _parse_value(value.strip()) if value else True
             except ValueError:
                 raise InputError(f"cannot parse augmentation argument {item!r}") from None
+        if not kwargs:
+            raise InputError(f"the augmentation spec {text!r} names no argument")
         return cls(seed=seed, **kwargs)
 
     def __repr__(self):
@@ -193,6 +215,26 @@ class Augmentation:
             xs.append(out)
             ys.append(y)
         return np.concatenate(xs), np.concatenate(ys)
+
+
+def _number(name, value, low, high, high_open=False):
+    """A finite number in [low, high] (or [low, high)); anything else is refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(f"augmentation argument {name} must be a finite number, got {value!r}")
+    if value < low or value > high or (high_open and value == high):
+        raise InputError(f"augmentation argument {name} must lie in [{low:g}, {high:g}{')' if high_open else ']'}, "
+                         f"got {value:g}")
+    return float(value)
+
+
+def _pair(name, value, low, high):
+    """A ``lower:upper`` pair of finite numbers, lower <= upper, within [low, high] (high None: no bound)."""
+    if not isinstance(value, tuple) or len(value) != 2:
+        raise InputError(f"augmentation argument {name} is a lower:upper pair, got {value!r}")
+    lower, upper = (_number(name, v, low, math.inf if high is None else high) for v in value)
+    if lower > upper:
+        raise InputError(f"augmentation argument {name}: lower {lower:g} above upper {upper:g}")
+    return lower, upper
 
 
 def _parse_value(text):

@@ -26,6 +26,15 @@ def strategy_fit_predict(strategy, recipe, mirror=False):
     return fit_predict
 
 
+def check_folds(y, folds, num_classes=None):
+    """Refuse a K-fold that some class cannot take part in: fewer images of it than folds."""
+    if folds < 2:
+        raise InputError(f"cross-validation needs at least 2 folds, got {folds}")
+    counts = np.bincount(y, minlength=num_classes or 0)
+    if counts.min() < folds:
+        raise InputError(f"class {int(counts.argmin())} has {counts.min()} training images, fewer than {folds} folds")
+
+
 def out_of_fold_probabilities(x, y, fit_predict, folds=5, seed=0, on_fold=None, repeats=1, exclude=()):
     """Predicted probabilities for every image from models that never saw it: (repeated) stratified K-fold.
 
@@ -39,12 +48,9 @@ def out_of_fold_probabilities(x, y, fit_predict, folds=5, seed=0, on_fold=None, 
     with less of one model's chance errors. ``on_fold(i, total)`` is called
     before each of the ``folds * repeats`` trainings.
     """
-    if folds < 2:
-        raise InputError(f"cross-validation needs at least 2 folds, got {folds}")
+    check_folds(y, folds)
     if repeats < 1:
         raise InputError(f"repeats must be at least 1, got {repeats}")
-    if np.bincount(y).min() < folds:
-        raise InputError(f"the smallest class has {np.bincount(y).min()} images, fewer than {folds} folds")
     num_classes = int(y.max()) + 1
     trainable = np.ones(len(y), dtype=bool)
     trainable[np.asarray(exclude, dtype=np.int64)] = False

@@ -179,8 +179,12 @@ def test_offline_augmentation_appends_copies():
     (dict(zca_whitening=True), "'zca_whitening' is an ImageDataGenerator argument this spec does not support"),
     (dict(rotaton_range=10), "'rotaton_range' is unknown"),
     (dict(fill_mode="mirror"), "fill_mode must be one of"),
-    (dict(width_shift_range=4), "fraction of the image size"),
-    (dict(rotation_range="ten"), "rotation_range must be a number"),
+    (dict(width_shift_range=4), "width_shift_range must lie in \\[0, 1\\), got 4"),
+    (dict(rotation_range="ten"), "rotation_range must be a finite number, got 'ten'"),
+    (dict(shear_range=90), "shear_range must lie in \\[0, 90\\), got 90"),  # degrees, as ImageDataGenerator
+    (dict(zoom_range=(1.2, 0.8)), "zoom_range: lower 1.2 above upper 0.8"),
+    (dict(horizontal_flip="yes"), "horizontal_flip is true or false"),
+    (dict(vertical_flip=False), "augments nothing"),
 ])
 def test_unsupported_augmentation_arguments_are_refused_by_name(kwargs, message):
     with pytest.raises(InputError, match=message):
