@@ -227,12 +227,13 @@ def say(args, line):
 
 
 def newest(patterns, makes):
-    """The newest file under runs/ matching the first pattern that matches any; ``makes`` says what makes one."""
+    """The newest file under runs/ of the first of ``patterns`` that matches any; ``makes`` says what makes one."""
     for pattern in patterns:
         found = sorted(Path("runs").glob(pattern), key=lambda p: p.stat().st_mtime)
         if found:
             return found[-1]
-    raise InputError(f"no trained model under runs/; make one with {makes}, or pass --model PATH")
+    where = " or ".join(f"runs/{p}" for p in patterns)
+    raise InputError(f"no trained model at {where}; make one with {makes}, or pass --model PATH")
 
 
 # the error contract

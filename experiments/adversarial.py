@@ -179,11 +179,11 @@ def example_figure(model, x, labels, predicted, args, names):
 def main(argv=None):
     args = parse_args(argv)
 
-    from keras_apml import evaluation, models, plots
-    from keras_apml.report import markdown_table
+    from keras_apml import evaluation, models, plots, report
 
     model_path = resolve_model(args.model)
     model = models.load_model(model_path)
+    models.check_input_shape(model, model_path)
     x, y, y_true, names, set_name = load_evaluation_set(args, int(model.output_shape[-1]))
     if args.target is not None:
         _class_index(args.target, names)
@@ -202,26 +202,15 @@ def main(argv=None):
         grid_images += list(x_adv[shown])
         captions += [f"eps {eps:g}\n{names[scored[i]]} -> {names[p]}" for i, p in zip(shown, after)]
     grid = plots.image_grid(grid_images, captions, columns=len(shown), title="FGSM: a row per eps (true -> predicted)")
-    rows = [(f"{float(eps):g}", results["fgsm"][eps]["accuracy"], results["fgsm"][eps]["balanced_accuracy"],
-             results["pgd"][eps]["accuracy"], results["pgd"][eps]["balanced_accuracy"])
-            for eps in results["fgsm"]]
-    run.add_section(
-        "sweep",
-        f"## Epsilon sweep\n\nModel `{model_path}` on the {set_name} set ({len(y)} images), scored against "
-        f"{'true' if y_true is not None else 'the given'} labels; attacks aim at "
-        f"{'the model predictions' if args.use_predictions else 'the true labels'}. PGD: {args.pgd_steps} steps "
-        "of eps/4 from a random start.\n\n"
-        + markdown_table(["eps", "FGSM accuracy", "FGSM balanced acc.", "PGD accuracy", "PGD balanced acc."], rows)
-        + f"\n\n![accuracy against eps]({run.save_figure(curves, 'eps_sweep.png')})"
-        f"\n\n![FGSM images]({run.save_figure(grid, 'eps_grid.png')})")
+    run.add_section("sweep", report.eps_sweep_section(
+        model_path, set_name, len(y), y_true is not None, args.use_predictions, args.pgd_steps, results,
+        run.save_figure(curves, "eps_sweep.png"), run.save_figure(grid, "eps_grid.png")))
 
     figure, count = example_figure(model, x, scored, predicted, args, names)
     rates = targeted(model, x, scored, predicted, args, names)
     run.record("targeted", {"attack": args.attack, "eps": args.example_eps, "per_target": rates})
-    table = markdown_table(["target", "images", "success rate"],
-                           [(t, r["images"], r["success_rate"]) for t, r in rates.items()])
-    run.add_section("targeted", f"## Examples and targeted attacks ({args.attack}, eps {args.example_eps:g})\n\n"
-                    f"![{count} examples]({run.save_figure(figure, 'examples.png')})\n\n{table}")
+    run.add_section("targeted", report.targeted_section(args.attack, args.example_eps, rates,
+                                                        run.save_figure(figure, "examples.png"), count))
     return _common.finish(run, args)
 
 

@@ -34,7 +34,7 @@ def parse_args(argv=None):
 
 def inspect_data(run, bench):
     """Class counts, samples per class and wrongly labelled images, as report sections."""
-    from keras_apml import plots
+    from keras_apml import plots, report
 
     names = bench.class_names
     label_sets = {"train observed": bench.y_train, "dev observed": bench.y_dev}
@@ -44,7 +44,7 @@ def inspect_data(run, bench):
     counts = run.save_figure(plots.class_distribution(label_sets, names, "Images per class"), "class_distribution.png")
     shown = bench.y_train if bench.y_train_true is None else bench.y_train_true
     samples = run.save_figure(plots.sample_grid(bench.x_train, shown, names), "samples.png")
-    lines = [f"## Data\n\n![class counts]({counts})\n\n![samples per class]({samples})"]
+    mislabelled = None
     table = {name: {"n": len(y), **{c: int(np.sum(y == i)) for i, c in enumerate(names)}}
              for name, y in label_sets.items()}
     if bench.y_train_true is not None:
@@ -55,12 +55,9 @@ def inspect_data(run, bench):
                                                 title=f"Wrongly labelled training images ({len(wrong)} in all)"),
                                "mislabelled.png")
         dev_wrong = int(np.sum(bench.y_dev != bench.y_dev_true))
-        lines.append(f"{len(wrong)} of {len(bench.y_train)} training labels and {dev_wrong} of {len(bench.y_dev)} "
-                     f"dev labels are wrong.\n\n![wrongly labelled]({grid})")
+        mislabelled = (grid, len(wrong), len(bench.y_train), dev_wrong, len(bench.y_dev))
         table["wrong labels"] = {"train": int(len(wrong)), "dev": dev_wrong}
-    else:
-        lines.append("The course's pickles carry observed labels only: wrong labels cannot be counted.")
-    run.add_section("data", "\n\n".join(lines))
+    run.add_section("data", report.benchmark_data_section(counts, samples, mislabelled))
     return table
 
 
@@ -89,26 +86,16 @@ def main(argv=None):
                                        verbose=0 if args.quiet else 2)
     splits = {"train": (bench.x_train, bench.y_train, bench.y_train_true),
               "dev": (bench.x_dev, bench.y_dev, bench.y_dev_true)}
-    run.add_section(
-        "what",
-        "## What the baseline does\n\n"
-        f"{recipe.describe()}, no balancing. Compare its plain accuracy with the rule that always answers the most "
-        "frequent class: only balanced accuracy (the mean of per-class recalls) tells them apart.")
+    run.add_section("what", report.baseline_what_section(recipe.describe()))
     metrics = report.finish_trained_model(run, "small_cnn", model, result, splits, names, model_file="baseline.keras",
                                           extra={"recipe": recipe.to_dict()})
-    rows = [("always " + majority, always)]
+    rows, share = [("always " + majority, always)], None
     if metrics:
         rows.append(("small_cnn", metrics["dev"]))
         predicted = evaluation.predict_labels(model, bench.x_dev)
         share = {c: float(np.mean(predicted == i)) for i, c in enumerate(names)}
         run.update("small_cnn", dev_predicted_share=share)
-    table = [(name, labels, m["accuracy"], m["balanced_accuracy"], m["macro_f1"])
-             for name, mm in rows for _, labels, m in report.label_sets({"dev": mm})]
-    summary = report.markdown_table(["model", "dev labels", "accuracy", "balanced accuracy", "macro F1"], table)
-    if metrics:
-        summary += "\n\nShare of dev images predicted as each class: " + ", ".join(
-            f"{c} {v:.1%}" for c, v in share.items()) + "."
-    run.add_section("comparison", "## Baseline against always-car\n\n" + summary)
+    run.add_section("comparison", report.baseline_comparison_section(rows, share))
     return _common.finish(run, args)
 
 

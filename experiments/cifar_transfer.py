@@ -175,28 +175,11 @@ class Study:
         self.finish("vgg19_finetune", model, result, {"unfrozen": "block4"})
 
 
-def comparison_table(results):
-    """The closing table: every run's accuracies beside the study's own test accuracy."""
-    from keras_apml.report import markdown_table
-
-    rows = []
-    for name, m in results["runs"].items():
-        if "test" not in m:
-            rows.append((name, None, None, None, None, m["training"]["status"], STUDY.get(name, "—")))
-            continue
-        rows.append((name, m["train"]["accuracy"], m["validation"]["accuracy"], m["test"]["accuracy"],
-                     m["test"]["balanced_accuracy"], f"{m['training']['epochs_run']} epochs, "
-                     f"{m['timing']['fit_seconds']:.0f} s", STUDY.get(name, "—")))
-    return "## Comparison\n\n" + markdown_table(
-        ["run", "train acc", "val acc", "test acc", "test balanced acc", "training", "study test acc"], rows) + (
-        "\n\nThe study's figures are on the original CIFAR-10; JPEG copies score a little lower.")
-
-
 def main(argv=None):
     args = parse_args(argv)
     planned = recipes(args)
 
-    from keras_apml import plots, recipe, training
+    from keras_apml import plots, recipe, report, training
     from keras_apml.runs import progress
 
     gpu = training.gpu_options(args.mixed_precision, args.jit)
@@ -211,11 +194,9 @@ def main(argv=None):
                            sizes={k: len(v[1]) for k, v in splits.items()},
                            recipes={k: r.to_dict() for k, r in planned.items()})
     study = Study(args, run, splits, planned, strategy, gpu)
-    run.add_section("data", f"CIFAR-10, {len(splits['train'][1])} train / {len(splits['validation'][1])} validation / "
-                    f"{len(splits['test'][1])} test images; {strategy.num_replicas_in_sync} replica(s); "
-                    f"mixed precision {gpu['mixed_precision']}, XLA {gpu['jit']}.\n\n![samples]("
-                    + run.save_figure(plots.sample_grid(splits["train"][0], splits["train"][1], study.names),
-                                      "samples.png") + ")")
+    samples = run.save_figure(plots.sample_grid(splits["train"][0], splits["train"][1], study.names), "samples.png")
+    run.add_section("data", report.cifar_data_section({k: len(v[1]) for k, v in splits.items()},
+                                                      strategy.num_replicas_in_sync, gpu, samples))
     names = [CONV_RUNS.get(r, r) for r in args.runs]
     for i, name in enumerate(names, start=1):
         epochs = f"head {args.head_epochs}" if name == "vgg19" else args.epochs
@@ -224,7 +205,7 @@ def main(argv=None):
             continue
         progress(i, len(names), f"{name} ({epochs} epochs)", args.quiet)
         study.vgg19_run(vgg19) if name == "vgg19" else study.conv_run(name)
-    run.add_section("comparison", comparison_table(run.results()))
+    run.add_section("comparison", report.cifar_comparison(run.results(), STUDY))
     return _common.finish(run, args)
 
 

@@ -57,11 +57,7 @@ def parse_args(argv=None):
 def resolve_model(path):
     """The .keras file to use: the given file, a run directory's vgg19.keras, or the newest run's."""
     if path is None:
-        found = sorted(Path("runs", "cifar_transfer").glob("*/vgg19.keras"), key=lambda p: p.stat().st_mtime)
-        if not found:
-            raise InputError(f"no trained transfer model under runs/cifar_transfer/; make one with `{MAKE_MODEL}` "
-                             "or pass --model PATH")
-        return found[-1]
+        return _common.newest(["cifar_transfer/*/vgg19.keras"], f"`{MAKE_MODEL}`")
     path = Path(path)
     if path.is_dir():
         if not (path / "vgg19.keras").is_file():
@@ -145,12 +141,12 @@ def main(argv=None):
 
     import keras
 
-    from keras_apml import data, evaluation, features, models, plots
-    from keras_apml.report import markdown_table
+    from keras_apml import data, evaluation, features, models, plots, report
     from keras_apml.runs import progress
 
     model_path = resolve_model(args.model)
     model = models.load_model(model_path)
+    models.check_input_shape(model, model_path)
     layer = models.feature_extractor(model, args.layer).layers[-1].name
     (x_train, y_train), (x_test, y_test) = data.load_cifar10(args.data_dir)
     x_train, y_train = _common.quick_subset(args, x_train, y_train, _common.QUICK_TRAIN)
@@ -174,9 +170,8 @@ def main(argv=None):
     network = evaluation.evaluate(outputs["test.probabilities"], None, y_test, names)
     run.record("network", {"test": network, "timing": {"extract_seconds": cache["seconds"]},
                            "feature_cache": cache["cache"]})
-    run.add_section("features", f"Model `{model_path}`, layer `{layer}`: features {feats['train'].shape} train, "
-                    f"{feats['test'].shape} test (cache {cache['cache']}, {cache['seconds']:.1f} s). Train accuracy "
-                    f"is measured on {len(train_eval)} training images.")
+    run.add_section("features", report.features_section(model_path, layer, (feats["train"].shape, feats["test"].shape),
+                                                        cache, len(train_eval)))
 
     rows = [("network (softmax)", None, network["accuracy"], network["balanced_accuracy"], None, None)]
     for i, name in enumerate(args.classifiers, start=1):
@@ -191,11 +186,8 @@ def main(argv=None):
                      f"{result['timing']['fit_seconds']:.2f}", f"{result['timing']['predict_seconds']:.2f}"))
         png = run.save_figure(plots.confusion_matrix(test["confusion_matrix"], names, f"{name} on {layer} features"),
                               f"confusion_{name}.png")
-        warning = f"\n\n**Did not converge**: {'; '.join(result['warnings'])}" if result["warnings"] else ""
-        run.add_section(name, f"## {name}\n\n`{result['pipeline']}`{warning}\n\n![confusion matrix]({png})\n\n"
-                        f"```\n{test['classification_report']}```")
-    run.add_section("comparison", "## Comparison\n\n" + markdown_table(
-        ["classifier", "train acc", "test acc", "test balanced acc", "fit s", "predict s"], rows))
+        run.add_section(name, report.classifier_section(name, result, png))
+    run.add_section("comparison", report.classifier_comparison(rows))
     return _common.finish(run, args)
 
 

@@ -66,8 +66,7 @@ def score(model, result, splits, names):
 
 def run_sweep(run, sweep, args, recipe, train, splits, names, counter):
     """Train every configuration of one sweep on ``train``, score it on ``splits``; returns its best label."""
-    from keras_apml import imbalance, plots, runs
-    from keras_apml.report import markdown_table
+    from keras_apml import imbalance, plots, report, runs
 
     if sweep == "epochs":
         return epochs_sweep(run, args, recipe, train, splits, counter)
@@ -84,31 +83,13 @@ def run_sweep(run, sweep, args, recipe, train, splits, names, counter):
     best = max(finished, key=lambda k: finished[k]["validation"]["balanced_accuracy"]) if finished else None
     run.record(sweep, {"configurations": results, "best": best})
     plot = run.save_figure(plots.loss_curves(curves, f"{sweep} sweep: loss per epoch"), f"sweep_{sweep}.png")
-    rows = []
-    for label, r in results.items():
-        val, dev = r.get("validation"), r.get("dev")
-        true = (dev or {}).get("true_labels")
-        rows.append((label, r["training"]["status"], r["training"]["epochs_run"], _last(r, "loss"),
-                     _last(r, "val_loss"), val and val["balanced_accuracy"], true and true["balanced_accuracy"],
-                     dev and dev["balanced_accuracy"], r["timing"]["fit_seconds"]))
-    table = markdown_table(["setting", "status", "epochs", "train loss", "validation loss",
-                            "validation balanced acc.", "dev balanced acc. (true)", "dev balanced acc. (observed)",
-                            "fit seconds"], rows)
-    verdict = f"**Best {sweep}: `{best}`** (highest validation balanced accuracy)." if best else \
-        "**Every configuration diverged.**"
-    run.add_section(sweep, f"## Sweep: {sweep}\n\n{verdict}\n\n{table}\n\n![{sweep}]({plot})")
+    run.add_section(sweep, report.sweep_section(sweep, results, best, plot))
     return best
-
-
-def _last(result, key):
-    """The last value of a history entry (None when missing or not finite)."""
-    values = result["training"]["history"].get(key) or [None]
-    return values[-1]
 
 
 def epochs_sweep(run, args, recipe, train, splits, counter):
     """One long run scored after every epoch: balanced accuracy on validation and dev against epochs."""
-    from keras_apml import evaluation, imbalance, plots, runs
+    from keras_apml import evaluation, imbalance, plots, report, runs
 
     epochs = args.max_epochs or 3 * recipe.epochs
     runs.progress(next(counter), args.total, f"epochs: 1..{epochs}", args.quiet)
@@ -124,8 +105,7 @@ def epochs_sweep(run, args, recipe, train, splits, counter):
                           "timing": result.timing()})
     plot = run.save_figure(plots.metric_curves(history, "balanced accuracy", "Balanced accuracy per epoch"),
                            "sweep_epochs.png")
-    run.add_section("epochs", f"## Sweep: epochs\n\n**Best epochs: {best}** (highest validation balanced accuracy over "
-                    f"{result.epochs_run} epochs, {result.status}).\n\n![epochs]({plot})")
+    run.add_section("epochs", report.epochs_sweep_section(best, result, plot))
     return best
 
 
@@ -135,23 +115,24 @@ def main(argv=None):
 
     import itertools
 
-    from keras_apml import data
+    from keras_apml import data, report
+    from keras_apml import recipe as training_path
 
     bench = _common.load_benchmark(args)
     fit_idx, val_idx = data.validation_split(bench.y_train, 0.2, args.seed)
+    training_path.check(recipe, bench.x_train, len(bench.class_names))
     run = _common.open_run("hyperparams", args, recipe=recipe.to_dict())
     train = (bench.x_train[fit_idx], bench.y_train[fit_idx])
     splits = {"validation": (bench.x_train[val_idx], bench.y_train[val_idx], None),
               "dev": (bench.x_dev, bench.y_dev, bench.y_dev_true)}
     args.total = sum(1 if s == "epochs" else len(configurations(s, recipe, args.quick)) for s in args.sweep)
     counter = itertools.count(1)
-    run.add_section("base", f"Base recipe: {recipe.describe()}; strategy `{args.strategy}`. Training on "
-                    f"{len(fit_idx)} images, validation on {len(val_idx)} (observed labels), dev {len(bench.y_dev)}.")
+    run.add_section("base", report.hyperparams_base_section(recipe.describe(), args.strategy, len(fit_idx),
+                                                            len(val_idx), len(bench.y_dev)))
     best = {sweep: run_sweep(run, sweep, args, recipe, train, splits, bench.class_names, counter)
             for sweep in args.sweep}
     run.note("best", best)
-    run.add_section("summary",
-                    "## Best setting of each sweep\n\n" + "\n".join(f"- {k}: `{v}`" for k, v in best.items()))
+    run.add_section("summary", report.best_settings_section(best))
     return _common.finish(run, args)
 
 

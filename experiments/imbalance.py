@@ -41,9 +41,11 @@ def main(argv=None):
     recipe = _common.recipe_from_args(args)
 
     from keras_apml import evaluation, imbalance, plots, report, runs
+    from keras_apml import recipe as training_path
 
     bench = _common.load_benchmark(args)
     names = bench.class_names
+    training_path.check(recipe, bench.x_train, len(bench.class_names))
     run = _common.open_run("imbalance", args, recipe=recipe.to_dict())
     total = len(args.strategies) * len(args.seeds)
     per_seed, first_models = {}, {}
@@ -80,17 +82,11 @@ def main(argv=None):
     run.save_model(model, "best.keras")
     run.note("best", {"strategy": best, "model_file": "best.keras", "seed": args.seeds[0],
                       "recipe": recipe.to_dict(), "chosen_on": f"mean dev balanced accuracy, {label_note} labels"})
-    described = "\n".join(f"- `{n}`: {imbalance.STRATEGIES[n].description}" for n in args.strategies)
-    run.add_section(
-        "strategies",
-        f"## Strategies\n\nRecipe: {recipe.describe()}. Seeds {args.seeds}; every strategy of a seed starts from "
-        f"the same initial weights.\n\n{described}\n\n"
-        + report.seed_table(summaries, names) + f"\n\n![balanced accuracy per strategy]({bars})")
-    run.add_section(
-        "best",
-        f"## Best: `{best}`\n\nMean dev balanced accuracy ({label_note} labels) "
-        f"{report.mean_std(scored[best]['balanced_accuracy'])}. "
-        f"Its seed-{args.seeds[0]} model is saved as `best.keras`.")
+    descriptions = {n: imbalance.STRATEGIES[n].description for n in args.strategies}
+    run.add_section("strategies", report.strategies_section(recipe.describe(), args.seeds, descriptions, summaries,
+                                                            names, bars))
+    run.add_section("best", report.best_strategy_section(best, label_note, scored[best]["balanced_accuracy"],
+                                                         args.seeds[0]))
     splits = {"dev": (bench.x_dev, bench.y_dev, bench.y_dev_true)}
     report.add_model_report(run, f"best_{best}", report.evaluate_splits(model, splits, names), names, model, result)
     return _common.finish(run, args, f"best strategy: {best}")

@@ -119,8 +119,7 @@ def _pairs(observed, suggested, names):
 
 def report_detection(run, bench, flagged, probabilities, detection, args):
     """The detection section: quality table, flagged grid, the CSV for review."""
-    from keras_apml import plots
-    from keras_apml.report import markdown_table
+    from keras_apml import plots, report
 
     names = bench.class_names
     shown = flagged[:SHOWN]
@@ -130,31 +129,8 @@ def report_detection(run, bench, flagged, probabilities, detection, args):
         captions = [c + (" ✓" if bench.y_train[i] != bench.y_train_true[i] else " ✗") for c, i in zip(captions, shown)]
     grid = run.save_figure(plots.image_grid(bench.x_train[shown], captions,
                                             title="Most confidently flagged: observed -> suggested"), "flagged.png")
-    repeated = f", averaged over {args.repeats} repeats" if args.repeats > 1 else ""
-    mirrored = "" if args.no_mirror else ", each image's averaged with its mirror image's"
-    epochs = f"{args.detect_epochs} epoch" + ("s" if args.detect_epochs > 1 else "")
-    rounds = ""
-    if args.rounds > 1:
-        counts = ", ".join(str(r["flagged"]) for r in detection["rounds"])
-        rounds = (f" In {args.rounds} rounds, each after the first with fold models trained without the images "
-                  f"the round before flagged (they flagged {counts}); the last round's flags count.")
-    lines = [f"## Detection\n\n{args.folds}-fold out-of-fold probabilities from `{args.detect_strategy}` models "
-             f"({epochs}){repeated}{mirrored}; "
-             f"cleanlab flagged {detection['train']['flagged']} of {len(bench.y_train)} training labels and "
-             f"{detection['dev']['flagged']} of {len(bench.y_dev)} dev labels.{rounds}"]
-    if "f1" in detection["train"]:
-        train = [(f"train, round {i}" if args.rounds > 1 else "train", d)
-                 for i, d in enumerate(detection["rounds"], start=1)]
-        rows = [(split, d["wrong"], d["flagged"], d["correctly_flagged"], d["precision"], d["recall"], d["f1"])
-                for split, d in (*train, ("dev", detection["dev"]))]
-        lines.append(markdown_table(["split", "wrong labels", "flagged", "flagged and wrong", "precision", "recall",
-                                     "F1"], rows))
-    lines.append("Flagged (observed -> suggested): " + ", ".join(
-        f"{k}: {v}" for k, v in detection["flagged_by_observed_and_suggested"].items()) + ".")
-    lines.append(f"![flagged images]({grid})\n\n(✓ the label is wrong, ✗ it was right.) The flagged training "
-                 "labels, with the suggested class, are in `flagged_relabel.csv` (dev: `flagged_dev_relabel.csv`): "
-                 "review and edit it, then `python -m experiments.train --relabel flagged_relabel.csv` applies it.")
-    run.add_section("detection", "\n\n".join(lines))
+    run.add_section("detection", report.detection_section(detection, args, (len(bench.y_train), len(bench.y_dev)),
+                                                          grid))
 
 
 def main(argv=None):
@@ -162,10 +138,12 @@ def main(argv=None):
     recipe = _common.recipe_from_args(args)
 
     from keras_apml import evaluation, imbalance, label_noise, report, runs
+    from keras_apml import recipe as training_path
 
     bench = _common.load_benchmark(args)
     names = bench.class_names
     label_noise.check_folds(bench.y_train, args.folds, len(names))
+    training_path.check(recipe, bench.x_train, len(bench.class_names))
     run = _common.open_run("label_noise", args, recipe=recipe.to_dict())
 
     flagged, probabilities, detection = detect(run, args, bench, recipe)
@@ -188,12 +166,7 @@ def main(argv=None):
         finished = [r["dev"] for r in entry["seeds"].values() if r["dev"] is not None]
         entry["summary"] = summaries[how] = report.summarize_seeds(finished, names)
         run.record(how, entry)
-    run.add_section("retraining",
-                    f"## Retraining `{args.strategy}` on cleaned labels\n\n(a) noisy: the labels as given; "
-                    "(b) removed: flagged images dropped; (c) relabelled: flagged images given the suggested class; "
-                    "(d) true, where the benchmark knows them: every label right, the ceiling of any cleaning. "
-                    f"Mean ± std over seeds {args.seeds}, on dev.\n\n"
-                    + report.seed_table(summaries, names, first="training labels"))
+    run.add_section("retraining", report.retraining_section(args.strategy, args.seeds, summaries, names))
     return _common.finish(run, args)
 
 

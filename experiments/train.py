@@ -112,9 +112,7 @@ def main(argv=None):
     fig = plots.class_distribution({name: s[1] for name, s in splits.items()}, names, "Observed labels per split")
     figures = [run.save_figure(fig, "class_distribution.png"),
                run.save_figure(plots.sample_grid(x_train, y_train, names), "samples.png")]
-    run.add_section("data", f"Recipe: {recipe.describe()}. Data: `{args.data}`, "
-                    + ", ".join(f"{k} {v}" for k, v in data_record["sizes"].items()) + " images.\n\n"
-                    + "\n".join(f"![{f}]({f})" for f in figures))
+    run.add_section("data", report.data_section(recipe.describe(), args.data, data_record["sizes"], figures))
     callbacks = training.run_callbacks(run.path, early_stopping=args.early_stopping, save_best=args.save_best,
                                        announce=lambda line: _common.say(args, line))
     result, y_fit, weights = training_path.fit(model, x_train, y_train, recipe, seed=args.seed,

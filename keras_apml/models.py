@@ -222,4 +222,12 @@ def load_model(path):
         raise InputError(f"cannot load model {path}: {str(e).splitlines()[0][:200]}") from None
 
 
+def check_input_shape(model, path):
+    """Refuse a model that does not take 32x32 RGB images."""
+    shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
+    if shape != INPUT_SHAPE:
+        raise InputError(f"model {path} takes inputs of shape {model.input_shape}, not 32x32 RGB images "
+                         f"{INPUT_SHAPE}")
+
+
 BUILDERS = {"small_cnn": small_cnn, "cifar_convnet": cifar_convnet}

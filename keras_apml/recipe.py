@@ -176,6 +176,12 @@ def fit(model, x, y, recipe, *, seed=0, validation=None, callbacks=(), verbose=0
     return result, y_fit, weights
 
 
+def check(recipe, x_train, num_classes):
+    """Build the recipe's model once and drop it: a missing, unloadable or mismatched ``init`` or weights file fails
+    now, before a run directory exists or an epoch is trained."""
+    build(recipe, x_train[:64], num_classes, seed=0)
+
+
 def train(recipe, x, y, *, num_classes=None, seed=0, validation=None, callbacks=(), verbose=0):
     """:func:`build` then :func:`fit`: returns ``(model, TrainResult, labels fitted)``."""
     if num_classes is None:

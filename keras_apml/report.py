@@ -146,3 +146,196 @@ def finish_trained_model(run, name, model, train_result, splits, class_names, *,
     add_model_report(run, name, split_metrics, class_names, model, train_result, detail_splits)
     training.remove_backup(run.path, tag)
     return split_metrics
+
+
+# The experiments' own sections: each returns markdown for ``RunDir.add_section``.
+def data_section(recipe_text, data_name, sizes, figures):
+    """``experiments.train``: the recipe, the data's splits and their plots."""
+    return (f"Recipe: {recipe_text}. Data: `{data_name}`, " + ", ".join(f"{k} {v}" for k, v in sizes.items())
+            + " images.\n\n" + "\n".join(f"![{f}]({f})" for f in figures))
+
+
+def benchmark_data_section(counts_png, samples_png, mislabelled=None):
+    """``experiments.baseline``: class counts, samples and, where the truth is known, the wrongly labelled images.
+
+    ``mislabelled`` is ``(png, wrong train labels, train size, wrong dev labels, dev size)`` or None.
+    """
+    lines = [f"## Data\n\n![class counts]({counts_png})\n\n![samples per class]({samples_png})"]
+    if mislabelled is None:
+        lines.append("The course's pickles carry observed labels only: wrong labels cannot be counted.")
+    else:
+        png, wrong, n_train, dev_wrong, n_dev = mislabelled
+        lines.append(f"{wrong} of {n_train} training labels and {dev_wrong} of {n_dev} dev labels are wrong."
+                     f"\n\n![wrongly labelled]({png})")
+    return "\n\n".join(lines)
+
+
+def baseline_what_section(recipe_text):
+    """``experiments.baseline``: what the baseline is and what to compare it with."""
+    return ("## What the baseline does\n\n"
+            f"{recipe_text}, no balancing. Compare its plain accuracy with the rule that always answers the most "
+            "frequent class: only balanced accuracy (the mean of per-class recalls) tells them apart.")
+
+
+def baseline_comparison_section(rows, share=None):
+    """``experiments.baseline``: ``rows`` of ``(model name, dev metrics)``; ``share`` of predictions per class."""
+    table = [(name, labels, m["accuracy"], m["balanced_accuracy"], m["macro_f1"])
+             for name, mm in rows for _, labels, m in label_sets({"dev": mm})]
+    summary = markdown_table(["model", "dev labels", "accuracy", "balanced accuracy", "macro F1"], table)
+    if share:
+        summary += "\n\nShare of dev images predicted as each class: " + ", ".join(
+            f"{c} {v:.1%}" for c, v in share.items()) + "."
+    return "## Baseline against always-car\n\n" + summary
+
+
+def strategies_section(recipe_text, seeds, descriptions, summaries, class_names, bars_png):
+    """``experiments.imbalance``: every strategy, mean ± std over the seeds."""
+    described = "\n".join(f"- `{n}`: {d}" for n, d in descriptions.items())
+    return (f"## Strategies\n\nRecipe: {recipe_text}. Seeds {seeds}; every strategy of a seed starts from the same "
+            f"initial weights.\n\n{described}\n\n" + seed_table(summaries, class_names)
+            + f"\n\n![balanced accuracy per strategy]({bars_png})")
+
+
+def best_strategy_section(best, labels, balanced_accuracy, seed):
+    """``experiments.imbalance``: the strategy chosen and why."""
+    return (f"## Best: `{best}`\n\nMean dev balanced accuracy ({labels} labels) {mean_std(balanced_accuracy)}. "
+            f"Its seed-{seed} model is saved as `best.keras`.")
+
+
+def sweep_section(sweep, results, best, plot_png):
+    """``experiments.hyperparams``: one sweep's configurations, the diverged ones marked, and its best."""
+    def last(result, key):
+        return (result["training"]["history"].get(key) or [None])[-1]
+
+    rows = []
+    for label, r in results.items():
+        val, dev = r.get("validation"), r.get("dev")
+        true = (dev or {}).get("true_labels")
+        rows.append((label, r["training"]["status"], r["training"]["epochs_run"], last(r, "loss"),
+                     last(r, "val_loss"), val and val["balanced_accuracy"], true and true["balanced_accuracy"],
+                     dev and dev["balanced_accuracy"], r["timing"]["fit_seconds"]))
+    table = markdown_table(["setting", "status", "epochs", "train loss", "validation loss",
+                            "validation balanced acc.", "dev balanced acc. (true)", "dev balanced acc. (observed)",
+                            "fit seconds"], rows)
+    verdict = (f"**Best {sweep}: `{best}`** (highest validation balanced accuracy)." if best
+               else "**Every configuration diverged.**")
+    return f"## Sweep: {sweep}\n\n{verdict}\n\n{table}\n\n![{sweep}]({plot_png})"
+
+
+def epochs_sweep_section(best, train_result, plot_png):
+    """``experiments.hyperparams``: the epoch of highest validation balanced accuracy in one long run."""
+    return (f"## Sweep: epochs\n\n**Best epochs: {best}** (highest validation balanced accuracy over "
+            f"{train_result.epochs_run} epochs, {train_result.status}).\n\n![epochs]({plot_png})")
+
+
+def hyperparams_base_section(recipe_text, strategy, fit, validation, dev):
+    """``experiments.hyperparams``: the base recipe and the images each part of the study uses."""
+    return (f"Base recipe: {recipe_text}; strategy `{strategy}`. Training on {fit} images, validation on "
+            f"{validation} (observed labels), dev {dev}.")
+
+
+def best_settings_section(best):
+    """``experiments.hyperparams``: the best setting of each sweep."""
+    return "## Best setting of each sweep\n\n" + "\n".join(f"- {k}: `{v}`" for k, v in best.items())
+
+
+def detection_section(detection, settings, sizes, grid_png):
+    """``experiments.label_noise``: detection quality per round and split, the flags, the file to review.
+
+    ``settings``: folds, detect_strategy, detect_epochs, repeats, no_mirror, rounds (the parsed flags);
+    ``sizes``: (training labels, dev labels).
+    """
+    s = settings
+    repeated = f", averaged over {s.repeats} repeats" if s.repeats > 1 else ""
+    mirrored = "" if s.no_mirror else ", each image's averaged with its mirror image's"
+    epochs = f"{s.detect_epochs} epoch" + ("s" if s.detect_epochs > 1 else "")
+    rounds = ""
+    if s.rounds > 1:
+        counts = ", ".join(str(r["flagged"]) for r in detection["rounds"])
+        rounds = (f" In {s.rounds} rounds, each after the first with fold models trained without the images "
+                  f"the round before flagged (they flagged {counts}); the last round's flags count.")
+    lines = [f"## Detection\n\n{s.folds}-fold out-of-fold probabilities from `{s.detect_strategy}` models "
+             f"({epochs}){repeated}{mirrored}; cleanlab flagged {detection['train']['flagged']} of {sizes[0]} "
+             f"training labels and {detection['dev']['flagged']} of {sizes[1]} dev labels.{rounds}"]
+    if "f1" in detection["train"]:
+        train = [(f"train, round {i}" if s.rounds > 1 else "train", d)
+                 for i, d in enumerate(detection["rounds"], start=1)]
+        rows = [(split, d["wrong"], d["flagged"], d["correctly_flagged"], d["precision"], d["recall"], d["f1"])
+                for split, d in (*train, ("dev", detection["dev"]))]
+        lines.append(markdown_table(["split", "wrong labels", "flagged", "flagged and wrong", "precision", "recall",
+                                     "F1"], rows))
+    lines.append("Flagged (observed -> suggested): " + ", ".join(
+        f"{k}: {v}" for k, v in detection["flagged_by_observed_and_suggested"].items()) + ".")
+    lines.append(f"![flagged images]({grid_png})\n\n(✓ the label is wrong, ✗ it was right.) The flagged training "
+                 "labels, with the suggested class, are in `flagged_relabel.csv` (dev: `flagged_dev_relabel.csv`): "
+                 "review and edit it, then `python -m experiments.train --relabel flagged_relabel.csv` applies it.")
+    return "\n\n".join(lines)
+
+
+def retraining_section(strategy, seeds, summaries, class_names):
+    """``experiments.label_noise``: the strategy retrained on noisy, cleaned and (where known) true labels."""
+    return (f"## Retraining `{strategy}` on cleaned labels\n\n(a) noisy: the labels as given; (b) removed: flagged "
+            "images dropped; (c) relabelled: flagged images given the suggested class; (d) true, where the "
+            "benchmark knows them: every label right, the ceiling of any cleaning. "
+            f"Mean ± std over seeds {seeds}, on dev.\n\n" + seed_table(summaries, class_names, first="training labels"))
+
+
+def eps_sweep_section(model_path, set_name, n, true_labels, use_predictions, pgd_steps, results, curves_png,
+                      grid_png):
+    """``experiments.adversarial``: accuracy against eps for FGSM and PGD."""
+    rows = [(f"{float(eps):g}", results["fgsm"][eps]["accuracy"], results["fgsm"][eps]["balanced_accuracy"],
+             results["pgd"][eps]["accuracy"], results["pgd"][eps]["balanced_accuracy"]) for eps in results["fgsm"]]
+    return (f"## Epsilon sweep\n\nModel `{model_path}` on the {set_name} set ({n} images), scored against "
+            f"{'true' if true_labels else 'the given'} labels; attacks aim at "
+            f"{'the model predictions' if use_predictions else 'the true labels'}. PGD: {pgd_steps} steps of eps/4 "
+            "from a random start.\n\n"
+            + markdown_table(["eps", "FGSM accuracy", "FGSM balanced acc.", "PGD accuracy", "PGD balanced acc."], rows)
+            + f"\n\n![accuracy against eps]({curves_png})\n\n![FGSM images]({grid_png})")
+
+
+def targeted_section(attack, eps, rates, examples_png, count):
+    """``experiments.adversarial``: examples and the success rate per target class."""
+    table = markdown_table(["target", "images", "success rate"],
+                           [(t, r["images"], r["success_rate"]) for t, r in rates.items()])
+    return f"## Examples and targeted attacks ({attack}, eps {eps:g})\n\n![{count} examples]({examples_png})\n\n{table}"
+
+
+def features_section(model_path, layer, shapes, cache, train_eval):
+    """``experiments.feature_extraction``: where the features come from."""
+    return (f"Model `{model_path}`, layer `{layer}`: features {shapes[0]} train, {shapes[1]} test (cache "
+            f"{cache['cache']}, {cache['seconds']:.1f} s). Train accuracy is measured on {train_eval} training images.")
+
+
+def classifier_section(name, result, confusion_png):
+    """``experiments.feature_extraction``: one scikit-learn classifier's pipeline, convergence and test report."""
+    warning = f"\n\n**Did not converge**: {'; '.join(result['warnings'])}" if result["warnings"] else ""
+    return (f"## {name}\n\n`{result['pipeline']}`{warning}\n\n![confusion matrix]({confusion_png})\n\n"
+            f"```\n{result['test']['classification_report']}```")
+
+
+def classifier_comparison(rows):
+    """``experiments.feature_extraction``: every classifier beside the network's own softmax."""
+    return "## Comparison\n\n" + markdown_table(
+        ["classifier", "train acc", "test acc", "test balanced acc", "fit s", "predict s"], rows)
+
+
+def cifar_data_section(sizes, replicas, gpu, samples_png):
+    """``experiments.cifar_transfer``: the splits and the devices."""
+    return (f"CIFAR-10, {sizes['train']} train / {sizes['validation']} validation / {sizes['test']} test images; "
+            f"{replicas} replica(s); mixed precision {gpu['mixed_precision']}, XLA {gpu['jit']}."
+            f"\n\n![samples]({samples_png})")
+
+
+def cifar_comparison(results, study):
+    """``experiments.cifar_transfer``: every run's accuracies beside the study's own test accuracy."""
+    rows = []
+    for name, m in results["runs"].items():
+        if "test" not in m:
+            rows.append((name, None, None, None, None, m["training"]["status"], study.get(name, "—")))
+            continue
+        rows.append((name, m["train"]["accuracy"], m["validation"]["accuracy"], m["test"]["accuracy"],
+                     m["test"]["balanced_accuracy"], f"{m['training']['epochs_run']} epochs, "
+                     f"{m['timing']['fit_seconds']:.0f} s", study.get(name, "—")))
+    return "## Comparison\n\n" + markdown_table(
+        ["run", "train acc", "val acc", "test acc", "test balanced acc", "training", "study test acc"], rows) + (
+        "\n\nThe study's figures are on the original CIFAR-10; JPEG copies score a little lower.")

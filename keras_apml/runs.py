@@ -194,7 +194,12 @@ class RunDir:
     def save_model(self, model, name="model.keras"):
         """Save a Keras model as a ``.keras`` file; returns the file name."""
         with atomic.atomic_path(self.file(name)) as tmp:
-            model.save(tmp)
+            try:
+                model.save(tmp)
+            except OSError:
+                raise
+            except Exception as e:  # noqa: BLE001 - Keras and zipfile report a failed write in many ways
+                raise OSError(f"cannot write {self.file(name)} ({type(e).__name__}: {e})") from None
         return name
 
     # report.md: keyed sections in first-written order, the file rewritten each time.

@@ -223,7 +223,12 @@ class ResumableHistory(keras.callbacks.BackupAndRestore):
         self.backup_path.mkdir(parents=True, exist_ok=True)
         path = self.backup_path / f"epoch-{self._current_epoch:06d}.weights.h5"
         with atomic.atomic_path(path) as tmp:
-            self.model.save_weights(str(tmp), overwrite=True)
+            try:
+                self.model.save_weights(str(tmp), overwrite=True)
+            except OSError:
+                raise
+            except Exception as e:  # noqa: BLE001 - h5py reports a failed write (a full disk) in many ways
+                raise OSError(f"cannot write the training backup {path} ({type(e).__name__}: {e})") from None
         for _, older in self._checkpoints()[2:]:
             older.unlink(missing_ok=True)
 

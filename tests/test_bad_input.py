@@ -306,3 +306,26 @@ def test_course_pickles_with_too_few_images_for_a_class_are_refused(tmp_path, ca
     err = capsys.readouterr().err.splitlines()
     assert status == 2 and err == ["error: class 2 has 0 training images, fewer than 5 folds"]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_model_for_other_inputs_is_refused_before_the_run_opens(image_tree, tmp_path, capsys):
+    import keras
+
+    inputs = keras.Input((28, 28, 1))
+    keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inputs))).save(
+        tmp_path / "mnist.keras")
+    status = run_command("adversarial", ["--data-dir", str(image_tree[0]), "--model", str(tmp_path / "mnist.keras"),
+                                         "--out", str(tmp_path / "run"), "--quick", "--quiet"])
+    err = capsys.readouterr().err.splitlines()
+    assert status == 2 and err == [f"error: model {tmp_path / 'mnist.keras'} takes inputs of shape "
+                                   "(None, 28, 28, 1), not 32x32 RGB images (32, 32, 3)"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_init_model_of_another_architecture_fails_a_study_before_its_run_opens(image_tree, finished_run,
+                                                                                   tmp_path, capsys):
+    status = run_command("imbalance", ["--data-dir", str(image_tree[0]), "--init", str(finished_run[1]),
+                                       "--model", "cifar_convnet", "--out", str(tmp_path / "run"), "--quick"])
+    err = capsys.readouterr().err.splitlines()
+    assert status == 2 and len(err) == 1 and "not the same architecture" in err[0]
+    assert not (tmp_path / "run").exists()

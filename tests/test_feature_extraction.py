@@ -78,8 +78,8 @@ def test_a_missing_model_names_the_command_that_makes_one(image_tree, tmp_path, 
     monkeypatch.chdir(tmp_path)
     assert run_command("feature_extraction", quick(root, tmp_path / "run")) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: no trained transfer model under runs/cifar_transfer/; make one with "
-                   "`python -m experiments.cifar_transfer --runs vgg19` or pass --model PATH"]
+    assert err == ["error: no trained model at runs/cifar_transfer/*/vgg19.keras; make one with "
+                   "`python -m experiments.cifar_transfer --runs vgg19`, or pass --model PATH"]
     (tmp_path / "empty_run").mkdir()
     assert run_command("feature_extraction", quick(root, tmp_path / "run", "--model", "empty_run")) == 2
     assert "empty_run holds no vgg19.keras" in capsys.readouterr().err
