@@ -211,9 +211,8 @@ class ResumableHistory(keras.callbacks.BackupAndRestore):
         self._epoch_start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs if logs is not None else {}
-        logs["epoch_seconds"] = time.perf_counter() - self._epoch_start
-        self.csv_logger.on_epoch_end(epoch, logs)
+        seconds = time.perf_counter() - self._epoch_start  # into the history file only, not the progress line
+        self.csv_logger.on_epoch_end(epoch, {**(logs or {}), "epoch_seconds": seconds})
         super().on_epoch_end(epoch, logs)
 
     def on_train_end(self, logs=None):
