@@ -25,9 +25,9 @@ def report(figures, out=None):
     """Add the machine to the figures, print them one per line, and write them as JSON to ``out``."""
     import os
 
-    from keras_apml import atomic, runs
+    from keras_apml import atomic, machine
 
-    figures = {**figures, "device": runs.device_description(), "cpu_count": os.cpu_count()}
+    figures = {**figures, "device": machine.device_description(), "cpu_count": os.cpu_count()}
     for key, value in figures.items():
         print(f"{key:34s} {value}")
     if out:

@@ -205,7 +205,7 @@ def quick_subset(args, x, y, n):
 
 def open_run(name, args, **config):
     """The run directory, opened only once every input is checked; says when it resumes an earlier call."""
-    from keras_apml.runs import RunDir
+    from experiments._rundir import RunDir
 
     run = RunDir.open(name, args.out, vars(args), fresh=args.fresh, config=config)
     if run.resumed:
@@ -218,6 +218,12 @@ def finish(run, args, line=None):
     run.finish()
     print(f"{line + '; ' if line else ''}run directory: {run.path}", flush=True)
     return 0
+
+
+def progress(index, total, description, quiet=False):
+    """Print the one line a multi-run study shows per configuration: ``[3/8] lr=1e-3 ...``."""
+    if not quiet:
+        print(f"[{index}/{total}] {description}", flush=True)
 
 
 def say(args, line):
@@ -265,7 +271,7 @@ def run(main, argv=None):
     A finished run asked for again prints that it is finished (status 0);
     Ctrl-C prints one line (status 130). Run directories are released.
     """
-    from keras_apml.runs import AlreadyFinished, RunDir
+    from experiments._rundir import AlreadyFinished, RunDir
 
     try:
         if not any(flag in (argv if argv is not None else sys.argv) for flag in ("-h", "--help")):

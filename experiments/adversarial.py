@@ -92,11 +92,11 @@ def sweep(model, x, labels, scored, args, names):
     """Accuracy and balanced accuracy against eps for FGSM and PGD; returns metrics and the FGSM images."""
     import time
 
-    from keras_apml import adversarial, evaluation, runs
+    from keras_apml import adversarial, evaluation
 
     results, fgsm_images = {}, {}
     for i, (attack, eps) in enumerate(((a, e) for a in ("fgsm", "pgd") for e in args.eps), start=1):
-        runs.progress(i, 2 * len(args.eps), f"{attack} eps={eps:g}", args.quiet)
+        _common.progress(i, 2 * len(args.eps), f"{attack} eps={eps:g}", args.quiet)
         start = time.perf_counter()
         if attack == "fgsm":
             x_adv, _ = adversarial.fgsm(model, x, labels, eps)

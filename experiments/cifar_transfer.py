@@ -180,7 +180,6 @@ def main(argv=None):
     planned = recipes(args)
 
     from keras_apml import plots, recipe, report, training
-    from keras_apml.runs import progress
 
     gpu = training.gpu_options(args.mixed_precision, args.jit)
     strategy = training.distribution_strategy(args.distribute)
@@ -201,9 +200,9 @@ def main(argv=None):
     for i, name in enumerate(names, start=1):
         epochs = f"head {args.head_epochs}" if name == "vgg19" else args.epochs
         if run.recorded(name) is not None and run.file(f"{name}.keras").is_file():
-            progress(i, len(names), f"{name}: finished in an earlier call with this --out, kept", args.quiet)
+            _common.progress(i, len(names), f"{name}: finished in an earlier call with this --out, kept", args.quiet)
             continue
-        progress(i, len(names), f"{name} ({epochs} epochs)", args.quiet)
+        _common.progress(i, len(names), f"{name} ({epochs} epochs)", args.quiet)
         study.vgg19_run(vgg19) if name == "vgg19" else study.conv_run(name)
     run.add_section("comparison", report.cifar_comparison(run.results(), STUDY))
     return _common.finish(run, args)

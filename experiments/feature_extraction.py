@@ -142,7 +142,6 @@ def main(argv=None):
     import keras
 
     from keras_apml import data, evaluation, features, models, plots, report
-    from keras_apml.runs import progress
 
     model_path = resolve_model(args.model)
     model = models.load_model(model_path)
@@ -176,7 +175,7 @@ def main(argv=None):
     rows = [("network (softmax)", None, network["accuracy"], network["balanced_accuracy"], None, None)]
     for i, name in enumerate(args.classifiers, start=1):
         pipeline = make_classifier(name, args)
-        progress(i, len(args.classifiers), f"{name}: {describe(pipeline)}", args.quiet)
+        _common.progress(i, len(args.classifiers), f"{name}: {describe(pipeline)}", args.quiet)
         result = fit_and_score(name, pipeline, feats, labels, names, train_eval)
         run.record(name, result)
         for note in result["warnings"]:

@@ -66,14 +66,14 @@ def score(model, result, splits, names):
 
 def run_sweep(run, sweep, args, recipe, train, splits, names, counter):
     """Train every configuration of one sweep on ``train``, score it on ``splits``; returns its best label."""
-    from keras_apml import imbalance, plots, report, runs
+    from keras_apml import imbalance, plots, report
 
     if sweep == "epochs":
         return epochs_sweep(run, args, recipe, train, splits, counter)
     validation = splits["validation"][:2]
     results, curves = {}, {}
     for label, config in configurations(sweep, recipe, args.quick):
-        runs.progress(next(counter), args.total, f"{sweep}: {label}", args.quiet)
+        _common.progress(next(counter), args.total, f"{sweep}: {label}", args.quiet)
         model, result, _ = imbalance.train(args.strategy, *train, config, seed=args.seed, validation=validation)
         metrics = score(model, result, splits, names)
         results[label] = {"recipe": config.to_dict(), "training": result.to_dict(), "timing": result.timing(),
@@ -89,10 +89,10 @@ def run_sweep(run, sweep, args, recipe, train, splits, names, counter):
 
 def epochs_sweep(run, args, recipe, train, splits, counter):
     """One long run scored after every epoch: balanced accuracy on validation and dev against epochs."""
-    from keras_apml import evaluation, imbalance, plots, report, runs
+    from keras_apml import evaluation, imbalance, plots, report
 
     epochs = args.max_epochs or 3 * recipe.epochs
-    runs.progress(next(counter), args.total, f"epochs: 1..{epochs}", args.quiet)
+    _common.progress(next(counter), args.total, f"epochs: 1..{epochs}", args.quiet)
     tracked = {"validation": splits["validation"][:2], "dev (observed)": splits["dev"][:2]}
     if splits["dev"][2] is not None:
         tracked["dev (true)"] = (splits["dev"][0], splits["dev"][2])

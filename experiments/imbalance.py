@@ -40,7 +40,7 @@ def main(argv=None):
 
     recipe = _common.recipe_from_args(args)
 
-    from keras_apml import evaluation, imbalance, plots, report, runs
+    from keras_apml import evaluation, imbalance, plots, report
     from keras_apml import recipe as training_path
 
     bench = _common.load_benchmark(args)
@@ -50,7 +50,7 @@ def main(argv=None):
     total = len(args.strategies) * len(args.seeds)
     per_seed, first_models = {}, {}
     for i, (seed, name) in enumerate(((s, n) for s in args.seeds for n in args.strategies), start=1):
-        runs.progress(i, total, f"{name} seed {seed}", args.quiet)
+        _common.progress(i, total, f"{name} seed {seed}", args.quiet)
         model, result, fitted = imbalance.train(name, bench.x_train, bench.y_train, recipe, seed=seed)
         metrics = None if result.diverged else evaluation.evaluate(model, bench.x_dev, bench.y_dev, names,
                                                                    y_true=bench.y_dev_true)

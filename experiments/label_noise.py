@@ -74,20 +74,20 @@ def parse_args(argv=None):
 
 def detect(run, args, bench, recipe):
     """Flag the training and dev labels; returns ``(flagged train indices, out-of-fold probabilities, metrics)``."""
-    from keras_apml import data, label_noise, runs
+    from keras_apml import data, label_noise
 
     names = bench.class_names
     recipe = recipe.replace(epochs=args.detect_epochs)
     models = args.rounds * args.folds * args.repeats
     steps = models + 1
-    progress = lambda i, _: runs.progress(i, steps, f"out-of-fold model {i}/{models}", args.quiet)  # noqa: E731
+    progress = lambda i, _: _common.progress(i, steps, f"out-of-fold model {i}/{models}", args.quiet)  # noqa: E731
     fit_predict = label_noise.strategy_fit_predict(args.detect_strategy, recipe, mirror=not args.no_mirror)
     probabilities, flags = label_noise.flag_in_rounds(bench.x_train, bench.y_train, fit_predict, args.rounds,
                                                       folds=args.folds, seed=args.seeds[0], on_fold=progress,
                                                       repeats=args.repeats)
     flagged = flags[-1]
     suggested = probabilities[flagged].argmax(axis=1)
-    runs.progress(steps, steps, "model on the training labels, to flag dev labels", args.quiet)
+    _common.progress(steps, steps, "model on the training labels, to flag dev labels", args.quiet)
     left_out = flags[-2] if len(flags) > 1 else []  # trained as the last round's fold models were
     x_fit, y_fit = label_noise.clean(bench.x_train, bench.y_train, left_out, probabilities, "removed")
     dev_probabilities = fit_predict(x_fit, y_fit, bench.x_dev, args.seeds[0])
@@ -137,7 +137,7 @@ def main(argv=None):
     args = parse_args(argv)
     recipe = _common.recipe_from_args(args)
 
-    from keras_apml import evaluation, imbalance, label_noise, report, runs
+    from keras_apml import evaluation, imbalance, label_noise, report
     from keras_apml import recipe as training_path
 
     bench = _common.load_benchmark(args)
@@ -156,7 +156,7 @@ def main(argv=None):
         training_sets["true"] = bench.x_train, bench.y_train_true
     summaries, total = {}, len(training_sets) * len(args.seeds)
     for i, (how, seed) in enumerate(((h, s) for h in training_sets for s in args.seeds), start=1):
-        runs.progress(i, total, f"{args.strategy} on {how} labels, seed {seed}", args.quiet)
+        _common.progress(i, total, f"{args.strategy} on {how} labels, seed {seed}", args.quiet)
         x, y = training_sets[how]
         model, result, _ = imbalance.train(args.strategy, x, y, recipe, seed=seed)
         metrics = None if result.diverged else evaluation.evaluate(model, bench.x_dev, bench.y_dev, names,

@@ -39,7 +39,8 @@ def parse_args(argv=None):
                         "horizontal_flip,width_shift_range=0.125,fill_mode=constant (default: none)")
     p.add_argument("--balance", choices=BALANCE, default="none",
                    help="class_weight; oversample (balanced batches in tf.data); or offline "
-                        "imbalanced-learn resampling: over, under, smote, over+under, smote+under")
+                        "imbalanced-learn resampling: random_over, under, smote, over+under, smote+under (the names of "
+                        "experiments.imbalance's strategies)")
     p.add_argument("--early-stopping", type=_common.positive_int(100_000), default=None, metavar="PATIENCE",
                    help="stop when validation loss stalls this many epochs (default: off)")
     p.add_argument("--save-best", action="store_true",

@@ -42,7 +42,7 @@ STRATEGIES = {
     "under": Strategy("under", description="RandomUnderSampler down to the smallest class"),
     "over+under": Strategy("over+under", description="RandomOverSampler up to the mean count, then under"),
     "smote": Strategy("smote", description="SMOTE up to the largest class"),
-    "random_over": Strategy("over", description="RandomOverSampler up to the largest class"),
+    "random_over": Strategy("random_over", description="RandomOverSampler up to the largest class"),
     "augment_offline": Strategy(offline_copies=2, description="2 augmented copies of each truck and cat"),
     "augment_online": Strategy(online_augmentation=True, description="random flips, shifts, rotations per batch"),
     "augment+oversample": Strategy("oversample", online_augmentation=True,

@@ -98,7 +98,7 @@ def class_weights(y):
 def resample(x, y, method, seed=0):
     """Resample images offline with imbalanced-learn; returns new ``(x, y)`` arrays.
 
-    ``over``: RandomOverSampler; ``under``: RandomUnderSampler; ``smote``: SMOTE;
+    ``random_over``: RandomOverSampler; ``under``: RandomUnderSampler; ``smote``: SMOTE;
     ``over+under`` and ``smote+under``: grow the classes below the mean count up
     to it, then cut those above it down to it.
     """
@@ -118,7 +118,7 @@ def resample(x, y, method, seed=0):
     steps = []
     if over == "under":
         steps.append(RandomUnderSampler(sampling_strategy=cut, random_state=seed))
-    elif over == "over":
+    elif over in ("random_over", "over"):
         steps.append(RandomOverSampler(sampling_strategy=grow, random_state=seed))
     else:
         if counts.min() < 2:

@@ -17,7 +17,7 @@ from keras_apml.errors import InputError
 MODELS = ("small_cnn", "cifar_convnet", "vgg19_transfer")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 SCHEDULES = ("constant", "step", "plateau", "cosine")
-RESAMPLERS = ("over", "under", "smote", "over+under", "smote+under")
+RESAMPLERS = ("random_over", "under", "smote", "over+under", "smote+under")
 BALANCE = ("none", "class_weight", "oversample", *RESAMPLERS)
 DISTRIBUTE = ("none", "mirrored", "multiworker")  # tf.distribute strategies (not imbalance strategies)
 MAX_BATCH, MAX_EPOCHS = 2 ** 20, 100_000

@@ -148,7 +148,7 @@ def finish_trained_model(run, name, model, train_result, splits, class_names, *,
     return split_metrics
 
 
-# The experiments' own sections: each returns markdown for ``RunDir.add_section``.
+# The experiments' own sections: each returns markdown for the run directory's ``add_section``.
 def data_section(recipe_text, data_name, sizes, figures):
     """``experiments.train``: the recipe, the data's splits and their plots."""
     return (f"Recipe: {recipe_text}. Data: `{data_name}`, " + ", ".join(f"{k} {v}" for k, v in sizes.items())

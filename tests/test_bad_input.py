@@ -219,7 +219,7 @@ def test_bad_input_is_one_error_line_and_changes_nothing(image_tree, finished_ru
 
 
 def test_a_second_process_on_the_same_out_is_refused(image_tree, finished_run, tmp_path, capsys):
-    from keras_apml.runs import RunDir
+    from experiments._rundir import RunDir
 
     out = tmp_path / "out"
     shutil.copytree(finished_run[0], out)

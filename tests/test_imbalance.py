@@ -25,7 +25,7 @@ def skewed():
 
 @pytest.mark.parametrize("balance, expected", [
     ("none", [120, 20, 10]), ("class_weight", [120, 20, 10]), ("under", [10, 10, 10]),
-    ("over", [120, 120, 120]), ("smote", [120, 120, 120]), ("over+under", [50, 50, 50]),
+    ("random_over", [120, 120, 120]), ("smote", [120, 120, 120]), ("over+under", [50, 50, 50]),
 ])
 def test_each_offline_strategy_fits_the_class_mix_it_promises(skewed, balance, expected):
     x, y = skewed

@@ -70,7 +70,7 @@ def test_class_weights_change_the_loss_by_exactly_the_weights():
 
 
 @pytest.mark.parametrize("method, expected", [
-    ("under", [4, 4, 4]), ("over", [90, 90, 90]), ("smote", [90, 90, 90]),
+    ("under", [4, 4, 4]), ("random_over", [90, 90, 90]), ("smote", [90, 90, 90]),
     ("over+under", [33, 33, 33]), ("smote+under", [33, 33, 33]),
 ])
 def test_offline_resampling_gives_exact_counts(method, expected):

@@ -6,7 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from keras_apml import atomic, report, runs
+from experiments import _common
+from experiments import _rundir as runs
+from keras_apml import atomic, report
 from keras_apml.errors import InputError
 
 SETTINGS = {"lr": 0.001, "epochs": 3, "quiet": False, "out": "x"}
@@ -141,6 +143,6 @@ def test_markdown_tables_format_floats_and_missing_values():
 
 
 def test_progress_is_one_line_per_configuration(capsys):
-    runs.progress(3, 8, "lr=1e-3 batch=32")
-    runs.progress(4, 8, "lr=1e-2", quiet=True)
+    _common.progress(3, 8, "lr=1e-3 batch=32")
+    _common.progress(4, 8, "lr=1e-2", quiet=True)
     assert capsys.readouterr().out == "[3/8] lr=1e-3 batch=32\n"

@@ -1,4 +1,4 @@
-"""Run directories: config, metrics, report, plots and models, each written atomically.
+"""The run directory: config, metrics, report, plots and models, each written atomically.
 
 A run directory belongs to one experiment and one set of settings. It is
 opened only after every input was checked (:meth:`RunDir.open`), locked so
@@ -12,11 +12,10 @@ import datetime
 import fcntl
 import json
 import os
-import platform
 import sys
 from pathlib import Path
 
-from keras_apml import atomic
+from keras_apml import atomic, machine
 from keras_apml.errors import InputError
 
 CONFIG, METRICS, REPORT, SECTIONS, LOCK = "config.json", "metrics.json", "report.md", ".report.json", ".lock"
@@ -38,7 +37,7 @@ class RunDir:
     calls' included, and a section written again replaces its earlier self.
     """
 
-    _open = []  # directories this process holds locked; experiments._common.run closes them when the command ends
+    _open = []  # directories this process holds locked; _common.run closes them when the command ends
 
     def __init__(self, path, experiment, metrics, sections, lock):
         self.path, self.experiment = Path(path), experiment
@@ -140,8 +139,8 @@ class RunDir:
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "arguments": settings,
             **extra,
-            "versions": library_versions(),
-            "device": device_description(),
+            "versions": machine.library_versions(),
+            "device": machine.device_description(),
         })
 
     # metrics.json
@@ -266,35 +265,3 @@ class _Lock:
         if not self.handle.closed:
             fcntl.flock(self.handle, fcntl.LOCK_UN)
             self.handle.close()
-
-
-def progress(index, total, description, quiet=False):
-    """Print the one line a multi-run study shows per configuration: ``[3/8] lr=1e-3 ...``."""
-    if not quiet:
-        print(f"[{index}/{total}] {description}", flush=True)
-
-
-def library_versions():
-    """Versions of Python and the libraries a run depends on."""
-    import importlib.metadata as md
-
-    versions = {"python": platform.python_version()}
-    for package in ("tensorflow", "keras", "numpy", "scikit-learn", "imbalanced-learn", "matplotlib", "cleanlab"):
-        try:
-            versions[package] = md.version(package)
-        except md.PackageNotFoundError:
-            pass
-    return versions
-
-
-def device_description():
-    """The accelerators TensorFlow sees, or the CPU."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    return {
-        "platform": platform.platform(),
-        "processor": platform.machine(),
-        "gpus": [gpu.name for gpu in gpus],
-        "device": "GPU" if gpus else "CPU",
-    }

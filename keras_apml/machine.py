@@ -1,0 +1,29 @@
+"""What a run ran on: library versions and the device, for config.json and the benchmarks."""
+
+import platform
+
+
+def library_versions():
+    """Versions of Python and the libraries a run depends on."""
+    import importlib.metadata as md
+
+    versions = {"python": platform.python_version()}
+    for package in ("tensorflow", "keras", "numpy", "scikit-learn", "imbalanced-learn", "matplotlib", "cleanlab"):
+        try:
+            versions[package] = md.version(package)
+        except md.PackageNotFoundError:
+            pass
+    return versions
+
+
+def device_description():
+    """The accelerators TensorFlow sees, or the CPU."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return {
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "gpus": [gpu.name for gpu in gpus],
+        "device": "GPU" if gpus else "CPU",
+    }
