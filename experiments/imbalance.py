@@ -50,11 +50,16 @@ def main(argv=None):
     total = len(args.strategies) * len(args.seeds)
     per_seed, first_models = {}, {}
     for i, (seed, name) in enumerate(((s, n) for s in args.seeds for n in args.strategies), start=1):
+        earlier = (run.recorded(name) or {}).get("seeds", {}).get(str(seed))
+        if earlier is not None:  # trained by an earlier call of this run
+            _common.progress(i, total, f"{name} seed {seed}: recorded in an earlier call, kept", args.quiet)
+            per_seed.setdefault(name, {})[str(seed)] = earlier
+            continue
         _common.progress(i, total, f"{name} seed {seed}", args.quiet)
         model, result, fitted = imbalance.train(name, bench.x_train, bench.y_train, recipe, seed=seed)
         metrics = None if result.diverged else evaluation.evaluate(model, bench.x_dev, bench.y_dev, names,
                                                                    y_true=bench.y_dev_true)
-        per_seed.setdefault(name, {})[seed] = {
+        per_seed.setdefault(name, {})[str(seed)] = {
             "dev": metrics, "training": result.to_dict(), "timing": result.timing(),
             "fitted_class_counts": np.bincount(fitted, minlength=len(names)).tolist()}
         run.record(name, {"seeds": per_seed[name]})
@@ -66,7 +71,7 @@ def main(argv=None):
         finished = [r["dev"] for r in by_seed.values() if r["dev"] is not None]
         summaries[name] = report.summarize_seeds(finished, names) if finished else {}
         run.record(name, {"seeds": by_seed, "summary": summaries[name],
-                          "diverged_seeds": [s for s, r in by_seed.items() if r["dev"] is None]})
+                          "diverged_seeds": [int(s) for s, r in by_seed.items() if r["dev"] is None]})
     scored = {n: headline(s) for n, s in summaries.items() if s}
     if not scored:
         raise InputError("every run diverged: lower --lr")
@@ -78,6 +83,9 @@ def main(argv=None):
                                               f"Imbalance strategies: mean ± std over {len(args.seeds)} seed(s)"),
                            "balanced_accuracy.png")
     best = max(scored, key=lambda n: scored[n]["balanced_accuracy"][0])
+    if best not in first_models:  # its first seed was trained by an earlier call: the same seed trains it again
+        model, result, _ = imbalance.train(best, bench.x_train, bench.y_train, recipe, seed=args.seeds[0])
+        first_models[best] = (model, result)
     model, result = first_models[best]
     run.save_model(model, "best.keras")
     run.note("best", {"strategy": best, "model_file": "best.keras", "seed": args.seeds[0],

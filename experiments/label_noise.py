@@ -37,6 +37,7 @@ from experiments import _common
 from keras_apml.imbalance import BEST_STRATEGY, STRATEGIES
 
 SHOWN = 32
+PROBABILITIES = "out_of_fold_probabilities.npz"  # with the flagged indices: what detection leaves for a resumed call
 DETECT_EPOCHS = 20
 DETECT_EPOCHS_INIT = 10  # a trained start learns the labels, and their noise, in fewer epochs
 
@@ -93,7 +94,7 @@ def detect(run, args, bench, recipe):
     dev_probabilities = fit_predict(x_fit, y_fit, bench.x_dev, args.seeds[0])
     dev_flagged = label_noise.find_issues(bench.y_dev, dev_probabilities)
 
-    data.save_arrays(run.file("out_of_fold_probabilities.npz"), probabilities=probabilities, labels=bench.y_train,
+    data.save_arrays(run.file(PROBABILITIES), probabilities=probabilities, labels=bench.y_train,
                      flagged=flagged)
     data.write_relabel_file(run.file("flagged_relabel.csv"), flagged, suggested, names)
     data.write_relabel_file(run.file("flagged_dev_relabel.csv"), dev_flagged,
@@ -137,7 +138,7 @@ def main(argv=None):
     args = parse_args(argv)
     recipe = _common.recipe_from_args(args)
 
-    from keras_apml import evaluation, imbalance, label_noise, report
+    from keras_apml import data, evaluation, imbalance, label_noise, report
     from keras_apml import recipe as training_path
 
     bench = _common.load_benchmark(args)
@@ -146,9 +147,15 @@ def main(argv=None):
     training_path.check(recipe, bench.x_train, len(bench.class_names))
     run = _common.open_run("label_noise", args, recipe=recipe.to_dict())
 
-    flagged, probabilities, detection = detect(run, args, bench, recipe)
-    run.record("detection", detection)
-    report_detection(run, bench, flagged, probabilities, detection, args)
+    earlier = run.recorded("detection")
+    if earlier is not None and run.file(PROBABILITIES).is_file():  # an earlier call of this run detected
+        _common.say(args, "detection: recorded in an earlier call, kept")
+        saved = data.load_arrays(run.file(PROBABILITIES))
+        flagged, probabilities, detection = saved["flagged"], saved["probabilities"], earlier
+    else:
+        flagged, probabilities, detection = detect(run, args, bench, recipe)
+        run.record("detection", detection)
+        report_detection(run, bench, flagged, probabilities, detection, args)
 
     training_sets = {how: label_noise.clean(bench.x_train, bench.y_train, flagged, probabilities, how)
                      for how in label_noise.CLEANING}
@@ -156,12 +163,17 @@ def main(argv=None):
         training_sets["true"] = bench.x_train, bench.y_train_true
     summaries, total = {}, len(training_sets) * len(args.seeds)
     for i, (how, seed) in enumerate(((h, s) for h in training_sets for s in args.seeds), start=1):
-        _common.progress(i, total, f"{args.strategy} on {how} labels, seed {seed}", args.quiet)
         x, y = training_sets[how]
+        entry = run.recorded(how) or {"training_images": len(y), "seeds": {}}
+        if str(seed) in entry["seeds"]:  # trained by an earlier call of this run
+            _common.progress(i, total, f"{args.strategy} on {how} labels, seed {seed}: recorded earlier, kept",
+                             args.quiet)
+            summaries[how] = entry["summary"]
+            continue
+        _common.progress(i, total, f"{args.strategy} on {how} labels, seed {seed}", args.quiet)
         model, result, _ = imbalance.train(args.strategy, x, y, recipe, seed=seed)
         metrics = None if result.diverged else evaluation.evaluate(model, bench.x_dev, bench.y_dev, names,
                                                                    y_true=bench.y_dev_true)
-        entry = run.recorded(how) or {"training_images": len(y), "seeds": {}}
         entry["seeds"][str(seed)] = {"dev": metrics, "training": result.to_dict(), "timing": result.timing()}
         finished = [r["dev"] for r in entry["seeds"].values() if r["dev"] is not None]
         entry["summary"] = summaries[how] = report.summarize_seeds(finished, names)

@@ -157,3 +157,57 @@ def test_bad_input_is_one_error_line(image_tree, tmp_path, capsys, name, argv, m
     status = run_command(name, ["--data-dir", str(root), "--out", str(tmp_path / "run"), "--quick", *argv])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and err[0].startswith("error:") and message in err[0]
+
+
+def test_a_resumed_study_trains_only_what_an_earlier_call_did_not_record(image_tree, tmp_path, monkeypatch):
+    root, _ = image_tree
+    out = tmp_path / "run"
+    argv = ["--data-dir", str(root), "--out", str(out), "--quick", "--quiet", "--model", "small_cnn",
+            "--strategies", "none,class_weight"]
+    assert run_command("imbalance", argv) == 0
+    metrics = _metrics(out)
+    kept = metrics["runs"]["none"]
+    del metrics["finished"], metrics["runs"]["class_weight"]  # as if killed before class_weight was recorded
+    (out / "metrics.json").write_text(json.dumps(metrics))
+    trained, train = [], imbalance.train
+
+    def recorded_train(name, *args, **kwargs):
+        trained.append(name)
+        return train(name, *args, **kwargs)
+
+    monkeypatch.setattr(imbalance, "train", recorded_train)
+    assert run_command("imbalance", argv) == 0
+    after = _metrics(out)
+    best = after["best"]["strategy"]
+    # class_weight trained; none kept (trained again only if it is the best, for best.keras)
+    assert trained == ["class_weight"] + (["none"] if best == "none" else [])
+    assert after["runs"]["none"]["seeds"] == kept["seeds"] and set(after["runs"]["class_weight"]["seeds"]) == {"0"}
+    assert after["finished"] and (out / "best.keras").is_file()
+
+
+@pytest.mark.xdist_group("label_noise")
+def test_a_resumed_label_noise_run_keeps_its_detection(quick_run, image_tree, tmp_path, monkeypatch):
+    import shutil
+
+    from keras_apml import label_noise
+
+    status, finished = quick_run("label_noise")
+    assert status == 0
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    metrics = _metrics(out)
+    del metrics["finished"], metrics["runs"]["true"]  # as if killed before the last retraining was recorded
+    (out / "metrics.json").write_text(json.dumps(metrics))
+
+    def no_detection(*args, **kwargs):
+        raise AssertionError("detection ran again")
+
+    monkeypatch.setattr(label_noise, "flag_in_rounds", no_detection)
+    retrained, train = [], imbalance.train
+    monkeypatch.setattr(imbalance, "train", lambda name, x, y, *a, **k: retrained.append(len(y)) or train(name, x, y,
+                                                                                                      *a, **k))
+    assert run_command("label_noise", ["--data-dir", str(image_tree[0]), "--out", str(out), "--quick",
+                                       "--quiet"]) == 0
+    after = _metrics(out)
+    assert retrained == [after["runs"]["true"]["training_images"]]  # only the missing retraining
+    assert after["runs"]["detection"] == metrics["runs"]["detection"] and after["finished"]
