@@ -200,7 +200,7 @@ def quick_subset(args, x, y, n):
     """``(x, y)``, or under --quick a stratified subset of ``n`` of them."""
     from keras_apml import data
 
-    return data.stratified_subset(x, y, n, getattr(args, "seed", 0)) if args.quick else (x, y)
+    return data.stratified_subset(x, y, n, args.seed) if args.quick else (x, y)
 
 
 def open_run(name, args, **config):

@@ -99,11 +99,11 @@ def load_splits(args):
 class Study:
     """One cifar_transfer invocation: its run directory, data, recipes, distribution and GPU settings."""
 
-    def __init__(self, args, run, splits, recipes, strategy, gpu):
+    def __init__(self, args, run, splits, recipes, distribution, gpu):
         from keras_apml.data import CIFAR10_CLASSES
 
-        self.args, self.run, self.splits, self.recipes, self.strategy, self.gpu = args, run, splits, recipes, \
-            strategy, gpu
+        self.args, self.run, self.splits, self.recipes, self.distribution, self.gpu = args, run, splits, recipes, \
+            distribution, gpu
         self.names = CIFAR10_CLASSES
 
     def images(self, split):
@@ -116,8 +116,8 @@ class Study:
 
         callbacks = training.run_callbacks(self.run.path, tag=name, announce=lambda line: _common.say(self.args, line))
         result, _, _ = recipe.fit(model, *train, self.recipes[name], seed=self.args.seed, validation=validation,
-                                  callbacks=callbacks, verbose=0 if self.args.quiet else 2, scope=self.strategy,
-                                  jit_compile=self.gpu["jit"], **kwargs)
+                                  callbacks=callbacks, verbose=0 if self.args.quiet else 2,
+                                  distribution=self.distribution, jit_compile=self.gpu["jit"], **kwargs)
         return result
 
     def finish(self, name, model, result, extra=None, scorer=None):
@@ -133,7 +133,7 @@ class Study:
         from keras_apml import recipe
 
         x, y = self.images("train")
-        with self.strategy.scope():
+        with self.distribution.scope():
             model = recipe.build(self.recipes[name], x, len(self.names), self.args.seed)
         result = self.fit(model, name, (x, y), self.images("validation"))
         self.finish(name, model, result)
@@ -182,20 +182,20 @@ def main(argv=None):
     from keras_apml import plots, recipe, report, training
 
     gpu = training.gpu_options(args.mixed_precision, args.jit)
-    strategy = training.distribution_strategy(args.distribute)
+    distribution = training.distribution_strategy(args.distribute)
     splits = load_splits(args)
     vgg19 = None
     if "vgg19" in planned:  # its weights load now (or fail now), not after the conv nets' hours
-        with strategy.scope():
+        with distribution.scope():
             vgg19 = recipe.build(planned["vgg19"], None, 10, args.seed)
 
-    run = _common.open_run("cifar_transfer", args, gpu=gpu, replicas=strategy.num_replicas_in_sync,
+    run = _common.open_run("cifar_transfer", args, gpu=gpu, replicas=distribution.num_replicas_in_sync,
                            sizes={k: len(v[1]) for k, v in splits.items()},
                            recipes={k: r.to_dict() for k, r in planned.items()})
-    study = Study(args, run, splits, planned, strategy, gpu)
+    study = Study(args, run, splits, planned, distribution, gpu)
     samples = run.save_figure(plots.sample_grid(splits["train"][0], splits["train"][1], study.names), "samples.png")
     run.add_section("data", report.cifar_data_section({k: len(v[1]) for k, v in splits.items()},
-                                                      strategy.num_replicas_in_sync, gpu, samples))
+                                                      distribution.num_replicas_in_sync, gpu, samples))
     names = [CONV_RUNS.get(r, r) for r in args.runs]
     for i, name in enumerate(names, start=1):
         epochs = f"head {args.head_epochs}" if name == "vgg19" else args.epochs

@@ -1,4 +1,4 @@
-"""The one training path: a :class:`Recipe`, and :func:`build` and :func:`fit` (or both: :func:`train`).
+"""The one training path: a :class:`Recipe`, :func:`build` and :func:`fit`.
 
 Every model of every study is built by :func:`build` and trained by
 :func:`fit`: the conv nets of ``experiments.train`` and ``cifar_transfer``,
@@ -145,13 +145,13 @@ def build(recipe, x_train, num_classes, seed):
     return model
 
 
-def fit(model, x, y, recipe, *, seed=0, validation=None, callbacks=(), verbose=0, scope=None, jit_compile=False,
+def fit(model, x, y, recipe, *, seed=0, validation=None, callbacks=(), verbose=0, distribution=None, jit_compile=False,
         steps_per_execution=1):
     """Compile ``model`` with the recipe's optimiser and schedule and train it on ``(x, y)`` as the recipe says.
 
     ``x`` are uint8 images (or float features, which pass unscaled);
-    ``validation`` is ``(x, y)`` for the curves; ``scope`` a tf.distribute
-    strategy to compile under. Returns ``(TrainResult, labels fitted,
+    ``validation`` is ``(x, y)`` for the curves; ``distribution`` a
+    tf.distribute strategy to compile under. Returns ``(TrainResult, labels fitted,
     class weights or None)``.
     """
     import contextlib
@@ -165,7 +165,7 @@ def fit(model, x, y, recipe, *, seed=0, validation=None, callbacks=(), verbose=0
     steps_per_epoch = steps or math.ceil(len(y_fit) / recipe.batch_size)
     lr, schedule_callbacks = training.learning_rate_schedule(recipe.schedule, recipe.lr, recipe.epochs,
                                                              steps_per_epoch)
-    with scope.scope() if scope is not None else contextlib.nullcontext():
+    with distribution.scope() if distribution is not None else contextlib.nullcontext():
         training.compile_model(model, training.make_optimizer(recipe.optimizer, lr, recipe.momentum,
                                                               recipe.weight_decay),
                                jit_compile=jit_compile, steps_per_execution=steps_per_execution)
@@ -180,13 +180,3 @@ def check(recipe, x_train, num_classes):
     """Build the recipe's model once and drop it: a missing, unloadable or mismatched ``init`` or weights file fails
     now, before a run directory exists or an epoch is trained."""
     build(recipe, x_train[:64], num_classes, seed=0)
-
-
-def train(recipe, x, y, *, num_classes=None, seed=0, validation=None, callbacks=(), verbose=0):
-    """:func:`build` then :func:`fit`: returns ``(model, TrainResult, labels fitted)``."""
-    if num_classes is None:
-        num_classes = int(max(y.max(), validation[1].max() if validation else 0)) + 1
-    model = build(recipe, x, num_classes, seed)
-    result, y_fit, _ = fit(model, x, y, recipe, seed=seed, validation=validation, callbacks=callbacks,
-                           verbose=verbose)
-    return model, result, y_fit
