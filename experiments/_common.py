@@ -93,8 +93,8 @@ def add_recipe(p, default=Recipe(), models=("small_cnn", "cifar_convnet"), model
     group.add_argument("--model", choices=models, default=default.model, help=model_help)
     group.add_argument("--optimizer", choices=OPTIMIZERS, default=default.optimizer, help="the optimiser")
     group.add_argument("--lr", type=number(0, low_open=True), default=default.lr, help="learning rate")
-    group.add_argument("--momentum", type=number(0, 1, high_open=True), default=default.momentum,
-                       help="SGD momentum")
+    group.add_argument("--momentum", type=number(0, 1, high_open=True), default=None,
+                       help=f"SGD momentum (default: {default.momentum:g}; only with --optimizer sgd)")
     group.add_argument("--weight-decay", type=number(0), default=default.weight_decay,
                        help="decoupled weight decay")
     group.add_argument("--schedule", choices=SCHEDULES, default=default.schedule,
@@ -109,8 +109,11 @@ def add_recipe(p, default=Recipe(), models=("small_cnn", "cifar_convnet"), model
 
 def recipe_from_args(args, default=Recipe(), **settings):
     """The :class:`Recipe` of :func:`add_recipe`'s flags (one epoch under --quick); ``settings`` override."""
+    if args.momentum is not None and args.optimizer != "sgd":
+        raise InputError(f"--momentum is SGD's: --optimizer {args.optimizer} has none")
     return Recipe(**{
-        "model": args.model, "optimizer": args.optimizer, "lr": args.lr, "momentum": args.momentum,
+        "model": args.model, "optimizer": args.optimizer, "lr": args.lr,
+        "momentum": default.momentum if args.momentum is None else args.momentum,
         "weight_decay": args.weight_decay, "schedule": args.schedule, "standardize": not args.no_standardize,
         "init": args.init, "batch_size": args.batch_size or default.batch_size,
         "epochs": args.epochs or (1 if args.quick else default.epochs), **settings})
@@ -171,6 +174,11 @@ def number(low=None, high=None, low_open=False, high_open=False):
         return value
     parse.__name__ = "number"
     return parse
+
+
+def given(p, args, names):
+    """Which of the flags ``names`` (attribute names) were set to something other than their default."""
+    return [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) != p.get_default(n)]
 
 
 def names_list(choices, flag):

@@ -57,15 +57,21 @@ def parse_args(argv=None):
     p.add_argument("--mixed-precision", action="store_true", help="mixed_float16 on a GPU")
     p.add_argument("--jit", action="store_true", help="XLA compilation on a GPU")
     args = p.parse_args(argv)
+    conv_runs = [r for r in args.runs if r in CONV_RUNS]
+    for runs, flags, what in ((conv_runs, ("epochs", "lr", "schedule", "dropout"), "the conv net runs"),
+                              ("vgg19" in args.runs, ("weights", "head_epochs", "head_lr", "head_batch_size",
+                                                      "no_feature_cache", "fine_tune"), "the vgg19 run")):
+        unused = _common.given(p, args, flags)
+        if unused and not runs:
+            p.error(f"{', '.join(unused)} concern{'s' if len(unused) == 1 else ''} {what}, which --runs leaves out")
+    if not args.fine_tune:
+        unused = _common.given(p, args, ("fine_tune_epochs", "fine_tune_lr"))
+        if unused:
+            p.error(f"{', '.join(unused)} concern{'s' if len(unused) == 1 else ''} fine-tuning: add --fine-tune")
     args.epochs = args.epochs or (1 if args.quick else CONV.epochs)
     args.head_epochs = args.head_epochs or (1 if args.quick else HEAD.epochs)
     args.fine_tune_epochs = args.fine_tune_epochs or (1 if args.quick else FINE_TUNE_EPOCHS)
     args.batch_size = args.batch_size or CONV.batch_size
-    if "vgg19" not in args.runs:
-        flags = [f for f, on in (("--fine-tune", args.fine_tune), ("--no-feature-cache", args.no_feature_cache))
-                 if on]
-        if flags:
-            p.error(f"{' and '.join(flags)} concern the vgg19 run, which --runs leaves out")
     return args
 
 
