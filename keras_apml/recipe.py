@@ -134,12 +134,12 @@ def build(recipe, x_train, num_classes, seed):
     from keras_apml import models, training
 
     training.set_seed(seed)
-    if recipe.model == "vgg19_transfer":
-        kwargs = {} if recipe.dropout is None else {"dropout": recipe.dropout}
-        return models.vgg19_transfer(weights=recipe.weights, num_classes=num_classes, **kwargs)
-    standardizer = models.fit_standardizer(x_train) if recipe.standardize else None
     kwargs = {} if recipe.dropout is None else {"dropout": recipe.dropout}
-    model = models.BUILDERS[recipe.model](num_classes=num_classes, standardizer=standardizer, **kwargs)
+    if recipe.model == "vgg19_transfer":  # VGG19 carries its own preprocessing
+        model = models.vgg19_transfer(weights=recipe.weights, num_classes=num_classes, **kwargs)
+    else:
+        standardizer = models.fit_standardizer(x_train) if recipe.standardize else None
+        model = models.BUILDERS[recipe.model](num_classes=num_classes, standardizer=standardizer, **kwargs)
     if recipe.init is not None:
         models.copy_weights(models.load_model(recipe.init), model)
     return model
