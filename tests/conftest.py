@@ -106,7 +106,7 @@ def quick_run(image_tree, transfer_model_file, benchmark_model_file, tmp_path_fa
     """``quick_run(name)`` -> ``(exit status, run directory)`` of the experiment's default --quick run, run once.
 
     Once per pytest-xdist worker: tests that share a run carry ``xdist_group(name)``
-    so that ``--dist loadgroup`` (setup.cfg) sends them to the same worker.
+    so that ``--dist loadgroup`` (pyproject.toml) sends them to the same worker.
     """
     done = {}
 
