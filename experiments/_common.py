@@ -234,6 +234,13 @@ def progress(index, total, description, quiet=False):
         print(f"[{index}/{total}] {description}", flush=True)
 
 
+def verbosity(args):
+    """Keras's ``verbose``: nothing with --quiet, progress bars on a terminal, else one plain line per epoch."""
+    if args.quiet:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
+
+
 def say(args, line):
     """One line of progress, unless --quiet."""
     if not args.quiet:

@@ -83,7 +83,7 @@ def main(argv=None):
     run.record("always_majority", {"dev": always, "class": majority})
 
     model, result, _ = imbalance.train("none", bench.x_train, bench.y_train, recipe, seed=args.seed,
-                                       verbose=0 if args.quiet else 2)
+                                       verbose=_common.verbosity(args))
     splits = {"train": (bench.x_train, bench.y_train, bench.y_train_true),
               "dev": (bench.x_dev, bench.y_dev, bench.y_dev_true)}
     run.add_section("what", report.baseline_what_section(recipe.describe()))

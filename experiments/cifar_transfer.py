@@ -122,7 +122,7 @@ class Study:
 
         callbacks = training.run_callbacks(self.run.path, tag=name, announce=lambda line: _common.say(self.args, line))
         result, _, _ = recipe.fit(model, *train, self.recipes[name], seed=self.args.seed, validation=validation,
-                                  callbacks=callbacks, verbose=0 if self.args.quiet else 2,
+                                  callbacks=callbacks, verbose=_common.verbosity(self.args),
                                   distribution=self.distribution, jit_compile=self.gpu["jit"], **kwargs)
         return result
 

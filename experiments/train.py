@@ -118,7 +118,7 @@ def main(argv=None):
                                        announce=lambda line: _common.say(args, line))
     result, y_fit, weights = training_path.fit(model, x_train, y_train, recipe, seed=args.seed,
                                                validation=splits["validation"][:2], callbacks=callbacks,
-                                               verbose=0 if args.quiet else 2)
+                                               verbose=_common.verbosity(args))
     report.finish_trained_model(run, args.model, model, result, splits, names, model_file="model.keras",
                                 extra={"class_weight": weights, "fit_size": len(y_fit), "recipe": recipe.to_dict()})
     return _common.finish(run, args)

@@ -183,3 +183,13 @@ def test_help_documents_the_common_flags():
     assert done.returncode == 0
     for flag in ("--data-dir", "--out", "--seed", "--epochs", "--batch-size", "--quick", "--quiet"):
         assert flag in done.stdout
+
+
+def test_a_log_redirected_to_a_file_has_one_plain_line_per_epoch(image_tree, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "experiments.train", "--data-dir", str(image_tree[0]), "--out",
+                           str(tmp_path / "run"), "--quick", "--epochs", "2"], cwd=Path(__file__).parents[1],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "\r" not in done.stdout and "\x1b" not in done.stdout  # no progress bars, no terminal codes
+    epochs = [line for line in done.stdout.splitlines() if " - loss: " in line]
+    assert len(epochs) == 2 and all("val_loss" in line for line in epochs)
