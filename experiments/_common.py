@@ -11,6 +11,7 @@ import argparse
 import math
 import os
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
@@ -228,10 +229,39 @@ def finish(run, args, line=None):
     return 0
 
 
-def progress(index, total, description, quiet=False):
-    """Print the one line a multi-run study shows per configuration: ``[3/8] lr=1e-3 ...``."""
-    if not quiet:
-        print(f"[{index}/{total}] {description}", flush=True)
+class Progress:
+    """The line a multi-run study prints as each of its ``total`` steps starts: its position, the time so far
+    and, from the steps already trained, an estimate of the time left: ``[3/8] lr=0.01 (2:05 so far, about
+    6:40 left)``. Steps kept from an earlier call take no time and do not count towards the estimate."""
+
+    def __init__(self, total, quiet=False, clock=time.monotonic):
+        self.total, self.quiet, self.clock = total, quiet, clock
+        self.start = clock()
+        self.index, self.trained, self.trained_seconds = 0, 0, 0.0
+        self.previous = None  # (start, kept) of the step before
+
+    def __call__(self, description, kept=False):
+        now = self.clock()
+        if self.previous is not None and not self.previous[1]:
+            self.trained += 1
+            self.trained_seconds += now - self.previous[0]
+        self.previous = (now, kept)
+        self.index += 1
+        timing = ""
+        if self.trained:
+            left = self.trained_seconds / self.trained * (self.total - self.index + 1)
+            timing = f" ({_clock(now - self.start)} so far, about {_clock(left)} left)"
+        if kept:
+            description += ": recorded in an earlier call, kept"
+        if not self.quiet:
+            print(f"[{self.index}/{self.total}] {description}{timing}", flush=True)
+
+
+def _clock(seconds):
+    """``1:02:03`` or ``2:03``."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def verbosity(args):

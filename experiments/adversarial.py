@@ -95,8 +95,9 @@ def sweep(model, x, labels, scored, args, names):
     from keras_apml import adversarial, evaluation
 
     results, fgsm_images = {}, {}
-    for i, (attack, eps) in enumerate(((a, e) for a in ("fgsm", "pgd") for e in args.eps), start=1):
-        _common.progress(i, 2 * len(args.eps), f"{attack} eps={eps:g}", args.quiet)
+    step = _common.Progress(2 * len(args.eps), args.quiet)
+    for attack, eps in ((a, e) for a in ("fgsm", "pgd") for e in args.eps):
+        step(f"{attack} eps={eps:g}")
         start = time.perf_counter()
         if attack == "fgsm":
             x_adv, _ = adversarial.fgsm(model, x, labels, eps)

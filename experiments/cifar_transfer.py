@@ -203,12 +203,13 @@ def main(argv=None):
     run.add_section("data", report.cifar_data_section({k: len(v[1]) for k, v in splits.items()},
                                                       distribution.num_replicas_in_sync, gpu, samples))
     names = [CONV_RUNS.get(r, r) for r in args.runs]
-    for i, name in enumerate(names, start=1):
+    step = _common.Progress(len(names), args.quiet)
+    for name in names:
         epochs = f"head {args.head_epochs}" if name == "vgg19" else args.epochs
-        if run.recorded(name) is not None and run.file(f"{name}.keras").is_file():
-            _common.progress(i, len(names), f"{name}: finished in an earlier call with this --out, kept", args.quiet)
+        kept = run.recorded(name) is not None and run.file(f"{name}.keras").is_file()
+        step(f"{name} ({epochs} epochs)", kept=kept)
+        if kept:
             continue
-        _common.progress(i, len(names), f"{name} ({epochs} epochs)", args.quiet)
         study.vgg19_run(vgg19) if name == "vgg19" else study.conv_run(name)
     run.add_section("comparison", report.cifar_comparison(run.results(), STUDY))
     return _common.finish(run, args)

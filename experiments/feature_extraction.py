@@ -173,9 +173,10 @@ def main(argv=None):
                                                         cache, len(train_eval)))
 
     rows = [("network (softmax)", None, network["accuracy"], network["balanced_accuracy"], None, None)]
-    for i, name in enumerate(args.classifiers, start=1):
+    step = _common.Progress(len(args.classifiers), args.quiet)
+    for name in args.classifiers:
         pipeline = make_classifier(name, args)
-        _common.progress(i, len(args.classifiers), f"{name}: {describe(pipeline)}", args.quiet)
+        step(f"{name}: {describe(pipeline)}")
         result = fit_and_score(name, pipeline, feats, labels, names, train_eval)
         run.record(name, result)
         for note in result["warnings"]:

@@ -64,16 +64,16 @@ def score(model, result, splits, names):
     return None if result.diverged else report.evaluate_splits(model, splits, names)
 
 
-def run_sweep(run, sweep, args, recipe, train, splits, names, counter):
+def run_sweep(run, sweep, args, recipe, train, splits, names, step):
     """Train every configuration of one sweep on ``train``, score it on ``splits``; returns its best label."""
     from keras_apml import imbalance, plots, report
 
     if sweep == "epochs":
-        return epochs_sweep(run, args, recipe, train, splits, counter)
+        return epochs_sweep(run, args, recipe, train, splits, step)
     validation = splits["validation"][:2]
     results, curves = {}, {}
     for label, config in configurations(sweep, recipe, args.quick):
-        _common.progress(next(counter), args.total, f"{sweep}: {label}", args.quiet)
+        step(f"{sweep}: {label}")
         model, result, _ = imbalance.train(args.strategy, *train, config, seed=args.seed, validation=validation)
         metrics = score(model, result, splits, names)
         results[label] = {"recipe": config.to_dict(), "training": result.to_dict(), "timing": result.timing(),
@@ -87,12 +87,12 @@ def run_sweep(run, sweep, args, recipe, train, splits, names, counter):
     return best
 
 
-def epochs_sweep(run, args, recipe, train, splits, counter):
+def epochs_sweep(run, args, recipe, train, splits, step):
     """One long run scored after every epoch: balanced accuracy on validation and dev against epochs."""
     from keras_apml import evaluation, imbalance, plots, report
 
     epochs = args.max_epochs or 3 * recipe.epochs
-    _common.progress(next(counter), args.total, f"epochs: 1..{epochs}", args.quiet)
+    step(f"epochs: 1..{epochs}")
     tracked = {"validation": splits["validation"][:2], "dev (observed)": splits["dev"][:2]}
     if splits["dev"][2] is not None:
         tracked["dev (true)"] = (splits["dev"][0], splits["dev"][2])
@@ -113,8 +113,6 @@ def main(argv=None):
     args = parse_args(argv)
     recipe = _common.recipe_from_args(args)
 
-    import itertools
-
     from keras_apml import data, report
     from keras_apml import recipe as training_path
 
@@ -125,11 +123,11 @@ def main(argv=None):
     train = (bench.x_train[fit_idx], bench.y_train[fit_idx])
     splits = {"validation": (bench.x_train[val_idx], bench.y_train[val_idx], None),
               "dev": (bench.x_dev, bench.y_dev, bench.y_dev_true)}
-    args.total = sum(1 if s == "epochs" else len(configurations(s, recipe, args.quick)) for s in args.sweep)
-    counter = itertools.count(1)
+    step = _common.Progress(sum(1 if s == "epochs" else len(configurations(s, recipe, args.quick))
+                                for s in args.sweep), args.quiet)
     run.add_section("base", report.hyperparams_base_section(recipe.describe(), args.strategy, len(fit_idx),
                                                             len(val_idx), len(bench.y_dev)))
-    best = {sweep: run_sweep(run, sweep, args, recipe, train, splits, bench.class_names, counter)
+    best = {sweep: run_sweep(run, sweep, args, recipe, train, splits, bench.class_names, step)
             for sweep in args.sweep}
     run.note("best", best)
     run.add_section("summary", report.best_settings_section(best))

@@ -47,15 +47,14 @@ def main(argv=None):
     names = bench.class_names
     training_path.check(recipe, bench.x_train, len(bench.class_names))
     run = _common.open_run("imbalance", args, recipe=recipe.to_dict())
-    total = len(args.strategies) * len(args.seeds)
+    step = _common.Progress(len(args.strategies) * len(args.seeds), args.quiet)
     per_seed, first_models = {}, {}
-    for i, (seed, name) in enumerate(((s, n) for s in args.seeds for n in args.strategies), start=1):
+    for seed, name in ((s, n) for s in args.seeds for n in args.strategies):
         earlier = (run.recorded(name) or {}).get("seeds", {}).get(str(seed))
+        step(f"{name} seed {seed}", kept=earlier is not None)
         if earlier is not None:  # trained by an earlier call of this run
-            _common.progress(i, total, f"{name} seed {seed}: recorded in an earlier call, kept", args.quiet)
             per_seed.setdefault(name, {})[str(seed)] = earlier
             continue
-        _common.progress(i, total, f"{name} seed {seed}", args.quiet)
         model, result, fitted = imbalance.train(name, bench.x_train, bench.y_train, recipe, seed=seed)
         metrics = None if result.diverged else evaluation.evaluate(model, bench.x_dev, bench.y_dev, names,
                                                                    y_true=bench.y_dev_true)

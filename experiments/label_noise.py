@@ -80,15 +80,14 @@ def detect(run, args, bench, recipe):
     names = bench.class_names
     recipe = recipe.replace(epochs=args.detect_epochs)
     models = args.rounds * args.folds * args.repeats
-    steps = models + 1
-    progress = lambda i, _: _common.progress(i, steps, f"out-of-fold model {i}/{models}", args.quiet)  # noqa: E731
+    step = _common.Progress(models + 1, args.quiet)
     fit_predict = label_noise.strategy_fit_predict(args.detect_strategy, recipe, mirror=not args.no_mirror)
-    probabilities, flags = label_noise.flag_in_rounds(bench.x_train, bench.y_train, fit_predict, args.rounds,
-                                                      folds=args.folds, seed=args.seeds[0], on_fold=progress,
-                                                      repeats=args.repeats)
+    probabilities, flags = label_noise.flag_in_rounds(
+        bench.x_train, bench.y_train, fit_predict, args.rounds, folds=args.folds, seed=args.seeds[0],
+        on_fold=lambda i, _: step(f"out-of-fold model {i}/{models}"), repeats=args.repeats)
     flagged = flags[-1]
     suggested = probabilities[flagged].argmax(axis=1)
-    _common.progress(steps, steps, "model on the training labels, to flag dev labels", args.quiet)
+    step("model on the training labels, to flag dev labels")
     left_out = flags[-2] if len(flags) > 1 else []  # trained as the last round's fold models were
     x_fit, y_fit = label_noise.clean(bench.x_train, bench.y_train, left_out, probabilities, "removed")
     dev_probabilities = fit_predict(x_fit, y_fit, bench.x_dev, args.seeds[0])
@@ -161,16 +160,14 @@ def main(argv=None):
                      for how in label_noise.CLEANING}
     if bench.y_train_true is not None:  # every label right: the most any cleaning can give this recipe
         training_sets["true"] = bench.x_train, bench.y_train_true
-    summaries, total = {}, len(training_sets) * len(args.seeds)
-    for i, (how, seed) in enumerate(((h, s) for h in training_sets for s in args.seeds), start=1):
+    summaries, step = {}, _common.Progress(len(training_sets) * len(args.seeds), args.quiet)
+    for how, seed in ((h, s) for h in training_sets for s in args.seeds):
         x, y = training_sets[how]
         entry = run.recorded(how) or {"training_images": len(y), "seeds": {}}
+        step(f"{args.strategy} on {how} labels, seed {seed}", kept=str(seed) in entry["seeds"])
         if str(seed) in entry["seeds"]:  # trained by an earlier call of this run
-            _common.progress(i, total, f"{args.strategy} on {how} labels, seed {seed}: recorded earlier, kept",
-                             args.quiet)
             summaries[how] = entry["summary"]
             continue
-        _common.progress(i, total, f"{args.strategy} on {how} labels, seed {seed}", args.quiet)
         model, result, _ = imbalance.train(args.strategy, x, y, recipe, seed=seed)
         metrics = None if result.diverged else evaluation.evaluate(model, bench.x_dev, bench.y_dev, names,
                                                                    y_true=bench.y_dev_true)

@@ -142,7 +142,17 @@ def test_markdown_tables_format_floats_and_missing_values():
         "| name | acc | f1 |\n|---|---|---|\n| x | 0.1235 | — |")
 
 
-def test_progress_is_one_line_per_configuration(capsys):
-    _common.progress(3, 8, "lr=1e-3 batch=32")
-    _common.progress(4, 8, "lr=1e-2", quiet=True)
-    assert capsys.readouterr().out == "[3/8] lr=1e-3 batch=32\n"
+def test_progress_gives_the_time_left_from_the_steps_trained(capsys):
+    now = iter([0.0, 0.0, 100.0, 250.0, 250.0])  # started at 0; steps start at 0, 100, 250 (kept), 250
+    step = _common.Progress(6, clock=lambda: next(now))
+    step("none seed 0")
+    step("class_weight seed 0")
+    step("under seed 0", kept=True)
+    step("smote seed 0")
+    _common.Progress(2, quiet=True, clock=lambda: 0.0)("silent")
+    assert capsys.readouterr().out.splitlines() == [
+        "[1/6] none seed 0",
+        "[2/6] class_weight seed 0 (1:40 so far, about 8:20 left)",  # 100 s a step, 5 steps to go
+        "[3/6] under seed 0: recorded in an earlier call, kept (4:10 so far, about 8:20 left)",  # 125 s a step
+        "[4/6] smote seed 0 (4:10 so far, about 6:15 left)",  # the kept step took no time: 125 s a step, 3 to go
+    ]
