@@ -310,14 +310,26 @@ def import_tensorflow_quietly():
         os.close(devnull)
 
 
+class Terminated(Exception):
+    """SIGTERM (``kill``) arrived: stop as Ctrl-C does, with one line."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def run(main, argv=None):
     """Call ``main(argv)``: bad input, a full disk or any other I/O failure is one ``error:`` line and status 2.
 
     A finished run asked for again prints that it is finished (status 0);
-    Ctrl-C prints one line (status 130). Run directories are released.
+    Ctrl-C prints one line (status 130), ``kill`` too (status 143). Run
+    directories are released.
     """
+    import signal
+
     from experiments._rundir import AlreadyFinished, RunDir
 
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         if not any(flag in (argv if argv is not None else sys.argv) for flag in ("-h", "--help")):
             import_tensorflow_quietly()
@@ -335,6 +347,10 @@ def run(main, argv=None):
     except KeyboardInterrupt:
         print("error: interrupted; run the same command again to resume", file=sys.stderr)
         status = 130
+    except Terminated:
+        print("error: stopped by a signal (SIGTERM); run the same command again to resume", file=sys.stderr)
+        status = 143
     finally:
+        signal.signal(signal.SIGTERM, previous)
         RunDir.close_all()
     sys.exit(status or 0)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import run_command, synthetic_images, write_image_tree
+from experiments import _common
 from keras_apml.data import CIFAR10_CLASSES
 from test_data import png_header, write_course_pickle, write_pickled_batches
 
@@ -276,6 +277,33 @@ def test_ctrl_c_is_one_line_and_status_130(image_tree, tmp_path, monkeypatch, ca
     status = run_command("train", ["--data-dir", str(image_tree[0]), "--out", str(tmp_path / "run"), "--quick"])
     err = capsys.readouterr().err.splitlines()
     assert status == 130 and err == ["error: interrupted; run the same command again to resume"]
+
+
+def test_kill_is_one_line_status_143_and_the_run_resumes(image_tree, tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    from keras_apml import training
+
+    real_fit, calls = training.fit, []
+
+    def killed_in_epoch_2(model, data, **kwargs):
+        class Kill(__import__("keras").callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch == 1 and not calls:
+                    calls.append(epoch)
+                    os.kill(os.getpid(), signal.SIGTERM)
+
+        return real_fit(model, data, **{**kwargs, "callbacks": [*kwargs["callbacks"], Kill()]})
+
+    monkeypatch.setattr(training, "fit", killed_in_epoch_2)
+    argv = ["--data-dir", str(image_tree[0]), "--out", str(tmp_path / "run"), "--quick", "--epochs", "3"]
+    assert run_command("train", argv) == 143
+    assert capsys.readouterr().err.splitlines() == [
+        "error: stopped by a signal (SIGTERM); run the same command again to resume"]
+    assert signal.getsignal(signal.SIGTERM) is not _common._terminate  # the command's handler is gone with it
+    assert run_command("train", argv) == 0
+    assert "training: resuming from its backup after epoch 2" in capsys.readouterr().out
 
 
 def test_the_real_command_line_refuses_an_object_array_pickle_without_a_signal(tmp_path):
