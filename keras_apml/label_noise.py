@@ -104,8 +104,10 @@ def find_issues(labels, probabilities):
     """Indices of likely label errors (cleanlab's find_label_issues), most confidently wrong first."""
     from cleanlab.filter import find_label_issues
 
-    return np.asarray(find_label_issues(labels, probabilities, return_indices_ranked_by="self_confidence"),
-                      dtype=np.int64)
+    # n_jobs=1: cleanlab's default forks a multiprocessing pool, and a fork of a process running TensorFlow's
+    # threads can deadlock (it hung a CI run); on arrays this size one process takes milliseconds.
+    return np.asarray(find_label_issues(labels, probabilities, return_indices_ranked_by="self_confidence",
+                                        n_jobs=1), dtype=np.int64)
 
 
 def detection_quality(flagged, y_observed, y_true):

@@ -256,3 +256,17 @@ def test_mirrored_probabilities_average_each_image_and_its_mirror_image():
     assert plain.argmax(axis=1).tolist() == [0, 1, 0] and plain[0, 0] > 0.99
     np.testing.assert_allclose(evaluation.predict_proba(model, x, mirror=True), 0.5, atol=1e-6)
     np.testing.assert_allclose(evaluation.predict_proba(model, x[:, :, ::-1]), plain[[1, 0, 2]], atol=1e-6)
+
+
+def test_flagging_never_forks_a_process_pool(planted, monkeypatch):
+    """cleanlab's default forks a multiprocessing pool; forked beside TensorFlow's threads it can deadlock."""
+    import multiprocessing
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("find_issues started a process pool")
+
+    monkeypatch.setattr(multiprocessing, "Pool", no_pool)
+    monkeypatch.setattr(multiprocessing.pool, "Pool", no_pool)
+    x, y, _, _ = planted
+    probabilities = cross_val_predict(LogisticRegression(), x, y, cv=5, method="predict_proba")
+    assert len(label_noise.find_issues(y, probabilities)) > 0
