@@ -33,6 +33,8 @@ labels: the ceiling any cleaning can reach with this recipe. Each over the
 seeds, compared on dev.
 """
 
+import numpy as np
+
 from experiments import _common
 from keras_apml.imbalance import BEST_STRATEGY, STRATEGIES
 
@@ -133,11 +135,29 @@ def report_detection(run, bench, flagged, probabilities, detection, args):
                                                           grid))
 
 
+def earlier_detection(run, bench):
+    """``(flagged, probabilities, detection)`` an earlier call of this run recorded, or None when its file is
+    missing, damaged or of other labels (then detection runs again)."""
+    from keras_apml import data
+    from keras_apml.errors import InputError
+
+    try:
+        saved = data.load_arrays(run.file(PROBABILITIES))
+    except InputError:
+        return None
+    flagged, probabilities = saved.get("flagged"), saved.get("probabilities")
+    if (flagged is None or probabilities is None or probabilities.shape != (len(bench.y_train), len(bench.class_names))
+            or not np.array_equal(saved.get("labels"), bench.y_train)
+            or flagged.size and not 0 <= flagged.min() <= flagged.max() < len(bench.y_train)):
+        return None
+    return flagged, probabilities, run.recorded("detection")
+
+
 def main(argv=None):
     args = parse_args(argv)
     recipe = _common.recipe_from_args(args)
 
-    from keras_apml import data, evaluation, imbalance, label_noise, report
+    from keras_apml import evaluation, imbalance, label_noise, report
     from keras_apml import recipe as training_path
 
     bench = _common.load_benchmark(args)
@@ -146,11 +166,10 @@ def main(argv=None):
     training_path.check(recipe, bench.x_train, len(bench.class_names))
     run = _common.open_run("label_noise", args, recipe=recipe.to_dict())
 
-    earlier = run.recorded("detection")
-    if earlier is not None and run.file(PROBABILITIES).is_file():  # an earlier call of this run detected
+    earlier = run.recorded("detection") and earlier_detection(run, bench)
+    if earlier:
         _common.say(args, "detection: recorded in an earlier call, kept")
-        saved = data.load_arrays(run.file(PROBABILITIES))
-        flagged, probabilities, detection = saved["flagged"], saved["probabilities"], earlier
+        flagged, probabilities, detection = earlier
     else:
         flagged, probabilities, detection = detect(run, args, bench, recipe)
         run.record("detection", detection)

@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import os
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -404,5 +405,5 @@ def load_arrays(path):
             return {k: f[k] for k in f.files}
     except FileNotFoundError:
         raise InputError(f"no such file: {path}") from None
-    except (OSError, ValueError, EOFError) as e:
-        raise InputError(f"{path}: corrupt or unsafe .npz ({e})") from None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:  # truncated: BadZipFile
+        raise InputError(f"{path}: corrupt or unsafe .npz ({type(e).__name__}: {e})") from None

@@ -350,6 +350,10 @@ def test_npz_files_never_hold_pickles(tmp_path):
     np.savez(tmp_path / "pickled.npz", x=np.array([{"a": 1}], dtype=object))
     with pytest.raises(InputError, match="corrupt or unsafe"):
         data.load_arrays(tmp_path / "pickled.npz")
+    raw = (tmp_path / "a.npz").read_bytes()
+    (tmp_path / "a.npz").write_bytes(raw[: len(raw) // 2])  # truncated
+    with pytest.raises(InputError, match="corrupt or unsafe .npz \\(BadZipFile"):
+        data.load_arrays(tmp_path / "a.npz")
 
 
 @pytest.mark.skipif(not REAL_DATA, reason="set KERAS_APML_DATA to a CIFAR-10 directory to run the real-data smoke test")

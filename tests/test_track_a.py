@@ -211,3 +211,28 @@ def test_a_resumed_label_noise_run_keeps_its_detection(quick_run, image_tree, tm
     after = _metrics(out)
     assert retrained == [after["runs"]["true"]["training_images"]]  # only the missing retraining
     assert after["runs"]["detection"] == metrics["runs"]["detection"] and after["finished"]
+
+
+@pytest.mark.xdist_group("label_noise")
+def test_a_resumed_label_noise_run_detects_again_when_its_saved_probabilities_are_damaged(quick_run, image_tree,
+                                                                                          tmp_path, monkeypatch):
+    import shutil
+
+    from keras_apml import label_noise
+
+    status, finished = quick_run("label_noise")
+    assert status == 0
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    metrics = _metrics(out)
+    del metrics["finished"], metrics["runs"]["true"]
+    (out / "metrics.json").write_text(json.dumps(metrics))
+    saved = out / "out_of_fold_probabilities.npz"
+    saved.write_bytes(saved.read_bytes()[:100])  # truncated by a kill or a full disk
+    detections, flag = [], label_noise.flag_in_rounds
+    monkeypatch.setattr(label_noise, "flag_in_rounds", lambda *a, **k: detections.append(1) or flag(*a, **k))
+    assert run_command("label_noise", ["--data-dir", str(image_tree[0]), "--out", str(out), "--quick",
+                                       "--quiet"]) == 0
+    assert detections == [1] and _metrics(out)["finished"]
+    assert data.load_arrays(saved)["probabilities"].shape == (len(data.load_benchmark(image_tree[0], quick=True)
+                                                                  .y_train), 3)
