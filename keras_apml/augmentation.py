@@ -12,7 +12,7 @@ import math
 import keras
 import numpy as np
 
-from keras_apml.errors import InputError
+from keras_apml.errors import InputError, check_number
 
 FILL_MODES = ("constant", "nearest", "reflect", "wrap")
 # ImageDataGenerator's interpolation_order (spline order) as the Keras layers' interpolation.
@@ -218,20 +218,15 @@ class Augmentation:
 
 
 def _number(name, value, low, high, high_open=False):
-    """A finite number in [low, high] (or [low, high)); anything else is refused."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InputError(f"augmentation argument {name} must be a finite number, got {value!r}")
-    if value < low or value > high or (high_open and value == high):
-        raise InputError(f"augmentation argument {name} must lie in [{low:g}, {high:g}{')' if high_open else ']'}, "
-                         f"got {value:g}")
-    return float(value)
+    """One augmentation argument: a finite number in [low, high] (or [low, high))."""
+    return check_number(f"augmentation argument {name}", value, low, high, high_open=high_open)
 
 
 def _pair(name, value, low, high):
     """A ``lower:upper`` pair of finite numbers, lower <= upper, within [low, high] (high None: no bound)."""
     if not isinstance(value, tuple) or len(value) != 2:
         raise InputError(f"augmentation argument {name} is a lower:upper pair, got {value!r}")
-    lower, upper = (_number(name, v, low, math.inf if high is None else high) for v in value)
+    lower, upper = (check_number(f"augmentation argument {name}", v, low, high) for v in value)
     if lower > upper:
         raise InputError(f"augmentation argument {name}: lower {lower:g} above upper {upper:g}")
     return lower, upper

@@ -12,7 +12,7 @@ import dataclasses
 import math
 from pathlib import Path
 
-from keras_apml.errors import InputError
+from keras_apml.errors import InputError, check_number
 
 MODELS = ("small_cnn", "cifar_convnet", "vgg19_transfer")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
@@ -56,11 +56,11 @@ class Recipe:
                                      ("schedule", self.schedule, SCHEDULES), ("balance", self.balance, BALANCE)):
             if value not in choices:
                 raise InputError(f"unknown {name} {value!r}; choose from {', '.join(choices)}")
-        _number("learning rate", self.lr, low=0.0, low_open=True)
-        _number("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
-        _number("weight decay", self.weight_decay, low=0.0)
+        check_number("learning rate", self.lr, low=0.0, low_open=True)
+        check_number("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
+        check_number("weight decay", self.weight_decay, low=0.0)
         if self.dropout is not None:
-            _number("dropout", self.dropout, low=0.0, high=1.0, high_open=True)
+            check_number("dropout", self.dropout, low=0.0, high=1.0, high_open=True)
         for name, value, high in (("batch size", self.batch_size, MAX_BATCH), ("epochs", self.epochs, MAX_EPOCHS)):
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
                 raise InputError(f"{name} must be an integer in 1..{high}, got {value!r}")
@@ -99,17 +99,6 @@ class Recipe:
         if self.init:
             parts.append(f"from {self.init}")
         return ", ".join(parts)
-
-
-def _number(name, value, low=None, high=None, low_open=False, high_open=False):
-    """Refuse a value that is not a finite number in the range (never coerced)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InputError(f"{name} must be a finite number, got {value!r}")
-    if low is not None and (value < low or (low_open and value == low)):
-        raise InputError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {value!r}")
-    if high is not None and (value > high or (high_open and value == high)):
-        raise InputError(f"{name} must be {'<' if high_open else '<='} {high:g}, got {value!r}")
-    return value
 
 
 # The CIFAR-10 study's recipes (experiments.cifar_transfer; figures in docs/RESULTS.md). The conv net: Adam, a
