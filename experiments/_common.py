@@ -17,8 +17,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
 
 from keras_apml.errors import InputError  # noqa: E402
+from keras_apml.progress import clock  # noqa: E402
 from keras_apml.recipe import OPTIMIZERS, SCHEDULES, Recipe  # noqa: E402
 
+CACHE_WHERE = "$KERAS_APML_CACHE, else $XDG_CACHE_HOME/keras_apml or ~/.cache/keras_apml"
 # --quick: this many images of a training set and of a test set (stratified), and one epoch.
 QUICK_TRAIN, QUICK_TEST = 500, 200
 MAX_SEED = 2 ** 32 - 1
@@ -29,6 +31,14 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         raise InputError(f"{message} (see --help)")
+
+    def parse_args(self, args=None, namespace=None):
+        parsed = super().parse_args(args, namespace)
+        if hasattr(parsed, "no_cache"):  # --no-cache holds for the whole command: the library reads it from here
+            from keras_apml import cache
+
+            cache.set_enabled(not parsed.no_cache)
+        return parsed
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -59,6 +69,10 @@ def parser(name, description):
                              "car/truck/cat benchmark) and one epoch: the whole study end to end in about a minute")
     common.add_argument("--quiet", action="store_true",
                         help="no progress output; errors and the run directory only")
+    common.add_argument("--no-cache", action="store_true",
+                        help=f"neither read nor write the cache of decoded images (about 185 MB per CIFAR-10 image "
+                             f"folder) and model outputs (VGG19's: about 125 MB), kept in {CACHE_WHERE}; "
+                             "python -m experiments.cache lists and clears it")
     return p
 
 
@@ -202,7 +216,15 @@ def load_benchmark(args, draw=0):
     """The car/truck/cat benchmark (the studies all draw 0, so all see the same images), or the course's pickles."""
     from keras_apml import data
 
-    return data.load_benchmark(args.data_dir, draw, args.train_pickle, args.dev_pickle, quick=args.quick)
+    return data.load_benchmark(args.data_dir, draw, args.train_pickle, args.dev_pickle, quick=args.quick,
+                               verbose=verbosity(args))
+
+
+def load_cifar10(args):
+    """CIFAR-10 from --data-dir (or Keras's download): ``(x_train, y_train), (x_test, y_test)``."""
+    from keras_apml import data
+
+    return data.load_cifar10(args.data_dir, verbose=verbosity(args))
 
 
 def quick_subset(args, x, y, n):
@@ -250,18 +272,11 @@ class Progress:
         timing = ""
         if self.trained:
             left = self.trained_seconds / self.trained * (self.total - self.index + 1)
-            timing = f" ({_clock(now - self.start)} so far, about {_clock(left)} left)"
+            timing = f" ({clock(now - self.start)} so far, about {clock(left)} left)"
         if kept:
             description += ": recorded in an earlier call, kept"
         if not self.quiet:
             print(f"[{self.index}/{self.total}] {description}{timing}", flush=True)
-
-
-def _clock(seconds):
-    """``1:02:03`` or ``2:03``."""
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def verbosity(args):
@@ -318,12 +333,13 @@ def _terminate(signum, frame):
     raise Terminated
 
 
-def run(main, argv=None):
+def run(main, argv=None, tensorflow=True):
     """Call ``main(argv)``: bad input, a full disk or any other I/O failure is one ``error:`` line and status 2.
 
     A finished run asked for again prints that it is finished (status 0);
     Ctrl-C prints one line (status 130), ``kill`` too (status 143). Run
-    directories are released.
+    directories are released. A command that trains nothing passes
+    ``tensorflow=False`` and starts without TensorFlow's import.
     """
     import signal
 
@@ -331,7 +347,7 @@ def run(main, argv=None):
 
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        if not any(flag in (argv if argv is not None else sys.argv) for flag in ("-h", "--help")):
+        if tensorflow and not any(flag in (argv if argv is not None else sys.argv) for flag in ("-h", "--help")):
             import_tensorflow_quietly()
         status = main(argv)
     except InputError as e:

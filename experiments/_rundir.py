@@ -19,8 +19,8 @@ from keras_apml import atomic, machine
 from keras_apml.errors import InputError
 
 CONFIG, METRICS, REPORT, SECTIONS, LOCK = "config.json", "metrics.json", "report.md", ".report.json", ".lock"
-# Flags that change what is printed, not what is computed: they may differ between the calls of one run.
-PRESENTATION = ("quiet", "fresh", "out")
+# Flags that change what is printed or how fast, not what is computed: they may differ between the calls of one run.
+PRESENTATION = ("quiet", "fresh", "out", "no_cache")
 
 
 class AlreadyFinished(Exception):

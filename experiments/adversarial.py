@@ -77,10 +77,10 @@ def load_evaluation_set(args, num_classes):
         raise InputError(f"the model has {num_classes} classes but --data {kind} has "
                          f"{3 if kind == 'benchmark' else 10}")
     if kind == "benchmark":
-        bench = data.load_benchmark(args.data_dir, 0, quick=args.quick)
+        bench = data.load_benchmark(args.data_dir, 0, quick=args.quick, verbose=_common.verbosity(args))
         x, y, y_true, names, name = bench.x_dev, bench.y_dev, bench.y_dev_true, bench.class_names, "dev"
     else:
-        _, (x, y) = data.load_cifar10(args.data_dir)
+        _, (x, y) = _common.load_cifar10(args)
         y_true, names, name = None, data.CIFAR10_CLASSES, "test"
     if args.quick:
         idx = np.random.default_rng(args.seed).permutation(len(y))[:_common.QUICK_TEST]
@@ -195,7 +195,7 @@ def main(argv=None):
 
     results, fgsm_images = sweep(model, x, labels, scored, args, names)
     run.record("sweep", results)
-    curves = plots.eps_curves(results, f"Accuracy under attack ({set_name}, {len(y)} images)")
+    curves = plots.eps_curves(results, f"Accuracy under attack ({set_name}, {len(y)} images)", len(names))
     shown = np.random.default_rng(args.seed).permutation(len(y))[:8]
     grid_images, captions = [], []
     for eps, x_adv in fgsm_images.items():

@@ -94,7 +94,7 @@ def load_splits(args):
     """Train/validation (stratified 80/20 of CIFAR train) and test, as ``{split: (x, y, None)}``."""
     from keras_apml import data
 
-    (x, y), (x_test, y_test) = data.load_cifar10(args.data_dir)
+    (x, y), (x_test, y_test) = _common.load_cifar10(args)
     x, y = _common.quick_subset(args, x, y, _common.QUICK_TRAIN)
     x_test, y_test = _common.quick_subset(args, x_test, y_test, _common.QUICK_TEST)
     train_idx, val_idx = data.validation_split(y, 0.2, args.seed)
@@ -120,7 +120,8 @@ class Study:
         """Train ``model`` with run ``name``'s recipe on ``train`` arrays (images or cached features)."""
         from keras_apml import recipe, training
 
-        callbacks = training.run_callbacks(self.run.path, tag=name, announce=lambda line: _common.say(self.args, line))
+        callbacks = training.run_callbacks(self.run.path, keep_best=True, tag=name,
+                                           announce=lambda line: _common.say(self.args, line))
         result, _, _ = recipe.fit(model, *train, self.recipes[name], seed=self.args.seed, validation=validation,
                                   callbacks=callbacks, verbose=_common.verbosity(self.args),
                                   distribution=self.distribution, jit_compile=self.gpu["jit"], **kwargs)
@@ -157,8 +158,12 @@ class Study:
         else:
             base = models.transfer_features(model)
             _common.say(args, "vgg19: computing the frozen base's outputs for every image once (cached on disk)")
+            images = {s: x for s, (x, _, _) in self.splits.items()}
             outputs, info = features.cached_outputs(
-                base, {s: x for s, (x, _, _) in self.splits.items()}, key=features.weights_sha256(base))
+                base, images, key=features.weights_sha256(base),
+                about=f"VGG19 base outputs (weights {args.weights}) on CIFAR-10 "
+                      + ", ".join(f"{s} {len(x)}" for s, x in images.items()),
+                verbose=_common.verbosity(args))
             extra["timing"] = {"feature_cache": info["cache"], "feature_seconds": info["seconds"]}
             labels = {s: y for s, (_, y, _) in self.splits.items()}
             head = models.transfer_head(model)  # shares its layers, so training it trains the full model
@@ -201,13 +206,13 @@ def main(argv=None):
     study = Study(args, run, splits, planned, distribution, gpu)
     samples = run.save_figure(plots.sample_grid(splits["train"][0], splits["train"][1], study.names), "samples.png")
     run.add_section("data", report.cifar_data_section({k: len(v[1]) for k, v in splits.items()},
-                                                      distribution.num_replicas_in_sync, gpu, samples))
+                                                      distribution.num_replicas_in_sync, gpu, samples, planned))
     names = [CONV_RUNS.get(r, r) for r in args.runs]
     step = _common.Progress(len(names), args.quiet)
     for name in names:
-        epochs = f"head {args.head_epochs}" if name == "vgg19" else args.epochs
+        epochs = args.head_epochs if name == "vgg19" else args.epochs
         kept = run.recorded(name) is not None and run.file(f"{name}.keras").is_file()
-        step(f"{name} ({epochs} epochs)", kept=kept)
+        step(f"{name} ({'head ' if name == 'vgg19' else ''}{epochs} epoch{'' if epochs == 1 else 's'})", kept=kept)
         if kept:
             continue
         study.vgg19_run(vgg19) if name == "vgg19" else study.conv_run(name)

@@ -124,15 +124,17 @@ def fit_and_score(name, pipeline, features, labels, class_names, train_eval):
         "timing": {"fit_seconds": round(fit_seconds, 3), "predict_seconds": round(predict_seconds, 3)},
         "converged": not notes,
         "warnings": notes,
-        "pipeline": describe(pipeline),
+        "pipeline": describe(pipeline, settings=True),
     }
 
 
-def describe(pipeline):
-    """A one-line description of a (nested) scikit-learn Pipeline."""
+def describe(pipeline, settings=False):
+    """A one-line description of a (nested) scikit-learn Pipeline: its steps' names, or with ``settings`` each
+    step as scikit-learn writes it, with the parameters set away from their defaults."""
     from sklearn.pipeline import Pipeline
 
-    return " -> ".join(describe(step) if isinstance(step, Pipeline) else type(step).__name__
+    return " -> ".join(describe(step, settings) if isinstance(step, Pipeline)
+                       else " ".join(repr(step).split()) if settings else type(step).__name__
                        for _, step in pipeline.steps)
 
 
@@ -147,7 +149,7 @@ def main(argv=None):
     model = models.load_model(model_path)
     models.check_input_shape(model, model_path)
     layer = models.feature_extractor(model, args.layer).layers[-1].name
-    (x_train, y_train), (x_test, y_test) = data.load_cifar10(args.data_dir)
+    (x_train, y_train), (x_test, y_test) = _common.load_cifar10(args)
     x_train, y_train = _common.quick_subset(args, x_train, y_train, _common.QUICK_TRAIN)
     x_test, y_test = _common.quick_subset(args, x_test, y_test, _common.QUICK_TEST)
     if int(model.output_shape[-1]) != len(data.CIFAR10_CLASSES):
@@ -156,9 +158,12 @@ def main(argv=None):
     run = _common.open_run("feature_extraction", args, model_file=str(model_path.resolve()), layer=layer)
 
     extractor = keras.Model(model.inputs, {"features": model.get_layer(layer).output, "probabilities": model.output})
+    _common.say(args, f"computing layer {layer}'s features and the model's probabilities for every image once")
     outputs, cache = features.cached_outputs(
         extractor, {"train": x_train, "test": x_test}, key=f"{features.file_sha256(model_path)}:{layer}",
-        batch_size=args.batch_size)
+        about=f"layer {layer} features and probabilities of {model_path.resolve()} on CIFAR-10 "
+              f"({len(y_train)} train, {len(y_test)} test images)",
+        batch_size=args.batch_size, verbose=_common.verbosity(args))
     feats = {split: outputs[f"{split}.features"].reshape(len(outputs[f"{split}.features"]), -1)
              for split in ("train", "test")}
     labels = {"train": y_train, "test": y_test}

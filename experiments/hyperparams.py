@@ -13,8 +13,6 @@ that epoch, never reported as a loss of 0. ``--quick`` runs the first and
 last setting of each sweep.
 """
 
-import numpy as np
-
 from experiments import _common
 from keras_apml.imbalance import BEST_STRATEGY, STRATEGIES
 
@@ -79,11 +77,12 @@ def run_sweep(run, sweep, args, recipe, train, splits, names, step):
         results[label] = {"recipe": config.to_dict(), "training": result.to_dict(), "timing": result.timing(),
                           **(metrics or {})}
         curves[label] = (result.history, result.diverged_epoch)
-    finished = {k: r for k, r in results.items() if "validation" in r}
-    best = max(finished, key=lambda k: finished[k]["validation"]["balanced_accuracy"]) if finished else None
-    run.record(sweep, {"configurations": results, "best": best})
+    scores = {k: r["validation"]["balanced_accuracy"] for k, r in results.items() if "validation" in r}
+    tied = [k for k, v in scores.items() if v == max(scores.values())]
+    best = tied[0] if tied else None  # on a tie, the first in the sweep's order
+    run.record(sweep, {"configurations": results, "best": best, "tied": tied})
     plot = run.save_figure(plots.loss_curves(curves, f"{sweep} sweep: loss per epoch"), f"sweep_{sweep}.png")
-    run.add_section(sweep, report.sweep_section(sweep, results, best, plot))
+    run.add_section(sweep, report.sweep_section(sweep, results, tied, plot))
     return best
 
 
@@ -93,19 +92,23 @@ def epochs_sweep(run, args, recipe, train, splits, step):
 
     epochs = args.max_epochs or 3 * recipe.epochs
     step(f"epochs: 1..{epochs}")
-    tracked = {"validation": splits["validation"][:2], "dev (observed)": splits["dev"][:2]}
+    tracked = {"dev": splits["dev"][:2]}
     if splits["dev"][2] is not None:
-        tracked["dev (true)"] = (splits["dev"][0], splits["dev"][2])
+        tracked["dev_true"] = (splits["dev"][0], splits["dev"][2])
     callback = evaluation.balanced_accuracy_callback(tracked)
     model, result, _ = imbalance.train(args.strategy, *train, recipe.replace(epochs=epochs), seed=args.seed,
                                        validation=splits["validation"][:2], callbacks=[callback])
-    history = callback.history
-    best = int(np.argmax(history["validation"])) + 1 if history["validation"] else None
-    run.record("epochs", {"balanced_accuracy_per_epoch": history, "best": best, "training": result.to_dict(),
-                          "timing": result.timing()})
-    plot = run.save_figure(plots.metric_curves(history, "balanced accuracy", "Balanced accuracy per epoch"),
-                           "sweep_epochs.png")
-    run.add_section("epochs", report.epochs_sweep_section(best, result, plot))
+    history = {label: result.history.get(f"{key}_balanced_accuracy", [])
+               for label, key in (("validation", "val"), ("dev (observed)", "dev"), ("dev (true)", "dev_true"))
+               if f"{key}_balanced_accuracy" in result.history}
+    scores = history["validation"]
+    tied = [e for e, v in enumerate(scores, start=1) if v == max(scores)] if scores else []
+    best = tied[0] if tied else None  # on a tie, the fewest epochs
+    run.record("epochs", {"balanced_accuracy_per_epoch": history, "best": best, "tied": tied,
+                          "training": result.to_dict(), "timing": result.timing()})
+    plot = run.save_figure(plots.metric_curves(history, "balanced accuracy", "Balanced accuracy per epoch",
+                                               best=best), "sweep_epochs.png")
+    run.add_section("epochs", report.epochs_sweep_section(tied, result, plot))
     return best
 
 

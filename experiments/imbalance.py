@@ -75,11 +75,14 @@ def main(argv=None):
     if not scored:
         raise InputError("every run diverged: lower --lr")
     label_note = "true" if bench.y_dev_true is not None else "observed"
-    series = {labels: ([summaries[n].get(labels, {}).get("balanced_accuracy", (0, 0))[0] or 0 for n in scored],
-                       [summaries[n].get(labels, {}).get("balanced_accuracy", (0, 0))[1] or 0 for n in scored])
-              for labels in ("true", "observed") if any(labels in summaries[n] for n in scored)}
+    series = {f"{labels} dev labels": (
+        [summaries[n].get(labels, {}).get("balanced_accuracy", (0, None))[0] or 0 for n in scored],
+        [summaries[n].get(labels, {}).get("balanced_accuracy", (0, None))[1] for n in scored])
+        for labels in ("true", "observed") if any(labels in summaries[n] for n in scored)}
+    spread = f"mean ± std over {len(args.seeds)} seeds" if len(args.seeds) > 1 else f"seed {args.seeds[0]} only"
     bars = run.save_figure(plots.grouped_bars(list(scored), series, "dev balanced accuracy",
-                                              f"Imbalance strategies: mean ± std over {len(args.seeds)} seed(s)"),
+                                              f"Imbalance strategies ({spread})",
+                                              chance=(1 / len(names), f"chance (1/{len(names)})")),
                            "balanced_accuracy.png")
     best = max(scored, key=lambda n: scored[n]["balanced_accuracy"][0])
     if best not in first_models:  # its first seed was trained by an earlier call: the same seed trains it again

@@ -119,18 +119,27 @@ def _pairs(observed, suggested, names):
     return dict(sorted(pairs.items(), key=lambda kv: -kv[1]))
 
 
+def flag_caption(i, bench, probabilities):
+    """``car -> cat`` (observed -> suggested), the probability the models gave the observed label, and where the
+    truth is known whether that label really is wrong."""
+    names, observed = bench.class_names, bench.y_train[i]
+    lines = [f"{names[observed]} -> {names[probabilities[i].argmax()]}",
+             f"p({names[observed]}) = {probabilities[i, observed]:.2f}"]
+    if bench.y_train_true is not None:
+        true = bench.y_train_true[i]
+        lines.append(f"wrong: is {names[true]}" if true != observed else "label was right")
+    return "\n".join(lines)
+
+
 def report_detection(run, bench, flagged, probabilities, detection, args):
     """The detection section: quality table, flagged grid, the CSV for review."""
     from keras_apml import plots, report
 
-    names = bench.class_names
     shown = flagged[:SHOWN]
-    captions = [f"{names[bench.y_train[i]]} -> {names[probabilities[i].argmax()]}\np={probabilities[i].max():.2f}"
-                for i in shown]
-    if bench.y_train_true is not None:
-        captions = [c + (" ✓" if bench.y_train[i] != bench.y_train_true[i] else " ✗") for c, i in zip(captions, shown)]
-    grid = run.save_figure(plots.image_grid(bench.x_train[shown], captions,
-                                            title="Most confidently flagged: observed -> suggested"), "flagged.png")
+    captions = [flag_caption(i, bench, probabilities) for i in shown]
+    title = (f"Flagged training labels: the {len(shown)} of {len(flagged)} whose label the out-of-fold models "
+             "found least likely, least likely first")
+    grid = run.save_figure(plots.image_grid(bench.x_train[shown], captions, title=title), "flagged.png")
     run.add_section("detection", report.detection_section(detection, args, (len(bench.y_train), len(bench.y_dev)),
                                                           grid))
 

@@ -8,7 +8,8 @@
 
 The run directory gets config.json, metrics.json (train, validation and test
 splits; against true labels too on the benchmark), report.md, plots and the
-trained model as model.keras.
+trained model as model.keras: the weights of the epoch of highest validation
+balanced accuracy, which the report names beside the last epoch's figure.
 """
 
 from experiments import _common
@@ -42,9 +43,8 @@ def parse_args(argv=None):
                         "imbalanced-learn resampling: random_over, under, smote, over+under, smote+under (the names of "
                         "experiments.imbalance's strategies)")
     p.add_argument("--early-stopping", type=_common.positive_int(100_000), default=None, metavar="PATIENCE",
-                   help="stop when validation loss stalls this many epochs (default: off)")
-    p.add_argument("--save-best", action="store_true",
-                   help="also keep the model of lowest validation loss as best.keras (ModelCheckpoint)")
+                   help="stop once validation balanced accuracy has not improved for this many epochs (default: "
+                        "off); either way the model keeps the weights of its best validation epoch")
     p.add_argument("--val-split", type=_common.number(0, 1, low_open=True, high_open=True), default=0.2,
                    help="validation fraction of train")
     p.add_argument("--relabel", default=None, metavar="CSV",
@@ -78,7 +78,7 @@ def load_data(args):
         test = (bench.x_dev, bench.y_dev, bench.y_dev_true)
         names, test_name = bench.class_names, "dev"
     else:
-        (x, y), (x_test, y_test) = data.load_cifar10(args.data_dir)
+        (x, y), (x_test, y_test) = _common.load_cifar10(args)
         names = data.CIFAR10_CLASSES
         if args.classes is not None:
             chosen = [c.strip() for c in args.classes.split(",") if c.strip()]
@@ -114,7 +114,7 @@ def main(argv=None):
     figures = [run.save_figure(fig, "class_distribution.png"),
                run.save_figure(plots.sample_grid(x_train, y_train, names), "samples.png")]
     run.add_section("data", report.data_section(recipe.describe(), args.data, data_record["sizes"], figures))
-    callbacks = training.run_callbacks(run.path, early_stopping=args.early_stopping, save_best=args.save_best,
+    callbacks = training.run_callbacks(run.path, early_stopping=args.early_stopping, keep_best=True,
                                        announce=lambda line: _common.say(args, line))
     result, y_fit, weights = training_path.fit(model, x_train, y_train, recipe, seed=args.seed,
                                                validation=splits["validation"][:2], callbacks=callbacks,

@@ -1,11 +1,14 @@
 """The on-disk cache of decoded images and model outputs: .npz files that heal.
 
-Each entry carries the SHA-256 of its arrays. An entry that is corrupt,
-truncated, empty or whose arrays no longer match their hash is treated as
-missing (and rebuilt by the caller); a cache directory that cannot be
-written is bypassed with one warning line on stderr.
+Each entry carries the SHA-256 of its arrays and a line saying what it
+holds. An entry that is corrupt, truncated, empty or whose arrays no longer
+match their hash is treated as missing (and rebuilt by the caller); a cache
+directory that cannot be written is bypassed with one warning line on
+stderr. ``python -m experiments.cache`` lists and clears the entries;
+``--no-cache`` runs without them (:func:`set_enabled`).
 """
 
+import datetime
 import os
 import sys
 import zipfile
@@ -16,8 +19,23 @@ import numpy as np
 from keras_apml import atomic
 
 CACHE_ENV = "KERAS_APML_CACHE"
-HASH_KEY = "__sha256__"
+HASH_KEY, ABOUT_KEY = "__sha256__", "__about__"
+# What this package writes there: decoded image trees and model outputs ("features"); a leading dot marks a
+# write that never finished (a killed process).
+KINDS = {"images": "cifar10-*.npz", "features": "features-*.npz"}
 _warned = set()
+_enabled = True
+
+
+def set_enabled(on):
+    """Use the cache (the default), or neither read nor write it (``--no-cache``)."""
+    global _enabled
+    _enabled = bool(on)
+
+
+def is_enabled():
+    """Whether the cache is read and written."""
+    return _enabled
 
 
 def cache_dir():
@@ -42,6 +60,8 @@ def arrays_sha256(arrays):
 
 def load(name):
     """The arrays cached as ``name``, or None when the entry is missing or fails its hash check."""
+    if not _enabled:
+        return None
     path = cache_dir() / name
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -50,23 +70,69 @@ def load(name):
         return None
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile):
         return None  # corrupt, truncated, empty or unreadable: rebuilt by the caller
+    arrays.pop(ABOUT_KEY, None)
     stored = arrays.pop(HASH_KEY, None)
     if stored is None or str(stored) != arrays_sha256(arrays):
         return None
     return arrays
 
 
-def save(name, arrays):
-    """Cache ``arrays`` as ``name`` with their hash; a directory that cannot be written is skipped with a warning."""
+def save(name, arrays, about):
+    """Cache ``arrays`` as ``name`` with their hash and ``about`` (what they are, for the listing); a directory that
+    cannot be written is skipped with a warning."""
+    if not _enabled:
+        return
     directory = cache_dir()
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with atomic.atomic_path(directory / name) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, **arrays, **{HASH_KEY: np.array(arrays_sha256(arrays))})
+                np.savez(f, **arrays, **{HASH_KEY: np.array(arrays_sha256(arrays)), ABOUT_KEY: np.array(about)})
     except OSError as e:
         if directory not in _warned:
             _warned.add(directory)
             print(f"warning: cache directory {directory} cannot be written ({e.strerror or e}); "
                   f"going on without the cache (set {CACHE_ENV} to another directory)", file=sys.stderr)
 
+
+
+def entries(kinds=tuple(KINDS)):
+    """The cache's files of ``kinds``, oldest first: ``[{"path", "kind", "bytes", "modified", "about"}]``.
+
+    ``about`` says what an entry holds (from the entry itself), or why it
+    cannot: an unfinished write, or a file that does not open.
+    """
+    directory = cache_dir()
+    found = []
+    for kind in kinds:
+        for pattern, unfinished in ((KINDS[kind], False), ("." + KINDS[kind], True)):
+            for path in directory.glob(pattern):
+                try:
+                    stat = path.stat()
+                except OSError:
+                    continue  # removed meanwhile
+                found.append({"path": path, "kind": kind, "bytes": stat.st_size,
+                              "modified": datetime.datetime.fromtimestamp(stat.st_mtime),
+                              "about": "an unfinished write (a stopped process)" if unfinished else _about(path)})
+    return sorted(found, key=lambda e: e["modified"])
+
+
+def _about(path):
+    """An entry's own description, read without loading its arrays."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return str(f[ABOUT_KEY]) if ABOUT_KEY in f.files else "(written before entries described themselves)"
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        return "damaged: rebuilt when next needed"
+
+
+def clear(kinds=tuple(KINDS)):
+    """Delete the cache's files of ``kinds`` (nothing else in the directory); returns the entries deleted."""
+    removed = []
+    for entry in entries(kinds):
+        try:
+            entry["path"].unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(entry)
+    return removed

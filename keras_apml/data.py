@@ -35,8 +35,11 @@ EXPECTED_LAYOUT = (
 )
 
 
-def load_cifar10(data_dir=None):
-    """Return CIFAR-10 as ``(x_train, y_train), (x_test, y_test)``: uint8 NHWC images, int64 labels."""
+def load_cifar10(data_dir=None, verbose=0):
+    """Return CIFAR-10 as ``(x_train, y_train), (x_test, y_test)``: uint8 NHWC images, int64 labels.
+
+    ``verbose`` shows the progress of decoding an image-folder tree (Keras's convention).
+    """
     data_dir = data_dir or os.environ.get(DATA_ENV)
     if not data_dir:
         return _download_cifar10()
@@ -47,7 +50,7 @@ def load_cifar10(data_dir=None):
         if (batches / "data_batch_1").is_file():
             return _read_pickled_batches(batches)
     if (root / "train").is_dir() and (root / "test").is_dir():
-        return _read_image_folders_cached(root)
+        return _read_image_folders_cached(root, verbose)
     raise InputError(f"data directory {root} holds no CIFAR-10 data; {EXPECTED_LAYOUT}")
 
 
@@ -131,7 +134,7 @@ def _image_files(root):
     return listing
 
 
-def _read_image_folders_cached(root):
+def _read_image_folders_cached(root, verbose=0):
     """Decode an image-folder tree once, then reuse the arrays cached under ``cache.cache_dir()``."""
     listing = _image_files(root)
     key = hashlib.sha256(str(root.resolve()).encode())
@@ -143,12 +146,14 @@ def _read_image_folders_cached(root):
     arrays = cache.load(name)
     if arrays is not None and set(arrays) == {"x_train", "y_train", "x_test", "y_test"}:
         return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
-    (x_train, y_train), (x_test, y_test) = (_decode_images(files) for files in listing.values())
-    cache.save(name, dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test))
+    (x_train, y_train), (x_test, y_test) = (_decode_images(files, verbose, f"decoding {split}")
+                                            for split, files in listing.items())
+    cache.save(name, dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test),
+               about=f"CIFAR-10 images decoded from {root.resolve()}")
     return (x_train, y_train), (x_test, y_test)
 
 
-def _decode_images(files):
+def _decode_images(files, verbose=0, what="decoding images"):
     """Decode (path, label) pairs into checked uint8 images and int64 labels.
 
     The size and mode are read from the header before any pixel is decoded,
@@ -156,6 +161,9 @@ def _decode_images(files):
     """
     from PIL import Image
 
+    from keras_apml.progress import StepProgress
+
+    progress = StepProgress(what, len(files), verbose)
     x = np.empty((len(files), *IMAGE_SHAPE), dtype=np.uint8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size check refuses such an image
@@ -169,6 +177,8 @@ def _decode_images(files):
                 raise
             except (OSError, ValueError, Image.DecompressionBombError) as e:
                 raise InputError(f"{path}: cannot decode image ({' '.join(str(e).split())[:200]})") from None
+            if (i + 1) % 1000 == 0 or i + 1 == len(files):
+                progress.update(i + 1)
     return x, np.array([label for _, label in files], dtype=np.int64)
 
 
@@ -289,10 +299,11 @@ def course_benchmark(train_pickle, dev_pickle):
     )
 
 
-def load_benchmark(data_dir=None, seed=0, train_pickle=None, dev_pickle=None, quick=False):
+def load_benchmark(data_dir=None, seed=0, train_pickle=None, dev_pickle=None, quick=False, verbose=0):
     """The benchmark drawn from CIFAR-10, or the course's own pickles (observed labels only).
 
-    ``quick`` divides the class counts by QUICK_SCALE (at least 2 per class).
+    ``quick`` divides the class counts by QUICK_SCALE (at least 2 per class);
+    ``verbose`` shows the progress of decoding CIFAR-10's image folders.
     """
     if (train_pickle is None) != (dev_pickle is None):
         raise InputError("--train-pickle and --dev-pickle go together: give both or neither")
@@ -302,7 +313,7 @@ def load_benchmark(data_dir=None, seed=0, train_pickle=None, dev_pickle=None, qu
     if quick:
         counts = {name: tuple(max(2, round(c / QUICK_SCALE)) for c in default)
                   for name, default in (("train_counts", TRAIN_COUNTS), ("dev_counts", DEV_COUNTS))}
-    return car_truck_cat(data_dir, seed=seed, **counts)
+    return car_truck_cat(seed=seed, cifar=load_cifar10(data_dir, verbose), **counts)
 
 
 def apply_relabel_file(y, path, class_names):

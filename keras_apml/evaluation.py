@@ -7,17 +7,32 @@ import numpy as np
 from sklearn import metrics as skm
 
 
+def predict(model, x, batch_size=256, verbose=0, what="predicting"):
+    """``model.predict`` on uint8 images, [0, 1] float images or float features: an array, or a dict of arrays for
+    a model with named outputs; ``verbose`` shows the progress of ``what`` (see :mod:`keras_apml.progress`)."""
+    from keras_apml.pipeline import make_dataset
+    from keras_apml.progress import StepProgress
+
+    if not verbose or not len(x):
+        return model.predict(make_dataset(x, batch_size=batch_size), verbose=0)
+    progress, chunk, parts = StepProgress(what, len(x), verbose), batch_size * 16, []
+    for start in range(0, len(x), chunk):
+        parts.append(model.predict(make_dataset(x[start:start + chunk], batch_size=batch_size), verbose=0))
+        progress.update(min(start + chunk, len(x)))
+    if isinstance(parts[0], dict):
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return np.concatenate(parts)
+
+
 def predict_proba(model, x, batch_size=256, mirror=False):
     """A model's class probabilities for uint8 images, [0, 1] float images or float features, batch by batch.
 
     ``mirror`` (test-time augmentation) averages each image's probabilities
     with its left-right mirror image's.
     """
-    from keras_apml.pipeline import make_dataset
-
-    probabilities = np.asarray(model.predict(make_dataset(x, batch_size=batch_size), verbose=0))
+    probabilities = np.asarray(predict(model, x, batch_size))
     if mirror:
-        mirrored = model.predict(make_dataset(np.ascontiguousarray(x[:, :, ::-1]), batch_size=batch_size), verbose=0)
+        mirrored = predict(model, np.ascontiguousarray(x[:, :, ::-1]), batch_size)
         probabilities = (probabilities + np.asarray(mirrored)) / 2
     return probabilities
 
@@ -85,22 +100,32 @@ def _finite(matrix):
 
 
 def balanced_accuracy_callback(datasets):
-    """A Keras callback recording balanced accuracy on named ``(x, y)`` sets after every epoch.
+    """A Keras callback adding ``<name>_balanced_accuracy`` to every epoch's logs for named ``(x, y)`` sets.
 
-    The values accumulate in the callback's ``history`` dict (name -> list).
+    Put it before the callbacks that read the logs (the history file, the
+    best-epoch keeper). For ``val``, a set whose classes are all equally
+    frequent, balanced accuracy is exactly the ``val_accuracy`` Keras already
+    logged, which is taken instead of a second pass over the images.
     """
     import keras
 
-    class BalancedAccuracyHistory(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.history = {name: [] for name in datasets}
+    def equally_frequent(y):
+        counts = np.bincount(np.asarray(y))
+        return counts[counts > 0].min() == counts.max()
 
+    equal = {name: equally_frequent(y) for name, (_, y) in datasets.items()}
+
+    class BalancedAccuracy(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
+            if logs is None:
+                return
             for name, (x, y) in datasets.items():
+                if name == "val" and equal[name] and "val_accuracy" in logs:
+                    logs["val_balanced_accuracy"] = float(logs["val_accuracy"])
+                    continue
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)
                     score = skm.balanced_accuracy_score(y, predict_labels(self.model, x))
-                self.history[name].append(float(score))
+                logs[f"{name}_balanced_accuracy"] = float(score)
 
-    return BalancedAccuracyHistory()
+    return BalancedAccuracy()

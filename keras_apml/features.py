@@ -6,8 +6,7 @@ import time
 
 import numpy as np
 
-from keras_apml import cache
-from keras_apml.pipeline import make_dataset
+from keras_apml import cache, evaluation
 
 
 def file_sha256(path):
@@ -27,13 +26,15 @@ def weights_sha256(model):
     return digest.hexdigest()
 
 
-def cached_outputs(model, images, key, batch_size=256):
+def cached_outputs(model, images, key, about, batch_size=256, verbose=0):
     """Return ``({name: model outputs on images[name]}, info)``, computing them only on a cache miss.
 
     ``images`` maps names to uint8 image arrays; ``key`` identifies the model
-    (a file hash and a layer, or :func:`weights_sha256`). A model with named
-    outputs (a dict) gives ``"name.output"`` entries. ``info`` records whether
-    the cache was hit, the seconds spent and the cache file.
+    (a file hash and a layer, or :func:`weights_sha256`); ``about`` says what
+    the outputs are, for the cache's listing. A model with named outputs (a
+    dict) gives ``"name.output"`` entries. ``verbose`` shows the progress of a
+    computation (Keras's convention). ``info`` records whether the cache was
+    hit, the seconds spent and the cache file.
     """
     name = f"features-{hashlib.sha256((key + cache.arrays_sha256(images)).encode()).hexdigest()[:24]}.npz"
     start = time.perf_counter()
@@ -43,8 +44,8 @@ def cached_outputs(model, images, key, batch_size=256):
                          "file": str(cache.cache_dir() / name)}
     outputs = {}
     for split, x in images.items():
-        out = model.predict(make_dataset(x, batch_size=batch_size), verbose=0)
+        out = evaluation.predict(model, x, batch_size, verbose, what=split)
         outputs.update({f"{split}.{k}": v for k, v in out.items()} if isinstance(out, dict) else {split: out})
-    cache.save(name, outputs)
-    return outputs, {"cache": "miss", "seconds": round(time.perf_counter() - start, 3),
+    cache.save(name, outputs, about)
+    return outputs, {"cache": "miss" if cache.is_enabled() else "off", "seconds": round(time.perf_counter() - start, 3),
                      "file": str(cache.cache_dir() / name)}

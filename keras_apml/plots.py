@@ -5,6 +5,8 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.lines  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
@@ -32,7 +34,9 @@ def class_distribution(label_sets, class_names, title="Class distribution"):
 def image_grid(images, titles, columns=8, title=None):
     """A grid of uint8 or [0, 1] images with a caption above each."""
     rows = max(1, int(np.ceil(len(images) / columns)))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.45 * rows + (0.4 if title else 0)), squeeze=False)
+    lines = max((str(t).count("\n") + 1 for t in titles), default=1)  # caption lines: room above each image
+    height = (1.2 + 0.13 * lines) * rows + (0.4 if title else 0)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, height), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, image, caption in zip(axes.ravel(), images, titles):
@@ -73,33 +77,58 @@ def confusion_matrix(counts, class_names, title="Confusion matrix"):
     return fig
 
 
-def training_curves(history, title="Training curves", diverged_epoch=None):
-    """Loss and accuracy per epoch, training and validation; a divergence is marked, not plotted as 0."""
+def epoch_axis(ax, epochs):
+    """An x axis of whole epochs 1..``epochs`` (one epoch shows as one tick, not a fractional scale)."""
+    ax.set_xlim(0.5, max(1, epochs) + 0.5)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_xlabel("epoch")
+
+
+def training_curves(history, title="Training curves", diverged_epoch=None, best_epoch=None, validation="validation",
+                    num_classes=None):
+    """Loss and accuracy per epoch: training solid, the ``validation`` set dashed, its balanced accuracy dotted
+    beside its plain accuracy, with chance (1/classes); the epoch whose weights were kept and a divergence marked."""
     keys = [k for k in ("loss", "accuracy") if k in history]
-    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 3.8), squeeze=False)
     for ax, key in zip(axes[0], keys):
-        for prefix, style in (("", "-"), ("val_", "--")):
-            values = np.array([np.nan if v is None else v for v in history.get(prefix + key, [])], dtype=float)
+        lines = [(key, "-", f"train {key}"), ("val_" + key, "--", f"{validation} {key}")]
+        if key == "accuracy":
+            lines.append(("val_balanced_accuracy", ":", f"{validation} balanced accuracy"))
+        for name, style, label in lines:
+            values = np.array([np.nan if v is None else v for v in history.get(name, [])], dtype=float)
             if len(values):
-                ax.plot(np.arange(1, len(values) + 1), values, style, marker=".", label=(prefix or "train_") + key)
+                ax.plot(np.arange(1, len(values) + 1), values, style, marker=".", label=label)
+        if key == "accuracy":
+            if num_classes and "val_balanced_accuracy" in history:
+                ax.axhline(1 / num_classes, color="grey", linewidth=0.8,
+                           label=f"chance balanced accuracy (1/{num_classes})")
+            ax.set_ylim(0, 1)
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="green", linestyle="-.", linewidth=1,
+                       label=f"weights kept (epoch {best_epoch})")
         if diverged_epoch is not None:
             ax.axvline(diverged_epoch, color="red", linestyle=":", label=f"diverged (epoch {diverged_epoch})")
-        ax.set_xlabel("epoch")
+        epoch_axis(ax, max(len(v) for v in history.values() if isinstance(v, list)))
         ax.set_ylabel(key)
-        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def grouped_bars(categories, series, ylabel, title):
-    """Bars per category, one colour per named series of ``(means, stds)``, with std error bars."""
+def grouped_bars(categories, series, ylabel, title, chance=None):
+    """Bars per category, one colour per named series of ``(means, stds)``; std error bars where a std is given
+    (more than one seed), and ``chance`` as a line with its label, e.g. ``(1/3, "chance (1/3)")``."""
     fig, ax = plt.subplots(figsize=(1.5 + 0.75 * len(categories) * max(1, len(series)) ** 0.5, 4.2))
     width = 0.8 / max(1, len(series))
     positions = np.arange(len(categories))
     for i, (name, (means, stds)) in enumerate(series.items()):
         offset = (i - (len(series) - 1) / 2) * width
-        ax.bar(positions + offset, means, width, yerr=stds, capsize=3, label=name)
+        errors = None if stds is None or all(s is None for s in stds) else [s or 0 for s in stds]
+        ax.bar(positions + offset, means, width, yerr=errors, capsize=3, label=name)
+    if chance is not None:
+        ax.axhline(chance[0], color="black", linestyle="--", linewidth=1, label=chance[1])
     ax.set_xticks(positions, categories, rotation=40, ha="right")
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1)
@@ -130,20 +159,26 @@ def loss_curves(runs, title="Loss per epoch"):
             finite = [v for v in history.get("loss", [])[:diverged_epoch - 1] if v is not None and np.isfinite(v)]
             ax.plot([diverged_epoch], [finite[-1] if finite else 1.0], "x", color="red", markersize=10)
     ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (solid: train, dashed: validation)")
-    ax.set_title(title)
-    ax.legend(fontsize=7, ncol=2)
+    epoch_axis(ax, max((len(h.get("loss", [])) for h, _ in runs.values()), default=1))
+    ax.set_ylabel("loss")
+    handles, labels = ax.get_legend_handles_labels()
+    styles = [matplotlib.lines.Line2D([], [], color="black", linestyle="-", label="train (solid)"),
+              matplotlib.lines.Line2D([], [], color="black", linestyle="--", label="validation (dashed)")]
+    if any(diverged for _, diverged in runs.values()):
+        styles.append(matplotlib.lines.Line2D([], [], color="red", marker="x", linestyle="", label="diverged"))
+    ax.legend(handles=styles + handles, fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
 
 
-def metric_curves(series, ylabel, title):
-    """Named per-epoch series on one plot (e.g. balanced accuracy on validation and dev)."""
+def metric_curves(series, ylabel, title, best=None):
+    """Named per-epoch series on one plot (e.g. balanced accuracy on validation and dev); ``best`` marks an epoch."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for name, values in series.items():
         ax.plot(np.arange(1, len(values) + 1), values, marker=".", label=name)
-    ax.set_xlabel("epoch")
+    if best is not None:
+        ax.axvline(best, color="green", linestyle="-.", linewidth=1, label=f"best on validation (epoch {best})")
+    epoch_axis(ax, max((len(v) for v in series.values()), default=1))
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
@@ -152,10 +187,11 @@ def metric_curves(series, ylabel, title):
     return fig
 
 
-def eps_curves(results, title="Accuracy under attack"):
-    """Accuracy (solid) and balanced accuracy (dashed) against eps, one colour per attack.
+def eps_curves(results, title="Accuracy under attack", num_classes=None):
+    """Accuracy (solid) and balanced accuracy (dashed) against eps, one colour per attack, ticks at the eps measured.
 
-    ``results`` maps attack -> {eps as text: {"accuracy", "balanced_accuracy"}}.
+    ``results`` maps attack -> {eps as text: {"accuracy", "balanced_accuracy"}};
+    ``num_classes`` draws chance balanced accuracy.
     """
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -164,8 +200,16 @@ def eps_curves(results, title="Accuracy under attack"):
         for key, style in (("accuracy", "-"), ("balanced_accuracy", "--")):
             ax.plot(eps, [by_eps[e][key] for e in by_eps], style, marker="o", color=colours[i % len(colours)],
                     label=f"{attack.upper()} {key.replace('_', ' ')}")
-    ax.set_xscale("symlog", linthresh=0.005)
+    measured = sorted({float(e) for by_eps in results.values() for e in by_eps})
+    positive = [e for e in measured if e > 0]
+    ax.set_xscale("symlog", linthresh=min(positive) if positive else 1.0)
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(measured))  # ticks where there is data, only there
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FixedFormatter([f"{e:g}" for e in measured]))
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.tick_params(axis="x", labelrotation=45)
     ax.set_xlabel("eps (L-infinity, [0, 1] pixels)")
+    if num_classes:
+        ax.axhline(1 / num_classes, color="grey", linewidth=0.8, label=f"chance balanced accuracy (1/{num_classes})")
     ax.set_ylabel("score")
     ax.set_ylim(0, 1)
     ax.set_title(title)

@@ -139,13 +139,15 @@ def fit(model, x, y, recipe, *, seed=0, validation=None, callbacks=(), verbose=0
     """Compile ``model`` with the recipe's optimiser and schedule and train it on ``(x, y)`` as the recipe says.
 
     ``x`` are uint8 images (or float features, which pass unscaled);
-    ``validation`` is ``(x, y)`` for the curves; ``distribution`` a
+    ``validation`` is ``(x, y)``, scored after every epoch (its balanced
+    accuracy logged as ``val_balanced_accuracy``, what
+    :class:`training.BestEpoch` keeps the best epoch by); ``distribution`` a
     tf.distribute strategy to compile under. Returns ``(TrainResult, labels fitted,
     class weights or None)``.
     """
     import contextlib
 
-    from keras_apml import pipeline, training
+    from keras_apml import evaluation, pipeline, training
     from keras_apml.augmentation import Augmentation
 
     augmentation = Augmentation.from_string(recipe.augment, seed=seed) if recipe.augment else None
@@ -158,10 +160,13 @@ def fit(model, x, y, recipe, *, seed=0, validation=None, callbacks=(), verbose=0
         training.compile_model(model, training.make_optimizer(recipe.optimizer, lr, recipe.momentum,
                                                               recipe.weight_decay),
                                jit_compile=jit_compile, steps_per_execution=steps_per_execution)
-    validation_data = None if validation is None else pipeline.make_dataset(*validation, recipe.batch_size)
+    validation_data, scoring = None, []
+    if validation is not None:
+        validation_data = pipeline.make_dataset(*validation, recipe.batch_size)
+        scoring = [evaluation.balanced_accuracy_callback({"val": validation})]  # before the callbacks that read it
     result = training.fit(model, ds, epochs=recipe.epochs, validation_data=validation_data, steps_per_epoch=steps,
                           class_weight=weights, verbose=verbose,
-                          callbacks=[*schedule_callbacks, *callbacks])
+                          callbacks=[*scoring, *schedule_callbacks, *callbacks])
     return result, y_fit, weights
 
 

@@ -21,7 +21,7 @@ def markdown_table(headers, rows):
 def model_summary(model):
     """The text of ``model.summary()``."""
     lines = []
-    model.summary(print_fn=lambda line, line_break=True: lines.append(line), line_length=100)
+    model.summary(print_fn=lambda line, line_break=True: lines.append(line))  # a set width cuts off "Param #"
     return "\n".join(lines)
 
 
@@ -73,15 +73,26 @@ def summarize_seeds(per_seed, class_names):
 
 
 def _mean_std(values):
-    """(mean, population std) of the defined values, or (None, None)."""
+    """(mean, population std) of the defined values; the std is None for one value, both for none."""
     values = [v for v in values if v is not None]
-    return (float(np.mean(values)), float(np.std(values))) if values else (None, None)
+    if not values:
+        return None, None
+    return float(np.mean(values)), (float(np.std(values)) if len(values) > 1 else None)
 
 
 def mean_std(pair):
-    """``0.912 ± 0.010``, or an em dash when undefined."""
+    """``0.912 ± 0.010``; ``0.912`` for one seed (no spread to show); an em dash when undefined."""
     mean, std = pair
-    return "—" if mean is None else f"{mean:.3f} ± {std:.3f}"
+    if mean is None:
+        return "—"
+    return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
+
+
+def seed_words(seeds):
+    """``Mean ± std over seeds 0, 1, 2`` or ``Seed 0 only (no spread)``."""
+    if len(seeds) == 1:
+        return f"Seed {seeds[0]} only (no spread)"
+    return f"Mean ± std over seeds {', '.join(map(str, seeds))}"
 
 
 def seed_table(summaries, class_names, first="strategy"):
@@ -99,17 +110,46 @@ def seed_table(summaries, class_names, first="strategy"):
     return markdown_table(headers, rows)
 
 
-def add_model_report(run, name, split_metrics, class_names, model, train_result, detail_splits=None):
-    """Append one model's sections to report.md and save its plots; ``detail_splits`` limits the confusion matrices."""
+def training_summary(result, validation="validation", timing=None):
+    """One paragraph: how the training ended, its epochs and time (and the base outputs' before it, in ``timing``),
+    resumption, and the epoch whose weights were kept."""
+    resumed = (f" (resumed after epoch {result.resumed_from}; epochs and time are the whole run's)"
+               if result.resumed_from else "")
+    epochs = plural(result.epochs_run, "epoch")
+    text = f"{result.status.capitalize()} after {epochs} in {result.seconds:.1f} s{resumed}."
+    if timing and "feature_seconds" in timing:
+        how = {"hit": "read from the cache", "miss": "computed and cached", "off": "computed, --no-cache"}
+        text += (f" Before it, the frozen base's outputs for every image took {timing['feature_seconds']:.1f} s "
+                 f"({how.get(timing.get('feature_cache'), timing.get('feature_cache'))}).")
+    scores = result.history.get("val_balanced_accuracy") or []
+    if result.best_epoch is not None and len(scores) >= result.best_epoch:
+        best, last = scores[result.best_epoch - 1], scores[-1]
+        if result.best_epoch == len(scores):
+            text += (f" The last epoch had the highest {validation} balanced accuracy ({best:.4f}); "
+                     "the model keeps its weights.")
+        else:
+            text += (f" The model keeps the weights of epoch {result.best_epoch}, of highest {validation} balanced "
+                     f"accuracy ({best:.4f}; the last epoch's: {last:.4f}).")
+    return text
+
+
+def plural(count, noun):
+    """``1 epoch``, ``3 epochs``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def add_model_report(run, name, split_metrics, class_names, model, train_result, detail_splits=None,
+                     validation="validation", timing=None):
+    """Append one model's sections to report.md and save its plots; ``detail_splits`` limits the confusion matrices.
+
+    ``validation`` names the set the curves' dashed lines were scored on.
+    """
     title = name.replace("_", " ")
     curves = run.save_figure(
-        plots.training_curves(train_result.history, f"{title}: training", train_result.diverged_epoch),
+        plots.training_curves(train_result.history, f"{title}: training", train_result.diverged_epoch,
+                              train_result.best_epoch, validation, len(class_names)),
         f"curves_{name}.png")
-    resumed = (f" (resumed after epoch {train_result.resumed_from}; epochs and time are the whole run's)"
-               if train_result.resumed_from else "")
-    epochs = f"{train_result.epochs_run} epoch{'s' if train_result.epochs_run != 1 else ''}"
-    sections = [f"## {title}\n\n{train_result.status} after {epochs} in {train_result.seconds:.1f} s{resumed}."
-                f"\n\n![training curves]({curves})"]
+    sections = [f"## {title}\n\n{training_summary(train_result, validation, timing)}\n\n![training curves]({curves})"]
     if train_result.diverged:
         sections.append(f"**The loss became NaN or infinite at epoch {train_result.diverged_epoch}**: "
                         "no metrics are reported for a diverged run.")
@@ -128,7 +168,7 @@ def add_model_report(run, name, split_metrics, class_names, model, train_result,
 
 
 def finish_trained_model(run, name, model, train_result, splits, class_names, *, extra=None, scorer=None,
-                         model_file=None, detail_splits=None, tag=None):
+                         model_file=None, detail_splits=None, tag=None, validation="validation"):
     """Evaluate every split (unless training diverged), save the model, record metrics.json and report it.
 
     ``scorer`` is ``(model, splits)`` to evaluate instead of ``model`` on
@@ -142,8 +182,9 @@ def finish_trained_model(run, name, model, train_result, splits, class_names, *,
         run.save_model(model, model_file or f"{name}.keras")
     extra = dict(extra or {})
     timing = {**train_result.timing(), **extra.pop("timing", {})}
+    timing["total_seconds"] = round(timing["fit_seconds"] + timing.get("feature_seconds", 0.0), 3)
     run.record(name, {**split_metrics, "training": train_result.to_dict(), "timing": timing, **extra})
-    add_model_report(run, name, split_metrics, class_names, model, train_result, detail_splits)
+    add_model_report(run, name, split_metrics, class_names, model, train_result, detail_splits, validation, timing)
     training.remove_backup(run.path, tag)
     return split_metrics
 
@@ -191,19 +232,21 @@ def baseline_comparison_section(rows, share=None):
 def strategies_section(recipe_text, seeds, descriptions, summaries, class_names, bars_png):
     """``experiments.imbalance``: every strategy, mean ± std over the seeds."""
     described = "\n".join(f"- `{n}`: {d}" for n, d in descriptions.items())
-    return (f"## Strategies\n\nRecipe: {recipe_text}. Seeds {seeds}; every strategy of a seed starts from the same "
-            f"initial weights.\n\n{described}\n\n" + seed_table(summaries, class_names)
+    return (f"## Strategies\n\nRecipe: {recipe_text}. {seed_words(seeds)}; every strategy of a seed starts from the "
+            f"same initial weights.\n\n{described}\n\n" + seed_table(summaries, class_names)
             + f"\n\n![balanced accuracy per strategy]({bars_png})")
 
 
 def best_strategy_section(best, labels, balanced_accuracy, seed):
     """``experiments.imbalance``: the strategy chosen and why."""
-    return (f"## Best: `{best}`\n\nMean dev balanced accuracy ({labels} labels) {mean_std(balanced_accuracy)}. "
+    mean = "Mean dev" if balanced_accuracy[1] is not None else "Dev"
+    return (f"## Best: `{best}`\n\n{mean} balanced accuracy ({labels} labels) {mean_std(balanced_accuracy)}. "
             f"Its seed-{seed} model is saved as `best.keras`.")
 
 
-def sweep_section(sweep, results, best, plot_png):
-    """``experiments.hyperparams``: one sweep's configurations, the diverged ones marked, and its best."""
+def sweep_section(sweep, results, tied, plot_png):
+    """``experiments.hyperparams``: one sweep's configurations, the diverged ones marked, and its best (``tied``:
+    every setting of the highest validation balanced accuracy, the one taken first)."""
     def last(result, key):
         return (result["training"]["history"].get(key) or [None])[-1]
 
@@ -217,15 +260,29 @@ def sweep_section(sweep, results, best, plot_png):
     table = markdown_table(["setting", "status", "epochs", "train loss", "validation loss",
                             "validation balanced acc.", "dev balanced acc. (true)", "dev balanced acc. (observed)",
                             "fit seconds"], rows)
-    verdict = (f"**Best {sweep}: `{best}`** (highest validation balanced accuracy)." if best
-               else "**Every configuration diverged.**")
+    if not tied:
+        verdict = "**Every configuration diverged.**"
+    elif len(tied) == 1:
+        verdict = f"**Best {sweep}: `{tied[0]}`** (highest validation balanced accuracy)."
+    else:
+        score = results[tied[0]]["validation"]["balanced_accuracy"]
+        verdict = (f"**A tie for best {sweep}**: {', '.join(f'`{t}`' for t in tied)} reach the same validation "
+                   f"balanced accuracy ({score:.4f}); the first, `{tied[0]}`, is named best.")
     return f"## Sweep: {sweep}\n\n{verdict}\n\n{table}\n\n![{sweep}]({plot_png})"
 
 
-def epochs_sweep_section(best, train_result, plot_png):
-    """``experiments.hyperparams``: the epoch of highest validation balanced accuracy in one long run."""
-    return (f"## Sweep: epochs\n\n**Best epochs: {best}** (highest validation balanced accuracy over "
-            f"{train_result.epochs_run} epochs, {train_result.status}).\n\n![epochs]({plot_png})")
+def epochs_sweep_section(tied, train_result, plot_png):
+    """``experiments.hyperparams``: the epoch of highest validation balanced accuracy in one long run (``tied``:
+    every epoch that reached it)."""
+    span = f"over {plural(train_result.epochs_run, 'epoch')}, {train_result.status}"
+    if not tied:
+        verdict = f"**No epoch was scored** ({span})."
+    elif len(tied) == 1:
+        verdict = f"**Best epochs: {tied[0]}** (highest validation balanced accuracy {span})."
+    else:
+        verdict = (f"**A tie for best epochs**: epochs {', '.join(map(str, tied))} reach the same validation "
+                   f"balanced accuracy ({span}); the fewest, {tied[0]}, is named best.")
+    return f"## Sweep: epochs\n\n{verdict}\n\n![epochs]({plot_png})"
 
 
 def hyperparams_base_section(recipe_text, strategy, fit, validation, dev):
@@ -266,9 +323,12 @@ def detection_section(detection, settings, sizes, grid_png):
                                      "F1"], rows))
     lines.append("Flagged (observed -> suggested): " + ", ".join(
         f"{k}: {v}" for k, v in detection["flagged_by_observed_and_suggested"].items()) + ".")
-    lines.append(f"![flagged images]({grid_png})\n\n(✓ the label is wrong, ✗ it was right.) The flagged training "
-                 "labels, with the suggested class, are in `flagged_relabel.csv` (dev: `flagged_dev_relabel.csv`): "
-                 "review and edit it, then `python -m experiments.train --relabel flagged_relabel.csv` applies it.")
+    lines.append(f"![flagged images]({grid_png})\n\nEach image: observed label -> the class the models suggest; "
+                 "`p(label)`, the out-of-fold probability of the observed label (cleanlab's self-confidence: the "
+                 "lower, the surer the flag; the grid is in that order); where the truth is known, whether the "
+                 "observed label really is wrong, and what the image is. The flagged training labels, with the "
+                 "suggested class, are in `flagged_relabel.csv` (dev: `flagged_dev_relabel.csv`): review and edit "
+                 "it, then `python -m experiments.train --relabel flagged_relabel.csv` applies it.")
     return "\n\n".join(lines)
 
 
@@ -277,7 +337,7 @@ def retraining_section(strategy, seeds, summaries, class_names):
     return (f"## Retraining `{strategy}` on cleaned labels\n\n(a) noisy: the labels as given; (b) removed: flagged "
             "images dropped; (c) relabelled: flagged images given the suggested class; (d) true, where the "
             "benchmark knows them: every label right, the ceiling of any cleaning. "
-            f"Mean ± std over seeds {seeds}, on dev.\n\n" + seed_table(summaries, class_names, first="training labels"))
+            f"{seed_words(seeds)}, on dev.\n\n" + seed_table(summaries, class_names, first="training labels"))
 
 
 def eps_sweep_section(model_path, set_name, n, true_labels, use_predictions, pgd_steps, results, curves_png,
@@ -308,8 +368,11 @@ def features_section(model_path, layer, shapes, cache, train_eval):
 
 def classifier_section(name, result, confusion_png):
     """``experiments.feature_extraction``: one scikit-learn classifier's pipeline, convergence and test report."""
+    import sklearn
+
     warning = f"\n\n**Did not converge**: {'; '.join(result['warnings'])}" if result["warnings"] else ""
-    return (f"## {name}\n\n`{result['pipeline']}`{warning}\n\n![confusion matrix]({confusion_png})\n\n"
+    return (f"## {name}\n\n`{result['pipeline']}`\n\n(Every parameter not written out is scikit-learn "
+            f"{sklearn.__version__}'s default.){warning}\n\n![confusion matrix]({confusion_png})\n\n"
             f"```\n{result['test']['classification_report']}```")
 
 
@@ -319,23 +382,69 @@ def classifier_comparison(rows):
         ["classifier", "train acc", "test acc", "test balanced acc", "fit s", "predict s"], rows)
 
 
-def cifar_data_section(sizes, replicas, gpu, samples_png):
-    """``experiments.cifar_transfer``: the splits and the devices."""
+def cifar_data_section(sizes, replicas, gpu, samples_png, recipes):
+    """``experiments.cifar_transfer``: the splits, the devices and every run's recipe."""
     return (f"CIFAR-10, {sizes['train']} train / {sizes['validation']} validation / {sizes['test']} test images; "
-            f"{replicas} replica(s); mixed precision {gpu['mixed_precision']}, XLA {gpu['jit']}."
-            f"\n\n![samples]({samples_png})")
+            f"{replicas} replica(s); mixed precision {gpu['mixed_precision']}, XLA {gpu['jit']}.\n\n"
+            f"{recipes_table(recipes)}\n\n![samples]({samples_png})")
+
+
+def recipes_table(recipes):
+    """Markdown: one row per named :class:`Recipe`, one column per setting (settings no run uses left out)."""
+    def setting(recipe, field):
+        value = getattr(recipe, field)
+        if field == "standardize":
+            return "VGG19's preprocessing" if recipe.model == "vgg19_transfer" else "standardised" if value else \
+                "raw [0, 1]"
+        if field == "weights":
+            return (value or "none (random)") if recipe.model == "vgg19_transfer" else None
+        if field == "momentum":
+            return f"{value:g}" if recipe.optimizer == "sgd" else None
+        if value is None or value == "none" or (field == "weight_decay" and value == 0):
+            return None  # not used by this run
+        if field == "augment":
+            return value.replace(",", ", ")
+        return f"{value:g}" if isinstance(value, float) else value
+
+    fields = [("model", "model"), ("optimizer", "optimizer"), ("lr", "learning rate"), ("momentum", "momentum"),
+              ("weight_decay", "weight decay"), ("schedule", "schedule"), ("batch_size", "batch"),
+              ("epochs", "epochs"), ("standardize", "inputs"), ("balance", "balance"),
+              ("augment", "augmentation"), ("dropout", "dropout"), ("init", "start from"), ("weights", "VGG19 base")]
+    used = [(f, h) for f, h in fields if any(setting(r, f) is not None for r in recipes.values())]
+    rows = [(name, *(setting(r, f) for f, _ in used)) for name, r in recipes.items()]
+    return markdown_table(["run", *(h for _, h in used)], rows)
 
 
 def cifar_comparison(results, study):
-    """``experiments.cifar_transfer``: every run's accuracies beside the study's own test accuracy."""
-    rows = []
+    """``experiments.cifar_transfer``: every run's accuracies (percentages, as the study gave them) beside the
+    study's own test accuracy, the VGG19 base's weights named; times include computing the base's outputs."""
+    def percent(value):
+        return f"{value:.2%}"
+
+    rows, notes = [], []
     for name, m in results["runs"].items():
+        label = name
+        if "weights" in m:
+            base = {"imagenet": "ImageNet", "none": "random"}.get(str(m["weights"]).lower(), m["weights"])
+            label += f" (base: {base})"
+            if base != "ImageNet":
+                notes.append(f"`{name}`'s VGG19 base was {'random (--weights none)' if base == 'random' else base}; "
+                             "the study's VGG19 figures are with ImageNet weights, so the two do not compare.")
+        training = m["training"]
+        epochs = str(training["epochs_run"])
+        if training.get("best_epoch") is not None:
+            epochs += f" (kept {training['best_epoch']})"
+        timing = m["timing"]
+        seconds = f"{timing['fit_seconds']:.0f} s"
+        if "feature_seconds" in timing:
+            cached = " (from the cache)" if timing.get("feature_cache") == "hit" else ""
+            seconds += f" + {timing['feature_seconds']:.0f} s base outputs{cached}"
         if "test" not in m:
-            rows.append((name, None, None, None, None, m["training"]["status"], study.get(name, "—")))
+            rows.append((label, training["status"], seconds, None, None, None, None, study.get(name, "—")))
             continue
-        rows.append((name, m["train"]["accuracy"], m["validation"]["accuracy"], m["test"]["accuracy"],
-                     m["test"]["balanced_accuracy"], f"{m['training']['epochs_run']} epochs, "
-                     f"{m['timing']['fit_seconds']:.0f} s", study.get(name, "—")))
-    return "## Comparison\n\n" + markdown_table(
-        ["run", "train acc", "val acc", "test acc", "test balanced acc", "training", "study test acc"], rows) + (
-        "\n\nThe study's figures are on the original CIFAR-10; JPEG copies score a little lower.")
+        rows.append((label, epochs, seconds, percent(m["train"]["accuracy"]), percent(m["validation"]["accuracy"]),
+                     percent(m["test"]["accuracy"]), percent(m["test"]["balanced_accuracy"]), study.get(name, "—")))
+    table = markdown_table(["run", "epochs (kept)", "time", "train acc", "val acc", "test acc", "test balanced acc",
+                            "study test acc"], rows)
+    notes.append("The study's figures are on the original CIFAR-10; JPEG copies score a little lower.")
+    return "## Comparison\n\n" + table + "\n\n" + " ".join(notes)

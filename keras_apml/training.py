@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from keras_apml import atomic
 from keras_apml.errors import InputError
@@ -115,27 +116,24 @@ def compile_model(model, optimizer, jit_compile=False, steps_per_execution=1):
     return model
 
 
-def run_callbacks(run_dir, early_stopping=None, save_best=False, tag=None, announce=print):
-    """Callbacks for a run kept in ``run_dir``: its resumable backup and history; EarlyStopping, best model on request.
+def run_callbacks(run_dir, early_stopping=None, keep_best=False, tag=None, announce=print):
+    """Callbacks for a run kept in ``run_dir``: its resumable backup and history, and the best epoch's weights.
 
     :class:`ResumableHistory` keeps the backup under ``backup[_tag]/`` and the
     history in ``history[_tag].csv``, so that an interrupted run, started again
     with the same ``--out``, resumes where it stopped with its whole history.
-    ``save_best`` keeps the model of lowest validation loss as
-    ``best[_tag].keras``. ``tag`` names the files of one run among several.
+    ``keep_best`` (a run with a validation set) ends the run with the weights of
+    its best validation epoch (:class:`BestEpoch`); ``early_stopping`` (a
+    patience in epochs) also stops it once that many epochs bring no
+    improvement. ``tag`` names the files of one run among several.
     """
     run_dir = Path(run_dir)
     suffix = f"_{tag}" if tag else ""
-    callbacks = [ResumableHistory(run_dir / f"backup{suffix}", run_dir / f"history{suffix}.csv",
-                                  name=tag or "training", announce=announce)]
-    if save_best:
-        callbacks.append(keras.callbacks.ModelCheckpoint(str(run_dir / f"best{suffix}.keras"), monitor="val_loss",
-                                                         save_best_only=True))
-    if early_stopping:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=early_stopping, restore_best_weights=True)
-        )
-    return callbacks
+    history = ResumableHistory(run_dir / f"backup{suffix}", run_dir / f"history{suffix}.csv",
+                               name=tag or "training", announce=announce)
+    if not (keep_best or early_stopping):
+        return [history]
+    return [history, BestEpoch(history, patience=early_stopping)]
 
 
 def remove_backup(run_dir, tag=None):
@@ -232,6 +230,83 @@ class ResumableHistory(keras.callbacks.BackupAndRestore):
             older.unlink(missing_ok=True)
 
 
+class BestEpoch(keras.callbacks.EarlyStopping):
+    """Keras's ``EarlyStopping(restore_best_weights=True)`` on validation balanced accuracy, whose best weights
+    outlive an interruption: the run ends with the weights of its best epoch over all the calls that trained it.
+
+    Each new best is also written (atomically) beside the
+    :class:`ResumableHistory` backup it goes with; when that run resumes, the
+    best epoch so far is read from its history and its weights from that file
+    (or from the restored backup, when the best epoch is the one it restored).
+    Without ``patience`` the run is never stopped early.
+    """
+
+    MONITOR = "val_balanced_accuracy"
+
+    def __init__(self, resumable, patience=None):
+        super().__init__(monitor=self.MONITOR, mode="max", patience=patience or 2 ** 62, restore_best_weights=True)
+        self.resumable = resumable
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        restored = self.resumable.restored_epoch
+        if not restored or not self.resumable.history_file.is_file():
+            return
+        values = read_history(self.resumable.history_file).get(self.monitor, [])
+        finite = [(v, -epoch) for epoch, v in enumerate(values) if math.isfinite(v)]
+        if not finite:
+            return
+        value, epoch = max(finite)  # the first of equal values, as EarlyStopping keeps
+        epoch = -epoch
+        if epoch + 1 == restored:
+            weights = self.model.get_weights()
+        else:
+            weights = self._load(epoch)
+            if weights is None:
+                print(f"warning: {self.resumable.name}: the weights of its best epoch so far ({epoch + 1}) are "
+                      "missing or damaged; the best epoch is chosen among the epochs trained from now on",
+                      file=sys.stderr)
+                return
+        self.best, self.best_epoch, self.best_weights = value, epoch, weights
+        self.wait = restored - 1 - epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        before = (self.best_epoch, self.best)
+        super().on_epoch_end(epoch, logs)
+        if (self.best_epoch, self.best) != before and self.best_epoch == epoch:
+            self._save(epoch)
+
+    def _path(self, epoch):
+        return self.resumable.backup_path / f"best-epoch-{epoch + 1:06d}.npz"
+
+    def _save(self, epoch):
+        """Write the best weights (as of ``epoch``, 0-based) and drop the earlier best's file."""
+        path = self._path(epoch)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic.atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, *self.best_weights)
+        for older in path.parent.glob("best-epoch-*.npz"):
+            if older != path:
+                older.unlink(missing_ok=True)
+
+    def _load(self, epoch):
+        """The weights written for ``epoch`` (0-based), or None when that file is missing or does not load."""
+        import zipfile
+
+        try:
+            with np.load(self._path(epoch), allow_pickle=False) as f:
+                weights = [f[f"arr_{i}"] for i in range(len(f.files))]
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+            return None
+        expected = [tuple(w.shape) for w in self.model.get_weights()]
+        return weights if [w.shape for w in weights] == expected else None
+
+    @property
+    def kept_epoch(self):
+        """The 1-based epoch whose weights the model ends with, or None before any was scored."""
+        return None if self.best is None else self.best_epoch + 1
+
+
 def read_history(path):
     """A CSVLogger file as ``{metric: [value per epoch]}``, one row per epoch (the last where one repeats)."""
     with open(path, newline="") as f:
@@ -258,6 +333,7 @@ class TrainResult:
     diverged_epoch: int | None
     seconds: float
     resumed_from: int = 0  # epochs an earlier call had trained
+    best_epoch: int | None = None  # the epoch whose weights the model kept (BestEpoch), or None: the last epoch's
 
     @property
     def diverged(self):
@@ -275,6 +351,7 @@ class TrainResult:
             "diverged_epoch": self.diverged_epoch,
             "epochs_run": self.epochs_run,
             "resumed_from_epoch": self.resumed_from,
+            "best_epoch": self.best_epoch,
             "history": {k: [v if math.isfinite(v) else None for v in vals] for k, vals in self.history.items()},
         }
 
@@ -290,7 +367,8 @@ def fit(model, train_data, *, epochs, validation_data=None, steps_per_epoch=None
 
     TerminateOnNaN (always on) ends the run inside that epoch, whose NaN mean
     loss still reaches the history. With a :class:`ResumableHistory` among the callbacks
-    the history and timing are the whole run's, epochs of earlier calls included.
+    the history and timing are the whole run's, epochs of earlier calls included;
+    with a :class:`BestEpoch`, the result names the epoch whose weights were kept.
     """
     start = time.perf_counter()
     history = model.fit(
@@ -314,4 +392,5 @@ def fit(model, train_data, *, epochs, validation_data=None, steps_per_epoch=None
     losses = logs.get("loss", [])
     diverged = next((i + 1 for i, v in enumerate(losses) if not math.isfinite(v)), None)
     epochs_run = len(losses) if diverged is None else diverged
-    return TrainResult(logs, epochs_run, diverged, seconds, resumed_from)
+    best = next((c for c in callbacks if isinstance(c, BestEpoch)), None)
+    return TrainResult(logs, epochs_run, diverged, seconds, resumed_from, best and best.kept_epoch)

@@ -43,8 +43,11 @@ def write_image_tree(root, per_class_train, per_class_test, seed=0, classes=CIFA
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
-    """Every test gets its own decoded-array cache and no default data directory."""
+    """Every test gets its own decoded-array cache, switched on, and no default data directory."""
+    from keras_apml import cache
+
     monkeypatch.setenv("KERAS_APML_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(cache, "_enabled", True)
     monkeypatch.delenv("KERAS_APML_DATA", raising=False)
 
 

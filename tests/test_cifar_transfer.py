@@ -32,7 +32,7 @@ def test_the_head_on_cached_features_predicts_as_the_full_model(image_tree, tmp_
     splits = load_splits(parse_args(argv))
     base = models.transfer_features(model)
     cached, info = features.cached_outputs(base, {s: x for s, (x, _, _) in splits.items()},
-                                           key=features.weights_sha256(base))
+                                           key=features.weights_sha256(base), about="test")
     assert info["cache"] == "hit"  # the experiment's own cache, found again from the saved model's weights
     x_test = splits["test"][0]
     np.testing.assert_allclose(models.transfer_head(model).predict(cached["test"], verbose=0),

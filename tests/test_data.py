@@ -44,7 +44,7 @@ def test_image_tree_loads_exactly_and_is_cached(tmp_path, monkeypatch):
     assert len(list((tmp_path / "cache").glob("cifar10-*.npz"))) == 1
     assert y_train.dtype == np.int64
 
-    def no_decoding(files):
+    def no_decoding(*args):
         raise AssertionError("decoded again despite the cache")
 
     monkeypatch.setattr(data, "_decode_images", no_decoding)

@@ -11,8 +11,9 @@ import pytest
 
 from conftest import run_command
 
+TOOLS = {"cache"}  # commands beside the studies: they train nothing and open no run directory
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "experiments").glob("*.py")
-                     if not p.stem.startswith("_"))
+                     if not p.stem.startswith("_") and p.stem not in TOOLS)
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xdist_group(n)) for n in EXPERIMENTS])
@@ -181,8 +182,10 @@ def test_help_documents_the_common_flags():
     done = subprocess.run([sys.executable, "-m", "experiments.train", "--help"], cwd=Path(__file__).parents[1],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
-    for flag in ("--data-dir", "--out", "--seed", "--epochs", "--batch-size", "--quick", "--quiet"):
+    for flag in ("--data-dir", "--out", "--seed", "--epochs", "--batch-size", "--quick", "--quiet", "--no-cache"):
         assert flag in done.stdout
+    text = " ".join(done.stdout.split())  # the cache's place, size and command, however argparse wraps them
+    assert "~/.cache/keras_apml" in text and "about 185 MB" in text and "python -m experiments.cache" in text
 
 
 def test_a_log_redirected_to_a_file_has_one_plain_line_per_epoch(image_tree, tmp_path):
@@ -192,4 +195,11 @@ def test_a_log_redirected_to_a_file_has_one_plain_line_per_epoch(image_tree, tmp
     assert done.returncode == 0, done.stderr[-2000:]
     assert "\r" not in done.stdout and "\x1b" not in done.stdout  # no progress bars, no terminal codes
     epochs = [line for line in done.stdout.splitlines() if " - loss: " in line]
-    assert len(epochs) == 2 and all("val_loss" in line for line in epochs)
+    assert len(epochs) == 2 and all("val_loss" in line and "val_balanced_accuracy" in line for line in epochs)
+    # the model kept is the epoch of highest validation balanced accuracy, and the report says which
+    training = json.loads((tmp_path / "run" / "metrics.json").read_text())["runs"]["small_cnn"]["training"]
+    scores = training["history"]["val_balanced_accuracy"]
+    assert training["best_epoch"] == scores.index(max(scores)) + 1
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert (f"The model keeps the weights of epoch {training['best_epoch']}" in report
+            or "The last epoch had the highest validation balanced accuracy" in report)

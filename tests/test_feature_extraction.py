@@ -52,8 +52,14 @@ def test_every_classifier_is_reported_beside_the_network(image_tree, transfer_mo
                                                    "--pca", "16", "--layer", "fc2")) == 0
     runs = json.loads((out / "metrics.json").read_text())["runs"]
     assert list(runs) == ["network", "logreg", "random_forest", "knn", "svm"]
-    assert runs["svm"]["pipeline"] == "StandardScaler -> PCA -> StandardScaler -> Nystroem -> SGDClassifier"
-    assert runs["random_forest"]["pipeline"] == "StandardScaler -> PCA -> RandomForestClassifier"
+    assert runs["svm"]["pipeline"] == ("StandardScaler() -> PCA(n_components=16, random_state=0) -> StandardScaler() "
+                                       "-> Nystroem(n_components=1000, random_state=0) -> SGDClassifier(average=True, "
+                                       "n_jobs=-1, random_state=0)")
+    assert runs["random_forest"]["pipeline"] == (
+        "StandardScaler() -> PCA(n_components=16, random_state=0) -> RandomForestClassifier(criterion='entropy', "
+        "max_depth=6, min_samples_leaf=3, n_estimators=50, n_jobs=-1, random_state=0)")
+    report = (out / "report.md").read_text()
+    assert "Every parameter not written out is scikit-learn" in report
     for name in ("logreg", "random_forest", "knn", "svm"):
         assert runs[name]["test"]["n"] == 200 and runs[name]["train"]["n"] == 500
         assert runs[name]["timing"]["fit_seconds"] >= 0 and (out / f"confusion_{name}.png").is_file()
@@ -111,9 +117,9 @@ def test_cached_outputs_key_on_the_images_too(tmp_path):
             return np.concatenate([b.numpy() for b in ds]) * 2
 
     x = np.arange(12, dtype=np.uint8).reshape(1, 2, 2, 3)
-    out, info = features.cached_outputs(Doubler(), {"a": x}, key="k")
+    out, info = features.cached_outputs(Doubler(), {"a": x}, key="k", about="test")
     assert info["cache"] == "miss" and np.allclose(out["a"], x / 255.0 * 2)
-    assert features.cached_outputs(Doubler(), {"a": x}, key="k")[1]["cache"] == "hit"
-    assert features.cached_outputs(Doubler(), {"a": x + 1}, key="k")[1]["cache"] == "miss"
-    assert features.cached_outputs(Doubler(), {"a": x}, key="other")[1]["cache"] == "miss"
+    assert features.cached_outputs(Doubler(), {"a": x}, key="k", about="test")[1]["cache"] == "hit"
+    assert features.cached_outputs(Doubler(), {"a": x + 1}, key="k", about="test")[1]["cache"] == "miss"
+    assert features.cached_outputs(Doubler(), {"a": x}, key="other", about="test")[1]["cache"] == "miss"
     assert Doubler.calls == 3

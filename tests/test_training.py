@@ -141,12 +141,86 @@ def test_a_full_disk_while_backing_up_leaves_the_earlier_backup_whole(tmp_path, 
     assert resumed.resumed_from == 1 and len(resumed.history["loss"]) == 2
 
 
-def test_save_best_keeps_the_lowest_validation_loss_model(tmp_path):
-    keras.utils.set_random_seed(0)
+class Scripted(keras.callbacks.Callback):
+    """Sets each epoch's validation balanced accuracy to a scripted value and keeps a copy of every epoch's weights."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values, self.weights = values, {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_balanced_accuracy"] = self.values[epoch]
+        self.weights[epoch + 1] = [w.copy() for w in self.model.get_weights()]
+
+
+class StopAfter(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            raise KeyboardInterrupt
+
+
+def same_weights(a, b):
+    return len(a) == len(b) and all(np.array_equal(u, v) for u, v in zip(a, b))
+
+
+def test_the_best_validation_epoch_is_the_one_kept(tmp_path):
     x, y = data()
-    model = training.compile_model(models.small_cnn(), training.make_optimizer("adam", 1e-3))
-    callbacks = training.run_callbacks(tmp_path, save_best=True, early_stopping=1)
-    assert [type(c).__name__ for c in callbacks] == ["ResumableHistory", "ModelCheckpoint", "EarlyStopping"]
-    training.fit(model, keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=2, callbacks=callbacks,
-                 verbose=0)
-    assert keras.models.load_model(tmp_path / "best.keras").count_params() == 61411
+    scripted = Scripted([0.3, 0.6, 0.4, 0.6])  # epoch 2 best; epoch 4 only ties it
+    model = new_model()
+    result = training.fit(model, keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=4,
+                          callbacks=[scripted, *training.run_callbacks(tmp_path, keep_best=True)], verbose=0)
+    assert result.best_epoch == 2 and result.to_dict()["best_epoch"] == 2 and result.epochs_run == 4
+    assert same_weights(model.get_weights(), scripted.weights[2])
+    assert not same_weights(model.get_weights(), scripted.weights[4])
+    assert result.history["val_balanced_accuracy"] == [0.3, 0.6, 0.4, 0.6]
+    assert sorted(p.name for p in (tmp_path / "backup").glob("best-*")) == ["best-epoch-000002.npz"]
+
+
+def test_early_stopping_stops_after_its_patience_and_keeps_the_best(tmp_path):
+    x, y = data()
+    scripted = Scripted([0.5, 0.7, 0.6, 0.65, 0.9, 0.9])
+    model = new_model()
+    result = training.fit(model, keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=6,
+                          callbacks=[scripted, *training.run_callbacks(tmp_path, early_stopping=2)], verbose=0)
+    assert result.epochs_run == 4 and result.best_epoch == 2
+    assert same_weights(model.get_weights(), scripted.weights[2])
+
+
+@pytest.mark.parametrize("stop_after, best", [(3, 2), (2, 2), (3, 3)])
+def test_a_resumed_run_keeps_the_best_epoch_of_all_its_calls(tmp_path, stop_after, best):
+    x, y = data()
+    values = [0.3, 0.6, 0.4, 0.5] if best == 2 else [0.3, 0.4, 0.8, 0.5]
+    first = Scripted(values)
+    with pytest.raises(KeyboardInterrupt):
+        training.fit(new_model(), keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=4,
+                     callbacks=[first, *training.run_callbacks(tmp_path, keep_best=True), StopAfter(stop_after)],
+                     verbose=0)
+    second = Scripted(values)
+    model = new_model()
+    result = training.fit(model, keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=4,
+                          callbacks=[second, *training.run_callbacks(tmp_path, keep_best=True)], verbose=0)
+    assert result.resumed_from == stop_after and result.best_epoch == best
+    assert same_weights(model.get_weights(), first.weights[best])
+    assert sorted(second.weights) == list(range(stop_after + 1, 5))
+
+
+def test_a_damaged_best_file_is_reported_and_the_best_is_taken_from_the_epochs_left(tmp_path, capsys):
+    x, y = data()
+    values = [0.3, 0.6, 0.4, 0.5]
+    with pytest.raises(KeyboardInterrupt):
+        training.fit(new_model(), keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=4,
+                     callbacks=[Scripted(values), *training.run_callbacks(tmp_path, keep_best=True), StopAfter(3)],
+                     verbose=0)
+    best = tmp_path / "backup" / "best-epoch-000002.npz"
+    best.write_bytes(best.read_bytes()[:100])
+    second = Scripted(values)
+    model = new_model()
+    result = training.fit(model, keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=4,
+                          callbacks=[second, *training.run_callbacks(tmp_path, keep_best=True)], verbose=0)
+    assert result.best_epoch == 4 and same_weights(model.get_weights(), second.weights[4])
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "best epoch so far (2) are missing or damaged" in err[0]

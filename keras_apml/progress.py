@@ -1,0 +1,43 @@
+"""Progress of one long step (decoding images, computing a model's outputs), as Keras shows a fit's.
+
+``verbose`` follows Keras: 0 silent, 1 Keras's progress bar (for a
+terminal), 2 a plain line at every tenth of the way (for a log file), each
+with the time so far and an estimate of the time left.
+"""
+
+import time
+
+LINES = 10  # plain lines per step with verbose=2
+
+
+def clock(seconds):
+    """``1:02:03`` or ``2:03``."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class StepProgress:
+    """Report ``done`` of ``total`` units of the step ``what`` as they complete."""
+
+    def __init__(self, what, total, verbose=0, unit="images", clock_fn=time.monotonic):
+        self.what, self.total, self.verbose, self.unit, self.clock = what, total, verbose, unit, clock_fn
+        self.start = clock_fn()
+        self.next_line = 1
+        self.bar = None
+        if verbose == 1 and total:
+            import keras
+
+            print(f"{what}:", flush=True)
+            self.bar = keras.utils.Progbar(total, unit_name=unit.rstrip("s"))
+
+    def update(self, done):
+        """``done`` units are complete."""
+        if self.bar is not None:
+            self.bar.update(done)
+        elif self.verbose == 2 and self.total and (done * LINES >= self.next_line * self.total):
+            self.next_line = done * LINES // self.total + 1
+            elapsed = self.clock() - self.start
+            left = elapsed / done * (self.total - done) if done else 0.0
+            timing = "done" if done >= self.total else f"about {clock(left)} left"
+            print(f"{self.what}: {done}/{self.total} {self.unit} ({clock(elapsed)} so far, {timing})", flush=True)

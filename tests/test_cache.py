@@ -1,0 +1,75 @@
+"""The cache in the open: what is there, clearing it, and running without it."""
+
+import numpy as np
+import pytest
+
+from conftest import run_command, write_image_tree
+from experiments import cache as cache_command
+from keras_apml import cache, data
+
+
+def fill(tmp_path):
+    """A cache with decoded images, model outputs, an unfinished write and a file of the user's."""
+    write_image_tree(tmp_path / "tree", per_class_train=1, per_class_test=1)
+    data.load_cifar10(tmp_path / "tree")
+    cache.save("features-abc.npz", {"train": np.ones((3, 4), np.float32)}, about="outputs of a test model")
+    directory = tmp_path / "cache"
+    (directory / ".features-def.npz.x1y2.npz").write_bytes(b"PK half")
+    (directory / "notes.txt").write_text("the user's own file")
+    return directory
+
+
+def test_the_listing_names_every_entry_its_size_and_what_it_holds(tmp_path, capsys):
+    directory = fill(tmp_path)
+    assert run_command("cache", []) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"cache directory: {directory} (set KERAS_APML_CACHE to move it)"
+    rows = {line.split()[5]: line for line in out[1:-1]}
+    images = next(p for p in directory.glob("cifar10-*.npz"))
+    assert set(rows) == {images.name, "features-abc.npz", ".features-def.npz.x1y2.npz"}
+    assert rows[images.name].endswith(f"CIFAR-10 images decoded from {(tmp_path / 'tree').resolve()}")
+    assert rows["features-abc.npz"].endswith("outputs of a test model")
+    assert rows[".features-def.npz.x1y2.npz"].endswith("an unfinished write (a stopped process)")
+    total = sum(p.stat().st_size for p in directory.iterdir() if p.name != "notes.txt")
+    assert out[-1].startswith("3 entries, ") and f"{total / 1000:.1f} kB" in out[-1]
+
+
+def test_clearing_one_kind_then_all_touches_nothing_else(tmp_path, capsys):
+    directory = fill(tmp_path)
+    assert run_command("cache", ["--clear", "features"]) == 0
+    assert capsys.readouterr().out.startswith("removed 2 entries")
+    assert sorted(p.name.split("-")[0] for p in directory.iterdir()) == ["cifar10", "notes.txt"]
+    assert run_command("cache", ["--clear"]) == 0
+    assert sorted(p.name for p in directory.iterdir()) == ["notes.txt"]
+    assert (directory / "notes.txt").read_text() == "the user's own file"
+    assert run_command("cache", []) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "0 entries, 0 B"
+
+
+def test_a_missing_cache_directory_lists_as_empty(tmp_path, capsys):
+    assert run_command("cache", []) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "0 entries, 0 B"
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("experiment", ["baseline", "cifar_transfer", "feature_extraction"])
+def test_no_cache_is_a_flag_of_every_study_and_switches_the_cache_off(experiment):
+    import importlib
+
+    module = importlib.import_module(f"experiments.{experiment}")
+    module.parse_args(["--no-cache"])
+    assert not cache.is_enabled()
+    module.parse_args([])
+    assert cache.is_enabled()
+
+
+def test_without_the_cache_nothing_is_read_or_written(tmp_path):
+    write_image_tree(tmp_path / "tree", per_class_train=1, per_class_test=1)
+    data.load_cifar10(tmp_path / "tree")
+    [entry] = (tmp_path / "cache").glob("cifar10-*.npz")
+    before = entry.read_bytes()
+    cache.set_enabled(False)
+    assert cache.load(entry.name) is None
+    cache.save("features-x.npz", {"a": np.zeros(2)}, about="x")
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [entry.name] and entry.read_bytes() == before
+    assert cache_command.size(184_320_123) == "184.3 MB"
