@@ -48,6 +48,7 @@ def main(argv=None):
     training_path.check(recipe, bench.x_train, len(bench.class_names))
     run = _common.open_run("imbalance", args, recipe=recipe.to_dict())
     step = _common.Progress(len(args.strategies) * len(args.seeds), args.quiet)
+    dev = (bench.x_dev, bench.y_dev)
     per_seed, first_models = {}, {}
     for seed, name in ((s, n) for s in args.seeds for n in args.strategies):
         earlier = (run.recorded(name) or {}).get("seeds", {}).get(str(seed))
@@ -55,7 +56,8 @@ def main(argv=None):
         if earlier is not None:  # trained by an earlier call of this run
             per_seed.setdefault(name, {})[str(seed)] = earlier
             continue
-        model, result, fitted = imbalance.train(name, bench.x_train, bench.y_train, recipe, seed=seed)
+        # dev is scored after every epoch for the curves only: strategies are compared on the final models
+        model, result, fitted = imbalance.train(name, bench.x_train, bench.y_train, recipe, seed=seed, validation=dev)
         metrics = None if result.diverged else evaluation.evaluate(model, bench.x_dev, bench.y_dev, names,
                                                                    y_true=bench.y_dev_true)
         per_seed.setdefault(name, {})[str(seed)] = {
@@ -86,7 +88,8 @@ def main(argv=None):
                            "balanced_accuracy.png")
     best = max(scored, key=lambda n: scored[n]["balanced_accuracy"][0])
     if best not in first_models:  # its first seed was trained by an earlier call: the same seed trains it again
-        model, result, _ = imbalance.train(best, bench.x_train, bench.y_train, recipe, seed=args.seeds[0])
+        model, result, _ = imbalance.train(best, bench.x_train, bench.y_train, recipe, seed=args.seeds[0],
+                                           validation=dev)
         first_models[best] = (model, result)
     model, result = first_models[best]
     run.save_model(model, "best.keras")
@@ -98,7 +101,8 @@ def main(argv=None):
     run.add_section("best", report.best_strategy_section(best, label_note, scored[best]["balanced_accuracy"],
                                                          args.seeds[0]))
     splits = {"dev": (bench.x_dev, bench.y_dev, bench.y_dev_true)}
-    report.add_model_report(run, f"best_{best}", report.evaluate_splits(model, splits, names), names, model, result)
+    report.add_model_report(run, f"best_{best}", report.evaluate_splits(model, splits, names), names, model, result,
+                            validation="dev (observed labels)")
     return _common.finish(run, args, f"best strategy: {best}")
 
 

@@ -149,7 +149,11 @@ def add_model_report(run, name, split_metrics, class_names, model, train_result,
         plots.training_curves(train_result.history, f"{title}: training", train_result.diverged_epoch,
                               train_result.best_epoch, validation, len(class_names)),
         f"curves_{name}.png")
-    sections = [f"## {title}\n\n{training_summary(train_result, validation, timing)}\n\n![training curves]({curves})"]
+    summary = training_summary(train_result, validation, timing)
+    if validation != "validation" and any(k.startswith("val_") for k in train_result.history):
+        summary += (f" The dashed curves are {validation}, scored after every epoch to draw them; nothing is chosen "
+                    "on it.")
+    sections = [f"## {title}\n\n{summary}\n\n![training curves]({curves})"]
     if train_result.diverged:
         sections.append(f"**The loss became NaN or infinite at epoch {train_result.diverged_epoch}**: "
                         "no metrics are reported for a diverged run.")
