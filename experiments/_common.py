@@ -38,6 +38,12 @@ class ArgumentParser(argparse.ArgumentParser):
             from keras_apml import cache
 
             cache.set_enabled(not parsed.no_cache)
+        if getattr(parsed, "tensorboard", False):
+            import importlib.util
+
+            if importlib.util.find_spec("tensorboard") is None:
+                self.error("--tensorboard writes logs with the tensorboard package, which is not installed: "
+                           "pip install tensorboard (or keras_apml[tensorboard])")
         return parsed
 
 
@@ -100,6 +106,40 @@ def add_benchmark(p):
     group.add_argument("--train-pickle", default=None,
                        help="the course's train pickle instead of the benchmark (then only observed labels exist)")
     group.add_argument("--dev-pickle", default=None, help="the course's dev pickle (with --train-pickle)")
+
+
+def add_tensorboard(p):
+    """--tensorboard: Keras's TensorBoard logs in the run directory."""
+    p.add_argument("--tensorboard", action="store_true",
+                   help="write TensorBoard logs (keras.callbacks.TensorBoard) to <run directory>/tensorboard/; view "
+                        "them with: tensorboard --logdir <run directory>/tensorboard (pip install tensorboard)")
+
+
+def add_image_folder(p):
+    """The flags of an image-folder dataset of your own (--data-dir pointing at any class-folder tree)."""
+    from keras_apml.folders import TEST_FRACTION
+
+    group = p.add_argument_group("your own image folders (--data-dir ROOT/<class>/* or ROOT/train/<class>/*)")
+    group.add_argument("--image-size", type=image_size, default=None, metavar="HxW",
+                       help="resize every image to this (e.g. 48 or 48x64, Lanczos, aspect not kept) (default: the "
+                            "size all images share; required when they differ)")
+    group.add_argument("--test-fraction", type=number(0, 1, high_open=True), default=TEST_FRACTION,
+                       help="share of each class held out as the test set, for a tree without test/ (stratified, "
+                            "seeded by --seed)")
+    group.add_argument("--skip-unreadable", action="store_true",
+                       help="leave out files that do not decode (counted in the report) instead of stopping")
+
+
+def image_size(text):
+    """``48`` or ``48x64`` (height x width): each side 8..4096 pixels."""
+    parts = text.lower().split("x")
+    try:
+        sides = tuple(int(v) for v in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 48 or 48x64, got {text!r}") from None
+    if len(sides) not in (1, 2) or not all(8 <= v <= 4096 for v in sides):
+        raise argparse.ArgumentTypeError(f"expected a size like 48 or 48x64 with sides in 8..4096, got {text!r}")
+    return sides * 2 if len(sides) == 1 else sides
 
 
 def add_recipe(p, default=Recipe(), models=("small_cnn", "cifar_convnet"), model_help="the network"):
@@ -225,6 +265,18 @@ def load_cifar10(args):
     from keras_apml import data
 
     return data.load_cifar10(args.data_dir, verbose=verbosity(args))
+
+
+def data_kind(args):
+    """"folder" when --data-dir (or $KERAS_APML_DATA) is a tree of folders other than CIFAR-10's, else
+    "benchmark" (drawn from CIFAR-10)."""
+    from keras_apml import data
+
+    where = args.data_dir or os.environ.get(data.DATA_ENV)
+    root = Path(where).expanduser() if where else None
+    if args.train_pickle or root is None or not root.is_dir() or data.is_cifar10(root):
+        return "benchmark"
+    return "folder" if any(p.is_dir() for p in root.iterdir()) else "benchmark"  # no subfolders: neither
 
 
 def quick_subset(args, x, y, n):

@@ -20,7 +20,7 @@ from keras_apml.errors import InputError
 
 CONFIG, METRICS, REPORT, SECTIONS, LOCK = "config.json", "metrics.json", "report.md", ".report.json", ".lock"
 # Flags that change what is printed or how fast, not what is computed: they may differ between the calls of one run.
-PRESENTATION = ("quiet", "fresh", "out", "no_cache")
+PRESENTATION = ("quiet", "fresh", "out", "no_cache", "tensorboard")
 
 
 class AlreadyFinished(Exception):

@@ -56,6 +56,7 @@ def parse_args(argv=None):
                    help="MirroredStrategy over local GPUs (or CPUs), or MultiWorkerMirroredStrategy (TF_CONFIG)")
     p.add_argument("--mixed-precision", action="store_true", help="mixed_float16 on a GPU")
     p.add_argument("--jit", action="store_true", help="XLA compilation on a GPU")
+    _common.add_tensorboard(p)
     args = p.parse_args(argv)
     conv_runs = [r for r in args.runs if r in CONV_RUNS]
     for runs, flags, what in ((conv_runs, ("epochs", "lr", "schedule", "dropout"), "the conv net runs"),
@@ -121,7 +122,8 @@ class Study:
         from keras_apml import recipe, training
 
         callbacks = training.run_callbacks(self.run.path, keep_best=True, tag=name,
-                                           announce=lambda line: _common.say(self.args, line))
+                                           announce=lambda line: _common.say(self.args, line),
+                                           tensorboard=self.args.tensorboard)
         result, _, _ = recipe.fit(model, *train, self.recipes[name], seed=self.args.seed, validation=validation,
                                   callbacks=callbacks, verbose=_common.verbosity(self.args),
                                   distribution=self.distribution, jit_compile=self.gpu["jit"], **kwargs)

@@ -12,7 +12,11 @@ trained model as model.keras: the weights of the epoch of highest validation
 balanced accuracy, which the report names beside the last epoch's figure.
 """
 
+import os
+from pathlib import Path
+
 from experiments import _common
+from keras_apml.errors import InputError
 from keras_apml.recipe import BALANCE, MODELS, Recipe
 
 DEFAULT = Recipe(model="small_cnn", batch_size=64, epochs=20)  # --model: small_cnn on the benchmark, else cifar_convnet
@@ -26,8 +30,10 @@ def parse_args(argv=None):
     _common.add_recipe(p, DEFAULT, models=MODELS,
                        model_help="the network (default: small_cnn on the benchmark, cifar_convnet on CIFAR-10)")
     p.set_defaults(model=None)
-    p.add_argument("--data", choices=("cifar10", "benchmark"), default="benchmark",
-                   help="CIFAR-10, or the car/truck/cat benchmark built from it")
+    p.add_argument("--data", choices=("cifar10", "benchmark", "folder"), default=None,
+                   help="CIFAR-10, the car/truck/cat benchmark built from it, or your own image folders at "
+                        "--data-dir (default: folder when --data-dir is an image-folder tree other than CIFAR-10's, "
+                        "else benchmark)")
     p.add_argument("--classes", default=None, metavar="NAMES",
                    help="--data cifar10: train on these classes only (comma-separated CIFAR-10 names), "
                         "e.g. to pretrain a model for the car/truck/cat studies' --init")
@@ -46,15 +52,26 @@ def parse_args(argv=None):
                    help="stop once validation balanced accuracy has not improved for this many epochs (default: "
                         "off); either way the model keeps the weights of its best validation epoch")
     p.add_argument("--val-split", type=_common.number(0, 1, low_open=True, high_open=True), default=0.2,
-                   help="validation fraction of train")
+                   help="validation fraction of the training images (stratified, seeded; your own folders: of "
+                        "the images left after the test split, unless the tree has val/)")
     p.add_argument("--relabel", default=None, metavar="CSV",
                    help="apply manual label corrections (index,label) to the training labels")
+    _common.add_image_folder(p)
+    _common.add_tensorboard(p)
     args = p.parse_args(argv)
+    args.data = args.data or _common.data_kind(args)
+    if args.data != "folder":
+        unused = _common.given(p, args, ("image_size", "test_fraction", "skip_unreadable"))
+        if unused:
+            p.error(f"{', '.join(unused)} concern{'s' if len(unused) == 1 else ''} your own image folders: "
+                    "they need --data folder")
+    elif args.relabel:
+        p.error("--relabel takes the benchmark's or CIFAR-10's training indices; it does not apply to --data folder")
     if args.classes is not None and args.data != "cifar10":
         p.error("--classes selects CIFAR-10 classes: it needs --data cifar10")
     if (args.train_pickle or args.dev_pickle) and args.data != "benchmark":
         p.error("--train-pickle and --dev-pickle replace the benchmark: they need --data benchmark")
-    args.model = args.model or ("small_cnn" if args.data == "benchmark" else "cifar_convnet")
+    args.model = args.model or ("small_cnn" if args.data == "benchmark" else "cifar_convnet")  # folder: 32x32 and up
     if args.model != "vgg19_transfer" and args.weights != "imagenet":
         p.error("--weights is the VGG19 base's: it needs --model vgg19_transfer")
     return args
@@ -72,6 +89,8 @@ def load_data(args):
     from keras_apml import data
 
     record = {"data": args.data}
+    if args.data == "folder":
+        return load_folder(args, record)
     if args.data == "benchmark":
         bench = _common.load_benchmark(args, draw=args.seed)
         x, y, y_true = bench.x_train, bench.y_train, bench.y_train_true
@@ -98,6 +117,41 @@ def load_data(args):
     return splits, tuple(names), record
 
 
+def load_folder(args, record):
+    """Your own image folders: train, validation (split off train where the tree has no val/) and test splits."""
+    from keras_apml import data, folders
+
+    root = args.data_dir or os.environ.get(data.DATA_ENV)
+    if not root:
+        raise InputError("--data folder reads your own image folders: pass --data-dir ROOT")
+    found = folders.load(root, args.image_size, val_fraction=args.val_split,
+                         test_fraction=args.test_fraction, seed=args.seed, skip_unreadable=args.skip_unreadable,
+                         verbose=_common.verbosity(args))
+    names = {"train": "train", "val": "validation", "test": "test"}
+    splits = {names[s]: (x, y, None) for s, (x, y, _) in found.splits.items()}
+    if args.quick:
+        splits = {s: (*_common.quick_subset(args, x, y, _common.QUICK_TRAIN if s == "train" else _common.QUICK_TEST),
+                      None) for s, (x, y, _) in splits.items()}
+    record.update(root=str(Path(root).expanduser().resolve()), layout=found.layout,
+                  image_size=list(found.image_size), classes=list(found.class_names),
+                  skipped=[{"path": p, "reason": r} for p, r in found.skipped],
+                  sizes={k: len(v[1]) for k, v in splits.items()})
+    return splits, found.class_names, record
+
+
+def describe_data(record):
+    """The data in words, for the report: its name, or where your own folders are and what was read."""
+    if record["data"] != "folder":
+        return f"`{record['data']}`"
+    h, w = record["image_size"]
+    text = (f"your image folders `{record['root']}` ({record['layout']}; {len(record['classes'])} classes: "
+            f"{', '.join(record['classes'])}; images at {h}x{w})")
+    if record["skipped"]:
+        shown = "; ".join(f"`{s['path']}` ({s['reason']})" for s in record["skipped"][:10])
+        text += f"; {len(record['skipped'])} unreadable file(s) left out: {shown}"
+    return text
+
+
 def main(argv=None):
     args = parse_args(argv)
     recipe = recipe_of(args)
@@ -113,9 +167,10 @@ def main(argv=None):
     fig = plots.class_distribution({name: s[1] for name, s in splits.items()}, names, "Observed labels per split")
     figures = [run.save_figure(fig, "class_distribution.png"),
                run.save_figure(plots.sample_grid(x_train, y_train, names), "samples.png")]
-    run.add_section("data", report.data_section(recipe.describe(), args.data, data_record["sizes"], figures))
+    run.add_section("data", report.data_section(recipe.describe(), describe_data(data_record), data_record["sizes"],
+                                                figures))
     callbacks = training.run_callbacks(run.path, early_stopping=args.early_stopping, keep_best=True,
-                                       announce=lambda line: _common.say(args, line))
+                                       announce=lambda line: _common.say(args, line), tensorboard=args.tensorboard)
     result, y_fit, weights = training_path.fit(model, x_train, y_train, recipe, seed=args.seed,
                                                validation=splits["validation"][:2], callbacks=callbacks,
                                                verbose=_common.verbosity(args))

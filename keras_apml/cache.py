@@ -22,7 +22,7 @@ CACHE_ENV = "KERAS_APML_CACHE"
 HASH_KEY, ABOUT_KEY = "__sha256__", "__about__"
 # What this package writes there: decoded image trees and model outputs ("features"); a leading dot marks a
 # write that never finished (a killed process).
-KINDS = {"images": "cifar10-*.npz", "features": "features-*.npz"}
+KINDS = {"images": ("cifar10-*.npz", "images-*.npz"), "features": ("features-*.npz",)}
 _warned = set()
 _enabled = True
 
@@ -105,7 +105,7 @@ def entries(kinds=tuple(KINDS)):
     directory = cache_dir()
     found = []
     for kind in kinds:
-        for pattern, unfinished in ((KINDS[kind], False), ("." + KINDS[kind], True)):
+        for pattern, unfinished in [(p, False) for p in KINDS[kind]] + [("." + p, True) for p in KINDS[kind]]:
             for path in directory.glob(pattern):
                 try:
                     stat = path.stat()

@@ -54,6 +54,16 @@ def load_cifar10(data_dir=None, verbose=0):
     raise InputError(f"data directory {root} holds no CIFAR-10 data; {EXPECTED_LAYOUT}")
 
 
+def is_cifar10(data_dir):
+    """Whether ``data_dir`` holds CIFAR-10 (Keras's pickled batches, or a tree whose train/ has its ten class
+    folders) rather than some other image-folder dataset."""
+    root = Path(data_dir).expanduser()
+    if any((batches / "data_batch_1").is_file() for batches in (root / "cifar-10-batches-py", root)):
+        return True
+    train = root / "train"
+    return train.is_dir() and tuple(sorted(p.name for p in train.iterdir() if p.is_dir())) == CIFAR10_CLASSES
+
+
 def _download_cifar10():
     """Keras's own download path, with a clear message when there is no network."""
     import keras

@@ -19,9 +19,9 @@ def fit_standardizer(x_train):
     return norm
 
 
-def _input(standardizer, name):
+def _input(standardizer, input_shape=INPUT_SHAPE):
     """The model input in [0, 1], standardised first when a fitted Normalization is given."""
-    inputs = keras.Input(INPUT_SHAPE, name="pixels")
+    inputs = keras.Input(tuple(input_shape), name="pixels")
     return inputs, (standardizer(inputs) if standardizer is not None else inputs)
 
 
@@ -30,9 +30,9 @@ def _classifier(x, num_classes):
     return layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
 
 
-def small_cnn(num_classes=3, dropout=0.0, standardizer=None):
-    """The course baseline (LeNet-style): 61,411 parameters for 3 classes."""
-    inputs, x = _input(standardizer, "small_cnn")
+def small_cnn(num_classes=3, dropout=0.0, standardizer=None, input_shape=INPUT_SHAPE):
+    """The course baseline (LeNet-style): 61,411 parameters for 3 classes of 32x32 images (16x16 and up)."""
+    inputs, x = _input(standardizer, input_shape)
     x = layers.Conv2D(6, 5, activation="relu", name="conv1")(x)
     x = layers.MaxPooling2D(2, name="pool1")(x)
     x = layers.Conv2D(16, 5, activation="relu", name="conv2")(x)
@@ -47,14 +47,14 @@ def small_cnn(num_classes=3, dropout=0.0, standardizer=None):
     return keras.Model(inputs, _classifier(x, num_classes), name="small_cnn")
 
 
-def cifar_convnet(num_classes=10, dropout=0.25, l2=0.0, standardizer=None):
-    """The CIFAR-10 conv net: 72,922 parameters (72,826 trainable) for 10 classes."""
+def cifar_convnet(num_classes=10, dropout=0.25, l2=0.0, standardizer=None, input_shape=INPUT_SHAPE):
+    """The CIFAR-10 conv net: 72,922 parameters (72,826 trainable) for 10 classes of 32x32 images (32x32 and up)."""
     conv = dict(
         activation="relu",
         kernel_initializer="he_normal",
         kernel_regularizer=keras.regularizers.L2(l2) if l2 else None,
     )
-    inputs, x = _input(standardizer, "cifar_convnet")
+    inputs, x = _input(standardizer, input_shape)
     x = layers.Conv2D(16, 3, padding="valid", name="conv1", **conv)(x)
     x = layers.Conv2D(16, 3, padding="valid", name="conv2", **conv)(x)
     x = layers.MaxPooling2D(2, name="pool1")(x)
@@ -80,15 +80,18 @@ class VGG19Preprocess(layers.Layer):
         return keras.applications.vgg19.preprocess_input(images * 255.0)
 
 
-def vgg19_base(weights="imagenet"):
-    """VGG19 without its top, cut at ``block4_pool`` and frozen. ``weights``: "imagenet", None or a file."""
+def vgg19_base(weights="imagenet", input_shape=INPUT_SHAPE):
+    """VGG19 without its top, cut at ``block4_pool`` and frozen. ``weights``: "imagenet", None or a file;
+    images of 32x32 and up."""
+    if min(input_shape[:2]) < 32:
+        raise InputError(f"VGG19 takes images of 32x32 and up, not {input_shape[0]}x{input_shape[1]}")
     if weights not in ("imagenet", None):
         from pathlib import Path
 
         if not Path(weights).is_file():
             raise InputError(f"VGG19 weights file {weights} does not exist")
     try:
-        full = keras.applications.VGG19(include_top=False, weights=weights, input_shape=INPUT_SHAPE)
+        full = keras.applications.VGG19(include_top=False, weights=weights, input_shape=tuple(input_shape))
     except Exception as e:  # keras.utils.get_file raises a bare Exception when offline
         if weights != "imagenet":
             raise InputError(f"cannot load VGG19 weights from {weights}: {str(e).splitlines()[0][:200]}") from None
@@ -115,14 +118,14 @@ def _head_layers(num_classes, dropout):
     ]
 
 
-def vgg19_transfer(weights="imagenet", num_classes=10, dropout=0.5, base=None):
+def vgg19_transfer(weights="imagenet", num_classes=10, dropout=0.5, base=None, input_shape=INPUT_SHAPE):
     """Frozen VGG19 (cut at block4_pool, preprocessing inside) plus a dense head.
 
     13,219,402 parameters for 10 classes: 2,631,178 trainable, 10,588,224 not.
     ``base`` takes an already-built :func:`vgg19_base`.
     """
-    base = base or vgg19_base(weights)
-    inputs = keras.Input(INPUT_SHAPE, name="pixels")
+    base = base or vgg19_base(weights, input_shape)
+    inputs = keras.Input(base.input_shape[1:], name="pixels")
     x = base(VGG19Preprocess(name="vgg19_preprocess")(inputs), training=False)
     for layer in _head_layers(num_classes, dropout):
         x = layer(x)
@@ -131,7 +134,7 @@ def vgg19_transfer(weights="imagenet", num_classes=10, dropout=0.5, base=None):
 
 def transfer_features(model):
     """The frozen part of a :func:`vgg19_transfer` model (pixels to base features), sharing its layers."""
-    inputs = keras.Input(INPUT_SHAPE, name="pixels")
+    inputs = keras.Input(model.input_shape[1:], name="pixels")
     x = model.get_layer("vgg19_preprocess")(inputs)
     return keras.Model(inputs, model.get_layer("vgg19_block4")(x, training=False), name="transfer_features")
 
@@ -181,7 +184,7 @@ def two_stage(first, rest):
     """
     first = keras.Model(first.input, first.output, name="first_stage")  # same layers, unique names
     rest = keras.Model(rest.input, rest.output, name="second_stage")
-    inputs = keras.Input(INPUT_SHAPE, name="pixels")
+    inputs = keras.Input(first.input_shape[1:], name="pixels")
     outputs = TwoStageProbabilities(dtype="float32", name="predictions")(first(inputs), rest(inputs))
     return keras.Model(inputs, outputs, name="two_stage")
 

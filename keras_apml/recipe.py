@@ -124,11 +124,18 @@ def build(recipe, x_train, num_classes, seed):
 
     training.set_seed(seed)
     kwargs = {} if recipe.dropout is None else {"dropout": recipe.dropout}
-    if recipe.model == "vgg19_transfer":  # VGG19 carries its own preprocessing
-        model = models.vgg19_transfer(weights=recipe.weights, num_classes=num_classes, **kwargs)
-    else:
-        standardizer = models.fit_standardizer(x_train) if recipe.standardize else None
-        model = models.BUILDERS[recipe.model](num_classes=num_classes, standardizer=standardizer, **kwargs)
+    if x_train is not None:
+        kwargs["input_shape"] = tuple(x_train.shape[1:])
+    try:
+        if recipe.model == "vgg19_transfer":  # VGG19 carries its own preprocessing
+            model = models.vgg19_transfer(weights=recipe.weights, num_classes=num_classes, **kwargs)
+        else:
+            standardizer = models.fit_standardizer(x_train) if recipe.standardize else None
+            model = models.BUILDERS[recipe.model](num_classes=num_classes, standardizer=standardizer, **kwargs)
+    except ValueError as e:  # Keras: a layer's output would be empty (images too small for the architecture)
+        shape = "x".join(map(str, kwargs.get("input_shape", models.INPUT_SHAPE)[:2]))
+        raise InputError(f"{recipe.model} cannot take {shape} images ({str(e).splitlines()[0][:160]}); "
+                         "pass a larger --image-size or another --model") from None
     if recipe.init is not None:
         models.copy_weights(models.load_model(recipe.init), model)
     return model

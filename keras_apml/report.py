@@ -196,7 +196,7 @@ def finish_trained_model(run, name, model, train_result, splits, class_names, *,
 # The experiments' own sections: each returns markdown for the run directory's ``add_section``.
 def data_section(recipe_text, data_name, sizes, figures):
     """``experiments.train``: the recipe, the data's splits and their plots."""
-    return (f"Recipe: {recipe_text}. Data: `{data_name}`, " + ", ".join(f"{k} {v}" for k, v in sizes.items())
+    return (f"Recipe: {recipe_text}. Data: {data_name}, " + ", ".join(f"{k} {v}" for k, v in sizes.items())
             + " images.\n\n" + "\n".join(f"![{f}]({f})" for f in figures))
 
 

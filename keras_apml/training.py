@@ -116,7 +116,7 @@ def compile_model(model, optimizer, jit_compile=False, steps_per_execution=1):
     return model
 
 
-def run_callbacks(run_dir, early_stopping=None, keep_best=False, tag=None, announce=print):
+def run_callbacks(run_dir, early_stopping=None, keep_best=False, tag=None, announce=print, tensorboard=False):
     """Callbacks for a run kept in ``run_dir``: its resumable backup and history, and the best epoch's weights.
 
     :class:`ResumableHistory` keeps the backup under ``backup[_tag]/`` and the
@@ -125,15 +125,19 @@ def run_callbacks(run_dir, early_stopping=None, keep_best=False, tag=None, annou
     ``keep_best`` (a run with a validation set) ends the run with the weights of
     its best validation epoch (:class:`BestEpoch`); ``early_stopping`` (a
     patience in epochs) also stops it once that many epochs bring no
-    improvement. ``tag`` names the files of one run among several.
+    improvement. ``tensorboard`` adds Keras's TensorBoard logs under
+    ``tensorboard/<tag>/``. ``tag`` names the files of one run among several.
     """
     run_dir = Path(run_dir)
     suffix = f"_{tag}" if tag else ""
     history = ResumableHistory(run_dir / f"backup{suffix}", run_dir / f"history{suffix}.csv",
                                name=tag or "training", announce=announce)
-    if not (keep_best or early_stopping):
-        return [history]
-    return [history, BestEpoch(history, patience=early_stopping)]
+    callbacks = [history]
+    if keep_best or early_stopping:
+        callbacks.append(BestEpoch(history, patience=early_stopping))
+    if tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard" / (tag or "training"))))
+    return callbacks
 
 
 def remove_backup(run_dir, tag=None):

@@ -30,6 +30,15 @@ def _tree(root, classes, per_class=2):
     return root
 
 
+def _mixed_sizes(root):
+    from PIL import Image
+
+    for name, side in (("a", 16), ("b", 32)):
+        (root / name).mkdir(parents=True)
+        Image.fromarray(np.zeros((side, side, 3), np.uint8)).save(root / name / "0.png")
+    return root
+
+
 def _bomb_tree(root):
     _tree(root, CIFAR10_CLASSES)
     (root / "train" / "cat" / "bomb.png").write_bytes(png_header(100_000, 100_000))
@@ -68,6 +77,8 @@ INPUTS = {
     "tree_other10": lambda d: _tree(d / "other10", tuple(f"class{i}" for i in range(10))),
     "tree12": lambda d: _tree(d / "tree12", tuple(f"c{i:02d}" for i in range(12))),
     "tree_one_image": lambda d: _tree(d / "one", CIFAR10_CLASSES, per_class=1),
+    "tree_one_class": lambda d: _tree(d / "one_class", ("only",)),
+    "tree_mixed_sizes": lambda d: _mixed_sizes(d / "mixed"),
     "bomb_tree": lambda d: _bomb_tree(d / "bomb"),
     "nan_pickle": lambda d: _pickles(d / "p", "nan", [(IMAGE * np.nan, 0)] * 4),
     "fraction_pickle": lambda d: _pickles(d / "p", "fraction", [(IMAGE, 1.7)] * 4),
@@ -115,9 +126,16 @@ ROWS = [
     ("train", ["--augment", ",,"], "the augmentation spec ',,' names no argument"),
     ("train", ["--augment", "zca_whitening"], "'zca_whitening' is an ImageDataGenerator argument this spec does not"),
     # data that is wrong, refused rather than coerced
-    ("train", ["--data-dir", "{tree3}"], "has class folders airplane, automobile, bird; CIFAR-10's tree needs exactly"),
-    ("train", ["--data-dir", "{tree_other10}"], "has class folders class0, .*; CIFAR-10's tree needs exactly airplane"),
-    ("train", ["--data-dir", "{tree12}"], "has class folders c00, .*, c11; CIFAR-10's tree needs exactly"),
+    ("train", ["--data", "cifar10", "--data-dir", "{tree3}"],
+     "has class folders airplane, automobile, bird; CIFAR-10's tree needs exactly"),
+    ("train", ["--data", "cifar10", "--data-dir", "{tree_other10}"],
+     "has class folders class0, .*; CIFAR-10's tree needs exactly airplane"),
+    ("baseline", ["--data-dir", "{tree12}"], "has class folders c00, .*, c11; CIFAR-10's tree needs exactly"),
+    # your own folders (train reads any tree that is not CIFAR-10's as one)
+    ("train", ["--data-dir", "{tree_one_class}"], "holds 1 class folder; an image-folder dataset needs at least 2"),
+    ("train", ["--data-dir", "{tree_mixed_sizes}"], "come in 2 sizes \\(16x16, 32x32, \\.\\.\\.\\): pass --image-size"),
+    ("train", ["--data-dir", "{tree12}"], "cannot split 24 images stratified: The test_size = 5 should be greater or "
+                                          "equal to the number of classes = 12"),
     ("train", ["--data", "cifar10", "--data-dir", "{tree_one_image}"], "cannot split 10 images"),
     ("train", ["--data-dir", "{bomb_tree}"], "bomb.png: cannot decode image .*decompression bomb"),
     ("train", ["--data-dir", "{float_batches}"], "data_batch_2: b'data' holds float64 values, expected uint8"),

@@ -1,0 +1,250 @@
+"""Any image-folder dataset, decoded into arrays: class names from the folder names, any number of classes.
+
+Two layouts, as Keras's ``image_dataset_from_directory`` users keep them:
+
+- ``ROOT/train/<class>/*`` with optional ``ROOT/val/<class>/*`` and
+  ``ROOT/test/<class>/*``: the splits as given, validation images split off
+  train (stratified, seeded) where there is no val/;
+- ``ROOT/<class>/*``: train, validation and test split here, stratified and
+  seeded (:data:`TEST_FRACTION` of the images for test, then
+  :data:`VAL_FRACTION` of the rest for validation, by default).
+
+JPEG, PNG, BMP, GIF (its first frame) and WebP files are read with Pillow,
+turned upright by their EXIF orientation and converted to RGB uint8:
+grayscale and palette images are expanded, 16-bit images scaled to 8 bits,
+CMYK converted, and an alpha channel dropped (the colour channels are kept
+as stored, as ``tf.io.decode_image(channels=3)`` does). Images of another
+size are resized with Lanczos filtering (antialiased), without keeping the
+aspect ratio. A file that cannot be decoded is an error naming it, or with
+``skip_unreadable`` is left out and listed. The arrays are cached like
+CIFAR-10's (:mod:`keras_apml.cache`).
+"""
+
+import dataclasses
+import hashlib
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from keras_apml import cache
+from keras_apml.errors import InputError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+SPLIT_FOLDERS = ("train", "val", "test")
+VAL_FRACTION, TEST_FRACTION = 0.1, 0.2
+MAX_SIDE = 4096  # larger images are refused unopened (a decompression bomb costs nothing to send)
+
+
+@dataclasses.dataclass
+class FolderData:
+    """A decoded image-folder dataset: ``splits`` maps "train", "val", "test" (those present) to
+    ``(x uint8 NHWC, y int64, relative paths)``; ``skipped`` lists ``(relative path, reason)``."""
+
+    class_names: tuple
+    splits: dict
+    image_size: tuple
+    layout: str
+    skipped: list
+
+
+def scan(root):
+    """``(class names, {split: [(relative path, label)]}, layout)`` of an image-folder tree, checked."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise InputError(f"data directory {root} does not exist")
+    if (root / "train").is_dir():
+        classes = _class_folders(root / "train")
+        listing = {"train": _files(root, "train", classes, required=True)}
+        for split in ("val", "test"):
+            if (root / split).is_dir():
+                extra = sorted(set(_class_folders(root / split, minimum=1)) - set(classes))
+                if extra:
+                    raise InputError(f"{root / split} has class folders that train/ lacks: {', '.join(extra)}")
+                listing[split] = _files(root, split, classes, required=False)
+        return classes, listing, "split folders (" + ", ".join(listing) + ")"
+    classes = _class_folders(root)
+    return classes, {"all": _files(root, None, classes, required=True)}, "class folders"
+
+
+def _class_folders(directory, minimum=2):
+    """The sorted class folder names under ``directory``; fewer than ``minimum`` is an error."""
+    names = sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(names) < minimum:
+        raise InputError(f"{directory} holds {len(names)} class folder{'s' if len(names) != 1 else ''}; an image-"
+                         f"folder dataset needs at least {minimum} (ROOT/<class>/* or ROOT/train/<class>/*)")
+    return tuple(names)
+
+
+def _files(root, split, classes, required):
+    """``[(relative path, label)]`` of the image files of every class folder of one split."""
+    base = root / split if split else root
+    files = []
+    for label, name in enumerate(classes):
+        folder = base / name
+        found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS) \
+            if folder.is_dir() else []
+        if required and not found:
+            raise InputError(f"class folder {folder} holds no image ({', '.join(IMAGE_EXTENSIONS)})")
+        files += [(str(p.relative_to(root)), label) for p in found]
+    return files
+
+
+def split_stratified(y, val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION, seed=0):
+    """Indices ``(train, val, test)``: scikit-learn's stratified ``train_test_split``, ``test_fraction`` of all
+    images first, then ``val_fraction`` of the rest, so that the test images of a seed do not depend on
+    ``val_fraction``."""
+    from sklearn.model_selection import train_test_split
+
+    for name, value in (("validation", val_fraction), ("test", test_fraction)):
+        if not 0 <= value < 1:
+            raise InputError(f"the {name} fraction must lie in [0, 1), got {value}")
+    index = np.arange(len(y))
+    counts = np.bincount(y)
+    parts = ["train"] + ["validation"] * bool(val_fraction) + ["test"] * bool(test_fraction)
+    if counts.min() < len(parts):
+        raise InputError(f"class {int(counts.argmin())} has {counts.min()} image{'s' if counts.min() != 1 else ''}: "
+                         f"too few to split stratified into {', '.join(parts)}")
+    try:
+        rest, test = (index, index[:0]) if not test_fraction else train_test_split(
+            index, test_size=test_fraction, stratify=y, random_state=seed)
+        train, val = (rest, rest[:0]) if not val_fraction else train_test_split(
+            rest, test_size=val_fraction, stratify=y[rest], random_state=seed)
+    except ValueError as e:  # e.g. a test set smaller than the number of classes
+        raise InputError(f"cannot split {len(y)} images stratified: {e}") from None
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
+def header(path):
+    """``(width, height)`` of an image file from its header, or the reason it cannot be read."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        return _reason(e)
+
+
+def decode(path, size):
+    """One image file as RGB uint8 of ``size`` (height, width): upright, converted, resized with Lanczos."""
+    from PIL import Image, ImageOps
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # sizes are checked first
+        with Image.open(path) as im:
+            if max(im.size) > MAX_SIDE:
+                raise InputError(f"{path}: {im.size[0]}x{im.size[1]} pixels, larger than {MAX_SIDE} on a side")
+            im.seek(0)  # an animated GIF's first frame
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):  # 16 bits (or more) per pixel: scale, not clip
+                gray = np.asarray(im, dtype=np.float64)
+                scale = 65535.0 if im.mode.startswith("I;16") or gray.max() <= 65535 else float(gray.max())
+                im = Image.fromarray(np.round(np.clip(gray, 0, scale) / scale * 255).astype(np.uint8), "L")
+            if im.mode == "P" and "transparency" in im.info:
+                im = im.convert("RGBA")
+            im = im.convert("RGB")
+            if im.size != (size[1], size[0]):
+                im = im.resize((size[1], size[0]), Image.Resampling.LANCZOS)
+            return np.asarray(im, dtype=np.uint8)
+
+
+def _reason(error):
+    """A one-line reason from a decoding error."""
+    return " ".join(str(error).split())[:200] or type(error).__name__
+
+
+def load(root, image_size=None, val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION, seed=0,
+         skip_unreadable=False, verbose=0):
+    """Decode an image-folder tree into a :class:`FolderData`, from the cache when it was decoded before.
+
+    ``image_size`` is ``(height, width)``; None takes the size every image
+    shares, and refuses a tree of mixed sizes. ``val_fraction``,
+    ``test_fraction`` and ``seed`` split what the tree does not (see the
+    module's text). ``verbose`` shows the progress of decoding (Keras's
+    convention).
+    """
+    from keras_apml.progress import StepProgress
+
+    root = Path(root).expanduser().resolve()
+    classes, listing, layout = scan(root)
+    everything = [path for files in listing.values() for path, _ in files]
+    sizes, skipped = {}, []
+    for path in everything:
+        got = header(root / path)
+        if isinstance(got, str):
+            if not skip_unreadable:
+                raise InputError(f"{root / path}: cannot read image ({got}); fix or remove it, or pass "
+                                 "--skip-unreadable to leave unreadable files out")
+            skipped.append((path, got))
+        else:
+            sizes[path] = got
+    if image_size is None:
+        distinct = sorted(set(sizes.values()))
+        if len(distinct) > 1:
+            shown = ", ".join(f"{w}x{h}" for w, h in distinct[:3])
+            raise InputError(f"the images under {root} come in {len(distinct)} sizes ({shown}, ...): pass "
+                             "--image-size to resize them all to one")
+        image_size = (distinct[0][1], distinct[0][0])
+    key = hashlib.sha256(f"{root}|{image_size}|{val_fraction}|{test_fraction}|{seed}|{skip_unreadable}".encode())
+    for path in everything:
+        stat = (root / path).stat()
+        key.update(f"{path}/{stat.st_size}/{stat.st_mtime_ns}\n".encode())
+    name = f"images-{key.hexdigest()[:20]}.npz"
+    cached = cache.load(name)
+    if cached is not None:
+        return _from_arrays(cached, layout, tuple(image_size))
+    progress = StepProgress("decoding images", len(sizes), verbose)
+    decoded = {}
+    for i, path in enumerate(sizes, start=1):
+        try:
+            decoded[path] = decode(root / path, image_size)
+        except InputError:
+            raise
+        except (OSError, ValueError, SyntaxError) as e:  # a header that reads but pixels that do not
+            if not skip_unreadable:
+                raise InputError(f"{root / path}: cannot decode image ({_reason(e)}); fix or remove it, or pass "
+                                 "--skip-unreadable to leave unreadable files out") from None
+            skipped.append((path, _reason(e)))
+        if i % 500 == 0 or i == len(sizes):
+            progress.update(i)
+    splits = _splits(listing, decoded, classes, val_fraction, test_fraction, seed)
+    arrays = {"class_names": np.array(classes), "skipped": np.array([f"{p}\t{r}" for p, r in skipped], dtype=str)}
+    for split, (x, y, paths) in splits.items():
+        arrays.update({f"x_{split}": x, f"y_{split}": y, f"paths_{split}": np.array(paths, dtype=str)})
+    cache.save(name, arrays, about=f"{len(decoded)} images decoded from {root} at {image_size[1]}x{image_size[0]}")
+    return _from_arrays(arrays, layout, tuple(image_size))
+
+
+def _splits(listing, decoded, classes, val_fraction, test_fraction, seed):
+    """``{split: (x, y, paths)}`` from the decoded images, split here when the tree has no split folders."""
+    def arrays(files):
+        kept = [(p, label) for p, label in files if p in decoded]
+        x = np.stack([decoded[p] for p, _ in kept]) if kept else np.zeros((0, 0, 0, 3), np.uint8)
+        return x, np.array([label for _, label in kept], dtype=np.int64), [p for p, _ in kept]
+
+    if "all" not in listing:
+        out = {split: arrays(files) for split, files in listing.items()}
+        if "val" not in out and val_fraction:  # validation images split off train/, stratified and seeded
+            x, y, paths = out.pop("train")
+            train, val, _ = split_stratified(y, val_fraction, 0.0, seed)
+            out = {"train": (x[train], y[train], [paths[i] for i in train]),
+                   "val": (x[val], y[val], [paths[i] for i in val]), **out}
+    else:
+        x, y, paths = arrays(listing["all"])
+        out = {}
+        for split, idx in zip(SPLIT_FOLDERS, split_stratified(y, val_fraction, test_fraction, seed)):
+            if len(idx):
+                out[split] = (x[idx], y[idx], [paths[i] for i in idx])
+    missing = [classes[c] for c in range(len(classes)) if not np.any(out["train"][1] == c)]
+    if missing:
+        raise InputError(f"no readable training image of class {', '.join(missing)}")
+    return out
+
+
+def _from_arrays(arrays, layout, image_size):
+    """A :class:`FolderData` from the arrays :func:`load` caches."""
+    splits = {s: (arrays[f"x_{s}"], arrays[f"y_{s}"], tuple(str(p) for p in arrays[f"paths_{s}"]))
+              for s in SPLIT_FOLDERS if f"x_{s}" in arrays}
+    skipped = [tuple(str(line).split("\t", 1)) for line in arrays["skipped"]]
+    return FolderData(tuple(str(c) for c in arrays["class_names"]), splits, image_size, layout, skipped)

@@ -1,0 +1,201 @@
+"""Image-folder datasets of any classes, formats and sizes: layouts, conversions, splits, the cache, bad trees."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_apml import folders
+from keras_apml.errors import InputError
+
+
+def write(path, array, mode=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (Image.fromarray(array) if mode is None else Image.fromarray(array, mode)).save(path)
+
+
+def rgb(seed, size=(16, 16)):
+    return np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
+
+
+def class_tree(root, classes, per_class, size=(16, 16), ext="png"):
+    """ROOT/<class>/<i>.<ext>: lossless images whose pixels encode the class and index."""
+    for c, name in enumerate(classes):
+        for i in range(per_class):
+            write(root / name / f"{i:03d}.{ext}", np.full((*size, 3), (c * 20, i, 7), dtype=np.uint8))
+    return root
+
+
+@pytest.mark.parametrize("k", [2, 4, 12])
+def test_a_class_folder_tree_splits_stratified_with_exact_counts(tmp_path, k):
+    classes = [f"class_{c:02d}" for c in range(k)]
+    data = folders.load(class_tree(tmp_path / "tree", classes, per_class=10), val_fraction=0.25, seed=3)
+    assert data.class_names == tuple(classes) and data.layout == "class folders" and data.image_size == (16, 16)
+    assert {s: len(y) for s, (_, y, _) in data.splits.items()} == {"train": 6 * k, "val": 2 * k, "test": 2 * k}
+    for split, (x, y, paths) in data.splits.items():
+        assert np.array_equal(np.bincount(y, minlength=k), np.full(k, {"train": 6, "val": 2, "test": 2}[split]))
+        for image, label, path in zip(x, y, paths):  # each image is the file its path names
+            assert path.startswith(classes[label] + "/") and image[0, 0, 0] == label * 20
+            assert image[0, 0, 1] == int(path.split("/")[1][:3])
+    again = folders.load(tmp_path / "tree", val_fraction=0.25, seed=3)
+    assert again.splits["test"][2] == data.splits["test"][2]
+    assert folders.load(tmp_path / "tree", val_fraction=0.5, seed=3).splits["test"][2] == data.splits["test"][2]
+    other = folders.load(tmp_path / "tree", val_fraction=0.25, seed=4)
+    assert other.splits["test"][2] != data.splits["test"][2]
+
+
+def test_split_folders_are_kept_as_given(tmp_path):
+    root = tmp_path / "tree"
+    class_tree(root / "train", ["a", "b", "c"], per_class=4)
+    class_tree(root / "test", ["a", "b", "c"], per_class=2)
+    data = folders.load(root, val_fraction=0)
+    assert data.layout == "split folders (train, test)" and set(data.splits) == {"train", "test"}
+    assert data.splits["train"][2][:2] == ("train/a/000.png", "train/a/001.png")
+    assert np.array_equal(data.splits["test"][1], [0, 0, 1, 1, 2, 2])
+    split = folders.load(root, val_fraction=0.25, seed=1)  # no val/: one image of each class split off train
+    assert [len(split.splits[s][1]) for s in ("train", "val", "test")] == [9, 3, 6]
+    assert set(split.splits["train"][2]) | set(split.splits["val"][2]) == set(data.splits["train"][2])
+    class_tree(root / "val", ["a", "b", "c"], per_class=1)
+    given = folders.load(root, val_fraction=0.25)
+    assert given.layout == "split folders (train, val, test)" and given.splits["val"][2][0] == "val/a/000.png"
+
+
+def test_every_format_and_mode_becomes_rgb_uint8(tmp_path):
+    root = tmp_path / "tree"
+    gray = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    write(root / "a" / "gray.png", gray, "L")
+    write(root / "a" / "palette.gif", np.zeros((16, 16, 3), np.uint8))  # Pillow writes GIF as a palette image
+    rgba = np.dstack([rgb(1), np.full((16, 16), 10, np.uint8)])
+    write(root / "a" / "rgba.png", rgba, "RGBA")
+    write(root / "b" / "sixteen.png", gray.astype(np.uint16) * 257)  # 16-bit grayscale
+    Image.fromarray(rgb(2)).convert("CMYK").save(root / "b" / "cmyk.jpg")
+    write(root / "b" / "plain.bmp", rgb(3))
+    write(root / "b" / "image.webp", rgb(4))
+    data = folders.load(root, val_fraction=0, test_fraction=0)
+    x, y, paths = data.splits["train"]
+    images = dict(zip(paths, x))
+    assert x.dtype == np.uint8 and x.shape == (7, 16, 16, 3)
+    assert np.array_equal(images["a/gray.png"], np.repeat(gray[..., None], 3, axis=2))
+    assert np.array_equal(images["a/rgba.png"], rgba[..., :3])  # alpha dropped, colours as stored
+    assert np.array_equal(images["b/sixteen.png"], np.repeat(gray[..., None], 3, axis=2))  # scaled, not clipped
+    assert np.array_equal(images["b/plain.bmp"], rgb(3))
+    assert Image.open(root / "b" / "sixteen.png").mode.startswith("I")
+    assert np.abs(images["b/cmyk.jpg"].astype(int) - rgb(2)).mean() < 40  # JPEG, through CMYK and back
+
+
+def test_mixed_sizes_need_an_image_size_and_are_resized_with_antialiasing(tmp_path):
+    root = tmp_path / "tree"
+    stripes = np.zeros((64, 64, 3), np.uint8)
+    stripes[::2] = 255  # one-pixel stripes: a plain subsample would give all black or all white
+    write(root / "a" / "big.png", stripes)
+    write(root / "b" / "small.png", rgb(0, (32, 48)))
+    with pytest.raises(InputError, match=r"come in 2 sizes \(48x32, 64x64, \.\.\.\): pass --image-size"):
+        folders.load(root, val_fraction=0, test_fraction=0)
+    data = folders.load(root, image_size=(8, 8), val_fraction=0, test_fraction=0)
+    x, _, paths = data.splits["train"]
+    assert x.shape == (2, 8, 8, 3) and data.image_size == (8, 8)
+    big = x[paths.index("a/big.png")]
+    assert 100 < big.mean() < 155 and big.std() < 30  # averaged grey, not aliased stripes
+
+
+@pytest.mark.parametrize("tree, message", [
+    ("one_class", "holds 1 class folder; an image-folder dataset needs at least 2"),
+    ("empty_class", "class folder {root}/b holds no image"),
+    ("unreadable", "{root}/b/broken.png: cannot read image"),
+    ("extra_test_class", "{root}/test has class folders that train/ lacks: c"),
+])
+def test_bad_trees_are_refused_with_the_reason(tmp_path, tree, message):
+    root = tmp_path / "tree"
+    write(root / "a" / "0.png", rgb(0))
+    if tree == "one_class":
+        pass
+    elif tree == "empty_class":
+        (root / "b").mkdir()
+        (root / "b" / "notes.txt").write_text("not an image")
+    elif tree == "unreadable":
+        (root / "b").mkdir()
+        (root / "b" / "broken.png").write_bytes(b"\x89PNG not really")
+    else:
+        root = tmp_path / "split"
+        for split, names in (("train", "ab"), ("test", "abc")):
+            for n in names:
+                write(root / split / n / "0.png", rgb(0))
+    with pytest.raises(InputError) as e:
+        folders.load(root, val_fraction=0, test_fraction=0)
+    assert message.format(root=root) in str(e.value)
+
+
+def test_unreadable_files_can_be_skipped_and_are_listed(tmp_path):
+    root = class_tree(tmp_path / "tree", ["a", "b"], per_class=3)
+    (root / "b" / "broken.png").write_bytes(b"\x89PNG not really")
+    data = folders.load(root, val_fraction=0, test_fraction=0, skip_unreadable=True)
+    assert len(data.splits["train"][1]) == 6
+    assert [p for p, _ in data.skipped] == ["b/broken.png"]
+
+
+def test_the_decoded_tree_is_cached_and_a_changed_file_is_decoded_again(tmp_path, monkeypatch):
+    root = class_tree(tmp_path / "tree", ["a", "b"], per_class=3)
+    first = folders.load(root, val_fraction=0, test_fraction=0)
+    assert len(list((tmp_path / "cache").glob("images-*.npz"))) == 1
+
+    def no_decoding(*args):
+        raise AssertionError("decoded again despite the cache")
+
+    with monkeypatch.context() as m:
+        m.setattr(folders, "decode", no_decoding)
+        cached = folders.load(root, val_fraction=0, test_fraction=0)
+    assert cached.splits["train"][2] == first.splits["train"][2]
+    assert np.array_equal(cached.splits["train"][0], first.splits["train"][0])
+    write(root / "a" / "000.png", np.full((16, 16, 3), 99, np.uint8))
+    changed = folders.load(root, val_fraction=0, test_fraction=0)
+    assert changed.splits["train"][0][0, 0, 0, 0] == 99
+
+
+def test_too_few_images_to_split_is_refused(tmp_path):
+    root = class_tree(tmp_path / "tree", ["a", "b"], per_class=2)
+    with pytest.raises(InputError, match="class 0 has 2 images: too few to split stratified into train, validation"):
+        folders.load(root)
+
+
+def test_train_runs_on_a_four_class_48x48_folder_dataset(tmp_path, capsys):
+    import json
+
+    import keras
+
+    from conftest import run_command
+
+    root = tmp_path / "flowers"
+    for c, name in enumerate(["daisy", "rose", "tulip", "violet"]):
+        for i in range(15):
+            write(root / name / f"{i}.jpg", np.clip(rgb(i, (48, 48)) // 4 + c * 60, 0, 255).astype(np.uint8))
+    out = tmp_path / "run"
+    assert run_command("train", ["--data-dir", str(root), "--out", str(out), "--quick", "--quiet", "--tensorboard"]) == 0
+    events = sorted(p.relative_to(out / "tensorboard").parts[:2] for p in (out / "tensorboard").rglob("events.*"))
+    assert events == [("training", "train"), ("training", "validation")]  # Keras's TensorBoard logs
+    record = json.loads((out / "config.json").read_text())["arguments"]
+    assert record["data"] == "folder"
+    metrics = json.loads((out / "metrics.json").read_text())["runs"]["cifar_convnet"]
+    # 12 test images (0.2), then --val-split 0.2 of the other 48 for validation
+    assert {s: metrics[s]["n"] for s in ("train", "validation", "test")} == {"train": 38, "validation": 10, "test": 12}
+    assert list(metrics["test"]["per_class_accuracy"]) == ["daisy", "rose", "tulip", "violet"]
+    model = keras.models.load_model(out / "model.keras")
+    assert model.input_shape == (None, 48, 48, 3) and model.output_shape == (None, 4)
+    report = (out / "report.md").read_text()
+    assert f"your image folders `{root}` (class folders; 4 classes: daisy, rose, tulip, violet; images at 48x48)" \
+        in report
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--data", "benchmark", "--image-size", "48"], "--image-size concerns your own image folders: they need --data "
+                                                     "folder"),
+    (["--data", "folder", "--relabel", "x.csv"], "--relabel takes the benchmark's or CIFAR-10's training indices"),
+    (["--data", "folder", "--image-size", "7"], "argument --image-size: expected a size like 48 or 48x64 with sides"),
+    (["--data", "folder", "--model", "cifar_convnet", "--image-size", "16"], "cifar_convnet cannot take 16x16 images"),
+])
+def test_train_refuses_what_does_not_apply_to_folder_data(tmp_path, capsys, argv, message):
+    from conftest import run_command
+
+    root = class_tree(tmp_path / "tree", ["a", "b"], per_class=10)
+    status = run_command("train", ["--data-dir", str(root), "--out", str(tmp_path / "run"), "--quiet", *argv])
+    err = capsys.readouterr().err.splitlines()
+    assert status == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not (tmp_path / "run").exists()
