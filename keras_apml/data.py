@@ -257,24 +257,16 @@ def car_truck_cat(
 
 
 def _draw_split(x, y, counts, cat_to_car, rng, split):
-    """Draw one split: images, observed labels, true labels, CIFAR indices."""
-    picked = []
-    for label, (cifar_label, count) in enumerate(zip(BENCHMARK_FROM_CIFAR, counts)):
-        pool = np.flatnonzero(y == cifar_label)
-        if count > len(pool):
-            raise InputError(
-                f"CIFAR-10 {split} has {len(pool)} {CIFAR10_CLASSES[cifar_label]} images, "
-                f"the benchmark asks for {count}"
-            )
-        picked.append(np.sort(rng.choice(pool, size=count, replace=False)))
-    idx = np.concatenate(picked)
-    y_true = np.repeat(np.arange(3), counts)
-    order = rng.permutation(len(idx))
-    idx, y_true = idx[order], y_true[order]
-    y_observed = y_true.copy()
-    cats = np.flatnonzero(y_true == 2)
-    flipped = rng.choice(cats, size=int(round(cat_to_car * len(cats))), replace=False)
-    y_observed[flipped] = 0
+    """Draw one split: images, observed labels, true labels, CIFAR indices (:func:`keras_apml.noise.draw`)."""
+    from keras_apml import noise
+
+    for cifar_label, count in zip(BENCHMARK_FROM_CIFAR, counts):
+        available = int(np.sum(y == cifar_label))
+        if count > available:
+            raise InputError(f"CIFAR-10 {split} has {available} {CIFAR10_CLASSES[cifar_label]} images, "
+                             f"the benchmark asks for {count}")
+    idx, y_true, y_observed = noise.draw(y, list(zip(BENCHMARK_FROM_CIFAR, counts)), rng,
+                                         pairs=[(2, 0, cat_to_car)], split=f"CIFAR-10 {split}")
     return x[idx], y_observed, y_true, idx
 
 

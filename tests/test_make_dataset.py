@@ -1,0 +1,95 @@
+"""The known-truth dataset command: exact draws and noise counts, the benchmark as a preset, refusals."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import run_command
+from keras_apml import data, noise
+from keras_apml.errors import InputError
+
+
+def truth(out):
+    return dict(line.split(",") for line in (out / "truth.csv").read_text().splitlines()[1:])
+
+
+def test_the_car_truck_cat_preset_draws_the_benchmarks_images_and_labels(image_tree, tmp_path, capsys):
+    root, _ = image_tree
+    out = tmp_path / "ctc"
+    assert run_command("make_dataset", ["--data-dir", str(root), "--out", str(out), "--preset", "car_truck_cat",
+                                        "--train-counts", "car=20,truck=4,cat=10",
+                                        "--test-counts", "car=5,truck=2,cat=3"]) == 0
+    bench = data.car_truck_cat(cifar=data.load_cifar10(root), train_counts=(20, 4, 10), dev_counts=(5, 2, 3))
+    labels = truth(out)
+    names = ("car", "truck", "cat")
+    sources = {"train": sorted((root / "train").glob("*/*.png")), "test": sorted((root / "test").glob("*/*.png"))}
+    for split, observed, true, idx in (("train", bench.y_train, bench.y_train_true, bench.idx_train),
+                                       ("test", bench.y_dev, bench.y_dev_true, bench.idx_dev)):
+        files = sorted((out / split).glob("*/*.png"), key=lambda p: p.name)
+        assert [p.name for p in files] == [f"{i:06d}.png" for i in range(len(observed))]
+        assert [p.parent.name for p in files] == [names[k] for k in observed]
+        assert [labels[f"{split}/{p.parent.name}/{p.name}"] for p in files] == [names[k] for k in true]
+        assert all(p.read_bytes() == sources[split][j].read_bytes() for p, j in zip(files, idx))
+    made = json.loads((out / "dataset.json").read_text())
+    assert made["splits"]["train"]["wrong"] == {"cat->car": 7} and made["splits"]["test"]["wrong"] == {"cat->car": 2}
+    assert made["splits"]["train"]["true"] == {"car": 20, "truck": 4, "cat": 10}
+    assert capsys.readouterr().out == f"dataset: {out} (truth in {out / 'truth.csv'})\n"
+
+
+def four_classes(root, per_class=20):
+    for c, name in enumerate("abcd"):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(np.full((8, 8, 3), c * 50 + i, np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+def test_pairs_and_a_symmetric_rate_relabel_exact_counts(tmp_path):
+    root = four_classes(tmp_path / "src")
+    out = tmp_path / "study"
+    assert run_command("make_dataset", ["--data-dir", str(root), "--out", str(out), "--train-counts",
+                                        "a=20,b=10,c=8,d=4", "--noise", "b->a:0.5,c->a:0.25,c->b:0.25",
+                                        "--seed", "5"]) == 0
+    made = json.loads((out / "dataset.json").read_text())["splits"]["train"]
+    assert made["wrong"] == {"b->a": 5, "c->a": 2, "c->b": 2}
+    assert made["observed"] == {"a": 27, "b": 7, "c": 4, "d": 4}
+    assert len(truth(out)) == 42 and not (out / "test").exists()
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 50)
+    idx, y_true, y_observed = noise.draw(y, [(k, 50) for k in range(4)], rng, symmetric=0.2)
+    assert sorted(idx) == list(range(200)) and [int(np.sum((y_true == k) & (y_observed != k))) for k in range(4)] \
+        == [10, 10, 10, 10]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--noise", "b->z:0.5"], "noise pair 'b->z:0.5': no class 'z'; the classes are a, b, c, d"),
+    (["--noise", "b->a:0.7,b->c:0.4"], "the noise rates out of b add up to 1.1, more than 1"),
+    (["--noise", "b-a:0.5"], "is not of the form source->target:rate"),
+    (["--train-counts", "a=21"], "--train-counts: a asks for 21 images; the source split has 20"),
+    (["--classes", "a"], "--classes needs at least 2 distinct classes"),
+    (["--test-counts", "a=2"], "--test-counts: "),
+    (["--noise-rate", "1.5"], "argument --noise-rate: expected a number <= 1, got 1.5"),
+])
+def test_bad_requests_are_one_error_line_and_write_nothing(tmp_path, capsys, argv, message):
+    root = four_classes(tmp_path / "src")
+    out = tmp_path / "study"
+    assert run_command("make_dataset", ["--data-dir", str(root), "--out", str(out), *argv]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not out.exists() and not list(tmp_path.glob(".study*"))  # nothing written, not even a partial tree
+
+
+def test_an_existing_out_is_left_alone(tmp_path, capsys):
+    root = four_classes(tmp_path / "src")
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "mine.txt").write_text("kept")
+    assert run_command("make_dataset", ["--data-dir", str(root), "--out", str(tmp_path / "study")]) == 2
+    assert "exists; make_dataset writes a new directory" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "study").iterdir()] == ["mine.txt"]
+
+
+def test_parse_pairs_refuses_a_class_relabelled_as_itself():
+    with pytest.raises(InputError, match="relabels a class as itself"):
+        noise.parse_pairs("a->a:0.1", ["a", "b"])
