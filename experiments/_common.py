@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
 
 from keras_apml.errors import InputError  # noqa: E402
@@ -63,8 +65,9 @@ def parser(name, description):
                        allow_abbrev=False)  # --seed is not --seeds
     common = p.add_argument_group("common options")
     common.add_argument("--data-dir", default=None,
-                        help="CIFAR-10 directory: Keras's cifar-10-batches-py or an image-folder tree "
-                             "train/<class>/*, test/<class>/* (default: $KERAS_APML_DATA, else download)")
+                        help="CIFAR-10 (Keras's cifar-10-batches-py, or its image-folder tree train/<class>/*, "
+                             "test/<class>/* with the ten class folders), or, where a study takes them, your own "
+                             "image folders ROOT/<class>/* (default: $KERAS_APML_DATA, else download CIFAR-10)")
     common.add_argument("--out", default=None,
                         help=f"the run directory itself (default: runs/{name}/<timestamp>/); the same command with "
                              "the same --out resumes an interrupted run")
@@ -101,11 +104,12 @@ def add_training(p, epochs, batch_size):
 
 
 def add_benchmark(p):
-    """--train-pickle/--dev-pickle: the course's pickles in place of the benchmark drawn from CIFAR-10."""
+    """The study's data: the benchmark drawn from CIFAR-10, the course's pickles, or your own image folders."""
     group = p.add_argument_group("car/truck/cat data")
     group.add_argument("--train-pickle", default=None,
                        help="the course's train pickle instead of the benchmark (then only observed labels exist)")
     group.add_argument("--dev-pickle", default=None, help="the course's dev pickle (with --train-pickle)")
+    add_image_folder(p)
 
 
 def add_tensorboard(p):
@@ -128,6 +132,9 @@ def add_image_folder(p):
                             "seeded by --seed)")
     group.add_argument("--skip-unreadable", action="store_true",
                        help="leave out files that do not decode (counted in the report) instead of stopping")
+    group.add_argument("--true-labels", default=None, metavar="CSV",
+                       help="the true class of every image (path,label per row, as experiments.make_dataset writes "
+                            "truth.csv): metrics against true labels too")
 
 
 def image_size(text):
@@ -253,11 +260,58 @@ def names_list(choices, flag):
 
 # the order of the work
 def load_benchmark(args, draw=0):
-    """The car/truck/cat benchmark (the studies all draw 0, so all see the same images), or the course's pickles."""
+    """The study's data: the car/truck/cat benchmark (the studies all draw 0, so all see the same images), the
+    course's pickles, or your own image folders (train, and test as "dev")."""
     from keras_apml import data
 
+    if data_kind(args) == "folder":
+        found, truth = load_folder(args, val_fraction=0.0, seed=draw)
+        train = [found.splits[s] for s in ("train", "val") if s in found.splits]  # a val/ folder trains here
+        if "test" not in found.splits:
+            raise InputError(f"{args.data_dir} has train/ but no test/: a study scores on test images (or use a "
+                             "tree of class folders, split by --test-fraction)")
+        x, y = np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train])
+        paths = [p for t in train for p in t[2]]
+        x_dev, y_dev, dev_paths = found.splits["test"]
+        y_true = None if truth is None else folders_true(truth, paths, args)
+        y_dev_true = None if truth is None else folders_true(truth, dev_paths, args)
+        bench = data.CarTruckCat(x, y, y_true, np.arange(len(y)), x_dev, y_dev, y_dev_true, np.arange(len(y_dev)),
+                                 class_names=found.class_names)
+        return data.quick_benchmark(bench, QUICK_TRAIN, QUICK_TEST, draw) if args.quick else bench
+    if any(_given_folder_flags(args)):
+        raise InputError(f"{', '.join(_given_folder_flags(args))} concern your own image folders; --data-dir "
+                         f"{args.data_dir or '(none)'} is not such a tree")
     return data.load_benchmark(args.data_dir, draw, args.train_pickle, args.dev_pickle, quick=args.quick,
                                verbose=verbosity(args))
+
+
+def _given_folder_flags(args):
+    """The image-folder flags set away from their defaults."""
+    from keras_apml.folders import TEST_FRACTION
+
+    defaults = {"image_size": None, "test_fraction": TEST_FRACTION, "skip_unreadable": False, "true_labels": None}
+    return [f"--{k.replace('_', '-')}" for k, v in defaults.items() if getattr(args, k, v) != v]
+
+
+def load_folder(args, val_fraction, seed):
+    """Your own image folders (``folders.load`` with the flags, split with ``seed``) and the truth file's
+    mapping, or None."""
+    from keras_apml import folders
+
+    root = args.data_dir or os.environ.get("KERAS_APML_DATA")
+    if not root:
+        raise InputError("your own image folders need --data-dir ROOT")
+    found = folders.load(root, args.image_size, val_fraction=val_fraction, test_fraction=args.test_fraction,
+                         seed=seed, skip_unreadable=args.skip_unreadable, verbose=verbosity(args))
+    truth = folders.read_truth(args.true_labels, found.class_names) if args.true_labels else None
+    return found, truth
+
+
+def folders_true(truth, paths, args):
+    """The true labels of ``paths`` from the truth file."""
+    from keras_apml import folders
+
+    return folders.true_labels(truth, paths, args.true_labels)
 
 
 def load_cifar10(args):

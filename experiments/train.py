@@ -15,8 +15,9 @@ balanced accuracy, which the report names beside the last epoch's figure.
 import os
 from pathlib import Path
 
+import numpy as np
+
 from experiments import _common
-from keras_apml.errors import InputError
 from keras_apml.recipe import BALANCE, MODELS, Recipe
 
 DEFAULT = Recipe(model="small_cnn", batch_size=64, epochs=20)  # --model: small_cnn on the benchmark, else cifar_convnet
@@ -56,12 +57,11 @@ def parse_args(argv=None):
                         "the images left after the test split, unless the tree has val/)")
     p.add_argument("--relabel", default=None, metavar="CSV",
                    help="apply manual label corrections (index,label) to the training labels")
-    _common.add_image_folder(p)
     _common.add_tensorboard(p)
     args = p.parse_args(argv)
     args.data = args.data or _common.data_kind(args)
     if args.data != "folder":
-        unused = _common.given(p, args, ("image_size", "test_fraction", "skip_unreadable"))
+        unused = _common.given(p, args, ("image_size", "test_fraction", "skip_unreadable", "true_labels"))
         if unused:
             p.error(f"{', '.join(unused)} concern{'s' if len(unused) == 1 else ''} your own image folders: "
                     "they need --data folder")
@@ -119,24 +119,27 @@ def load_data(args):
 
 def load_folder(args, record):
     """Your own image folders: train, validation (split off train where the tree has no val/) and test splits."""
-    from keras_apml import data, folders
-
-    root = args.data_dir or os.environ.get(data.DATA_ENV)
-    if not root:
-        raise InputError("--data folder reads your own image folders: pass --data-dir ROOT")
-    found = folders.load(root, args.image_size, val_fraction=args.val_split,
-                         test_fraction=args.test_fraction, seed=args.seed, skip_unreadable=args.skip_unreadable,
-                         verbose=_common.verbosity(args))
+    found, truth = _common.load_folder(args, val_fraction=args.val_split, seed=args.seed)
     names = {"train": "train", "val": "validation", "test": "test"}
-    splits = {names[s]: (x, y, None) for s, (x, y, _) in found.splits.items()}
+    splits = {names[s]: (x, y, None if truth is None else _common.folders_true(truth, paths, args))
+              for s, (x, y, paths) in found.splits.items()}
     if args.quick:
-        splits = {s: (*_common.quick_subset(args, x, y, _common.QUICK_TRAIN if s == "train" else _common.QUICK_TEST),
-                      None) for s, (x, y, _) in splits.items()}
-    record.update(root=str(Path(root).expanduser().resolve()), layout=found.layout,
-                  image_size=list(found.image_size), classes=list(found.class_names),
+        splits = {s: quick_split(args, *v, _common.QUICK_TRAIN if s == "train" else _common.QUICK_TEST)
+                  for s, v in splits.items()}
+    record.update(root=str(Path(args.data_dir or os.environ.get("KERAS_APML_DATA")).expanduser().resolve()),
+                  layout=found.layout, image_size=list(found.image_size), classes=list(found.class_names),
                   skipped=[{"path": p, "reason": r} for p, r in found.skipped],
-                  sizes={k: len(v[1]) for k, v in splits.items()})
+                  sizes={k: len(v[1]) for k, v in splits.items()}, true_labels=args.true_labels)
     return splits, found.class_names, record
+
+
+def quick_split(args, x, y, y_true, n):
+    """A stratified subset of at most ``n`` of one split's images (--quick), true labels kept in step."""
+    from keras_apml import data
+
+    kept = data.quick_benchmark(data.CarTruckCat(x, y, y_true, np.arange(len(y)), x[:0], y[:0], None, y[:0]),
+                                n, 0, args.seed)
+    return kept.x_train, kept.y_train, kept.y_train_true
 
 
 def describe_data(record):

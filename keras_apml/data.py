@@ -402,6 +402,22 @@ def stratified_subset(x, y, n, seed=0):
     return x[idx], y[idx]
 
 
+def quick_benchmark(bench, n_train, n_dev, seed=0):
+    """A stratified subset (by observed label) of at most ``n_train`` and ``n_dev`` images, for --quick runs."""
+    from sklearn.model_selection import train_test_split
+
+    def pick(y, n):
+        if n >= len(y):
+            return np.arange(len(y))
+        return np.sort(train_test_split(np.arange(len(y)), train_size=n, random_state=seed, stratify=y)[0])
+
+    t, d = pick(bench.y_train, n_train), pick(bench.y_dev, n_dev)
+    some = lambda a, i: None if a is None else a[i]  # noqa: E731
+    return CarTruckCat(bench.x_train[t], bench.y_train[t], some(bench.y_train_true, t), bench.idx_train[t],
+                       bench.x_dev[d], bench.y_dev[d], some(bench.y_dev_true, d), bench.idx_dev[d],
+                       class_names=bench.class_names)
+
+
 def save_arrays(path, **arrays):
     """Save named arrays to an .npz file atomically, without pickles."""
     arrays = {k: np.asarray(v) for k, v in arrays.items()}

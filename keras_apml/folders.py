@@ -248,3 +248,39 @@ def _from_arrays(arrays, layout, image_size):
               for s in SPLIT_FOLDERS if f"x_{s}" in arrays}
     skipped = [tuple(str(line).split("\t", 1)) for line in arrays["skipped"]]
     return FolderData(tuple(str(c) for c in arrays["class_names"]), splits, image_size, layout, skipped)
+
+
+def read_truth(path, class_names):
+    """A truth file (CSV ``path,label``: each image's path relative to the dataset root and its true class
+    name, as ``experiments.make_dataset`` writes it) as ``{path: label index}``, every row checked."""
+    import csv
+
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"cannot read truth file {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"truth file {path} is not UTF-8 text (byte {e.start})") from None
+    rows = [row for row in csv.reader(text.splitlines()) if row]
+    if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
+        rows = rows[1:]
+    truth = {}
+    for line, row in enumerate(rows, start=1):
+        if len(row) != 2:
+            raise InputError(f"{path}: row {line} should be 'path,label'")
+        image, label = row[0].strip(), row[1].strip()
+        if label not in class_names:
+            raise InputError(f"{path}: row {line}: class {label[:40]!r} is not one of {', '.join(class_names)}")
+        if image in truth:
+            raise InputError(f"{path}: {image[:200]!r} appears twice")
+        truth[image] = class_names.index(label)
+    return truth
+
+
+def true_labels(truth, paths, source):
+    """The true labels of ``paths`` from a :func:`read_truth` mapping; an image it leaves out is an error."""
+    missing = [p for p in paths if p not in truth]
+    if missing:
+        raise InputError(f"the truth file {source} has no row for {len(missing)} image(s), e.g. {missing[0]!r}")
+    return np.array([truth[p] for p in paths], dtype=np.int64)

@@ -43,7 +43,8 @@ STRATEGIES = {
     "over+under": Strategy("over+under", description="RandomOverSampler up to the mean count, then under"),
     "smote": Strategy("smote", description="SMOTE up to the largest class"),
     "random_over": Strategy("random_over", description="RandomOverSampler up to the largest class"),
-    "augment_offline": Strategy(offline_copies=2, description="2 augmented copies of each truck and cat"),
+    "augment_offline": Strategy(offline_copies=2,
+                                description="2 augmented copies of each image outside the largest class"),
     "augment_online": Strategy(online_augmentation=True, description="random flips, shifts, rotations per batch"),
     "augment+oversample": Strategy("oversample", online_augmentation=True,
                                    description="balanced batches, augmented"),
@@ -53,7 +54,8 @@ STRATEGIES = {
                                   description="class-weighted loss, batches randomly mirrored (no shifts or "
                                               "rotations)"),
     "two_stage": Strategy("class_weight", two_stage=True,
-                          description="car vs not-car, then truck vs cat; each stage class-weighted"),
+                          description="the first class against the rest (car vs not-car), then the rest told "
+                                      "apart; each stage class-weighted"),
 }
 
 # The imbalance study's best strategy (docs/RESULTS.md), the label-noise and hyperparameter studies' default.
@@ -78,7 +80,7 @@ def augment_minority(x, y, augmentation, copies):
 def train(name, x, y, recipe, *, seed=0, validation=None, callbacks=(), verbose=0):
     """Train the recipe's model on ``(x, y)`` with strategy ``name``; returns ``(model, TrainResult, labels_fitted)``.
 
-    ``two_stage`` trains a car-vs-rest model and a model for the rest, and
+    ``two_stage`` trains a first-class-vs-rest (car vs rest) model and a model for the rest, and
     returns them joined by :func:`models.two_stage` (the two TrainResults merged:
     the second stage's history under ``stage2_*`` keys). ``callbacks`` (Keras
     callbacks) go to a single model's fit; two stages take none.

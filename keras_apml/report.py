@@ -230,7 +230,8 @@ def baseline_comparison_section(rows, share=None):
     if share:
         summary += "\n\nShare of dev images predicted as each class: " + ", ".join(
             f"{c} {v:.1%}" for c, v in share.items()) + "."
-    return "## Baseline against always-car\n\n" + summary
+    majority = rows[0][0] if rows else "always the most frequent class"
+    return f"## Baseline against {majority}\n\n" + summary
 
 
 def strategies_section(recipe_text, seeds, descriptions, summaries, class_names, bars_png):

@@ -130,7 +130,8 @@ ROWS = [
      "has class folders airplane, automobile, bird; CIFAR-10's tree needs exactly"),
     ("train", ["--data", "cifar10", "--data-dir", "{tree_other10}"],
      "has class folders class0, .*; CIFAR-10's tree needs exactly airplane"),
-    ("baseline", ["--data-dir", "{tree12}"], "has class folders c00, .*, c11; CIFAR-10's tree needs exactly"),
+    ("train", ["--data", "cifar10", "--data-dir", "{tree12}"],
+     "has class folders c00, .*, c11; CIFAR-10's tree needs exactly"),
     # your own folders (train reads any tree that is not CIFAR-10's as one)
     ("train", ["--data-dir", "{tree_one_class}"], "holds 1 class folder; an image-folder dataset needs at least 2"),
     ("train", ["--data-dir", "{tree_mixed_sizes}"], "come in 2 sizes \\(16x16, 32x32, \\.\\.\\.\\): pass --image-size"),
