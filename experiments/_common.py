@@ -128,8 +128,8 @@ def add_image_folder(p):
                        help="resize every image to this (e.g. 48 or 48x64, Lanczos, aspect not kept) (default: the "
                             "size all images share; required when they differ)")
     group.add_argument("--test-fraction", type=number(0, 1, high_open=True), default=TEST_FRACTION,
-                       help="share of each class held out as the test set, for a tree without test/ (stratified, "
-                            "seeded by --seed)")
+                       help="share of each class held out as the test set, for a tree without test/ (stratified; "
+                            "the studies all split with seed 0, so they see the same images; train with its --seed)")
     group.add_argument("--skip-unreadable", action="store_true",
                        help="leave out files that do not decode (counted in the report) instead of stopping")
     group.add_argument("--true-labels", default=None, metavar="CSV",
@@ -276,7 +276,8 @@ def load_benchmark(args, draw=0):
         y_true = None if truth is None else folders_true(truth, paths, args)
         y_dev_true = None if truth is None else folders_true(truth, dev_paths, args)
         bench = data.CarTruckCat(x, y, y_true, np.arange(len(y)), x_dev, y_dev, y_dev_true, np.arange(len(y_dev)),
-                                 class_names=found.class_names)
+                                 class_names=found.class_names, paths_train=tuple(paths),
+                                 paths_dev=tuple(dev_paths))
         return data.quick_benchmark(bench, QUICK_TRAIN, QUICK_TEST, draw) if args.quick else bench
     if any(_given_folder_flags(args)):
         raise InputError(f"{', '.join(_given_folder_flags(args))} concern your own image folders; --data-dir "

@@ -97,9 +97,9 @@ def detect(run, args, bench, recipe):
 
     data.save_arrays(run.file(PROBABILITIES), probabilities=probabilities, labels=bench.y_train,
                      flagged=flagged)
-    data.write_relabel_file(run.file("flagged_relabel.csv"), flagged, suggested, names)
+    data.write_relabel_file(run.file("flagged_relabel.csv"), flagged, suggested, names, bench.paths_train)
     data.write_relabel_file(run.file("flagged_dev_relabel.csv"), dev_flagged,
-                            dev_probabilities[dev_flagged].argmax(axis=1), names)
+                            dev_probabilities[dev_flagged].argmax(axis=1), names, bench.paths_dev)
     result = {"train": {"flagged": len(flagged)}, "dev": {"flagged": len(dev_flagged)},
               "rounds": [{"flagged": len(f)} for f in flags],
               "flagged_by_observed_and_suggested": _pairs(bench.y_train[flagged], suggested, names)}

@@ -56,7 +56,8 @@ def parse_args(argv=None):
                    help="validation fraction of the training images (stratified, seeded; your own folders: of "
                         "the images left after the test split, unless the tree has val/)")
     p.add_argument("--relabel", default=None, metavar="CSV",
-                   help="apply manual label corrections (index,label) to the training labels")
+                   help="apply manual label corrections to the training labels: index,label rows, or path,label "
+                        "for your own folders (label_noise's flagged_relabel.csv, reviewed)")
     _common.add_tensorboard(p)
     args = p.parse_args(argv)
     args.data = args.data or _common.data_kind(args)
@@ -65,8 +66,6 @@ def parse_args(argv=None):
         if unused:
             p.error(f"{', '.join(unused)} concern{'s' if len(unused) == 1 else ''} your own image folders: "
                     "they need --data folder")
-    elif args.relabel:
-        p.error("--relabel takes the benchmark's or CIFAR-10's training indices; it does not apply to --data folder")
     if args.classes is not None and args.data != "cifar10":
         p.error("--classes selects CIFAR-10 classes: it needs --data cifar10")
     if (args.train_pickle or args.dev_pickle) and args.data != "benchmark":
@@ -119,10 +118,20 @@ def load_data(args):
 
 def load_folder(args, record):
     """Your own image folders: train, validation (split off train where the tree has no val/) and test splits."""
+    from keras_apml import data
+
     found, truth = _common.load_folder(args, val_fraction=args.val_split, seed=args.seed)
+    observed = {s: y for s, (_, y, _) in found.splits.items()}
+    if args.relabel:  # corrections name images by path: those of train and validation, never test's
+        parts = [s for s in ("train", "val") if s in found.splits]
+        relabelled, record["relabel"] = data.apply_relabel_file(
+            np.concatenate([observed[s] for s in parts]), args.relabel, found.class_names,
+            paths=[p for s in parts for p in found.splits[s][2]])
+        bounds = np.cumsum([len(observed[s]) for s in parts])[:-1]
+        observed.update(zip(parts, np.split(relabelled, bounds)))
     names = {"train": "train", "val": "validation", "test": "test"}
-    splits = {names[s]: (x, y, None if truth is None else _common.folders_true(truth, paths, args))
-              for s, (x, y, paths) in found.splits.items()}
+    splits = {names[s]: (x, observed[s], None if truth is None else _common.folders_true(truth, paths, args))
+              for s, (x, _, paths) in found.splits.items()}
     if args.quick:
         splits = {s: quick_split(args, *v, _common.QUICK_TRAIN if s == "train" else _common.QUICK_TEST)
                   for s, v in splits.items()}

@@ -214,6 +214,8 @@ class CarTruckCat:
     y_dev_true: np.ndarray | None
     idx_dev: np.ndarray
     class_names: tuple = BENCHMARK_CLASSES
+    paths_train: tuple | None = None  # your own folders: each image's path relative to the dataset's root
+    paths_dev: tuple | None = None
 
     def save(self, path):
         """Save as .npz (no pickles); true labels are left out when unknown."""
@@ -228,6 +230,9 @@ class CarTruckCat:
         try:
             fields = {f.name: arrays.get(f.name) for f in dataclasses.fields(cls)}
             fields["class_names"] = tuple(str(c) for c in arrays["class_names"])
+            for name in ("paths_train", "paths_dev"):
+                if fields[name] is not None:
+                    fields[name] = tuple(str(p) for p in fields[name])
             return cls(**fields)
         except KeyError as e:
             raise InputError(f"{path}: not a saved benchmark (missing {e})") from None
@@ -318,8 +323,13 @@ def load_benchmark(data_dir=None, seed=0, train_pickle=None, dev_pickle=None, qu
     return car_truck_cat(seed=seed, cifar=load_cifar10(data_dir, verbose), **counts)
 
 
-def apply_relabel_file(y, path, class_names):
-    """Apply a CSV ``index,label`` relabel file to labels ``y``; return the new labels and a record."""
+def apply_relabel_file(y, path, class_names, paths=None):
+    """Apply a CSV relabel file to labels ``y``; return the new labels and a record.
+
+    Its rows are ``index,label`` (the benchmark's and CIFAR-10's training
+    images) or, for images that have ``paths`` (your own folders), ``path,label``
+    with the path relative to the dataset's root, as the studies write them.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -327,27 +337,35 @@ def apply_relabel_file(y, path, class_names):
         raise InputError(f"cannot read relabel file {path}: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
         raise InputError(f"relabel file {path} is not UTF-8 text (byte {e.start})") from None
+    key = "index" if paths is None else "path"
     rows = [row for row in csv.reader(text.splitlines()) if row and not row[0].startswith("#")]
-    if rows and [c.strip().lower() for c in rows[0][:2]] == ["index", "label"]:
+    if rows and [c.strip().lower() for c in rows[0][:2]] == [key, "label"]:
         rows = rows[1:]
+    where = None if paths is None else {p: i for i, p in enumerate(paths)}
     y_new = np.array(y, copy=True)
     seen = {}
     for line, row in enumerate(rows, start=1):
         if len(row) < 2:
-            raise InputError(f"{path}: row {line} should be 'index,label'")
-        index, label = row[0].strip(), row[1].strip()
-        if not _is_number(index) or int(index) >= len(y_new):
-            raise InputError(f"{path}: row {line}: index {index[:40]!r} is not in 0..{len(y_new) - 1}")
-        if int(index) in seen:
-            raise InputError(f"{path}: rows {seen[int(index)]} and {line} both relabel index {int(index)}")
-        seen[int(index)] = line
+            raise InputError(f"{path}: row {line} should be '{key},label'")
+        item, label = row[0].strip(), row[1].strip()
+        if where is not None:
+            if item not in where:
+                raise InputError(f"{path}: row {line}: {item[:200]!r} is not one of the training images' paths")
+            index = where[item]
+        elif not _is_number(item) or int(item) >= len(y_new):
+            raise InputError(f"{path}: row {line}: index {item[:40]!r} is not in 0..{len(y_new) - 1}")
+        else:
+            index = int(item)
+        if index in seen:
+            raise InputError(f"{path}: rows {seen[index]} and {line} both relabel {key} {item[:200]}")
+        seen[index] = line
         if label in class_names:
             label = class_names.index(label)
         elif _is_number(label) and int(label) < len(class_names):
             label = int(label)
         else:
             raise InputError(f"{path}: row {line}: label {label[:40]!r} is not one of {list(class_names)}")
-        y_new[int(index)] = label
+        y_new[index] = label
     record = {
         "relabel_file": str(path.resolve()),
         "sha256": hashlib.sha256(text.encode()).hexdigest(),
@@ -362,12 +380,14 @@ def _is_number(text):
     return text.isascii() and text.isdigit() and len(text) < 19
 
 
-def write_relabel_file(path, indices, labels, class_names):
-    """Write a CSV relabel file (``index,label`` with class names) that apply_relabel_file reads."""
+def write_relabel_file(path, indices, labels, class_names, paths=None):
+    """Write a CSV relabel file that apply_relabel_file reads: ``index,label`` with class names, or
+    ``path,label`` naming each image by its path (your own folders: a file a person can open)."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["index", "label"])
-        writer.writerows((int(i), class_names[int(label)]) for i, label in zip(indices, labels))
+        writer.writerow(["index" if paths is None else "path", "label"])
+        writer.writerows((int(i) if paths is None else paths[int(i)], class_names[int(label)])
+                         for i, label in zip(indices, labels))
 
 
 def select_classes(x, y, names, class_names):
@@ -412,10 +432,14 @@ def quick_benchmark(bench, n_train, n_dev, seed=0):
         return np.sort(train_test_split(np.arange(len(y)), train_size=n, random_state=seed, stratify=y)[0])
 
     t, d = pick(bench.y_train, n_train), pick(bench.y_dev, n_dev)
-    some = lambda a, i: None if a is None else a[i]  # noqa: E731
+
+    def some(a, i):
+        return None if a is None else tuple(a[k] for k in i) if isinstance(a, tuple) else a[i]
+
     return CarTruckCat(bench.x_train[t], bench.y_train[t], some(bench.y_train_true, t), bench.idx_train[t],
                        bench.x_dev[d], bench.y_dev[d], some(bench.y_dev_true, d), bench.idx_dev[d],
-                       class_names=bench.class_names)
+                       class_names=bench.class_names, paths_train=some(bench.paths_train, t),
+                       paths_dev=some(bench.paths_dev, d))
 
 
 def save_arrays(path, **arrays):

@@ -130,3 +130,30 @@ def test_every_car_truck_cat_study_runs_on_a_folder_dataset_with_its_truth(study
     if study == "label_noise":
         train = metrics["runs"]["detection"]["train"]
         assert train["wrong"] == 6  # round(0.5 * 12) tulips labelled daisy, as the truth file says
+        rows = (out / "flagged_relabel.csv").read_text().splitlines()
+        assert rows[0] == "path,label" and len(rows) == train["flagged"] + 1
+        assert all((study_tree / row.split(",")[0]).is_file() for row in rows[1:])  # files a person can open
+
+
+def test_train_applies_a_review_list_that_names_images_by_path(study_tree, tmp_path):
+    truth_rows = (study_tree / "truth.csv").read_text().splitlines()[1:]
+    wrong = [row for row in truth_rows if row.startswith("train/daisy/") and row.endswith(",tulip")]
+    (tmp_path / "review.csv").write_text("path,label\n" + "\n".join(wrong) + "\n")
+    out = tmp_path / "run"
+    assert run_command("train", ["--data-dir", str(study_tree), "--relabel", str(tmp_path / "review.csv"),
+                                 "--val-split", "0.25", "--out", str(out), "--quick", "--quiet",
+                                 "--true-labels", str(study_tree / "truth.csv")]) == 0
+    record = json.loads((out / "config.json").read_text())["data"]["relabel"]
+    assert len(wrong) == 6 and record["rows"] == 6 and record["labels_changed"] == 6
+    train = json.loads((out / "metrics.json").read_text())["runs"]["cifar_convnet"]["train"]
+    assert train["n"] + json.loads((out / "metrics.json").read_text())["runs"]["cifar_convnet"]["validation"]["n"] \
+        == 80  # every image of train/, none of test/
+
+
+def test_a_review_list_naming_an_unknown_path_is_refused(study_tree, tmp_path, capsys):
+    (tmp_path / "review.csv").write_text("path,label\ntest/daisy/000000.png,tulip\n")
+    status = run_command("train", ["--data-dir", str(study_tree), "--relabel", str(tmp_path / "review.csv"),
+                                   "--out", str(tmp_path / "run"), "--quick", "--quiet"])
+    err = capsys.readouterr().err.splitlines()
+    assert status == 2 and len(err) == 1
+    assert "row 1: 'test/daisy/000000.png' is not one of the training images' paths" in err[0]
