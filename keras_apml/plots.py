@@ -60,19 +60,43 @@ def sample_grid(x, y, class_names, per_class=8, seed=0):
     return image_grid(images, titles, columns=per_class, title="Samples per class")
 
 
+MAX_MATRIX_CLASSES = 50  # past this a confusion matrix is unreadable: the top confusions are drawn instead
+
+
 def confusion_matrix(counts, class_names, title="Confusion matrix"):
-    """Counts and row-normalised rates side by side (sklearn's ConfusionMatrixDisplay)."""
+    """Counts and row-normalised rates side by side (sklearn's ConfusionMatrixDisplay), its size and fonts scaled
+    to the number of classes (cell values left out past 25); past 50 classes, the top confusions as bars."""
     counts = np.asarray(counts)
+    k = len(class_names)
+    if k > MAX_MATRIX_CLASSES:
+        return top_confusions(counts, class_names, title)
     with np.errstate(invalid="ignore", divide="ignore"):
         rates = np.nan_to_num(counts / counts.sum(axis=1, keepdims=True))
-    size = 2.5 + 0.45 * len(class_names)
+    size = min(2.5 + 0.45 * k, 4 + 0.22 * k)
+    font = 10 if k <= 10 else max(5, 10 - (k - 10) / 3)
     fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
     for ax, matrix, fmt, label in ((axes[0], counts, "d", "counts"), (axes[1], rates, ".2f", "row-normalised")):
         ConfusionMatrixDisplay(matrix, display_labels=class_names).plot(
-            ax=ax, values_format=fmt, colorbar=False, xticks_rotation=45 if len(class_names) > 4 else "horizontal"
-        )
+            ax=ax, values_format=fmt, colorbar=False, xticks_rotation=45 if k > 4 else "horizontal",
+            include_values=k <= 25, text_kw={"fontsize": font})
+        ax.tick_params(labelsize=font)
         ax.set_title(label)
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def top_confusions(counts, class_names, title, shown=30):
+    """The ``shown`` largest off-diagonal counts as horizontal bars, ``true -> predicted``."""
+    off = np.asarray(counts, dtype=float).copy()
+    np.fill_diagonal(off, 0)
+    order = np.argsort(off, axis=None)[::-1][:shown]
+    pairs = [(i, j) for i, j in zip(*np.unravel_index(order, off.shape)) if off[i, j] > 0]
+    fig, ax = plt.subplots(figsize=(8, 1 + 0.25 * max(1, len(pairs))))
+    ax.barh([f"{class_names[i]} -> {class_names[j]}" for i, j in pairs][::-1], [off[i, j] for i, j in pairs][::-1])
+    ax.set_xlabel("images (true -> predicted)")
+    ax.set_title(f"{title}: the {len(pairs)} largest confusions of {len(class_names)} classes")
+    ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
     return fig
 

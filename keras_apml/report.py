@@ -39,16 +39,25 @@ def label_sets(split_metrics):
             yield split, "true", metrics["true_labels"]
 
 
+PER_CLASS_INLINE = 10  # up to this many classes, per-class accuracy fits one cell; past it, a table of its own
+
+
 def metrics_table(split_metrics, class_names):
-    """A markdown table: accuracy, balanced accuracy, macro F1 and per-class accuracy of each split."""
-    rows = [
-        (split, labels, m["accuracy"], m["balanced_accuracy"], m["macro_f1"],
-         " / ".join("—" if v is None else f"{v:.3f}" for v in m["per_class_accuracy"].values()))
-        for split, labels, m in label_sets(split_metrics)
-    ]
+    """A markdown table: accuracy, balanced accuracy, macro F1 and per-class accuracy of each split (for many
+    classes, per-class accuracy in a second table, a row per class)."""
+    sets = list(label_sets(split_metrics))
+    inline = len(class_names) <= PER_CLASS_INLINE
+    rows = [(split, labels, m["accuracy"], m["balanced_accuracy"], m["macro_f1"],
+             *([" / ".join("—" if v is None else f"{v:.3f}" for v in m["per_class_accuracy"].values())] if inline
+               else [])) for split, labels, m in sets]
     headers = ["split", "labels", "accuracy", "balanced accuracy", "macro F1",
-               "per-class accuracy (" + " / ".join(class_names) + ")"]
-    return markdown_table(headers, rows)
+               *(["per-class accuracy (" + " / ".join(class_names) + ")"] if inline else [])]
+    table = markdown_table(headers, rows)
+    if inline:
+        return table
+    per_class = [(c, *(m["per_class_accuracy"][c] for _, _, m in sets)) for c in class_names]
+    return table + "\n\nPer-class accuracy:\n\n" + markdown_table(
+        ["class", *(f"{split} ({labels})" for split, labels, _ in sets)], per_class)
 
 
 SEED_METRICS = ("accuracy", "balanced_accuracy", "macro_precision", "macro_recall", "macro_f1")

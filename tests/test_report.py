@@ -146,3 +146,32 @@ def test_flagged_captions_say_what_p_is_and_whether_the_label_is_wrong():
     assert flag_caption(1, bench, probabilities) == "car -> truck\np(car) = 0.41\nlabel was right"
     bench.y_train_true = None
     assert flag_caption(0, bench, probabilities) == "car -> truck\np(car) = 0.03"
+
+
+@pytest.mark.parametrize("k", [3, 12, 30, 50, 60])
+def test_confusion_plots_stay_legible_as_the_classes_grow(k):
+    names = [f"c{i:02d}" for i in range(k)]
+    counts = np.full((k, k), 1)
+    np.fill_diagonal(counts, 50)
+    counts[k - 1, 0] = 9  # the largest confusion
+    fig = plots.confusion_matrix(counts, names, "t")
+    if k <= 50:
+        values = [t for t in fig.axes[0].texts if t.get_text().isdigit()]
+        assert len(values) == (k * k if k <= 25 else 0)  # cell values only while they fit
+        assert fig.get_size_inches()[0] <= 2 * (4 + 0.22 * 50) + 1
+    else:
+        ax = fig.axes[0]
+        labels = [t.get_text() for t in ax.get_yticklabels()]
+        assert len(labels) == 30 and labels[-1] == f"c{k - 1:02d} -> c00"  # the largest on top
+    plt.close(fig)
+
+
+def test_many_classes_get_a_per_class_table_of_their_own():
+    names = [f"c{i:02d}" for i in range(12)]
+    metrics = {"accuracy": 0.5, "balanced_accuracy": 0.4, "macro_f1": 0.3,
+               "per_class_accuracy": {c: i / 10 for i, c in enumerate(names)}}
+    text = report.metrics_table({"test": metrics}, names)
+    assert "| split | labels | accuracy | balanced accuracy | macro F1 |" in text
+    assert "| class | test (observed) |" in text and "| c11 | 1.1000 |" in text
+    few = report.metrics_table({"test": {**metrics, "per_class_accuracy": {"a": 0.5, "b": None}}}, ["a", "b"])
+    assert "per-class accuracy (a / b)" in few and "| 0.500 / — |" in few
