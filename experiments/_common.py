@@ -329,7 +329,7 @@ def data_kind(args):
 
     where = args.data_dir or os.environ.get(data.DATA_ENV)
     root = Path(where).expanduser() if where else None
-    if args.train_pickle or root is None or not root.is_dir() or data.is_cifar10(root):
+    if getattr(args, "train_pickle", None) or root is None or not root.is_dir() or data.is_cifar10(root):
         return "benchmark"
     return "folder" if any(p.is_dir() for p in root.iterdir()) else "benchmark"  # no subfolders: neither
 

@@ -39,8 +39,10 @@ def parse_args(argv=None):
     p = _common.parser("adversarial", __doc__.splitlines()[0])
     _common.add_seed(p, "seed of the image draws and PGD's random starts")
     p.add_argument("--model", default=None, help="a .keras model (default: see above)")
-    p.add_argument("--data", choices=("benchmark", "cifar10"), default=None,
-                   help="evaluation set (default: from the model's classes: 3 benchmark, 10 CIFAR-10)")
+    p.add_argument("--data", choices=("benchmark", "cifar10", "folder"), default=None,
+                   help="evaluation set: the benchmark's dev set, CIFAR-10's test set, or the test split of your own "
+                        "image folders (default: folder when --data-dir is such a tree, else from the model's "
+                        "classes: 3 benchmark, 10 CIFAR-10)")
     p.add_argument("--attack", choices=ATTACKS, default="fgsm", help="attack of the examples and the targeted study")
     p.add_argument("--eps", type=eps_list, default=list(EPS),
                    help="comma-separated L-infinity budgets of the sweep, in [0, 1] pixels (default: "
@@ -54,7 +56,16 @@ def parse_args(argv=None):
     p.add_argument("--pgd-steps", type=_common.positive_int(10_000), default=10, help="PGD steps (step size eps/4)")
     p.add_argument("--use-predictions", action="store_true",
                    help="attack the model's own predictions instead of the true labels")
-    return p.parse_args(argv)
+    _common.add_image_folder(p)
+    args = p.parse_args(argv)
+    if args.data is None and _common.data_kind(args) == "folder":
+        args.data = "folder"
+    if args.data != "folder":
+        unused = _common.given(p, args, ("image_size", "test_fraction", "skip_unreadable", "true_labels"))
+        if unused:
+            p.error(f"{', '.join(unused)} concern{'s' if len(unused) == 1 else ''} your own image folders: "
+                    "they need --data folder")
+    return args
 
 
 def resolve_model(path):
@@ -66,10 +77,13 @@ def resolve_model(path):
     return Path(path)
 
 
-def load_evaluation_set(args, num_classes):
-    """``(x in [0, 1], observed labels, true labels or None, class names, set name)``."""
+def load_evaluation_set(args, num_classes, input_size):
+    """``(x in [0, 1], observed labels, true labels or None, class names, set name)``; ``input_size`` (height,
+    width) is the model's, which your own images are resized to unless --image-size says otherwise."""
     from keras_apml import data
 
+    if args.data == "folder":
+        return load_folder_test_set(args, num_classes, input_size)
     kind = args.data or {3: "benchmark", 10: "cifar10"}.get(num_classes)
     if kind is None:
         raise InputError(f"the model has {num_classes} classes; pass --data benchmark (3) or cifar10 (10)")
@@ -177,6 +191,27 @@ def example_figure(model, x, labels, predicted, args, names):
     return plots.image_grid(images, captions, columns=3, title=title), len(chosen)
 
 
+def load_folder_test_set(args, num_classes, input_size):
+    """The test split of your own image folders, at the model's input size, checked against its classes."""
+    args.image_size = args.image_size or tuple(input_size)
+    found, truth = _common.load_folder(args, val_fraction=0.0, seed=0)
+    if tuple(args.image_size) != tuple(input_size):
+        raise InputError(f"the model takes {input_size[0]}x{input_size[1]} images, not --image-size "
+                         f"{args.image_size[0]}x{args.image_size[1]}")
+    if len(found.class_names) != num_classes:
+        raise InputError(f"the model has {num_classes} classes; {args.data_dir} has {len(found.class_names)}: "
+                         f"{', '.join(found.class_names)}")
+    if "test" not in found.splits:
+        raise InputError(f"{args.data_dir} has no test split: add test/<class>/ folders, or use a tree of class "
+                         "folders (split by --test-fraction)")
+    x, y, paths = found.splits["test"]
+    y_true = None if truth is None else _common.folders_true(truth, paths, args)
+    if args.quick:
+        idx = np.random.default_rng(args.seed).permutation(len(y))[:_common.QUICK_TEST]
+        x, y, y_true = x[idx], y[idx], None if y_true is None else y_true[idx]
+    return x.astype(np.float32) / 255.0, y, y_true, found.class_names, "test"
+
+
 def main(argv=None):
     args = parse_args(argv)
 
@@ -184,8 +219,10 @@ def main(argv=None):
 
     model_path = resolve_model(args.model)
     model = models.load_model(model_path)
-    models.check_input_shape(model, model_path)
-    x, y, y_true, names, set_name = load_evaluation_set(args, int(model.output_shape[-1]))
+    if args.data != "folder":
+        models.check_input_shape(model, model_path)
+    x, y, y_true, names, set_name = load_evaluation_set(args, int(model.output_shape[-1]),
+                                                        tuple(model.input_shape[1:3]))
     if args.target is not None:
         _class_index(args.target, names)
     run = _common.open_run("adversarial", args, model=str(model_path), evaluation_set=set_name, images=len(y))

@@ -49,9 +49,47 @@ def parse_args(argv=None):
     p.add_argument("--train-eval-size", type=_common.positive_int(10 ** 7), default=10000,
                    help="train accuracy is measured on a stratified sample of this many images "
                         "(KNN on all 50,000 would dominate the run)")
+    p.add_argument("--data", choices=("cifar10", "folder"), default=None,
+                   help="CIFAR-10, or your own image folders at --data-dir (train and test splits) (default: folder "
+                        "when --data-dir is such a tree, else cifar10)")
+    _common.add_image_folder(p)
     args = p.parse_args(argv)
+    args.data = args.data or ("folder" if _common.data_kind(args) == "folder" else "cifar10")
+    if args.data != "folder":
+        unused = _common.given(p, args, ("image_size", "test_fraction", "skip_unreadable", "true_labels"))
+        if unused:
+            p.error(f"{', '.join(unused)} concern{'s' if len(unused) == 1 else ''} your own image folders: "
+                    "they need --data folder")
     args.max_iter = args.max_iter or (100 if args.quick else 2000)
     return args
+
+
+def load_images(args, model, model_path):
+    """``(x_train, y_train), (x_test, y_test), class names``: CIFAR-10, or your own folders at the model's size."""
+    from keras_apml import data, models
+
+    if args.data == "cifar10":
+        models.check_input_shape(model, model_path)
+        (x_train, y_train), (x_test, y_test) = _common.load_cifar10(args)
+        names = data.CIFAR10_CLASSES
+    else:
+        size = tuple(model.input_shape[1:3])
+        args.image_size = args.image_size or size
+        if tuple(args.image_size) != size:
+            raise InputError(f"model {model_path} takes {size[0]}x{size[1]} images, not --image-size "
+                             f"{args.image_size[0]}x{args.image_size[1]}")
+        found, truth = _common.load_folder(args, val_fraction=0.0, seed=0)
+        if "test" not in found.splits:
+            raise InputError(f"{args.data_dir} has no test split: add test/<class>/ folders, or use a tree of class "
+                             "folders (split by --test-fraction)")
+        train = [found.splits[s] for s in ("train", "val") if s in found.splits]
+        x_train, y_train = np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train])
+        x_test, y_test = found.splits["test"][:2]
+        names = found.class_names
+    if int(model.output_shape[-1]) != len(names):
+        raise InputError(f"model {model_path} has {model.output_shape[-1]} classes; these features are scored on "
+                         f"{len(names)}: {', '.join(names)}")
+    return (x_train, y_train), (x_test, y_test), tuple(names)
 
 
 def resolve_model(path):
@@ -147,27 +185,23 @@ def main(argv=None):
 
     model_path = resolve_model(args.model)
     model = models.load_model(model_path)
-    models.check_input_shape(model, model_path)
     layer = models.feature_extractor(model, args.layer).layers[-1].name
-    (x_train, y_train), (x_test, y_test) = _common.load_cifar10(args)
+    (x_train, y_train), (x_test, y_test), names = load_images(args, model, model_path)
     x_train, y_train = _common.quick_subset(args, x_train, y_train, _common.QUICK_TRAIN)
     x_test, y_test = _common.quick_subset(args, x_test, y_test, _common.QUICK_TEST)
-    if int(model.output_shape[-1]) != len(data.CIFAR10_CLASSES):
-        raise InputError(f"model {model_path} has {model.output_shape[-1]} classes; these features are scored on "
-                         f"CIFAR-10's {len(data.CIFAR10_CLASSES)}")
     run = _common.open_run("feature_extraction", args, model_file=str(model_path.resolve()), layer=layer)
 
     extractor = keras.Model(model.inputs, {"features": model.get_layer(layer).output, "probabilities": model.output})
     _common.say(args, f"computing layer {layer}'s features and the model's probabilities for every image once")
     outputs, cache = features.cached_outputs(
         extractor, {"train": x_train, "test": x_test}, key=f"{features.file_sha256(model_path)}:{layer}",
-        about=f"layer {layer} features and probabilities of {model_path.resolve()} on CIFAR-10 "
+        about=f"layer {layer} features and probabilities of {model_path.resolve()} on "
+              f"{'CIFAR-10' if args.data == 'cifar10' else args.data_dir} "
               f"({len(y_train)} train, {len(y_test)} test images)",
         batch_size=args.batch_size, verbose=_common.verbosity(args))
     feats = {split: outputs[f"{split}.features"].reshape(len(outputs[f"{split}.features"]), -1)
              for split in ("train", "test")}
     labels = {"train": y_train, "test": y_test}
-    names = data.CIFAR10_CLASSES
     train_eval = np.arange(len(y_train))
     if args.train_eval_size < len(y_train):
         train_eval = np.sort(data.validation_split(y_train, args.train_eval_size, args.seed)[1])

@@ -157,3 +157,33 @@ def test_a_review_list_naming_an_unknown_path_is_refused(study_tree, tmp_path, c
     err = capsys.readouterr().err.splitlines()
     assert status == 2 and len(err) == 1
     assert "row 1: 'test/daisy/000000.png' is not one of the training images' paths" in err[0]
+
+
+def test_adversarial_and_feature_extraction_take_a_model_of_your_own_folders(study_tree, tmp_path):
+    model_run = tmp_path / "model"
+    assert run_command("train", ["--data-dir", str(study_tree), "--out", str(model_run), "--quick", "--quiet",
+                                 "--model", "small_cnn"]) == 0
+    out = tmp_path / "attack"
+    assert run_command("adversarial", ["--data-dir", str(study_tree), "--model", str(model_run / "model.keras"),
+                                       "--true-labels", str(study_tree / "truth.csv"), "--eps", "0,0.01",
+                                       "--target", "rose", "--targeted-images", "5", "--out", str(out),
+                                       "--quick", "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["runs"]["targeted"]["per_target"]) == {"rose"}
+    assert json.loads((out / "config.json").read_text())["images"] == 48  # the test split: 12 of each class
+    assert "scored against true labels" in (out / "report.md").read_text()
+    features = tmp_path / "features"
+    assert run_command("feature_extraction", ["--data-dir", str(study_tree), "--model", str(model_run / "model.keras"),
+                                              "--classifiers", "logreg,knn", "--out", str(features), "--quick",
+                                              "--quiet"]) == 0
+    runs = json.loads((features / "metrics.json").read_text())["runs"]
+    assert runs["knn"]["test"]["n"] == 48 and runs["knn"]["train"]["n"] == 80
+    assert list(runs["network"]["test"]["per_class_accuracy"]) == ["daisy", "rose", "tulip", "violet"]
+
+
+def test_adversarial_refuses_a_model_of_other_classes(study_tree, tmp_path, capsys, benchmark_model_file):
+    status = run_command("adversarial", ["--data-dir", str(study_tree), "--model", str(benchmark_model_file),
+                                         "--out", str(tmp_path / "attack"), "--quick", "--quiet"])
+    err = capsys.readouterr().err.splitlines()
+    assert status == 2 and len(err) == 1 and "the model has 3 classes; " in err[0], err
+    assert err[0].endswith("has 4: daisy, rose, tulip, violet")
