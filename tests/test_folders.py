@@ -188,7 +188,7 @@ def test_train_runs_on_a_four_class_48x48_folder_dataset(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--data", "benchmark", "--image-size", "48"], "--image-size concerns your own image folders: they need --data "
                                                      "folder"),
-    (["--data", "folder", "--relabel", "x.csv"], "--relabel takes the benchmark's or CIFAR-10's training indices"),
+    (["--data", "folder", "--relabel", "missing.csv"], "cannot read relabel file missing.csv"),
     (["--data", "folder", "--image-size", "7"], "argument --image-size: expected a size like 48 or 48x64 with sides"),
     (["--data", "folder", "--model", "cifar_convnet", "--image-size", "16"], "cifar_convnet cannot take 16x16 images"),
 ])
