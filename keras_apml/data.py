@@ -323,6 +323,22 @@ def load_benchmark(data_dir=None, seed=0, train_pickle=None, dev_pickle=None, qu
     return car_truck_cat(seed=seed, cifar=load_cifar10(data_dir, verbose), **counts)
 
 
+def read_csv(path, what, header):
+    """``(text, rows)`` of a UTF-8 CSV file: blank and ``#`` rows left out, a first row equal to ``header`` too;
+    a file that cannot be read or decoded is one InputError naming it as ``what``."""
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{what} {path} is not UTF-8 text (byte {e.start})") from None
+    rows = [row for row in csv.reader(text.splitlines()) if row and not row[0].startswith("#")]
+    if rows and tuple(c.strip().lower() for c in rows[0][:len(header)]) == tuple(header):
+        rows = rows[1:]
+    return text, rows
+
+
 def apply_relabel_file(y, path, class_names, paths=None):
     """Apply a CSV relabel file to labels ``y``; return the new labels and a record.
 
@@ -331,16 +347,8 @@ def apply_relabel_file(y, path, class_names, paths=None):
     with the path relative to the dataset's root, as the studies write them.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise InputError(f"cannot read relabel file {path}: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise InputError(f"relabel file {path} is not UTF-8 text (byte {e.start})") from None
     key = "index" if paths is None else "path"
-    rows = [row for row in csv.reader(text.splitlines()) if row and not row[0].startswith("#")]
-    if rows and [c.strip().lower() for c in rows[0][:2]] == [key, "label"]:
-        rows = rows[1:]
+    text, rows = read_csv(path, "relabel file", (key, "label"))
     where = None if paths is None else {p: i for i, p in enumerate(paths)}
     y_new = np.array(y, copy=True)
     seen = {}

@@ -253,18 +253,10 @@ def _from_arrays(arrays, layout, image_size):
 def read_truth(path, class_names):
     """A truth file (CSV ``path,label``: each image's path relative to the dataset root and its true class
     name, as ``experiments.make_dataset`` writes it) as ``{path: label index}``, every row checked."""
-    import csv
+    from keras_apml.data import read_csv
 
     path = Path(path).expanduser()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise InputError(f"cannot read truth file {path}: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise InputError(f"truth file {path} is not UTF-8 text (byte {e.start})") from None
-    rows = [row for row in csv.reader(text.splitlines()) if row]
-    if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
-        rows = rows[1:]
+    _, rows = read_csv(path, "truth file", ("path", "label"))
     truth = {}
     for line, row in enumerate(rows, start=1):
         if len(row) != 2:

@@ -187,7 +187,8 @@ ROWS = [
     ("cifar_transfer", ["--weights", "missing.h5"], "VGG19 weights file missing.h5 does not exist"),
     ("feature_extraction", ["--classifiers", "logreg,tree"], "unknown 'tree'; --classifiers takes"),
     ("feature_extraction", ["--pca", "0"], "argument --pca: expected a positive integer, got 0"),
-    ("feature_extraction", ["--model", "{model3}"], "has 3 classes; these features are scored on 10: airplane, automobile"),
+    ("feature_extraction", ["--model", "{model3}"],
+     "has 3 classes; these features are scored on 10: airplane, automobile"),
     # the run directory itself
     ("train", ["--lr", "0.01"], "holds a run with other settings \\(--lr 0.001 there, 0.01 now\\)"),
     ("imbalance", [], "holds a run of experiment 'train'; give another --out"),

@@ -200,3 +200,25 @@ def test_train_refuses_what_does_not_apply_to_folder_data(tmp_path, capsys, argv
     err = capsys.readouterr().err.splitlines()
     assert status == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("path,label\na/0.png,a\na/0.png,b\n", "'a/0.png' appears twice"),
+    ("path,label\na/0.png,zebra\n", "row 1: class 'zebra' is not one of a, b"),
+    ("path,label\na/0.png\n", "row 1 should be 'path,label'"),
+])
+def test_a_bad_truth_file_is_refused_with_the_row(tmp_path, text, message):
+    (tmp_path / "truth.csv").write_text(text)
+    with pytest.raises(InputError, match=message):
+        folders.read_truth(tmp_path / "truth.csv", ("a", "b"))
+
+
+def test_every_image_needs_a_row_of_truth(tmp_path):
+    (tmp_path / "truth.csv").write_text("path,label\n# reviewed\na/0.png,b\n")
+    truth = folders.read_truth(tmp_path / "truth.csv", ("a", "b"))
+    assert truth == {"a/0.png": 1}
+    assert folders.true_labels(truth, ["a/0.png"], "t.csv").tolist() == [1]
+    with pytest.raises(InputError, match=r"the truth file t.csv has no row for 1 image\(s\), e.g. 'b/1.png'"):
+        folders.true_labels(truth, ["a/0.png", "b/1.png"], "t.csv")
+    with pytest.raises(InputError, match="cannot read truth file"):
+        folders.read_truth(tmp_path / "missing.csv", ("a", "b"))
