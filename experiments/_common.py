@@ -297,14 +297,17 @@ def _given_folder_flags(args):
 def load_folder(args, val_fraction, seed):
     """Your own image folders (``folders.load`` with the flags, split with ``seed``) and the truth file's
     mapping, or None."""
-    from keras_apml import folders
+    from keras_apml import data, folders
 
-    root = args.data_dir or os.environ.get("KERAS_APML_DATA")
+    root = args.data_dir or os.environ.get(data.DATA_ENV)
     if not root:
         raise InputError("your own image folders need --data-dir ROOT")
     found = folders.load(root, args.image_size, val_fraction=val_fraction, test_fraction=args.test_fraction,
                          seed=seed, skip_unreadable=args.skip_unreadable, verbose=verbosity(args))
     truth = folders.read_truth(args.true_labels, found.class_names) if args.true_labels else None
+    if found.skipped:
+        say(args, f"note: {len(found.skipped)} unreadable file(s) left out (--skip-unreadable), e.g. "
+                  f"{found.skipped[0][0]} ({found.skipped[0][1]})")
     return found, truth
 
 

@@ -135,7 +135,7 @@ def load_folder(args, record):
     if args.quick:
         splits = {s: quick_split(args, *v, _common.QUICK_TRAIN if s == "train" else _common.QUICK_TEST)
                   for s, v in splits.items()}
-    record.update(root=str(Path(args.data_dir or os.environ.get("KERAS_APML_DATA")).expanduser().resolve()),
+    record.update(root=str(Path(args.data_dir or os.environ.get(data.DATA_ENV)).expanduser().resolve()),
                   layout=found.layout, image_size=list(found.image_size), classes=list(found.class_names),
                   skipped=[{"path": p, "reason": r} for p, r in found.skipped],
                   sizes={k: len(v[1]) for k, v in splits.items()}, true_labels=args.true_labels)
