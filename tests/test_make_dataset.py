@@ -114,9 +114,9 @@ def study_tree(tmp_path_factory):
 
 @pytest.mark.parametrize("study, extra", [
     ("baseline", []),
-    ("imbalance", ["--strategies", "none,two_stage"]),
+    ("imbalance", ["--strategies", "none,two_stage", "--model", "small_cnn"]),
     ("label_noise", ["--folds", "2", "--model", "small_cnn"]),
-    ("hyperparams", ["--sweep", "lr"]),
+    ("hyperparams", ["--sweep", "lr", "--model", "small_cnn"]),
 ])
 def test_every_car_truck_cat_study_runs_on_a_folder_dataset_with_its_truth(study_tree, tmp_path, study, extra):
     out = tmp_path / "run"
