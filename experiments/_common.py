@@ -132,6 +132,9 @@ def add_image_folder(p):
                             "the studies all split with seed 0, so they see the same images; train with its --seed)")
     group.add_argument("--skip-unreadable", action="store_true",
                        help="leave out files that do not decode (counted in the report) instead of stopping")
+    group.add_argument("--memory-budget", type=number(0, low_open=True), default=None, metavar="MB",
+                       help="past this many megabytes of decoded images, leave them in their files and stream them "
+                            "through tf.data (train, feature_extraction) (default: a quarter of this machine's memory)")
     group.add_argument("--true-labels", default=None, metavar="CSV",
                        help="the true class of every image (path,label per row, as experiments.make_dataset writes "
                             "truth.csv): metrics against true labels too")
@@ -290,20 +293,31 @@ def _given_folder_flags(args):
     """The image-folder flags set away from their defaults."""
     from keras_apml.folders import TEST_FRACTION
 
-    defaults = {"image_size": None, "test_fraction": TEST_FRACTION, "skip_unreadable": False, "true_labels": None}
+    defaults = {"image_size": None, "test_fraction": TEST_FRACTION, "skip_unreadable": False, "true_labels": None,
+                "memory_budget": None}
     return [f"--{k.replace('_', '-')}" for k, v in defaults.items() if getattr(args, k, v) != v]
 
 
-def load_folder(args, val_fraction, seed):
+def load_folder(args, val_fraction, seed, streams=False):
     """Your own image folders (``folders.load`` with the flags, split with ``seed``) and the truth file's
-    mapping, or None."""
+    mapping, or None; ``streams``: a study that can stream images past --memory-budget from their files."""
     from keras_apml import data, folders
 
     root = args.data_dir or os.environ.get(data.DATA_ENV)
     if not root:
         raise InputError("your own image folders need --data-dir ROOT")
+    budget = None
+    if not streams and getattr(args, "memory_budget", None) is not None:
+        raise InputError("--memory-budget: this study holds its images in memory; train and feature_extraction "
+                         "stream theirs")
+    if streams:
+        budget = args.memory_budget * 1e6 if args.memory_budget else os.sysconf("SC_PAGE_SIZE") * os.sysconf(
+            "SC_PHYS_PAGES") / 4
     found = folders.load(root, args.image_size, val_fraction=val_fraction, test_fraction=args.test_fraction,
-                         seed=seed, skip_unreadable=args.skip_unreadable, verbose=verbosity(args))
+                         seed=seed, skip_unreadable=args.skip_unreadable, verbose=verbosity(args),
+                         memory_budget=budget)
+    if found.streamed:
+        say(args, f"the images would take more than {budget / 1e6:.0f} MB decoded: streaming them from their files")
     truth = folders.read_truth(args.true_labels, found.class_names) if args.true_labels else None
     if found.skipped:
         say(args, f"note: {len(found.skipped)} unreadable file(s) left out (--skip-unreadable), e.g. "

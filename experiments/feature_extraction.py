@@ -56,7 +56,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     args.data = args.data or ("folder" if _common.data_kind(args) == "folder" else "cifar10")
     if args.data != "folder":
-        unused = _common.given(p, args, ("image_size", "test_fraction", "skip_unreadable", "true_labels"))
+        unused = _common.given(p, args, ("image_size", "test_fraction", "skip_unreadable", "true_labels",
+                                         "memory_budget"))
         if unused:
             p.error(f"{', '.join(unused)} concern{'s' if len(unused) == 1 else ''} your own image folders: "
                     "they need --data folder")
@@ -78,12 +79,15 @@ def load_images(args, model, model_path):
         if tuple(args.image_size) != size:
             raise InputError(f"model {model_path} takes {size[0]}x{size[1]} images, not --image-size "
                              f"{args.image_size[0]}x{args.image_size[1]}")
-        found, truth = _common.load_folder(args, val_fraction=0.0, seed=0)
+        found, truth = _common.load_folder(args, val_fraction=0.0, seed=0, streams=True)
         if "test" not in found.splits:
             raise InputError(f"{args.data_dir} has no test split: add test/<class>/ folders, or use a tree of class "
                              "folders (split by --test-fraction)")
         train = [found.splits[s] for s in ("train", "val") if s in found.splits]
-        x_train, y_train = np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train])
+        if found.streamed and len(train) > 1:
+            raise InputError("streamed images of train/ and val/ cannot be joined here: raise --memory-budget")
+        x_train, y_train = (train[0][0], train[0][1]) if len(train) == 1 else (
+            np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train]))
         x_test, y_test = found.splits["test"][:2]
         names = found.class_names
     if int(model.output_shape[-1]) != len(names):

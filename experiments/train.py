@@ -62,7 +62,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     args.data = args.data or _common.data_kind(args)
     if args.data != "folder":
-        unused = _common.given(p, args, ("image_size", "test_fraction", "skip_unreadable", "true_labels"))
+        unused = _common.given(p, args, ("image_size", "test_fraction", "skip_unreadable", "true_labels",
+                                         "memory_budget"))
         if unused:
             p.error(f"{', '.join(unused)} concern{'s' if len(unused) == 1 else ''} your own image folders: "
                     "they need --data folder")
@@ -120,7 +121,7 @@ def load_folder(args, record):
     """Your own image folders: train, validation (split off train where the tree has no val/) and test splits."""
     from keras_apml import data
 
-    found, truth = _common.load_folder(args, val_fraction=args.val_split, seed=args.seed)
+    found, truth = _common.load_folder(args, val_fraction=args.val_split, seed=args.seed, streams=True)
     observed = {s: y for s, (_, y, _) in found.splits.items()}
     if args.relabel:  # corrections name images by path: those of train and validation, never test's
         parts = [s for s in ("train", "val") if s in found.splits]
@@ -138,7 +139,8 @@ def load_folder(args, record):
     record.update(root=str(Path(args.data_dir or os.environ.get(data.DATA_ENV)).expanduser().resolve()),
                   layout=found.layout, image_size=list(found.image_size), classes=list(found.class_names),
                   skipped=[{"path": p, "reason": r} for p, r in found.skipped],
-                  sizes={k: len(v[1]) for k, v in splits.items()}, true_labels=args.true_labels)
+                  sizes={k: len(v[1]) for k, v in splits.items()}, true_labels=args.true_labels,
+                  streamed=found.streamed)
     return splits, found.class_names, record
 
 

@@ -47,11 +47,17 @@ def cache_dir():
 
 
 def arrays_sha256(arrays):
-    """The SHA-256 of named arrays' names, shapes, dtypes and bytes."""
+    """The SHA-256 of named arrays' names, shapes, dtypes and bytes (of images streamed from files: their paths,
+    sizes and modification times)."""
     import hashlib
 
     digest = hashlib.sha256()
     for name in sorted(arrays):
+        if hasattr(arrays[name], "files"):  # images left in their files: their paths, sizes and times stand for them
+            for path in arrays[name].files():
+                stat = os.stat(path)
+                digest.update(f"{name}{path}{stat.st_size}{stat.st_mtime_ns}".encode())
+            continue
         a = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}{a.shape}{a.dtype}".encode())
         digest.update(a.tobytes())

@@ -36,6 +36,40 @@ VAL_FRACTION, TEST_FRACTION = 0.1, 0.2
 MAX_SIDE = 4096  # larger images are refused unopened (a decompression bomb costs nothing to send)
 
 
+class FileImages:
+    """Images left in their files, for datasets larger than memory: an array-like of uint8 RGB images of one
+    ``size`` that indexing by image subsets (slices, index arrays, masks) without reading a pixel; one image
+    (an integer index) is decoded on the spot, and tf.data streams them (:mod:`keras_apml.pipeline`)."""
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __init__(self, root, paths, size):
+        self.root, self.paths, self.size = Path(root), np.asarray(paths, dtype=str), tuple(size)
+
+    def __len__(self):
+        return len(self.paths)
+
+    @property
+    def shape(self):
+        return (len(self.paths), *self.size, 3)
+
+    @property
+    def nbytes(self):
+        return int(np.prod(self.shape))
+
+    def files(self):
+        """The absolute path of every image, in order."""
+        return [str(self.root / p) for p in self.paths]
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            return decode(self.root / self.paths[index], self.size)
+        if isinstance(index, tuple):
+            raise TypeError("images streamed from their files are indexed by image, not by pixel")
+        return FileImages(self.root, self.paths[index], self.size)
+
+
 @dataclasses.dataclass
 class FolderData:
     """A decoded image-folder dataset: ``splits`` maps "train", "val", "test" (those present) to
@@ -46,6 +80,7 @@ class FolderData:
     image_size: tuple
     layout: str
     skipped: list
+    streamed: bool = False  # the images are FileImages, read from their files as they are needed
 
 
 def scan(root):
@@ -155,14 +190,16 @@ def _reason(error):
 
 
 def load(root, image_size=None, val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION, seed=0,
-         skip_unreadable=False, verbose=0):
+         skip_unreadable=False, verbose=0, memory_budget=None):
     """Decode an image-folder tree into a :class:`FolderData`, from the cache when it was decoded before.
 
     ``image_size`` is ``(height, width)``; None takes the size every image
     shares, and refuses a tree of mixed sizes. ``val_fraction``,
     ``test_fraction`` and ``seed`` split what the tree does not (see the
     module's text). ``verbose`` shows the progress of decoding (Keras's
-    convention).
+    convention). Past ``memory_budget`` bytes of decoded images, every
+    file is decoded once to check it and then left where it is: the splits
+    hold :class:`FileImages`, streamed through tf.data.
     """
     from keras_apml.progress import StepProgress
 
@@ -191,6 +228,9 @@ def load(root, image_size=None, val_fraction=VAL_FRACTION, test_fraction=TEST_FR
         stat = (root / path).stat()
         key.update(f"{path}/{stat.st_size}/{stat.st_mtime_ns}\n".encode())
     name = f"images-{key.hexdigest()[:20]}.npz"
+    if memory_budget is not None and len(sizes) * image_size[0] * image_size[1] * 3 > memory_budget:
+        return _streamed(root, listing, sizes, classes, image_size, layout, skipped, skip_unreadable,
+                         (val_fraction, test_fraction, seed), verbose)
     cached = cache.load(name)
     if cached is not None:
         return _from_arrays(cached, layout, tuple(image_size))
@@ -216,11 +256,38 @@ def load(root, image_size=None, val_fraction=VAL_FRACTION, test_fraction=TEST_FR
     return _from_arrays(arrays, layout, tuple(image_size))
 
 
-def _splits(listing, decoded, classes, val_fraction, test_fraction, seed):
+def _streamed(root, listing, sizes, classes, image_size, layout, skipped, skip_unreadable, split, verbose):
+    """A :class:`FolderData` of :class:`FileImages`: every file decoded once to check it, none kept."""
+    from keras_apml.progress import StepProgress
+
+    progress = StepProgress("checking images", len(sizes), verbose)
+    readable = {}
+    for i, path in enumerate(sizes, start=1):
+        try:
+            decode(root / path, image_size)
+            readable[path] = path  # _splits takes a mapping of the images kept
+        except InputError:
+            raise
+        except (OSError, ValueError, SyntaxError) as e:
+            if not skip_unreadable:
+                raise InputError(f"{root / path}: cannot decode image ({_reason(e)}); fix or remove it, or pass "
+                                 "--skip-unreadable to leave unreadable files out") from None
+            skipped.append((path, _reason(e)))
+        if i % 500 == 0 or i == len(sizes):
+            progress.update(i)
+    splits = _splits(listing, readable, classes, *split, stack=lambda paths: FileImages(root, paths, image_size))
+    splits = {s: (x, y, tuple(paths)) for s, (x, y, paths) in splits.items()}
+    return FolderData(tuple(classes), splits, tuple(image_size), layout, skipped, streamed=True)
+
+
+def _splits(listing, decoded, classes, val_fraction, test_fraction, seed, stack=None):
     """``{split: (x, y, paths)}`` from the decoded images, split here when the tree has no split folders."""
     def arrays(files):
         kept = [(p, label) for p, label in files if p in decoded]
-        x = np.stack([decoded[p] for p, _ in kept]) if kept else np.zeros((0, 0, 0, 3), np.uint8)
+        if stack is not None:
+            x = stack([p for p, _ in kept])
+        else:
+            x = np.stack([decoded[p] for p, _ in kept]) if kept else np.zeros((0, 0, 0, 3), np.uint8)
         return x, np.array([label for _, label in kept], dtype=np.int64), [p for p, _ in kept]
 
     if "all" not in listing:

@@ -15,7 +15,12 @@ VGG19_NOTOP_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 def fit_standardizer(x_train):
     """A ``keras.layers.Normalization`` (per-channel z-score) adapted on training images only."""
     norm = layers.Normalization(axis=-1, name="standardize")
-    norm.adapt(np.asarray(x_train, dtype=np.float32) / 255.0 if x_train.dtype == np.uint8 else x_train)
+    if isinstance(x_train, np.ndarray):
+        norm.adapt(np.asarray(x_train, dtype=np.float32) / 255.0 if x_train.dtype == np.uint8 else x_train)
+    else:  # images streamed from their files: the same statistics, batch by batch
+        from keras_apml.pipeline import make_dataset
+
+        norm.adapt(make_dataset(x_train, batch_size=256))
     return norm
 
 

@@ -22,16 +22,42 @@ def to_unit_float(images):
     return tf.cast(images, tf.float32) / 255.0
 
 
+def _slices(x, y=None):
+    """``(dataset of images or of image files, labelled)``: arrays as they are, :class:`FileImages` as paths."""
+    from keras_apml.folders import FileImages
+
+    items = x.files() if isinstance(x, FileImages) else x
+    return tf.data.Dataset.from_tensor_slices(items if y is None else (items, y))
+
+
+def _decoded(ds, x):
+    """``ds`` with :class:`FileImages` paths decoded (in parallel, as the array path decodes them: same pixels)."""
+    from keras_apml.folders import FileImages, decode
+
+    if not isinstance(x, FileImages):
+        return ds
+    size = x.size
+
+    def load(path, *label):
+        image = tf.numpy_function(lambda p: decode(p.decode(), size), [path], tf.uint8, stateful=False)
+        image.set_shape((*size, 3))
+        return (image, *label) if label else image
+
+    return ds.map(load, num_parallel_calls=AUTOTUNE)
+
+
 def make_dataset(x, y=None, batch_size=32, shuffle=False, seed=None, augmentation=None):
     """Turn arrays into a batched, prefetched ``tf.data.Dataset``; uint8 images become float32 in [0, 1].
 
     Float arrays (cached features, say) pass unscaled. ``augmentation`` (an
-    :class:`Augmentation`) runs on each batch inside the map.
+    :class:`Augmentation`) runs on each batch inside the map. Images left in
+    their files (:class:`keras_apml.folders.FileImages`) are shuffled as paths
+    and decoded as they stream.
     """
-    ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
+    ds = _slices(x, y)
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    return _finish(ds.batch(batch_size), augmentation, labelled=y is not None)
+    return _finish(_decoded(ds, x).batch(batch_size), augmentation, labelled=y is not None)
 
 
 def balanced_dataset(x, y, batch_size=32, seed=None, augmentation=None):
@@ -43,13 +69,13 @@ def balanced_dataset(x, y, batch_size=32, seed=None, augmentation=None):
     """
     classes = np.unique(y)
     streams = [
-        tf.data.Dataset.from_tensor_slices((x[y == c], y[y == c]))
+        _slices(x[y == c], y[y == c])
         .shuffle(int(np.sum(y == c)), seed=None if seed is None else seed + int(c))
         .repeat()
         for c in classes
     ]
     ds = tf.data.Dataset.sample_from_datasets(streams, weights=[1.0 / len(classes)] * len(classes), seed=seed)
-    return _finish(ds.batch(batch_size), augmentation, labelled=True), math.ceil(len(y) / batch_size)
+    return _finish(_decoded(ds, x).batch(batch_size), augmentation, labelled=True), math.ceil(len(y) / batch_size)
 
 
 def training_dataset(x, y, balance="none", batch_size=32, seed=None, augmentation=None):
@@ -65,6 +91,11 @@ def training_dataset(x, y, balance="none", batch_size=32, seed=None, augmentatio
         ds, steps = balanced_dataset(x, y, batch_size, seed=seed, augmentation=augmentation)
         return ds, steps, None, y
     if balance in RESAMPLERS:
+        from keras_apml.folders import FileImages
+
+        if isinstance(x, FileImages):
+            raise InputError(f"--balance {balance} resamples images in memory; these are streamed from their files "
+                             "(past the memory budget): use class_weight or oversample")
         x, y = resample(x, y, balance, seed=seed)
     weights = class_weights(y) if balance == "class_weight" else None
     ds = make_dataset(x, y, batch_size, shuffle=True, seed=seed, augmentation=augmentation)

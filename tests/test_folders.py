@@ -222,3 +222,44 @@ def test_every_image_needs_a_row_of_truth(tmp_path):
         folders.true_labels(truth, ["a/0.png", "b/1.png"], "t.csv")
     with pytest.raises(InputError, match="cannot read truth file"):
         folders.read_truth(tmp_path / "missing.csv", ("a", "b"))
+
+
+def test_past_the_memory_budget_images_stay_in_their_files_and_predict_the_same(tmp_path):
+    from keras_apml import evaluation, recipe
+
+    root = tmp_path / "tree"
+    for c, name in enumerate(["a", "b", "c"]):
+        for i in range(12):
+            write(root / name / f"{i}.png", (rgb(c * 100 + i, (20, 24)) // 2 + c * 40).astype(np.uint8))
+    arrays = folders.load(root, image_size=(32, 32), val_fraction=0.25)
+    streamed = folders.load(root, image_size=(32, 32), val_fraction=0.25, memory_budget=36 * 32 * 32 * 3 - 1)
+    assert not arrays.streamed and streamed.streamed
+    assert len(list((tmp_path / "cache").glob("images-*.npz"))) == 1  # nothing decoded to cache for a stream
+    for split in ("train", "val", "test"):
+        (xa, ya, pa), (xs, ys, ps) = arrays.splits[split], streamed.splits[split]
+        assert isinstance(xs, folders.FileImages) and xs.shape == xa.shape and pa == ps and np.array_equal(ya, ys)
+        assert np.array_equal(xs[0], xa[0]) and isinstance(xs[1:], folders.FileImages)
+    small = recipe.Recipe(model="small_cnn", epochs=1, batch_size=8)
+    model = recipe.build(small, arrays.splits["train"][0], 3, seed=0)
+    x_test_arrays, x_test_files = arrays.splits["test"][0], streamed.splits["test"][0]
+    assert np.array_equal(evaluation.predict_proba(model, x_test_arrays), evaluation.predict_proba(model, x_test_files))
+    result, _, _ = recipe.fit(recipe.build(small, streamed.splits["train"][0], 3, seed=0),
+                              streamed.splits["train"][0], streamed.splits["train"][1], small.replace(balance="oversample"),
+                              validation=streamed.splits["val"][:2])
+    assert result.epochs_run == 1 and len(result.history["val_balanced_accuracy"]) == 1
+    with pytest.raises(InputError, match="--balance smote resamples images in memory"):
+        recipe.fit(model, streamed.splits["train"][0], streamed.splits["train"][1], small.replace(balance="smote"))
+
+
+def test_train_streams_past_its_memory_budget(tmp_path, capsys):
+    import json
+
+    from conftest import run_command
+
+    root = class_tree(tmp_path / "tree", ["a", "b"], per_class=20, size=(32, 32))
+    out = tmp_path / "run"
+    assert run_command("train", ["--data-dir", str(root), "--memory-budget", "0.01", "--out", str(out),
+                                 "--quick", "--model", "small_cnn"]) == 0
+    assert "streaming them from their files" in capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())["data"]
+    assert config["streamed"] is True and config["sizes"] == {"train": 25, "validation": 7, "test": 8}
