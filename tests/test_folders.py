@@ -242,9 +242,11 @@ def test_past_the_memory_budget_images_stay_in_their_files_and_predict_the_same(
     small = recipe.Recipe(model="small_cnn", epochs=1, batch_size=8)
     model = recipe.build(small, arrays.splits["train"][0], 3, seed=0)
     x_test_arrays, x_test_files = arrays.splits["test"][0], streamed.splits["test"][0]
-    assert np.array_equal(evaluation.predict_proba(model, x_test_arrays), evaluation.predict_proba(model, x_test_files))
+    same = evaluation.predict_proba(model, x_test_arrays), evaluation.predict_proba(model, x_test_files)
+    assert np.array_equal(*same)
     result, _, _ = recipe.fit(recipe.build(small, streamed.splits["train"][0], 3, seed=0),
-                              streamed.splits["train"][0], streamed.splits["train"][1], small.replace(balance="oversample"),
+                              streamed.splits["train"][0], streamed.splits["train"][1],
+                              small.replace(balance="oversample"),
                               validation=streamed.splits["val"][:2])
     assert result.epochs_run == 1 and len(result.history["val_balanced_accuracy"]) == 1
     with pytest.raises(InputError, match="--balance smote resamples images in memory"):
