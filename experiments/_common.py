@@ -298,6 +298,14 @@ def _given_folder_flags(args):
     return [f"--{k.replace('_', '-')}" for k, v in defaults.items() if getattr(args, k, v) != v]
 
 
+def refuse_folder_flags(p, args):
+    """A usage error when image-folder flags are given but the data is not your own folders (--data ...)."""
+    given_flags = _given_folder_flags(args)
+    if given_flags:
+        p.error(f"{', '.join(given_flags)} concern{'s' if len(given_flags) == 1 else ''} your own image folders: "
+                "they need --data folder")
+
+
 def load_folder(args, val_fraction, seed, streams=False):
     """Your own image folders (``folders.load`` with the flags, split with ``seed``) and the truth file's
     mapping, or None; ``streams``: a study that can stream images past --memory-budget from their files."""

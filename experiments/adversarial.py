@@ -61,11 +61,7 @@ def parse_args(argv=None):
     if args.data is None and _common.data_kind(args) == "folder":
         args.data = "folder"
     if args.data != "folder":
-        unused = _common.given(p, args, ("image_size", "test_fraction", "skip_unreadable", "true_labels",
-                                         "memory_budget"))
-        if unused:
-            p.error(f"{', '.join(unused)} concern{'s' if len(unused) == 1 else ''} your own image folders: "
-                    "they need --data folder")
+        _common.refuse_folder_flags(p, args)
     return args
 
 

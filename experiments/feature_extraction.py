@@ -56,11 +56,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     args.data = args.data or ("folder" if _common.data_kind(args) == "folder" else "cifar10")
     if args.data != "folder":
-        unused = _common.given(p, args, ("image_size", "test_fraction", "skip_unreadable", "true_labels",
-                                         "memory_budget"))
-        if unused:
-            p.error(f"{', '.join(unused)} concern{'s' if len(unused) == 1 else ''} your own image folders: "
-                    "they need --data folder")
+        _common.refuse_folder_flags(p, args)
     args.max_iter = args.max_iter or (100 if args.quick else 2000)
     return args
 

@@ -62,11 +62,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     args.data = args.data or _common.data_kind(args)
     if args.data != "folder":
-        unused = _common.given(p, args, ("image_size", "test_fraction", "skip_unreadable", "true_labels",
-                                         "memory_budget"))
-        if unused:
-            p.error(f"{', '.join(unused)} concern{'s' if len(unused) == 1 else ''} your own image folders: "
-                    "they need --data folder")
+        _common.refuse_folder_flags(p, args)
     if args.classes is not None and args.data != "cifar10":
         p.error("--classes selects CIFAR-10 classes: it needs --data cifar10")
     if (args.train_pickle or args.dev_pickle) and args.data != "benchmark":

@@ -234,20 +234,8 @@ def load(root, image_size=None, val_fraction=VAL_FRACTION, test_fraction=TEST_FR
     cached = cache.load(name)
     if cached is not None:
         return _from_arrays(cached, layout, tuple(image_size))
-    progress = StepProgress("decoding images", len(sizes), verbose)
-    decoded = {}
-    for i, path in enumerate(sizes, start=1):
-        try:
-            decoded[path] = decode(root / path, image_size)
-        except InputError:
-            raise
-        except (OSError, ValueError, SyntaxError) as e:  # a header that reads but pixels that do not
-            if not skip_unreadable:
-                raise InputError(f"{root / path}: cannot decode image ({_reason(e)}); fix or remove it, or pass "
-                                 "--skip-unreadable to leave unreadable files out") from None
-            skipped.append((path, _reason(e)))
-        if i % 500 == 0 or i == len(sizes):
-            progress.update(i)
+    decoded = dict(_decode_all(root, sizes, image_size, skip_unreadable, skipped,
+                               StepProgress("decoding images", len(sizes), verbose)))
     splits = _splits(listing, decoded, classes, val_fraction, test_fraction, seed)
     arrays = {"class_names": np.array(classes), "skipped": np.array([f"{p}\t{r}" for p, r in skipped], dtype=str)}
     for split, (x, y, paths) in splits.items():
@@ -260,24 +248,28 @@ def _streamed(root, listing, sizes, classes, image_size, layout, skipped, skip_u
     """A :class:`FolderData` of :class:`FileImages`: every file decoded once to check it, none kept."""
     from keras_apml.progress import StepProgress
 
-    progress = StepProgress("checking images", len(sizes), verbose)
-    readable = {}
-    for i, path in enumerate(sizes, start=1):
+    readable = {path: path for path, _ in _decode_all(root, sizes, image_size, skip_unreadable, skipped,
+                                                      StepProgress("checking images", len(sizes), verbose))}
+    splits = _splits(listing, readable, classes, *split, stack=lambda paths: FileImages(root, paths, image_size))
+    splits = {s: (x, y, tuple(paths)) for s, (x, y, paths) in splits.items()}
+    return FolderData(tuple(classes), splits, tuple(image_size), layout, skipped, streamed=True)
+
+
+def _decode_all(root, paths, image_size, skip_unreadable, skipped, progress):
+    """Yield ``(path, image)`` for every file that decodes; one that does not is an InputError naming it, or with
+    ``skip_unreadable`` is appended to ``skipped``."""
+    for i, path in enumerate(paths, start=1):
         try:
-            decode(root / path, image_size)
-            readable[path] = path  # _splits takes a mapping of the images kept
+            yield path, decode(root / path, image_size)
         except InputError:
             raise
-        except (OSError, ValueError, SyntaxError) as e:
+        except (OSError, ValueError, SyntaxError) as e:  # a header that reads but pixels that do not
             if not skip_unreadable:
                 raise InputError(f"{root / path}: cannot decode image ({_reason(e)}); fix or remove it, or pass "
                                  "--skip-unreadable to leave unreadable files out") from None
             skipped.append((path, _reason(e)))
-        if i % 500 == 0 or i == len(sizes):
+        if i % 500 == 0 or i == len(paths):
             progress.update(i)
-    splits = _splits(listing, readable, classes, *split, stack=lambda paths: FileImages(root, paths, image_size))
-    splits = {s: (x, y, tuple(paths)) for s, (x, y, paths) in splits.items()}
-    return FolderData(tuple(classes), splits, tuple(image_size), layout, skipped, streamed=True)
 
 
 def _splits(listing, decoded, classes, val_fraction, test_fraction, seed, stack=None):
