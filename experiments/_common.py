@@ -134,7 +134,8 @@ def add_image_folder(p):
                        help="leave out files that do not decode (counted in the report) instead of stopping")
     group.add_argument("--memory-budget", type=number(0, low_open=True), default=None, metavar="MB",
                        help="past this many megabytes of decoded images, leave them in their files and stream them "
-                            "through tf.data (train, feature_extraction) (default: a quarter of this machine's memory)")
+                            "through tf.data (train, feature_extraction, label_noise) (default: a quarter of this "
+                            "machine's memory)")
     group.add_argument("--true-labels", default=None, metavar="CSV",
                        help="the true class of every image (path,label per row, as experiments.make_dataset writes "
                             "truth.csv): metrics against true labels too")
@@ -262,18 +263,22 @@ def names_list(choices, flag):
 
 
 # the order of the work
-def load_benchmark(args, draw=0):
+def load_benchmark(args, draw=0, streams=False):
     """The study's data: the car/truck/cat benchmark (the studies all draw 0, so all see the same images), the
-    course's pickles, or your own image folders (train, and test as "dev")."""
+    course's pickles, or your own image folders (train, and test as "dev"; ``streams``: past --memory-budget,
+    left in their files)."""
     from keras_apml import data
 
     if data_kind(args) == "folder":
-        found, truth = load_folder(args, val_fraction=0.0, seed=draw)
+        found, truth = load_folder(args, val_fraction=0.0, seed=draw, streams=streams)
         train = [found.splits[s] for s in ("train", "val") if s in found.splits]  # a val/ folder trains here
         if "test" not in found.splits:
             raise InputError(f"{args.data_dir} has train/ but no test/: a study scores on test images (or use a "
                              "tree of class folders, split by --test-fraction)")
-        x, y = np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train])
+        if found.streamed and len(train) > 1:
+            raise InputError("streamed images of train/ and val/ cannot be joined here: raise --memory-budget")
+        x, y = (train[0][0], train[0][1]) if len(train) == 1 else (
+            np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train]))
         paths = [p for t in train for p in t[2]]
         x_dev, y_dev, dev_paths = found.splits["test"]
         y_true = None if truth is None else folders_true(truth, paths, args)
@@ -316,8 +321,8 @@ def load_folder(args, val_fraction, seed, streams=False):
         raise InputError("your own image folders need --data-dir ROOT")
     budget = None
     if not streams and getattr(args, "memory_budget", None) is not None:
-        raise InputError("--memory-budget: this study holds its images in memory; train and feature_extraction "
-                         "stream theirs")
+        raise InputError("--memory-budget: this study holds its images in memory; train, feature_extraction and "
+                         "label_noise stream theirs")
     if streams:
         budget = args.memory_budget * 1e6 if args.memory_budget else os.sysconf("SC_PAGE_SIZE") * os.sysconf(
             "SC_PHYS_PAGES") / 4

@@ -36,6 +36,7 @@ seeds, compared on dev.
 import numpy as np
 
 from experiments import _common
+from keras_apml.errors import InputError
 from keras_apml.imbalance import BEST_STRATEGY, STRATEGIES
 
 SHOWN = 32
@@ -148,7 +149,6 @@ def earlier_detection(run, bench):
     """``(flagged, probabilities, detection)`` an earlier call of this run recorded, or None when its file is
     missing, damaged or of other labels (then detection runs again)."""
     from keras_apml import data
-    from keras_apml.errors import InputError
 
     try:
         saved = data.load_arrays(run.file(PROBABILITIES))
@@ -169,8 +169,13 @@ def main(argv=None):
     from keras_apml import evaluation, imbalance, label_noise, report
     from keras_apml import recipe as training_path
 
-    bench = _common.load_benchmark(args)
+    bench = _common.load_benchmark(args, streams=True)
     names = bench.class_names
+    if not isinstance(bench.x_train, np.ndarray):  # streamed from their files: strategies that need them in memory
+        for flag, name in (("--detect-strategy", args.detect_strategy), ("--strategy", args.strategy)):
+            if not imbalance.strategy(name).streams:
+                raise InputError(f"{flag} {name} needs the images in memory; these are streamed from their files "
+                                 "(past --memory-budget): choose a strategy without resampling or offline copies")
     label_noise.check_folds(bench.y_train, args.folds, len(names))
     training_path.check(recipe, bench.x_train, len(bench.class_names))
     run = _common.open_run("label_noise", args, recipe=recipe.to_dict())

@@ -7,17 +7,22 @@ import numpy as np
 from sklearn import metrics as skm
 
 
-def predict(model, x, batch_size=256, verbose=0, what="predicting"):
+def predict(model, x, batch_size=256, verbose=0, what="predicting", mirror=False):
     """``model.predict`` on uint8 images, [0, 1] float images or float features: an array, or a dict of arrays for
-    a model with named outputs; ``verbose`` shows the progress of ``what`` (see :mod:`keras_apml.progress`)."""
+    a model with named outputs; ``verbose`` shows the progress of ``what`` (see :mod:`keras_apml.progress`);
+    ``mirror`` predicts on the images' left-right mirror images instead."""
     from keras_apml.pipeline import make_dataset
     from keras_apml.progress import StepProgress
 
+    def dataset(images):
+        ds = make_dataset(images, batch_size=batch_size)
+        return ds.map(lambda batch: batch[:, :, ::-1]) if mirror else ds
+
     if not verbose or not len(x):
-        return model.predict(make_dataset(x, batch_size=batch_size), verbose=0)
+        return model.predict(dataset(x), verbose=0)
     progress, chunk, parts = StepProgress(what, len(x), verbose), batch_size * 16, []
     for start in range(0, len(x), chunk):
-        parts.append(model.predict(make_dataset(x[start:start + chunk], batch_size=batch_size), verbose=0))
+        parts.append(model.predict(dataset(x[start:start + chunk]), verbose=0))
         progress.update(min(start + chunk, len(x)))
     if isinstance(parts[0], dict):
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -32,8 +37,7 @@ def predict_proba(model, x, batch_size=256, mirror=False):
     """
     probabilities = np.asarray(predict(model, x, batch_size))
     if mirror:
-        mirrored = predict(model, np.ascontiguousarray(x[:, :, ::-1]), batch_size)
-        probabilities = (probabilities + np.asarray(mirrored)) / 2
+        probabilities = (probabilities + np.asarray(predict(model, x, batch_size, mirror=True))) / 2
     return probabilities
 
 

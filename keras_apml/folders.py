@@ -62,6 +62,9 @@ class FileImages:
         """The absolute path of every image, in order."""
         return [str(self.root / p) for p in self.paths]
 
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
     def __getitem__(self, index):
         if isinstance(index, (int, np.integer)):
             return decode(self.root / self.paths[index], self.size)

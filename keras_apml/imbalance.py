@@ -30,6 +30,13 @@ class Strategy:
     description: str = ""
     augment: str = AUGMENT  # the augmentation spec, where there is augmentation
 
+    @property
+    def streams(self):
+        """Whether it trains on images streamed from their files (no resampling or offline copies in memory)."""
+        from keras_apml.recipe import RESAMPLERS
+
+        return self.balance not in RESAMPLERS and not self.offline_copies
+
     def apply(self, recipe):
         """The recipe trained this way: its balance and its online augmentation (or none)."""
         return recipe.replace(balance=self.balance, augment=self.augment if self.online_augmentation else None)

@@ -187,3 +187,28 @@ def test_adversarial_refuses_a_model_of_other_classes(study_tree, tmp_path, caps
     err = capsys.readouterr().err.splitlines()
     assert status == 2 and len(err) == 1 and "the model has 3 classes; " in err[0], err
     assert err[0].endswith("has 4: daisy, rose, tulip, violet")
+
+
+def test_label_noise_streams_its_images_past_the_memory_budget(study_tree, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["--data-dir", str(study_tree), "--true-labels", str(study_tree / "truth.csv"), "--memory-budget", "0.1",
+            "--folds", "2", "--model", "small_cnn", "--quick"]
+    assert run_command("label_noise", [*argv, "--out", str(out), "--quiet", "--strategy", "smote"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "--strategy smote needs the images in memory" in err[0] and not out.exists()
+    assert run_command("label_noise", [*argv, "--out", str(out)]) == 0
+    assert "streaming them from their files" in capsys.readouterr().out
+    detection = json.loads((out / "metrics.json").read_text())["runs"]["detection"]
+    assert detection["train"]["wrong"] == 6 and (out / "flagged.png").is_file()
+
+
+def test_mirrored_predictions_are_the_mirror_images_predictions():
+    from keras_apml import evaluation, models
+
+    from conftest import synthetic_images
+
+    x = synthetic_images(20, seed=4)
+    model = models.small_cnn()
+    both = evaluation.predict_proba(model, x, mirror=True)
+    by_hand = (evaluation.predict_proba(model, x) + evaluation.predict_proba(model, x[:, :, ::-1].copy())) / 2
+    np.testing.assert_allclose(both, by_hand, rtol=1e-6, atol=1e-7)
