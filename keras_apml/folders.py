@@ -17,7 +17,8 @@ as stored, as ``tf.io.decode_image(channels=3)`` does). Images of another
 size are resized with Lanczos filtering (antialiased), without keeping the
 aspect ratio. A file that cannot be decoded is an error naming it, or with
 ``skip_unreadable`` is left out and listed. The arrays are cached like
-CIFAR-10's (:mod:`keras_apml.cache`).
+CIFAR-10's (:mod:`keras_apml.cache`); past a memory budget the images stay
+in their files instead (:class:`FileImages`) and are streamed.
 """
 
 import dataclasses
@@ -33,13 +34,13 @@ from keras_apml.errors import InputError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 SPLIT_FOLDERS = ("train", "val", "test")
 VAL_FRACTION, TEST_FRACTION = 0.1, 0.2
-MAX_SIDE = 4096  # larger images are refused unopened (a decompression bomb costs nothing to send)
+MAX_SIDE = 4096  # larger images are refused from their header, before a pixel is decoded (decompression bombs)
 
 
 class FileImages:
     """Images left in their files, for datasets larger than memory: an array-like of uint8 RGB images of one
-    ``size`` that indexing by image subsets (slices, index arrays, masks) without reading a pixel; one image
-    (an integer index) is decoded on the spot, and tf.data streams them (:mod:`keras_apml.pipeline`)."""
+    ``size``, indexed by image subsets (slices, index arrays, masks) without reading a pixel; one image (an
+    integer index) is decoded on the spot, and tf.data streams them all (:mod:`keras_apml.pipeline`)."""
 
     dtype = np.dtype(np.uint8)
     ndim = 4
