@@ -210,6 +210,17 @@ def load(root, image_size=None, val_fraction=VAL_FRACTION, test_fraction=TEST_FR
     root = Path(root).expanduser().resolve()
     classes, listing, layout = scan(root)
     everything = [path for files in listing.values() for path, _ in files]
+    key = hashlib.sha256(f"{root}|{image_size}|{val_fraction}|{test_fraction}|{seed}|{skip_unreadable}".encode())
+    for path in everything:
+        stat = (root / path).stat()
+        key.update(f"{path}/{stat.st_size}/{stat.st_mtime_ns}\n".encode())
+    name = f"images-{key.hexdigest()[:20]}.npz"
+    # An entry holds what an earlier call decoded from these very files: no header needs reading again, unless
+    # the images might have to stay in their files (a budget, and a size still to be read from the headers).
+    fits = memory_budget is None or (image_size is not None and _bytes(len(everything), image_size) <= memory_budget)
+    cached = cache.load(name) if fits else None
+    if cached is not None:
+        return _from_arrays(cached, layout)
     sizes, skipped = {}, []
     for path in everything:
         got = header(root / path)
@@ -227,17 +238,12 @@ def load(root, image_size=None, val_fraction=VAL_FRACTION, test_fraction=TEST_FR
             raise InputError(f"the images under {root} come in {len(distinct)} sizes ({shown}, ...): pass "
                              "--image-size to resize them all to one")
         image_size = (distinct[0][1], distinct[0][0])
-    key = hashlib.sha256(f"{root}|{image_size}|{val_fraction}|{test_fraction}|{seed}|{skip_unreadable}".encode())
-    for path in everything:
-        stat = (root / path).stat()
-        key.update(f"{path}/{stat.st_size}/{stat.st_mtime_ns}\n".encode())
-    name = f"images-{key.hexdigest()[:20]}.npz"
-    if memory_budget is not None and len(sizes) * image_size[0] * image_size[1] * 3 > memory_budget:
+    if memory_budget is not None and _bytes(len(sizes), image_size) > memory_budget:
         return _streamed(root, listing, sizes, classes, image_size, layout, skipped, skip_unreadable,
                          (val_fraction, test_fraction, seed), verbose)
-    cached = cache.load(name)
+    cached = None if fits else cache.load(name)
     if cached is not None:
-        return _from_arrays(cached, layout, tuple(image_size))
+        return _from_arrays(cached, layout)
     decoded = dict(_decode_all(root, sizes, image_size, skip_unreadable, skipped,
                                StepProgress("decoding images", len(sizes), verbose)))
     splits = _splits(listing, decoded, classes, val_fraction, test_fraction, seed)
@@ -245,7 +251,12 @@ def load(root, image_size=None, val_fraction=VAL_FRACTION, test_fraction=TEST_FR
     for split, (x, y, paths) in splits.items():
         arrays.update({f"x_{split}": x, f"y_{split}": y, f"paths_{split}": np.array(paths, dtype=str)})
     cache.save(name, arrays, about=f"{len(decoded)} images decoded from {root} at {image_size[1]}x{image_size[0]}")
-    return _from_arrays(arrays, layout, tuple(image_size))
+    return _from_arrays(arrays, layout)
+
+
+def _bytes(count, image_size):
+    """The memory ``count`` decoded RGB uint8 images of ``image_size`` take."""
+    return count * image_size[0] * image_size[1] * 3
 
 
 def _streamed(root, listing, sizes, classes, image_size, layout, skipped, skip_unreadable, split, verbose):
@@ -305,11 +316,12 @@ def _splits(listing, decoded, classes, val_fraction, test_fraction, seed, stack=
     return out
 
 
-def _from_arrays(arrays, layout, image_size):
-    """A :class:`FolderData` from the arrays :func:`load` caches."""
+def _from_arrays(arrays, layout):
+    """A :class:`FolderData` from the arrays :func:`load` caches (the image size is the training images')."""
     splits = {s: (arrays[f"x_{s}"], arrays[f"y_{s}"], tuple(str(p) for p in arrays[f"paths_{s}"]))
               for s in SPLIT_FOLDERS if f"x_{s}" in arrays}
     skipped = [tuple(str(line).split("\t", 1)) for line in arrays["skipped"]]
+    image_size = tuple(int(v) for v in splits["train"][0].shape[1:3])
     return FolderData(tuple(str(c) for c in arrays["class_names"]), splits, image_size, layout, skipped)
 
 

@@ -142,7 +142,9 @@ def test_the_decoded_tree_is_cached_and_a_changed_file_is_decoded_again(tmp_path
 
     with monkeypatch.context() as m:
         m.setattr(folders, "decode", no_decoding)
+        m.setattr(folders, "header", no_decoding)  # not even a header read again
         cached = folders.load(root, val_fraction=0, test_fraction=0)
+        assert cached.image_size == (16, 16)
     assert cached.splits["train"][2] == first.splits["train"][2]
     assert np.array_equal(cached.splits["train"][0], first.splits["train"][0])
     write(root / "a" / "000.png", np.full((16, 16, 3), 99, np.uint8))
