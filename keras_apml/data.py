@@ -420,26 +420,27 @@ def validation_split(y, size=0.2, seed=0):
                          f"stratified: {' '.join(str(e).split())[:200]}") from None
 
 
-def stratified_subset(x, y, n, seed=0):
-    """A stratified random subset of at most ``n`` images (for --quick runs)."""
+def stratified_indices(y, n, seed=0):
+    """The indices of a stratified random subset of at most ``n`` of the labels ``y`` (all of them when fewer)."""
     from sklearn.model_selection import train_test_split
 
     if n >= len(y):
+        return np.arange(len(y))
+    return train_test_split(np.arange(len(y)), train_size=n, random_state=seed, stratify=y)[0]
+
+
+def stratified_subset(x, y, n, seed=0):
+    """A stratified random subset of at most ``n`` images (for --quick runs)."""
+    if n >= len(y):
         return x, y
-    idx, _ = train_test_split(np.arange(len(y)), train_size=n, random_state=seed, stratify=y)
+    idx = stratified_indices(y, n, seed)
     return x[idx], y[idx]
 
 
 def quick_benchmark(bench, n_train, n_dev, seed=0):
     """A stratified subset (by observed label) of at most ``n_train`` and ``n_dev`` images, for --quick runs."""
-    from sklearn.model_selection import train_test_split
-
-    def pick(y, n):
-        if n >= len(y):
-            return np.arange(len(y))
-        return np.sort(train_test_split(np.arange(len(y)), train_size=n, random_state=seed, stratify=y)[0])
-
-    t, d = pick(bench.y_train, n_train), pick(bench.y_dev, n_dev)
+    t = np.sort(stratified_indices(bench.y_train, n_train, seed))
+    d = np.sort(stratified_indices(bench.y_dev, n_dev, seed))
 
     def some(a, i):
         return None if a is None else tuple(a[k] for k in i) if isinstance(a, tuple) else a[i]
