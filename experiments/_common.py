@@ -36,6 +36,14 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def parse_args(self, args=None, namespace=None):
         parsed = super().parse_args(args, namespace)
+        if hasattr(parsed, "lr") and base_recipe(parsed) is not None:  # the recipe flags' defaults follow it
+            self.set_defaults(**recipe_defaults(base_recipe(parsed)))
+            parsed = super().parse_args(args, namespace)
+        if getattr(parsed, "features", None):
+            for flag, value in (("--model", parsed.model != "linear"), ("--init", parsed.init)):
+                if value:
+                    self.error(f"{flag} concerns a network trained on the images; with --features a softmax head "
+                               "trains on the features")
         if hasattr(parsed, "no_cache"):  # --no-cache holds for the whole command: the library reads it from here
             from keras_apml import cache
 
@@ -88,6 +96,46 @@ def parser(name, description):
 def add_seed(p, what="random seed for data draws and training"):
     """--seed."""
     p.add_argument("--seed", type=seed, default=0, help=what)
+
+
+def add_features(p):
+    """--features: the study on a trained model's cached features instead of images (a head, not a conv net)."""
+    p.add_argument("--features", default=None, metavar="MODEL.keras",
+                   help="train on this model's penultimate-layer features instead of the images: each image's "
+                        "computed once (averaged with its mirror image's) and cached, a standardised softmax head "
+                        "trained on them (recipe.FEATURE_HEAD; the recipe flags change it). E.g. the offline source: "
+                        "experiments.train --data cifar10 --classes airplane,bird,deer,dog,frog,horse,ship "
+                        "--model airbench")
+
+
+def with_features(args, bench, mirror=True):
+    """The benchmark with its images replaced by ``--features``'s penultimate features (``mirror``: each image's
+    averaged with its mirror image's), computed once and cached;
+    returns ``(bench, info)`` with the model, its file's hash, the feature size and the cache's record."""
+    import dataclasses
+
+    from keras_apml import features, models
+
+    if not Path(args.features).is_file():
+        raise InputError(f"--features model {args.features} does not exist")
+    model = models.load_model(args.features)
+    shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
+    if shape != tuple(bench.x_dev.shape[1:]):
+        raise InputError(f"--features model {args.features} takes inputs of shape {shape}, not these "
+                         f"{'x'.join(map(str, bench.x_dev.shape[1:]))} images")
+    extractor = models.feature_extractor(model)
+    digest = features.file_sha256(args.features)
+    say(args, f"features: layer {extractor.layers[-1].name} of {args.features}, for every image"
+              f"{' and its mirror image' if mirror else ''} (cached)")
+    out, info = features.cached_outputs(
+        extractor, {"train": bench.x_train, "dev": bench.x_dev}, key=f"{digest}:penultimate",
+        about=f"penultimate features of {Path(args.features).name} ({digest[:12]}){', mirror-averaged' * mirror}, "
+              f"on {len(bench.y_train)} train and {len(bench.y_dev)} dev images", verbose=verbosity(args),
+        mirror=mirror)
+    info.update(model=str(Path(args.features).resolve()), sha256=digest, size=int(out["train"].shape[1]),
+                mirror_averaged=mirror)
+    return dataclasses.replace(bench, x_train=out["train"].astype(np.float32),
+                               x_dev=out["dev"].astype(np.float32)), info
 
 
 def add_seeds(p, what):
@@ -153,18 +201,24 @@ def image_size(text):
     return sides * 2 if len(sides) == 1 else sides
 
 
-def add_recipe(p, default=Recipe(), models=("small_cnn", "cifar_convnet"), model_help="the network"):
+def add_recipe(p, default=Recipe(), models=("small_cnn", "cifar_convnet", "airbench"), model_help="the network"):
     """The training recipe's flags, with ``default``'s values (and --epochs, --batch-size)."""
     group = p.add_argument_group("training recipe")
     group.add_argument("--model", choices=models, default=default.model, help=model_help)
     group.add_argument("--optimizer", choices=OPTIMIZERS, default=default.optimizer, help="the optimiser")
     group.add_argument("--lr", type=number(0, low_open=True), default=default.lr, help="learning rate")
     group.add_argument("--momentum", type=number(0, 1, high_open=True), default=None,
-                       help=f"SGD momentum (default: {default.momentum:g}; only with --optimizer sgd)")
+                       help=f"SGD momentum (default: {default.momentum:g}; only with --optimizer sgd or nesterov)")
     group.add_argument("--weight-decay", type=number(0), default=default.weight_decay,
                        help="decoupled weight decay")
     group.add_argument("--schedule", choices=SCHEDULES, default=default.schedule,
-                       help="learning-rate schedule: step (x0.1 at 1/2 and 3/4 of the run), plateau, cosine")
+                       help="learning-rate schedule: step (x0.1 at 1/2 and 3/4 of the run), plateau, cosine, "
+                            "onecycle (warm-up to the rate over 23%% of the steps, cosine down to 7%% of it)")
+    group.add_argument("--label-smoothing", type=number(0, 1, high_open=True), default=default.label_smoothing,
+                       help="label smoothing of the cross-entropy (0: none)")
+    group.add_argument("--ema", type=number(0, 1, low_open=True, high_open=True), default=default.ema,
+                       help="keep an exponential moving average of the weights with this momentum (e.g. 0.99) and "
+                            "validate and save the averaged weights")
     group.add_argument("--no-standardize", action="store_true",
                        help="feed [0, 1] pixels without per-channel z-scoring")
     group.add_argument("--init", default=None, metavar="MODEL.keras",
@@ -173,14 +227,36 @@ def add_recipe(p, default=Recipe(), models=("small_cnn", "cifar_convnet"), model
     add_training(p, default.epochs if default.epochs else "the recipe's", default.batch_size)
 
 
+def base_recipe(args):
+    """The recipe a model brings with it, which the flags given change: airbench's (``--model airbench``), the
+    feature head's (``--features``); None: the study's own."""
+    from keras_apml.recipe import AIRBENCH, FEATURE_HEAD
+
+    if getattr(args, "features", None):
+        return FEATURE_HEAD
+    return AIRBENCH if getattr(args, "model", None) == "airbench" else None
+
+
+def recipe_defaults(recipe):
+    """:func:`add_recipe`'s flag defaults that give ``recipe`` (for ``parser.set_defaults``)."""
+    defaults = {"model": recipe.model, "optimizer": recipe.optimizer, "lr": recipe.lr,
+                "weight_decay": recipe.weight_decay, "schedule": recipe.schedule,
+                "label_smoothing": recipe.label_smoothing, "ema": recipe.ema, "no_standardize": not recipe.standardize}
+    return {**defaults, "augment": recipe.augment} if recipe.augment else defaults
+
+
 def recipe_from_args(args, default=Recipe(), **settings):
-    """The :class:`Recipe` of :func:`add_recipe`'s flags (one epoch under --quick); ``settings`` override."""
-    if args.momentum is not None and args.optimizer != "sgd":
+    """The :class:`Recipe` of :func:`add_recipe`'s flags (one epoch under --quick); ``settings`` override.
+
+    A model that brings its own recipe (:func:`base_recipe`) takes it as the default."""
+    default = base_recipe(args) or default
+    if args.momentum is not None and args.optimizer not in ("sgd", "nesterov"):
         raise InputError(f"--momentum is SGD's: --optimizer {args.optimizer} has none")
     return Recipe(**{
         "model": args.model, "optimizer": args.optimizer, "lr": args.lr,
         "momentum": default.momentum if args.momentum is None else args.momentum,
         "weight_decay": args.weight_decay, "schedule": args.schedule, "standardize": not args.no_standardize,
+        "label_smoothing": args.label_smoothing, "ema": args.ema,
         "init": args.init, "batch_size": args.batch_size or default.batch_size,
         "epochs": args.epochs or (1 if args.quick else default.epochs), **settings})
 

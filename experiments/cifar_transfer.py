@@ -1,7 +1,10 @@
-"""CIFAR-10: the 72,922-parameter conv net (raw, standardised, augmented) and a frozen VGG19 with a dense head.
+"""CIFAR-10: the 72,922-parameter conv net (raw, standardised, augmented), a frozen VGG19 with a dense head, and
+airbench's net.
 
     python -m experiments.cifar_transfer --data-dir /tmp/data/cifar10-jpeg
     python -m experiments.cifar_transfer --runs 3 --epochs 140
+    python -m experiments.cifar_transfer --runs 1,2,3 --recipe fast
+    python -m experiments.cifar_transfer --runs airbench
     python -m experiments.cifar_transfer --runs vgg19 --weights PATH.h5 --fine-tune
 
 Validation is a stratified 80/20 split of the training set; the test set is
@@ -9,35 +12,49 @@ used only for the final numbers. The VGG19 base is frozen and deterministic,
 so its outputs are computed once per image (and cached on disk) and the head
 trains on them; ``--no-feature-cache`` trains end to end through the base.
 Run again with the same ``--out`` to resume: finished runs are kept and an
-interrupted one continues from its last finished epoch.
+interrupted one continues from its last finished epoch. Every run trained on images
+also reports its test accuracy with test-time flips (the mean of the probabilities
+of each image and its mirror image), beside the plain figure, never in its place.
 """
 
 from experiments import _common
-from keras_apml.recipe import (CIFAR_AUGMENT, CIFAR_CONVNET, DISTRIBUTE, HEAD_STEPS_PER_EXECUTION, SCHEDULES,
-                               VGG19_HEAD)
+from keras_apml.recipe import (AIRBENCH, CIFAR_AUGMENT, CIFAR_CONVNET, CIFAR_CONVNET_FAST, DISTRIBUTE,
+                               HEAD_STEPS_PER_EXECUTION, SCHEDULES, VGG19_HEAD)
 
 CONV_RUNS = {"1": "1_raw", "2": "2_standardized", "3": "3_augmented"}
-RUN_CHOICES = (*CONV_RUNS, "vgg19")
-CONV, AUGMENT, HEAD = CIFAR_CONVNET, CIFAR_AUGMENT, VGG19_HEAD
+RUN_CHOICES = (*CONV_RUNS, "vgg19", "airbench")
+CONV_RECIPES = {"study": CIFAR_CONVNET, "fast": CIFAR_CONVNET_FAST}  # the study's recipe, or what airbench taught
+AUGMENT, HEAD = CIFAR_AUGMENT, VGG19_HEAD
 FINE_TUNE_LR, FINE_TUNE_EPOCHS = 1e-5, 5
 # Test accuracy the study reported on the original (lossless) CIFAR-10.
 STUDY = {"1_raw": "70.81%", "2_standardized": "73.26%", "3_augmented": "82%",
-         "vgg19": "73.31% (first head), 77.56% (best head)", "vgg19_finetune": "—"}
+         "vgg19": "73.31% (first head), 77.56% (best head)", "vgg19_finetune": "—", "airbench": "—"}
 
 
 def parse_args(argv=None):
     """The command line of this experiment."""
     p = _common.parser("cifar_transfer", __doc__.splitlines()[0])
     _common.add_seed(p, "seed of the validation split and of every training")
-    _common.add_training(p, f"{CONV.epochs}; --quick: 1", CONV.batch_size)
-    p.add_argument("--runs", type=_common.names_list(RUN_CHOICES, "--runs"), default=list(RUN_CHOICES),
-                   help="which runs: 1 raw, 2 standardised, 3 standardised+augmented, vgg19 (default: all)")
-    p.add_argument("--lr", type=_common.number(0, low_open=True), default=CONV.lr, help="conv net Adam learning rate")
-    p.add_argument("--schedule", choices=SCHEDULES, default=CONV.schedule,
-                   help="conv net schedule: step (x0.1 at 1/2 and 3/4 of the run), constant, plateau, cosine")
-    p.add_argument("--dropout", type=_common.number(0, 1, high_open=True), default=CONV.dropout,
-                   help="conv net dropout rate")
+    _common.add_training(p, f"the recipe's: {CIFAR_CONVNET.epochs} (study), {CIFAR_CONVNET_FAST.epochs} (fast), "
+                            f"{AIRBENCH.epochs} (airbench); --quick: 1", "the recipe's")
+    p.add_argument("--runs", type=_common.names_list(RUN_CHOICES, "--runs"), default=["1", "2", "3", "vgg19"],
+                   help="which runs: 1 raw, 2 standardised, 3 standardised+augmented, vgg19, airbench "
+                        "(default: 1,2,3,vgg19)")
+    p.add_argument("--recipe", choices=CONV_RECIPES, default="study",
+                   help="the conv net runs' recipe: the study's (Adam, step schedule, batch 64, 140 epochs) or fast "
+                        "(one-cycle, batch 256, label smoothing, weight EMA, 40 epochs); docs/RESULTS.md compares them")
+    p.add_argument("--lr", type=_common.number(0, low_open=True), default=None,
+                   help="conv net Adam learning rate (default: the recipe's)")
+    p.add_argument("--schedule", choices=SCHEDULES, default=None,
+                   help="conv net schedule: step (x0.1 at 1/2 and 3/4 of the run), constant, plateau, cosine, "
+                        "onecycle (default: the recipe's)")
+    p.add_argument("--dropout", type=_common.number(0, 1, high_open=True), default=None,
+                   help="conv net dropout rate (default: the recipe's)")
     p.add_argument("--weights", default="imagenet", help="VGG19 base weights: imagenet, none, or a .h5 file")
+    p.add_argument("--vgg19-size", type=_common.positive_int(512), default=None, metavar="SIZE",
+                   help="resize the images to SIZExSIZE inside the VGG19 model (32..512, e.g. 96; default: 32x32 as "
+                        "they come): ImageNet features of 32x32 images are weak; larger inputs cost (SIZE/32)^2 "
+                        "as much")
     p.add_argument("--head-epochs", type=_common.positive_int(100_000), default=None,
                    help=f"VGG19 head epochs (default: {HEAD.epochs}; --quick: 1)")
     p.add_argument("--head-lr", type=_common.number(0, low_open=True), default=HEAD.lr,
@@ -59,9 +76,11 @@ def parse_args(argv=None):
     _common.add_tensorboard(p)
     args = p.parse_args(argv)
     conv_runs = [r for r in args.runs if r in CONV_RUNS]
-    for runs, flags, what in ((conv_runs, ("epochs", "lr", "schedule", "dropout"), "the conv net runs"),
-                              ("vgg19" in args.runs, ("weights", "head_epochs", "head_lr", "head_batch_size",
-                                                      "no_feature_cache", "fine_tune"), "the vgg19 run")):
+    for runs, flags, what in ((conv_runs or "airbench" in args.runs, ("epochs",), "the conv net and airbench runs"),
+                              (conv_runs, ("recipe", "lr", "schedule", "dropout"), "the conv net runs"),
+                              ("vgg19" in args.runs, ("weights", "vgg19_size", "head_epochs", "head_lr",
+                                                      "head_batch_size", "no_feature_cache", "fine_tune"),
+                               "the vgg19 run")):
         unused = _common.given(p, args, flags)
         if unused and not runs:
             p.error(f"{', '.join(unused)} concern{'s' if len(unused) == 1 else ''} {what}, which --runs leaves out")
@@ -69,24 +88,27 @@ def parse_args(argv=None):
         unused = _common.given(p, args, ("fine_tune_epochs", "fine_tune_lr"))
         if unused:
             p.error(f"{', '.join(unused)} concern{'s' if len(unused) == 1 else ''} fine-tuning: add --fine-tune")
-    args.epochs = args.epochs or (1 if args.quick else CONV.epochs)
     args.head_epochs = args.head_epochs or (1 if args.quick else HEAD.epochs)
     args.fine_tune_epochs = args.fine_tune_epochs or (1 if args.quick else FINE_TUNE_EPOCHS)
-    args.batch_size = args.batch_size or CONV.batch_size
     return args
 
 
 def recipes(args):
     """The recipe of every run asked for (each checked): ``{run name: Recipe}``."""
-    conv = CONV.replace(lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, schedule=args.schedule,
-                        dropout=args.dropout)
+    def sized(recipe):  # --epochs and --batch-size where given
+        return recipe.replace(epochs=args.epochs or (1 if args.quick else recipe.epochs),
+                              batch_size=args.batch_size or recipe.batch_size)
+
+    conv = CONV_RECIPES[args.recipe]
+    conv = sized(conv.replace(**{k: getattr(args, k) for k in ("lr", "schedule", "dropout")
+                                 if getattr(args, k) is not None}))
     out = {"1_raw": conv.replace(standardize=False), "2_standardized": conv,
-           "3_augmented": conv.replace(augment=AUGMENT)}
+           "3_augmented": conv.replace(augment=AUGMENT), "airbench": sized(AIRBENCH)}
     weights = None if args.weights.lower() == "none" else args.weights
     out["vgg19"] = HEAD.replace(lr=args.head_lr, batch_size=args.head_batch_size, epochs=args.head_epochs,
-                                weights=weights)
+                                weights=weights, upsample=args.vgg19_size)
     out["vgg19_finetune"] = out["vgg19"].replace(lr=args.fine_tune_lr, epochs=args.fine_tune_epochs,
-                                                 batch_size=args.batch_size)
+                                                 batch_size=args.batch_size or CIFAR_CONVNET.batch_size)
     return {name: r for name, r in out.items()
             if name in [CONV_RUNS.get(k, k) for k in args.runs] or (name == "vgg19_finetune" and args.fine_tune)}
 
@@ -138,14 +160,24 @@ class Study:
                                     scorer=scorer, detail_splits=("test",), tag=name)
 
     def conv_run(self, name):
-        """One cifar_convnet run: raw, standardised, or standardised and augmented."""
+        """One run trained on the images: the conv net raw, standardised, or standardised and augmented; airbench."""
         from keras_apml import recipe
 
         x, y = self.images("train")
         with self.distribution.scope():
             model = recipe.build(self.recipes[name], x, len(self.names), self.args.seed)
         result = self.fit(model, name, (x, y), self.images("validation"))
-        self.finish(name, model, result)
+        extra = None if result.diverged else {"test_flip_tta": self.flip_tta(model)}
+        self.finish(name, model, result, extra)
+
+    def flip_tta(self, model):
+        """Test accuracy and balanced accuracy with test-time flips (a figure of its own, beside the plain one)."""
+        from keras_apml import evaluation
+
+        x, y = self.images("test")
+        m = evaluation.classification_metrics(y, evaluation.predict_labels(
+            evaluation.predict_proba(model, x, mirror=True)), self.names)
+        return {"accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"]}
 
     def vgg19_run(self, model):
         """The frozen VGG19 (built before the run directory opened) with its head trained on cached base outputs."""
@@ -161,9 +193,10 @@ class Study:
             base = models.transfer_features(model)
             _common.say(args, "vgg19: computing the frozen base's outputs for every image once (cached on disk)")
             images = {s: x for s, (x, _, _) in self.splits.items()}
+            size = args.vgg19_size or 32  # the weights and the size the images are resized to make the outputs
             outputs, info = features.cached_outputs(
-                base, images, key=features.weights_sha256(base),
-                about=f"VGG19 base outputs (weights {args.weights}) on CIFAR-10 "
+                base, images, key=f"{features.weights_sha256(base)}:{size}",
+                about=f"VGG19 base outputs (weights {args.weights}, {size}x{size} inputs) on CIFAR-10 "
                       + ", ".join(f"{s} {len(x)}" for s, x in images.items()),
                 verbose=_common.verbosity(args))
             extra["timing"] = {"feature_cache": info["cache"], "feature_seconds": info["seconds"]}
@@ -212,7 +245,7 @@ def main(argv=None):
     names = [CONV_RUNS.get(r, r) for r in args.runs]
     step = _common.Progress(len(names), args.quiet)
     for name in names:
-        epochs = args.head_epochs if name == "vgg19" else args.epochs
+        epochs = planned[name].epochs
         kept = run.recorded(name) is not None and run.file(f"{name}.keras").is_file()
         step(f"{name} ({'head ' if name == 'vgg19' else ''}{epochs} epoch{'' if epochs == 1 else 's'})", kept=kept)
         if kept:

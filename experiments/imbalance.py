@@ -4,8 +4,11 @@
     python -m experiments.imbalance --strategies none,class_weight,two_stage --seeds 0,1,2,3,4
 
 For each seed, every strategy's model starts from the same initial weights
-(built right after seeding). Dev metrics are computed against the true labels
-(the headline) and the observed, noisy ones. The strategy with the best mean
+(built right after seeding). With ``--features MODEL.keras`` every strategy
+trains a softmax head on that model's cached features instead of a conv net
+on the images (the augmentation strategies, which need images, do not apply).
+Dev metrics are computed against the true labels (the headline) and the
+observed, noisy ones. The strategy with the best mean
 balanced accuracy (true labels where known) is saved as best.keras, its first
 seed's model: the default model of ``experiments.adversarial``.
 """
@@ -22,10 +25,19 @@ def parse_args(argv=None):
     p = _common.parser("imbalance", __doc__.splitlines()[0])
     _common.add_benchmark(p)
     _common.add_recipe(p)
+    _common.add_features(p)
     p.add_argument("--strategies", type=_common.names_list(tuple(STRATEGIES), "--strategies"),
-                   default=list(STRATEGIES), help="comma-separated strategies (default: all): " + ", ".join(STRATEGIES))
+                   default=None, help="comma-separated strategies (default: all; with --features all that apply to "
+                                      "features): " + ", ".join(STRATEGIES))
     _common.add_seeds(p, "every strategy's training")
     args = p.parse_args(argv)
+    applying = [n for n, s in STRATEGIES.items() if s.on_features or not args.features]
+    if args.features and args.strategies:
+        refused = [n for n in args.strategies if n not in applying]
+        if refused:
+            p.error(f"{', '.join(refused)} augment{'s' if len(refused) == 1 else ''} images: with --features "
+                    f"choose from {', '.join(applying)}")
+    args.strategies = args.strategies or applying
     args.seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     return args
 
@@ -44,9 +56,12 @@ def main(argv=None):
     from keras_apml import recipe as training_path
 
     bench = _common.load_benchmark(args)
+    features = None
+    if args.features:
+        bench, features = _common.with_features(args, bench)
     names = bench.class_names
     training_path.check(recipe, bench.x_train, len(bench.class_names))
-    run = _common.open_run("imbalance", args, recipe=recipe.to_dict())
+    run = _common.open_run("imbalance", args, recipe=recipe.to_dict(), features=features)
     step = _common.Progress(len(args.strategies) * len(args.seeds), args.quiet)
     dev = (bench.x_dev, bench.y_dev)
     per_seed, first_models = {}, {}

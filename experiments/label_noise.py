@@ -18,6 +18,14 @@ on CIFAR-10's seven other classes (``experiments.train --classes``), which
 never saw a car, truck or cat label. A trained start learns the labels, noise
 included, in fewer epochs, so the fold models then train 10 instead of 20.
 
+Fastest and strongest: ``--features MODEL.keras``, detection and retraining
+with a softmax head on that model's cached penultimate features (each image's
+averaged with its mirror image's), e.g. airbench trained on the seven other
+classes (``experiments.train --data cifar10 --classes
+airplane,bird,deer,dog,frog,horse,ship --model airbench``): the backbone runs
+once per image, and each fold model trains in seconds (cleanlab's advice: a
+cheap model on good features, cross-validated).
+
 More rounds (``--rounds 2``): the second round's fold models train without
 the images the first flagged (they are still scored) and cleanlab flags
 again against the labels as given; with mirror-image training one round finds
@@ -38,6 +46,7 @@ import numpy as np
 from experiments import _common
 from keras_apml.errors import InputError
 from keras_apml.imbalance import BEST_STRATEGY, STRATEGIES
+from keras_apml.recipe import FEATURE_HEAD
 
 SHOWN = 32
 PROBABILITIES = "out_of_fold_probabilities.npz"  # with the flagged indices: what detection leaves for a resumed call
@@ -50,6 +59,7 @@ def parse_args(argv=None):
     p = _common.parser("label_noise", __doc__.splitlines()[0])
     _common.add_benchmark(p)
     _common.add_recipe(p)
+    _common.add_features(p)
     p.add_argument("--folds", type=_common.positive_int(100), default=5, help="cross-validation folds (at least 2)")
     p.add_argument("--repeats", type=_common.positive_int(100), default=None,
                    help="K-fold repeats with other splits and seeds, probabilities averaged (default: 3; --quick: 1)")
@@ -60,17 +70,26 @@ def parse_args(argv=None):
                    help="epochs of the out-of-fold models and the dev-flagging model (default: 20, 10 with --init; "
                         "--quick: 1); fewer than the retraining's, as longer training learns more of the noise")
     p.add_argument("--no-mirror", action="store_true",
-                   help="score images as they are, not averaged with their mirror images")
-    p.add_argument("--detect-strategy", default="flip+class_weight", choices=tuple(STRATEGIES),
-                   help="how the out-of-fold models are trained (flip+class_weight: class weights, random mirror "
-                        "images)")
-    p.add_argument("--strategy", default=BEST_STRATEGY, choices=tuple(STRATEGIES),
-                   help="the strategy retrained on cleaned labels (the imbalance study's best)")
+                   help="score images as they are, not averaged with their mirror images (--features: features of "
+                        "the images alone)")
+    p.add_argument("--detect-strategy", default=None, choices=tuple(STRATEGIES),
+                   help="how the out-of-fold models are trained (default: flip+class_weight, class weights and random "
+                        "mirror images; --features: class_weight)")
+    p.add_argument("--strategy", default=None, choices=tuple(STRATEGIES),
+                   help=f"the strategy retrained on cleaned labels (default: the imbalance study's best, "
+                        f"{BEST_STRATEGY}; --features: class_weight)")
     _common.add_seeds(p, "the retraining (the first also seeds detection)")
     args = p.parse_args(argv)
     args.seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     args.repeats = args.repeats or (1 if args.quick else 3)
-    args.detect_epochs = args.detect_epochs or (1 if args.quick else DETECT_EPOCHS_INIT if args.init else DETECT_EPOCHS)
+    args.detect_epochs = args.detect_epochs or (1 if args.quick else DETECT_EPOCHS_INIT if args.init else
+                                                 args.epochs or FEATURE_HEAD.epochs if args.features else DETECT_EPOCHS)
+    if args.features:
+        for flag, name in (("--detect-strategy", args.detect_strategy), ("--strategy", args.strategy)):
+            if name is not None and not STRATEGIES[name].on_features:
+                p.error(f"{flag} {name} augments images: with --features choose one without augmentation")
+    args.detect_strategy = args.detect_strategy or ("class_weight" if args.features else "flip+class_weight")
+    args.strategy = args.strategy or ("class_weight" if args.features else BEST_STRATEGY)
     if args.folds < 2:
         p.error(f"--folds must be at least 2, got {args.folds}")
     return args
@@ -84,7 +103,9 @@ def detect(run, args, bench, recipe):
     recipe = recipe.replace(epochs=args.detect_epochs)
     models = args.rounds * args.folds * args.repeats
     step = _common.Progress(models + 1, args.quiet)
-    fit_predict = label_noise.strategy_fit_predict(args.detect_strategy, recipe, mirror=not args.no_mirror)
+    # features are already each image's and its mirror image's mean
+    fit_predict = label_noise.strategy_fit_predict(args.detect_strategy, recipe,
+                                                   mirror=not args.no_mirror and not args.features)
     probabilities, flags = label_noise.flag_in_rounds(
         bench.x_train, bench.y_train, fit_predict, args.rounds, folds=args.folds, seed=args.seeds[0],
         on_fold=lambda i, _: step(f"out-of-fold model {i}/{models}"), repeats=args.repeats)
@@ -132,15 +153,15 @@ def flag_caption(i, bench, probabilities):
     return "\n".join(lines)
 
 
-def report_detection(run, bench, flagged, probabilities, detection, args):
-    """The detection section: quality table, flagged grid, the CSV for review."""
+def report_detection(run, bench, images, flagged, probabilities, detection, args):
+    """The detection section: quality table, flagged grid (of the training ``images``), the CSV for review."""
     from keras_apml import plots, report
 
     shown = flagged[:SHOWN]
     captions = [flag_caption(i, bench, probabilities) for i in shown]
     title = (f"Flagged training labels: the {len(shown)} of {len(flagged)} whose label the out-of-fold models "
              "found least likely, least likely first")
-    grid = run.save_figure(plots.image_grid(bench.x_train[shown], captions, title=title), "flagged.png")
+    grid = run.save_figure(plots.image_grid(images[shown], captions, title=title), "flagged.png")
     run.add_section("detection", report.detection_section(detection, args, (len(bench.y_train), len(bench.y_dev)),
                                                           grid))
 
@@ -170,7 +191,9 @@ def main(argv=None):
     from keras_apml import recipe as training_path
 
     bench = _common.load_benchmark(args, streams=True)
-    names = bench.class_names
+    names, images, features = bench.class_names, bench.x_train, None
+    if args.features:
+        bench, features = _common.with_features(args, bench, mirror=not args.no_mirror)
     if not isinstance(bench.x_train, np.ndarray):  # streamed from their files: strategies that need them in memory
         for flag, name in (("--detect-strategy", args.detect_strategy), ("--strategy", args.strategy)):
             if not imbalance.strategy(name).streams:
@@ -178,7 +201,7 @@ def main(argv=None):
                                  "(past --memory-budget): choose a strategy without resampling or offline copies")
     label_noise.check_folds(bench.y_train, args.folds, len(names))
     training_path.check(recipe, bench.x_train, len(bench.class_names))
-    run = _common.open_run("label_noise", args, recipe=recipe.to_dict())
+    run = _common.open_run("label_noise", args, recipe=recipe.to_dict(), features=features)
 
     earlier = run.recorded("detection") and earlier_detection(run, bench)
     if earlier:
@@ -187,7 +210,7 @@ def main(argv=None):
     else:
         flagged, probabilities, detection = detect(run, args, bench, recipe)
         run.record("detection", detection)
-        report_detection(run, bench, flagged, probabilities, detection, args)
+        report_detection(run, bench, images, flagged, probabilities, detection, args)
 
     training_sets = {how: label_noise.clean(bench.x_train, bench.y_train, flagged, probabilities, how)
                      for how in label_noise.CLEANING}

@@ -5,6 +5,12 @@
         --augment horizontal_flip,width_shift_range=0.125,height_shift_range=0.125,fill_mode=constant
     python -m experiments.train --data cifar10 --classes airplane,bird,deer,dog,frog,horse,ship \
         --model cifar_convnet    # a start for the car/truck/cat studies' --init
+    python -m experiments.train --data cifar10 --classes airplane,bird,deer,dog,frog,horse,ship \
+        --model airbench --out runs/source    # the offline transfer source: label_noise --features
+
+``--model airbench`` trains with airbench's own recipe (``keras_apml.recipe.AIRBENCH``:
+Nesterov SGD, one-cycle, label smoothing, weight EMA, flips and 2-pixel
+shifts); flags given still change it.
 
 The run directory gets config.json, metrics.json (train, validation and test
 splits; against true labels too on the benchmark), report.md, plots and the
@@ -29,7 +35,8 @@ def parse_args(argv=None):
     _common.add_seed(p)
     _common.add_benchmark(p)
     _common.add_recipe(p, DEFAULT, models=MODELS,
-                       model_help="the network (default: small_cnn on the benchmark, cifar_convnet on CIFAR-10)")
+                       model_help="the network (default: small_cnn on the benchmark, cifar_convnet on CIFAR-10); "
+                                  "airbench comes with its own recipe, which the flags given change")
     p.set_defaults(model=None)
     p.add_argument("--data", choices=("cifar10", "benchmark", "folder"), default=None,
                    help="CIFAR-10, the car/truck/cat benchmark built from it, or your own image folders at "

@@ -26,16 +26,18 @@ def weights_sha256(model):
     return digest.hexdigest()
 
 
-def cached_outputs(model, images, key, about, batch_size=256, verbose=0):
+def cached_outputs(model, images, key, about, batch_size=256, verbose=0, mirror=False):
     """Return ``({name: model outputs on images[name]}, info)``, computing them only on a cache miss.
 
     ``images`` maps names to uint8 image arrays; ``key`` identifies the model
     (a file hash and a layer, or :func:`weights_sha256`); ``about`` says what
     the outputs are, for the cache's listing. A model with named outputs (a
     dict) gives ``"name.output"`` entries. ``verbose`` shows the progress of a
-    computation (Keras's convention). ``info`` records whether the cache was
-    hit, the seconds spent and the cache file.
+    computation (Keras's convention). ``mirror`` gives each image the mean of
+    its outputs and its left-right mirror image's. ``info`` records whether the
+    cache was hit, the seconds spent and the cache file.
     """
+    key += ":mirror-averaged" if mirror else ""
     name = f"features-{hashlib.sha256((key + cache.arrays_sha256(images)).encode()).hexdigest()[:24]}.npz"
     start = time.perf_counter()
     outputs = cache.load(name)
@@ -45,6 +47,8 @@ def cached_outputs(model, images, key, about, batch_size=256, verbose=0):
     outputs = {}
     for split, x in images.items():
         out = evaluation.predict(model, x, batch_size, verbose, what=split)
+        if mirror:
+            out = (out + evaluation.predict(model, x, batch_size, verbose, what=f"{split} mirrored", mirror=True)) / 2
         outputs.update({f"{split}.{k}": v for k, v in out.items()} if isinstance(out, dict) else {split: out})
     cache.save(name, outputs, about)
     return outputs, {"cache": "miss" if cache.is_enabled() else "off", "seconds": round(time.perf_counter() - start, 3),

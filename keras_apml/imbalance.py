@@ -37,6 +37,11 @@ class Strategy:
 
         return self.balance not in RESAMPLERS and not self.offline_copies
 
+    @property
+    def on_features(self):
+        """Whether it applies to cached features (``--features``): no augmentation, which needs images."""
+        return not self.online_augmentation and not self.offline_copies
+
     def apply(self, recipe):
         """The recipe trained this way: its balance and its online augmentation (or none)."""
         return recipe.replace(balance=self.balance, augment=self.augment if self.online_augmentation else None)

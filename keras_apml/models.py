@@ -1,6 +1,7 @@
-"""Models (Keras functional API, named layers). Each takes float32 pixels in
-[0, 1] and carries its own preprocessing, so a saved ``.keras`` file is
-self-contained. The classifier's softmax stays float32 under mixed precision."""
+"""Models (Keras functional API, named layers). Each image model takes float32
+pixels in [0, 1] (``linear``: features) and carries its own preprocessing, so a
+saved ``.keras`` file is self-contained. The classifier's softmax stays float32
+under mixed precision."""
 
 import keras
 import numpy as np
@@ -24,15 +25,113 @@ def fit_standardizer(x_train):
     return norm
 
 
+WHITENING_IMAGES = 5000  # images whose patches fit the whitening layer, as airbench
+
+
+@keras.saving.register_keras_serializable(package="keras_apml")
+class PatchWhitening(layers.Layer):
+    """A frozen convolution that whitens image patches (airbench's first layer): ``patch_size`` squares of the
+    input, centred and projected on the principal axes of the training images' patches, scaled to unit variance,
+    each axis given twice (+ and -, for the GELU after it). Fitted by :meth:`adapt`, never by training.
+    """
+
+    def __init__(self, patch_size=2, epsilon=5e-4, **kwargs):
+        kwargs.setdefault("trainable", False)
+        super().__init__(**kwargs)
+        self.patch_size, self.epsilon = int(patch_size), float(epsilon)
+
+    def build(self, input_shape):
+        size, channels = self.patch_size, int(input_shape[-1])
+        dims = size * size * channels
+        self.kernel = self.add_weight(shape=(size, size, channels, 2 * dims), initializer="zeros",
+                                      trainable=False, name="kernel")
+        self.bias = self.add_weight(shape=(2 * dims,), initializer="zeros", trainable=False, name="bias")
+
+    def patches(self, images):
+        """Every ``patch_size`` square of ``images`` (NHWC) as rows, in the kernel's (row, column, channel) order."""
+        size = self.patch_size
+        h, w = images.shape[1] - size + 1, images.shape[2] - size + 1
+        squares = np.stack([np.stack([images[:, i:i + h, j:j + w] for j in range(size)], axis=-2)
+                            for i in range(size)], axis=-3)
+        return squares.reshape(-1, size * size * images.shape[-1])
+
+    def adapt(self, images):
+        """Fit the kernel and bias on float images in [0, 1] (NHWC): the patches' mean and covariance.
+
+        Each axis is scaled by ``1 / sqrt(eigenvalue + epsilon * mean eigenvalue)``:
+        axes of almost no variance are not blown up.
+        """
+        images = np.asarray(images, dtype=np.float32)
+        if not self.built:
+            self.build(images.shape)
+        total, outer, count = 0.0, 0.0, 0
+        for start in range(0, len(images), 500):
+            rows = self.patches(images[start:start + 500]).astype(np.float64)
+            total, outer, count = total + rows.sum(axis=0), outer + rows.T @ rows, count + len(rows)
+        mean = total / count
+        eigenvalues, eigenvectors = np.linalg.eigh(outer / count - np.outer(mean, mean))
+        axes = eigenvectors / np.sqrt(np.maximum(eigenvalues, 0) + self.epsilon * eigenvalues.mean())
+        kernel = np.concatenate([axes, -axes], axis=1)
+        self.kernel.assign(kernel.reshape(self.kernel.shape).astype(np.float32))
+        self.bias.assign((-mean @ kernel).astype(np.float32))
+
+    def call(self, images):
+        return keras.ops.conv(images, self.kernel, padding="valid") + self.bias
+
+    def get_config(self):
+        return {**super().get_config(), "patch_size": self.patch_size, "epsilon": self.epsilon}
+
+
+def fit_whitening(x_train, patch_size=2):
+    """A :class:`PatchWhitening` layer adapted on (up to ``WHITENING_IMAGES``, evenly spaced) training images."""
+    from keras_apml.folders import FileImages
+
+    step = max(1, len(x_train) // WHITENING_IMAGES)
+    sample = x_train[::step][:WHITENING_IMAGES]
+    if isinstance(sample, FileImages):
+        sample = np.stack(list(sample))
+    sample = np.asarray(sample, dtype=np.float32) / (255.0 if sample.dtype == np.uint8 else 1.0)
+    whitening = PatchWhitening(patch_size, name="whiten")
+    whitening.adapt(sample)
+    return whitening
+
+
 def _input(standardizer, input_shape=INPUT_SHAPE):
     """The model input in [0, 1], standardised first when a fitted Normalization is given."""
-    inputs = keras.Input(tuple(input_shape), name="pixels")
+    inputs = keras.Input(tuple(input_shape), name="pixels" if len(input_shape) == 3 else "features")
     return inputs, (standardizer(inputs) if standardizer is not None else inputs)
 
 
-def _classifier(x, num_classes):
+def _classifier(x, num_classes, kernel_initializer="glorot_uniform"):
     """The final softmax layer, kept in float32 for mixed precision."""
-    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", kernel_initializer=kernel_initializer,
+                        name="predictions")(x)
+
+
+def _torch_uniform(seed=None):
+    """PyTorch's default initialisation of conv and dense weights: uniform in +-1/sqrt(fan_in)."""
+    return keras.initializers.VarianceScaling(1 / 3, mode="fan_in", distribution="uniform", seed=seed)
+
+
+@keras.saving.register_keras_serializable(package="keras_apml")
+class PartialIdentity(keras.initializers.Initializer):
+    """airbench's conv initialisation: PyTorch's default, with the first ``min(in, out)`` filters the identity
+    (``torch.nn.init.dirac_``), so a block starts close to passing its input through."""
+
+    def __init__(self, seed=None):
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        rows, cols, inputs, outputs = shape
+        identity = np.zeros(shape, dtype=np.float32)
+        k = min(inputs, outputs)
+        identity[rows // 2, cols // 2, np.arange(k), np.arange(k)] = 1.0
+        first = np.arange(outputs) < k
+        return keras.ops.where(first, keras.ops.convert_to_tensor(identity, dtype=dtype),
+                               _torch_uniform(self.seed)(shape, dtype))
+
+    def get_config(self):
+        return {"seed": self.seed}
 
 
 def small_cnn(num_classes=3, dropout=0.0, standardizer=None, input_shape=INPUT_SHAPE):
@@ -75,6 +174,41 @@ def cifar_convnet(num_classes=10, dropout=0.25, l2=0.0, standardizer=None, input
     x = layers.MaxPooling2D(3, name="pool3")(x)
     x = layers.Flatten(name="flatten")(x)
     return keras.Model(inputs, _classifier(x, num_classes), name="cifar_convnet")
+
+
+def airbench(num_classes=10, whitening=None, widths=(64, 256, 256), batchnorm_momentum=0.4,
+             input_shape=INPUT_SHAPE):
+    """airbench94's net in Keras: a :class:`PatchWhitening` layer, three blocks of conv-pool-BN-GELU-conv-BN-GELU
+    of ``widths`` channels (BatchNorm without scale, momentum 0.4: PyTorch's 0.6; convolutions started as
+    :class:`PartialIdentity`), a global max pool and a softmax on the pooled features over 9. 1,973,954
+    parameters for 10 classes (16x16 images and up).
+
+    ``whitening``: a fitted layer (:func:`fit_whitening`); None leaves one to be fitted or loaded.
+    """
+    inputs = keras.Input(tuple(input_shape), name="pixels")
+    x = (whitening or PatchWhitening(name="whiten"))(inputs)
+    x = layers.Activation("gelu", name="whiten_gelu")(x)
+    for block, width in enumerate(widths, 1):
+        for conv in (1, 2):
+            x = layers.Conv2D(width, 3, padding="same", use_bias=False, kernel_initializer=PartialIdentity(),
+                              name=f"block{block}_conv{conv}")(x)
+            if conv == 1:
+                x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+            x = layers.BatchNormalization(momentum=batchnorm_momentum, scale=False,
+                                          name=f"block{block}_bn{conv}")(x)
+            x = layers.Activation("gelu", name=f"block{block}_gelu{conv}")(x)
+    x = layers.GlobalMaxPooling2D(name="features")(x)
+    x = layers.Rescaling(1 / 9, name="logit_scale")(x)
+    return keras.Model(inputs, _classifier(x, num_classes, _torch_uniform()), name="airbench")
+
+
+def linear(num_classes=3, dropout=0.0, standardizer=None, input_shape=(256,)):
+    """A softmax on (standardised) features: multinomial logistic regression as a Keras model, the head trained on
+    cached features of a backbone (``--features``); ``num_features * num_classes + num_classes`` parameters."""
+    inputs, x = _input(standardizer, input_shape)
+    if dropout:
+        x = layers.Dropout(dropout, name="dropout")(x)
+    return keras.Model(inputs, _classifier(x, num_classes), name="linear")
 
 
 @keras.saving.register_keras_serializable(package="keras_apml")
@@ -123,15 +257,22 @@ def _head_layers(num_classes, dropout):
     ]
 
 
-def vgg19_transfer(weights="imagenet", num_classes=10, dropout=0.5, base=None, input_shape=INPUT_SHAPE):
+def vgg19_transfer(weights="imagenet", num_classes=10, dropout=0.5, base=None, input_shape=INPUT_SHAPE,
+                   upsample=None):
     """Frozen VGG19 (cut at block4_pool, preprocessing inside) plus a dense head.
 
-    13,219,402 parameters for 10 classes: 2,631,178 trainable, 10,588,224 not.
-    ``base`` takes an already-built :func:`vgg19_base`.
+    13,219,402 parameters for 10 classes of 32x32 images: 2,631,178 trainable,
+    10,588,224 not. ``base`` takes an already-built :func:`vgg19_base`;
+    ``upsample`` (a size) resizes the images to that square inside the model
+    first (bilinear): ImageNet features of 32x32 images are weak.
     """
-    base = base or vgg19_base(weights, input_shape)
-    inputs = keras.Input(base.input_shape[1:], name="pixels")
-    x = base(VGG19Preprocess(name="vgg19_preprocess")(inputs), training=False)
+    size = (upsample, upsample, 3) if upsample else tuple(input_shape)
+    base = base or vgg19_base(weights, size)
+    inputs = keras.Input(tuple(input_shape), name="pixels")
+    x = inputs
+    if upsample:
+        x = layers.Resizing(upsample, upsample, interpolation="bilinear", name="vgg19_upsample")(x)
+    x = base(VGG19Preprocess(name="vgg19_preprocess")(x), training=False)
     for layer in _head_layers(num_classes, dropout):
         x = layer(x)
     return keras.Model(inputs, x, name="vgg19_transfer")
@@ -140,7 +281,10 @@ def vgg19_transfer(weights="imagenet", num_classes=10, dropout=0.5, base=None, i
 def transfer_features(model):
     """The frozen part of a :func:`vgg19_transfer` model (pixels to base features), sharing its layers."""
     inputs = keras.Input(model.input_shape[1:], name="pixels")
-    x = model.get_layer("vgg19_preprocess")(inputs)
+    x = inputs
+    if "vgg19_upsample" in [layer.name for layer in model.layers]:
+        x = model.get_layer("vgg19_upsample")(x)
+    x = model.get_layer("vgg19_preprocess")(x)
     return keras.Model(inputs, model.get_layer("vgg19_block4")(x, training=False), name="transfer_features")
 
 
@@ -158,9 +302,11 @@ def transfer_head(model):
 
 
 def feature_extractor(model, layer=None):
-    """The model up to its penultimate layer (skipping dropout), or up to the named ``layer``."""
+    """The model up to its penultimate layer (skipping dropout and a fixed rescaling), or up to the named
+    ``layer``."""
     if layer is None:
-        candidates = [lyr for lyr in model.layers[:-1] if not isinstance(lyr, (layers.Dropout, layers.InputLayer))]
+        skip = (layers.Dropout, layers.InputLayer, layers.Rescaling)
+        candidates = [lyr for lyr in model.layers[:-1] if not isinstance(lyr, skip)]
         if not candidates:
             raise InputError(f"model {model.name} has no layer before its output")
         target = candidates[-1]
@@ -238,4 +384,4 @@ def check_input_shape(model, path):
                          f"{INPUT_SHAPE}")
 
 
-BUILDERS = {"small_cnn": small_cnn, "cifar_convnet": cifar_convnet}
+BUILDERS = {"small_cnn": small_cnn, "cifar_convnet": cifar_convnet, "airbench": airbench, "linear": linear}

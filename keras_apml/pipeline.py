@@ -127,7 +127,7 @@ def class_weights(y):
 
 
 def resample(x, y, method, seed=0):
-    """Resample images offline with imbalanced-learn; returns new ``(x, y)`` arrays.
+    """Resample images (or float features) offline with imbalanced-learn; returns new ``(x, y)`` arrays.
 
     ``random_over``: RandomOverSampler; ``under``: RandomUnderSampler; ``smote``: SMOTE;
     ``over+under`` and ``smote+under``: grow the classes below the mean count up
@@ -161,4 +161,6 @@ def resample(x, y, method, seed=0):
     for sampler in steps:
         if sampler.sampling_strategy:
             flat, y = sampler.fit_resample(flat, y)
-    return np.clip(np.rint(flat), 0, 255).astype(x.dtype).reshape(-1, *x.shape[1:]), np.asarray(y)
+    if x.dtype == np.uint8:  # SMOTE's images lie between two images: whole pixel values again
+        flat = np.clip(np.rint(flat), 0, 255)
+    return flat.astype(x.dtype).reshape(-1, *x.shape[1:]), np.asarray(y)

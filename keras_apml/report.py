@@ -318,8 +318,12 @@ def detection_section(detection, settings, sizes, grid_png):
     """
     s = settings
     repeated = f", averaged over {s.repeats} repeats" if s.repeats > 1 else ""
-    mirrored = "" if s.no_mirror else ", each image's averaged with its mirror image's"
+    features = getattr(s, "features", None)
+    mirrored = "" if s.no_mirror else \
+        f", each image's {'features ' if features else ''}averaged with its mirror image's"
     epochs = f"{s.detect_epochs} epoch" + ("s" if s.detect_epochs > 1 else "")
+    if features:
+        epochs += f", a softmax head on the penultimate features of `{features}`"
     rounds = ""
     if s.rounds > 1:
         counts = ", ".join(str(r["flagged"]) for r in detection["rounds"])
@@ -408,13 +412,15 @@ def recipes_table(recipes):
     def setting(recipe, field):
         value = getattr(recipe, field)
         if field == "standardize":
-            return "VGG19's preprocessing" if recipe.model == "vgg19_transfer" else "standardised" if value else \
-                "raw [0, 1]"
+            special = {"vgg19_transfer": "VGG19's preprocessing", "airbench": "whitened 2x2 patches"}
+            return special.get(recipe.model) or ("standardised" if value else "raw [0, 1]")
         if field == "weights":
             return (value or "none (random)") if recipe.model == "vgg19_transfer" else None
+        if field == "upsample":
+            return f"{value}x{value}" if value else None
         if field == "momentum":
-            return f"{value:g}" if recipe.optimizer == "sgd" else None
-        if value is None or value == "none" or (field == "weight_decay" and value == 0):
+            return f"{value:g}" if recipe.optimizer in ("sgd", "nesterov") else None
+        if value is None or value == "none" or (field in ("weight_decay", "label_smoothing") and value == 0):
             return None  # not used by this run
         if field == "augment":
             return value.replace(",", ", ")
@@ -423,7 +429,9 @@ def recipes_table(recipes):
     fields = [("model", "model"), ("optimizer", "optimizer"), ("lr", "learning rate"), ("momentum", "momentum"),
               ("weight_decay", "weight decay"), ("schedule", "schedule"), ("batch_size", "batch"),
               ("epochs", "epochs"), ("standardize", "inputs"), ("balance", "balance"),
-              ("augment", "augmentation"), ("dropout", "dropout"), ("init", "start from"), ("weights", "VGG19 base")]
+              ("augment", "augmentation"), ("dropout", "dropout"), ("label_smoothing", "label smoothing"),
+              ("ema", "weight EMA"), ("init", "start from"), ("weights", "VGG19 base"),
+              ("upsample", "VGG19 input size")]
     used = [(f, h) for f, h in fields if any(setting(r, f) is not None for r in recipes.values())]
     rows = [(name, *(setting(r, f) for f, _ in used)) for name, r in recipes.items()]
     return markdown_table(["run", *(h for _, h in used)], rows)
@@ -454,11 +462,15 @@ def cifar_comparison(results, study):
             cached = " (from the cache)" if timing.get("feature_cache") == "hit" else ""
             seconds += f" + {timing['feature_seconds']:.0f} s base outputs{cached}"
         if "test" not in m:
-            rows.append((label, training["status"], seconds, None, None, None, None, study.get(name, "—")))
+            rows.append((label, training["status"], seconds, None, None, None, None, None, study.get(name, "—")))
             continue
+        tta = m.get("test_flip_tta")
         rows.append((label, epochs, seconds, percent(m["train"]["accuracy"]), percent(m["validation"]["accuracy"]),
-                     percent(m["test"]["accuracy"]), percent(m["test"]["balanced_accuracy"]), study.get(name, "—")))
+                     percent(m["test"]["accuracy"]), percent(m["test"]["balanced_accuracy"]),
+                     percent(tta["accuracy"]) if tta else "—", study.get(name, "—")))
     table = markdown_table(["run", "epochs (kept)", "time", "train acc", "val acc", "test acc", "test balanced acc",
-                            "study test acc"], rows)
+                            "test acc, flip TTA", "study test acc"], rows)
+    notes.append("Flip TTA: each test image's probabilities averaged with its mirror image's; the plain test "
+                 "accuracy is without it.")
     notes.append("The study's figures are on the original CIFAR-10; JPEG copies score a little lower.")
     return "## Comparison\n\n" + table + "\n\n" + " ".join(notes)

@@ -60,18 +60,24 @@ def gpu_options(mixed_precision=False, jit=False):
     return wanted
 
 
-def make_optimizer(name="adam", learning_rate=1e-3, momentum=0.9, weight_decay=None):
-    """SGD with momentum, Adam or RMSprop; ``weight_decay`` is Keras's decoupled weight decay."""
+def make_optimizer(name="adam", learning_rate=1e-3, momentum=0.9, weight_decay=None, ema=None):
+    """SGD with momentum (``nesterov``: Nesterov's), Adam or RMSprop; ``weight_decay`` is Keras's decoupled weight
+    decay, ``ema`` the momentum of Keras's moving average of the weights (use with :class:`EMAWeights`)."""
     if name not in OPTIMIZERS:
         raise InputError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
     if not (isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule) or learning_rate > 0):
         raise InputError(f"learning rate must be positive, got {learning_rate}")
     common = dict(learning_rate=learning_rate, weight_decay=weight_decay or None)
-    if name == "sgd":
-        return keras.optimizers.SGD(momentum=momentum, **common)
+    if ema is not None:
+        common.update(use_ema=True, ema_momentum=ema)
+    if name in ("sgd", "nesterov"):
+        return keras.optimizers.SGD(momentum=momentum, nesterov=name == "nesterov", **common)
     if name == "adam":
         return keras.optimizers.Adam(**common)
     return keras.optimizers.RMSprop(**common)
+
+
+ONECYCLE = {"start": 0.2, "peak_at": 0.23, "end": 0.07}  # airbench's triangle: from 0.2x, peak at 23%, to 0.07x
 
 
 def learning_rate_schedule(schedule, learning_rate, epochs, steps_per_epoch, drops=(0.5, 0.75), factor=0.1,
@@ -81,7 +87,9 @@ def learning_rate_schedule(schedule, learning_rate, epochs, steps_per_epoch, dro
     ``step``: multiply by ``factor`` at each fraction ``drops`` of the run (by
     default half and three quarters, the classic CIFAR/ResNet schedule), as
     Keras's PiecewiseConstantDecay over the optimiser's steps; ``plateau``: ReduceLROnPlateau on the validation
-    loss; ``cosine``: keras.optimizers.schedules.CosineDecay over the run.
+    loss; ``cosine``: keras.optimizers.schedules.CosineDecay over the run; ``onecycle``: the same CosineDecay
+    with its linear warm-up, from ``ONECYCLE["start"]`` times the rate up to the rate over the first
+    ``peak_at`` of the steps, then down to ``end`` times it.
     """
     if schedule == "constant":
         return learning_rate, []
@@ -96,24 +104,71 @@ def learning_rate_schedule(schedule, learning_rate, epochs, steps_per_epoch, dro
         ]
     if schedule == "cosine":
         return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, epochs * steps_per_epoch)), []
+    if schedule == "onecycle":
+        total = max(2, epochs * steps_per_epoch)
+        warmup = min(total - 1, max(1, round(ONECYCLE["peak_at"] * total)))
+        return keras.optimizers.schedules.CosineDecay(
+            ONECYCLE["start"] * learning_rate, decay_steps=total - warmup, alpha=ONECYCLE["end"],
+            warmup_target=learning_rate, warmup_steps=warmup), []
     raise InputError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
 
 
-def compile_model(model, optimizer, jit_compile=False, steps_per_execution=1):
-    """Compile for integer labels: sparse categorical cross-entropy and accuracy.
+@keras.saving.register_keras_serializable(package="keras_apml")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Keras's categorical cross-entropy with ``label_smoothing``, for integer labels (Keras's sparse loss has no
+    smoothing): the labels are one-hot encoded, then ``keras.losses.categorical_crossentropy`` scores them."""
+
+    def __init__(self, label_smoothing=0.0, name="smoothed_sparse_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        labels = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32")
+        one_hot = keras.ops.one_hot(labels, keras.ops.shape(y_pred)[-1], dtype=y_pred.dtype)
+        return keras.losses.categorical_crossentropy(one_hot, y_pred, label_smoothing=self.label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+def compile_model(model, optimizer, jit_compile=False, steps_per_execution=1, label_smoothing=0.0):
+    """Compile for integer labels: sparse categorical cross-entropy (smoothed if asked) and accuracy.
 
     ``steps_per_execution`` > 1 runs that many batches per call into the
     compiled train function: for a small model (a head on cached features)
     the per-step Python and dispatch overhead is a large part of an epoch.
     """
+    loss = SmoothedSparseCrossentropy(label_smoothing) if label_smoothing else \
+        keras.losses.SparseCategoricalCrossentropy()
     model.compile(
         optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(),
+        loss=loss,
         metrics=["accuracy"],
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
     )
     return model
+
+
+class EMAWeights(keras.callbacks.SwapEMAWeights):
+    """Keras's ``SwapEMAWeights(swap_on_epoch=True)`` for an optimiser with ``use_ema``: validation and every callback
+    after it at an epoch's end (the balanced accuracy, :class:`BestEpoch`, the backup) see the averaged weights.
+
+    Put it first. The backup is written with the two swapped, so a run
+    resumed from one swaps them back before it trains on.
+    """
+
+    def __init__(self):
+        super().__init__(swap_on_epoch=True)
+
+    def on_train_begin(self, logs=None):
+        self._first_epoch = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._first_epoch and epoch > 0:  # resumed: the restored backup holds the two swapped
+            self._ema_weights_in_model = True
+        self._first_epoch = False
+        super().on_epoch_begin(epoch, logs)
 
 
 def run_callbacks(run_dir, early_stopping=None, keep_best=False, tag=None, announce=print, tensorboard=False):

@@ -32,7 +32,7 @@ def test_the_head_on_cached_features_predicts_as_the_full_model(image_tree, tmp_
     splits = load_splits(parse_args(argv))
     base = models.transfer_features(model)
     cached, info = features.cached_outputs(base, {s: x for s, (x, _, _) in splits.items()},
-                                           key=features.weights_sha256(base), about="test")
+                                           key=f"{features.weights_sha256(base)}:32", about="test")
     assert info["cache"] == "hit"  # the experiment's own cache, found again from the saved model's weights
     x_test = splits["test"][0]
     np.testing.assert_allclose(models.transfer_head(model).predict(cached["test"], verbose=0),
@@ -135,3 +135,29 @@ def test_bad_flags_are_error_lines(image_tree, tmp_path, capsys, monkeypatch):
     assert run_command("cifar_transfer", ["--data-dir", str(root), "--out", str(tmp_path / "c"), "--quick",
                                           "--weights", str(tmp_path / "missing.h5"), "--runs", "vgg19"]) == 2
     assert "missing.h5 does not exist" in capsys.readouterr().err
+
+
+def test_the_fast_recipe_and_airbench_report_flip_tta_beside_the_plain_figure(image_tree, tmp_path):
+    from experiments.cifar_transfer import load_splits, parse_args
+    from keras_apml import evaluation, models
+
+    root, _ = image_tree
+    out = tmp_path / "run"
+    argv = quick(root, out, "--runs", "1,airbench", "--recipe", "fast")
+    assert run_command("cifar_transfer", argv) == 0
+    runs = json.loads((out / "metrics.json").read_text())["runs"]
+    fast = runs["1_raw"]["recipe"]
+    assert (fast["schedule"], fast["batch_size"], fast["label_smoothing"], fast["ema"]) == ("onecycle", 256, 0.1, 0.99)
+    assert runs["airbench"]["recipe"]["optimizer"] == "nesterov" and runs["airbench"]["recipe"]["batch_size"] == 1024
+    splits = load_splits(parse_args(argv))
+    (x_train, _, _), (x, y, _) = splits["train"], splits["test"]
+    model = keras.models.load_model(out / "airbench.keras")
+    # the whitening layer is fitted on the training images and never trained
+    np.testing.assert_array_equal(model.get_layer("whiten").get_weights()[0],
+                                  models.fit_whitening(x_train).get_weights()[0])
+    plain = evaluation.predict_proba(model, x)
+    mirrored = model.predict(x[:, :, ::-1].astype(np.float32) / 255.0, batch_size=256, verbose=0)
+    assert runs["airbench"]["test"]["accuracy"] == np.mean(plain.argmax(1) == y)
+    assert runs["airbench"]["test_flip_tta"]["accuracy"] == np.mean(((plain + mirrored) / 2).argmax(1) == y)
+    table = (out / "report.md").read_text().split("## Comparison")[1]
+    assert "| test acc, flip TTA |" in table and "| 1_raw |" in table and "| airbench |" in table

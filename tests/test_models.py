@@ -122,3 +122,58 @@ def test_copy_weights_refuses_another_architecture(source, target_standardized, 
     target = models.cifar_convnet(num_classes=3, standardizer=standardizer)
     with pytest.raises(InputError, match=message):
         models.copy_weights(source(), target)
+
+
+def correlated_images(n=300, seed=0):
+    """Smooth, colour-correlated images in [0, 1]: patches far from white."""
+    rng = np.random.default_rng(seed)
+    base = rng.random((n, 13, 13, 3)).astype(np.float32)
+    smooth = (base[:, 1:, 1:] + base[:, :-1, :-1]) / 2  # neighbouring pixels correlate
+    return smooth @ np.array([[1.0, 0.8, 0.6], [0.0, 0.5, 0.3], [0.0, 0.0, 0.2]], np.float32) / 2
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.1])
+def test_patch_whitening_gives_its_patches_zero_mean_and_identity_covariance(epsilon):
+    images = correlated_images()
+    layer = models.PatchWhitening(epsilon=epsilon)
+    layer.adapt(images)
+    out = np.asarray(layer(images)).reshape(-1, 24).astype(np.float64)
+    assert out.shape == (300 * 11 * 11, 24)
+    patches = layer.patches(images).astype(np.float64)
+    eigenvalues = np.linalg.eigvalsh(np.cov(patches.T, bias=True))
+    shrink = np.diag(eigenvalues / (eigenvalues + epsilon * eigenvalues.mean()))  # 1 without epsilon
+    np.testing.assert_allclose(out.mean(axis=0), 0, atol=1e-3)
+    np.testing.assert_allclose(np.cov(out.T, bias=True), np.block([[shrink, -shrink], [-shrink, shrink]]), atol=2e-3)
+    assert layer.trainable_weights == [] and len(layer.non_trainable_weights) == 2
+
+
+def test_airbench_is_airbenchs_net_with_its_whitening_fitted_on_the_training_images():
+    x = synthetic_images(64, seed=1)
+    whitening = models.fit_whitening(x)
+    model = models.airbench(whitening=whitening)
+    assert model.count_params() == 1973954 and count(model.non_trainable_weights) == 312 + 2 * (2 * 64 + 4 * 256)
+    kernel = model.get_layer("whiten").get_weights()[0]
+    assert kernel.shape == (2, 2, 3, 24)
+    assert not np.allclose(kernel, models.fit_whitening(synthetic_images(64, seed=2)).get_weights()[0])
+    assert models.feature_extractor(model).output_shape == (None, 256)  # the pooled features, not over 9
+
+
+def test_vgg19_can_upsample_inside_the_model():
+    import tensorflow as tf
+
+    model = models.vgg19_transfer(weights=None, upsample=64)
+    assert model.input_shape == (None, 32, 32, 3)
+    base = models.transfer_features(model)
+    assert base.output_shape == (None, 4, 4, 512)  # block4_pool of 64x64 inputs
+    x = synthetic_images(4).astype(np.float32) / 255.0
+    resized = tf.image.resize(x, (64, 64), method="bilinear")
+    expected = model.get_layer("vgg19_block4")(models.VGG19Preprocess()(resized))
+    np.testing.assert_allclose(base.predict(x, verbose=0), np.asarray(expected), rtol=1e-4, atol=1e-3)
+
+
+def test_airbench_convolutions_start_with_identity_filters():
+    keras.utils.set_random_seed(0)
+    w = np.asarray(models.PartialIdentity()((3, 3, 4, 6)))
+    assert np.array_equal(w[:, :, :, :4], np.eye(4)[None, None] * np.array([0, 1, 0])[:, None, None, None]
+                          * np.array([0, 1, 0])[None, :, None, None])  # centre tap, input i to output i
+    assert np.abs(w[:, :, :, 4:]).max() <= 1 / np.sqrt(3 * 3 * 4) and np.abs(w[:, :, :, 4:]).min() > 0

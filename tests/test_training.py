@@ -224,3 +224,71 @@ def test_a_damaged_best_file_is_reported_and_the_best_is_taken_from_the_epochs_l
     assert result.best_epoch == 4 and same_weights(model.get_weights(), second.weights[4])
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "best epoch so far (2) are missing or damaged" in err[0]
+
+
+def test_onecycle_warms_up_linearly_then_decays_as_a_cosine():
+    lr, callbacks = training.learning_rate_schedule("onecycle", 1.0, epochs=10, steps_per_epoch=10)
+    assert isinstance(lr, keras.optimizers.schedules.CosineDecay) and callbacks == []
+    # 100 steps: 23 of linear warm-up from 0.2 to the rate, then 77 of cosine decay down to 0.07 of it
+    warm = [0.2 + 0.8 * s / 23 for s in (0, 10, 23)]
+    cool = [0.07 + 0.93 * 0.5 * (1 + np.cos(np.pi * (s - 23) / 77)) for s in (50, 100)]
+    assert [float(lr(s)) for s in (0, 10, 23, 50, 100)] == pytest.approx(warm + cool, abs=1e-6)
+
+
+def one_weight_model(optimizer):
+    """w * x with w = 1 and a squared loss towards 0: plain SGD at rate 0.1 multiplies w by 0.8 per step."""
+    inputs = keras.Input((1,))
+    model = keras.Model(inputs, keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")(inputs))
+    model.compile(optimizer=optimizer, loss="mse")
+    return model
+
+
+def ones(n):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((np.ones((n, 1), np.float32), np.zeros((n, 1), np.float32))).batch(1)
+
+
+def expected_ema(steps, momentum, factor=0.8):
+    """Keras's EMA of the weights: the first step's weights, then ``momentum * ema + (1 - momentum) * w``."""
+    ema = None
+    for step in range(1, steps + 1):
+        w = factor ** step
+        ema = w if ema is None else momentum * ema + (1 - momentum) * w
+    return ema
+
+
+def test_ema_weights_are_the_ones_validated_and_kept():
+    model = one_weight_model(training.make_optimizer("sgd", 0.1, momentum=0.0, ema=0.5))
+    history = model.fit(ones(3), epochs=2, validation_data=ones(1), callbacks=[training.EMAWeights()], verbose=0)
+    # validation after epoch 1 (3 steps) scores the averaged weight, the training loss the raw ones
+    assert history.history["val_loss"][0] == pytest.approx(expected_ema(3, 0.5) ** 2, rel=1e-5)
+    assert history.history["loss"][0] == pytest.approx(np.mean([0.8 ** (2 * s) for s in range(3)]), rel=1e-5)
+    assert float(model.get_weights()[0][0, 0]) == pytest.approx(expected_ema(6, 0.5), rel=1e-5)
+
+
+def test_a_resumed_ema_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+    def run(directory, stop=False):
+        directory.mkdir(exist_ok=True)
+        model = one_weight_model(training.make_optimizer("sgd", 0.1, momentum=0.0, ema=0.5))
+        callbacks = [training.EMAWeights(), *training.run_callbacks(directory)] + ([Interrupt()] if stop else [])
+        training.fit(model, ones(3), epochs=4, callbacks=callbacks, verbose=0)
+        return float(model.get_weights()[0][0, 0])
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "a", stop=True)  # after epoch 2: its backup holds the averaged weights in the model
+    assert run(tmp_path / "a") == pytest.approx(run(tmp_path / "b"), rel=1e-6) == pytest.approx(
+        expected_ema(12, 0.5), rel=1e-5)
+
+
+def test_label_smoothing_is_kerass_categorical_cross_entropy_on_integer_labels(tmp_path):
+    y = np.array([0, 2, 1])
+    p = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.4, 0.3]], np.float32)
+    smoothed = training.SmoothedSparseCrossentropy(0.2)
+    targets = np.eye(3)[y] * 0.8 + 0.2 / 3
+    assert float(smoothed(y, p)) == pytest.approx(float(np.mean(-(targets * np.log(p)).sum(axis=1))), rel=1e-5)
+    assert float(smoothed(y, p)) == pytest.approx(
+        float(keras.losses.CategoricalCrossentropy(label_smoothing=0.2)(np.eye(3)[y], p)), rel=1e-6)
+    model = training.compile_model(models.small_cnn(), training.make_optimizer("adam"), label_smoothing=0.2)
+    model.save(tmp_path / "m.keras")
+    assert keras.models.load_model(tmp_path / "m.keras").loss.label_smoothing == 0.2

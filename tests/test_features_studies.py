@@ -1,0 +1,99 @@
+"""Studies on a trained model's cached features (``--features``): a softmax head instead of a conv net, the
+offline source it comes from, and label errors found from its out-of-fold probabilities."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_command
+from keras_apml import label_noise, models
+from keras_apml.data import CIFAR10_CLASSES
+from keras_apml.recipe import FEATURE_HEAD
+
+SEVEN = "airplane,bird,deer,dog,frog,horse,ship"
+
+
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory):
+    """An untrained cifar_convnet saved as .keras: 64 penultimate features (its flatten layer) of 32x32 images."""
+    path = tmp_path_factory.mktemp("backbone") / "convnet.keras"
+    models.cifar_convnet().save(path)
+    return path
+
+
+def test_the_feature_head_finds_planted_label_errors_on_separable_features():
+    rng = np.random.default_rng(0)
+    y_true = np.repeat([0, 1, 2], [240, 40, 40])  # imbalanced, as the benchmark
+    x = (rng.normal(0, 4, (3, 16))[y_true] + rng.normal(0, 1, (len(y_true), 16))).astype(np.float32)
+    y = y_true.copy()
+    wrong = np.concatenate([np.flatnonzero(y_true == 2)[:12], np.flatnonzero(y_true == 1)[:6]])
+    y[wrong] = 0  # 12 of the 40 cats and 6 of the 40 trucks called car
+    head = FEATURE_HEAD.replace(batch_size=16, lr=1e-2)  # 320 points: smaller batches, a larger step
+    probabilities = label_noise.out_of_fold_probabilities(
+        x, y, label_noise.strategy_fit_predict("class_weight", head), folds=5, seed=0)
+    assert np.array_equal(probabilities.argmax(axis=1), y_true)  # no fold model learnt a planted error
+    flagged = label_noise.find_issues(y, probabilities)
+    quality = label_noise.detection_quality(flagged, y, y_true)
+    assert (quality["flagged"], quality["correctly_flagged"], quality["wrong"]) == (16, 16, 18)
+
+
+def test_imbalance_on_features_trains_every_strategy_that_applies_on_cached_features(image_tree, backbone, tmp_path):
+    root, _ = image_tree
+    argv = ["--data-dir", str(root), "--quick", "--quiet", "--features", str(backbone)]
+    assert run_command("imbalance", [*argv, "--out", str(tmp_path / "a")]) == 0
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert list(metrics["runs"]) == ["none", "class_weight", "oversample", "under", "over+under", "smote",
+                                     "random_over", "two_stage"]
+    counts = {name: m["seeds"]["0"]["fitted_class_counts"] for name, m in metrics["runs"].items()}
+    assert len(set(counts["under"])) == 1 and counts["smote"] == [max(counts["none"])] * 3  # features resampled
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["features"]["size"] == 64 and config["features"]["cache"] == "miss"
+    assert config["recipe"]["model"] == "linear" and config["recipe"]["epochs"] == 1  # --quick
+    best = models.load_model(tmp_path / "a" / "best.keras")
+    assert best.input_shape == (None, 64)
+    assert run_command("imbalance", [*argv, "--out", str(tmp_path / "b"), "--strategies", "none"]) == 0
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["features"]["cache"] == "hit"
+
+
+def test_label_noise_on_features_flags_from_a_heads_out_of_fold_probabilities(image_tree, backbone, tmp_path):
+    root, _ = image_tree
+    out = tmp_path / "run"
+    assert run_command("label_noise", ["--data-dir", str(root), "--quick", "--quiet", "--out", str(out),
+                                       "--features", str(backbone)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["arguments"]["detect_strategy"] == config["arguments"]["strategy"] == "class_weight"
+    assert config["features"]["mirror_averaged"] is True
+    detection = json.loads((out / "metrics.json").read_text())["runs"]["detection"]
+    saved = np.load(out / "out_of_fold_probabilities.npz")
+    assert saved["probabilities"].shape == (len(saved["labels"]), 3) and "f1" in detection["train"]
+    assert len((out / "flagged_relabel.csv").read_text().splitlines()) == 1 + detection["train"]["flagged"]
+    report = (out / "report.md").read_text()
+    assert f"a softmax head on the penultimate features of `{backbone}`" in report and "flagged.png" in report
+
+
+def test_the_seven_class_source_never_sees_a_car_truck_or_cat(image_tree, tmp_path, monkeypatch):
+    from keras_apml import recipe
+
+    seen, fit = [], recipe.fit
+
+    def spy(model, x, y, r, **kwargs):
+        seen.append((np.asarray(x), np.asarray(y), *kwargs["validation"]))
+        return fit(model, x, y, r, **kwargs)
+
+    monkeypatch.setattr(recipe, "fit", spy)
+    root, arrays = image_tree
+    out = tmp_path / "source"
+    assert run_command("train", ["--data", "cifar10", "--classes", SEVEN, "--model", "airbench", "--data-dir",
+                                 str(root), "--out", str(out), "--quick", "--quiet"]) == 0
+    x_tree, labels = arrays["train"]
+    kept = [CIFAR10_CLASSES.index(c) for c in SEVEN.split(",")]
+    allowed = {image.tobytes() for image, label in zip(x_tree, labels) if label in kept}
+    excluded = {image.tobytes() for image, label in zip(x_tree, labels) if label not in kept}
+    (x, y, x_val, y_val), = seen
+    assert len(x) + len(x_val) == 500 and set(y) == set(y_val) == set(range(7))
+    assert all(image.tobytes() in allowed for image in np.concatenate([x, x_val]))
+    assert not any(image.tobytes() in excluded for image in np.concatenate([x, x_val]))
+    config = json.loads((out / "config.json").read_text())
+    assert config["recipe"]["optimizer"] == "nesterov" and config["recipe"]["label_smoothing"] == 0.2
+    assert config["data"]["classes"] == SEVEN.split(",")
