@@ -10,7 +10,8 @@ on the images (the augmentation strategies, which need images, do not apply).
 Dev metrics are computed against the true labels (the headline) and the
 observed, noisy ones. The strategy with the best mean
 balanced accuracy (true labels where known) is saved as best.keras, its first
-seed's model: the default model of ``experiments.adversarial``.
+seed's model: the default model of ``experiments.adversarial`` (with
+``--features``, best_head.keras: a head that takes features, not images).
 """
 
 import numpy as np
@@ -62,6 +63,8 @@ def main(argv=None):
     names = bench.class_names
     training_path.check(recipe, bench.x_train, len(bench.class_names))
     run = _common.open_run("imbalance", args, recipe=recipe.to_dict(), features=features)
+    if features:
+        run.add_section("features", report.backbone_section(features))
     step = _common.Progress(len(args.strategies) * len(args.seeds), args.quiet)
     dev = (bench.x_dev, bench.y_dev)
     per_seed, first_models = {}, {}
@@ -107,8 +110,9 @@ def main(argv=None):
                                            validation=dev)
         first_models[best] = (model, result)
     model, result = first_models[best]
-    run.save_model(model, "best.keras")
-    run.note("best", {"strategy": best, "model_file": "best.keras", "seed": args.seeds[0],
+    model_file = "best_head.keras" if features else "best.keras"  # a head on features is no image model to attack
+    run.save_model(model, model_file)
+    run.note("best", {"strategy": best, "model_file": model_file, "seed": args.seeds[0],
                       "recipe": recipe.to_dict(), "chosen_on": f"mean dev balanced accuracy, {label_note} labels"})
     descriptions = {n: imbalance.STRATEGIES[n].description for n in args.strategies}
     run.add_section("strategies", report.strategies_section(recipe.describe(), args.seeds, descriptions, summaries,

@@ -192,6 +192,7 @@ def main(argv=None):
 
     bench = _common.load_benchmark(args, streams=True)
     names, images, features = bench.class_names, bench.x_train, None
+    label_noise.check_folds(bench.y_train, args.folds, len(names))
     if args.features:
         bench, features = _common.with_features(args, bench, mirror=not args.no_mirror)
     if not isinstance(bench.x_train, np.ndarray):  # streamed from their files: strategies that need them in memory
@@ -199,9 +200,10 @@ def main(argv=None):
             if not imbalance.strategy(name).streams:
                 raise InputError(f"{flag} {name} needs the images in memory; these are streamed from their files "
                                  "(past --memory-budget): choose a strategy without resampling or offline copies")
-    label_noise.check_folds(bench.y_train, args.folds, len(names))
     training_path.check(recipe, bench.x_train, len(bench.class_names))
     run = _common.open_run("label_noise", args, recipe=recipe.to_dict(), features=features)
+    if features:
+        run.add_section("features", report.backbone_section(features))
 
     earlier = run.recorded("detection") and earlier_detection(run, bench)
     if earlier:

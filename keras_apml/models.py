@@ -369,7 +369,10 @@ def copy_weights(source, target, may_differ=("predictions",)):
 
 
 def load_model(path):
-    """Load a .keras model (this module's layers are registered); a bad file is one InputError."""
+    """Load a .keras model (this module's layers and the training loss are registered); a bad file is one
+    InputError."""
+    import keras_apml.training  # noqa: F401 - registers SmoothedSparseCrossentropy, which a compiled model names
+
     try:
         return keras.models.load_model(path)
     except Exception as e:  # Keras raises ValueError, OSError, zipfile errors... for a bad file

@@ -384,6 +384,14 @@ def features_section(model_path, layer, shapes, cache, train_eval):
             f"{cache['cache']}, {cache['seconds']:.1f} s). Train accuracy is measured on {train_eval} training images.")
 
 
+def backbone_section(info):
+    """A study on cached features (``--features``): whose features, how many per image, what they cost."""
+    cost = "read from the cache" if info["cache"] == "hit" else f"computed in {info['seconds']:.0f} s"
+    mirror = ", each image's averaged with its mirror image's" if info["mirror_averaged"] else ""
+    return (f"## Features\n\nEvery model here is a softmax head on the penultimate features of `{info['model']}` "
+            f"({info['size']} per image{mirror}; {cost}), not a network trained on the images.")
+
+
 def classifier_section(name, result, confusion_png):
     """``experiments.feature_extraction``: one scikit-learn classifier's pipeline, convergence and test report."""
     import sklearn

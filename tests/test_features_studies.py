@@ -50,7 +50,8 @@ def test_imbalance_on_features_trains_every_strategy_that_applies_on_cached_feat
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     assert config["features"]["size"] == 64 and config["features"]["cache"] == "miss"
     assert config["recipe"]["model"] == "linear" and config["recipe"]["epochs"] == 1  # --quick
-    best = models.load_model(tmp_path / "a" / "best.keras")
+    assert not (tmp_path / "a" / "best.keras").exists()  # not an image model for adversarial's default
+    best = models.load_model(tmp_path / "a" / "best_head.keras")
     assert best.input_shape == (None, 64)
     assert run_command("imbalance", [*argv, "--out", str(tmp_path / "b"), "--strategies", "none"]) == 0
     assert json.loads((tmp_path / "b" / "config.json").read_text())["features"]["cache"] == "hit"
@@ -70,6 +71,8 @@ def test_label_noise_on_features_flags_from_a_heads_out_of_fold_probabilities(im
     assert len((out / "flagged_relabel.csv").read_text().splitlines()) == 1 + detection["train"]["flagged"]
     report = (out / "report.md").read_text()
     assert f"a softmax head on the penultimate features of `{backbone}`" in report and "flagged.png" in report
+    assert f"## Features\n\nEvery model here is a softmax head on the penultimate features of `{backbone}` (64 per " \
+           "image, each image's averaged with its mirror image's; computed in" in report
 
 
 def test_the_seven_class_source_never_sees_a_car_truck_or_cat(image_tree, tmp_path, monkeypatch):
