@@ -40,7 +40,8 @@ class ArgumentParser(argparse.ArgumentParser):
             self.set_defaults(**recipe_defaults(base_recipe(parsed)))
             parsed = super().parse_args(args, namespace)
         if getattr(parsed, "features", None):
-            for flag, value in (("--model", parsed.model != "linear"), ("--init", parsed.init)):
+            for flag, value in (("--model", getattr(parsed, "model", "linear") != "linear"),
+                                ("--init", getattr(parsed, "init", None))):
                 if value:
                     self.error(f"{flag} concerns a network trained on the images; with --features a softmax head "
                                "trains on the features")
