@@ -34,7 +34,7 @@ def parse_args(argv=None):
     p = _common.parser("train", __doc__.splitlines()[0])
     _common.add_seed(p)
     _common.add_benchmark(p)
-    _common.add_recipe(p, DEFAULT, models=MODELS,
+    _common.add_recipe(p, DEFAULT, models=tuple(m for m in MODELS if m != "linear"),  # linear: on features only
                        model_help="the network (default: small_cnn on the benchmark, cifar_convnet on CIFAR-10); "
                                   "airbench comes with its own recipe, which the flags given change")
     p.set_defaults(model=None)

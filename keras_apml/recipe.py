@@ -36,8 +36,9 @@ class Recipe:
     final model use the averaged weights; None: off), ``init`` a .keras model
     of the same architecture whose weights (all but the classifier) start
     every model, ``weights`` the VGG19 base's weights
-    ("imagenet", None or a file), ``dropout`` the conv net's (None: its
-    default).
+    ("imagenet", None or a file), ``upsample`` the size VGG19 resizes images
+    to inside the model (None: as they come), ``dropout`` the conv net's
+    (None: its default).
     """
 
     model: str = "cifar_convnet"
@@ -126,8 +127,6 @@ class Recipe:
 CIFAR_CONVNET = Recipe(model="cifar_convnet", lr=1e-3, batch_size=64, epochs=140, schedule="step", dropout=0.25)
 CIFAR_AUGMENT = ("horizontal_flip,width_shift_range=0.125,height_shift_range=0.125,fill_mode=constant,cval=0,"
                  "interpolation_order=0")
-# The VGG19 head on cached features: batches of 256 trained as well as 64 or 128, and faster; 32 batches per
-# train-function call cut the per-step overhead of so small a model (benchmarks.transfer).
 # The fast recipe for the same net (cifar_transfer --recipe fast): what carries over from airbench to a net this
 # small: batches of 256 (the fastest on 2 CPU cores), a one-cycle schedule, label smoothing and an EMA of the
 # weights, for a fraction of the epochs. Measured against CIFAR_CONVNET in docs/RESULTS.md.
@@ -145,6 +144,8 @@ AIRBENCH = Recipe(model="airbench", optimizer="nesterov", lr=1.5, momentum=0.85,
 # The head on a backbone's cached features (the studies' --features): a standardised softmax, trained with class
 # weights or a sampler like any model, in seconds; its rate chosen by one K-fold's detection F1 (docs/RESULTS.md).
 FEATURE_HEAD = Recipe(model="linear", lr=3e-3, batch_size=256, epochs=30, weight_decay=1e-4)
+# The VGG19 head on cached features: batches of 256 trained as well as 64 or 128, and faster; 32 batches per
+# train-function call cut the per-step overhead of so small a model (benchmarks.transfer).
 VGG19_HEAD = Recipe(model="vgg19_transfer", lr=1e-3, batch_size=256, epochs=10, standardize=False)
 HEAD_STEPS_PER_EXECUTION = 32
 

@@ -199,6 +199,7 @@ ROWS = [
      "--strategy flip\\+class_weight augments images: with --features choose one without augmentation"),
     ("imbalance", ["--features", "{model3}", "--init", "{model3}"], "--init concerns a network trained on the images"),
     ("train", ["--model", "airbench", "--dropout", "0.2"], "airbench has no dropout"),
+    ("train", ["--model", "linear"], "argument --model: invalid choice: 'linear'"),
     ("train", ["--label-smoothing", "1"], "argument --label-smoothing: expected a number < 1, got 1"),
     ("train", ["--ema", "0"], "argument --ema: expected a number > 0, got 0"),
     ("feature_extraction", ["--pca", "0"], "argument --pca: expected a positive integer, got 0"),
