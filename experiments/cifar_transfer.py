@@ -40,9 +40,11 @@ def parse_args(argv=None):
     p.add_argument("--runs", type=_common.names_list(RUN_CHOICES, "--runs"), default=["1", "2", "3", "vgg19"],
                    help="which runs: 1 raw, 2 standardised, 3 standardised+augmented, vgg19, airbench "
                         "(default: 1,2,3,vgg19)")
+    study, fast = CIFAR_CONVNET, CIFAR_CONVNET_FAST
     p.add_argument("--recipe", choices=CONV_RECIPES, default="study",
-                   help="the conv net runs' recipe: the study's (Adam, step schedule, batch 64, 140 epochs) or fast "
-                        "(one-cycle, batch 256, label smoothing, weight EMA, 40 epochs); docs/RESULTS.md compares them")
+                   help=f"the conv net runs' recipe: the study's (Adam, step schedule, batch {study.batch_size}, "
+                        f"{study.epochs} epochs) or fast (one-cycle, batch {fast.batch_size}, label smoothing, weight "
+                        f"EMA, {fast.epochs} epochs); docs/RESULTS.md compares them")
     p.add_argument("--lr", type=_common.number(0, low_open=True), default=None,
                    help="conv net Adam learning rate (default: the recipe's)")
     p.add_argument("--schedule", choices=SCHEDULES, default=None,
