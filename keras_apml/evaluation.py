@@ -29,15 +29,17 @@ def predict(model, x, batch_size=256, verbose=0, what="predicting", mirror=False
     return np.concatenate(parts)
 
 
-def predict_proba(model, x, batch_size=256, mirror=False):
-    """A model's class probabilities for uint8 images, [0, 1] float images or float features, batch by batch.
+def predict_proba(model, x, batch_size=256, mirror=False, verbose=0, what="predicting"):
+    """A model's class probabilities (or any outputs) for uint8 images, [0, 1] float images or float features,
+    batch by batch.
 
-    ``mirror`` (test-time augmentation) averages each image's probabilities
-    with its left-right mirror image's.
+    ``mirror`` (test-time augmentation) averages each image's outputs with its
+    left-right mirror image's; ``verbose`` shows the progress of ``what``.
     """
-    probabilities = np.asarray(predict(model, x, batch_size))
+    probabilities = np.asarray(predict(model, x, batch_size, verbose, what))
     if mirror:
-        probabilities = (probabilities + np.asarray(predict(model, x, batch_size, mirror=True))) / 2
+        probabilities = (probabilities + np.asarray(predict(model, x, batch_size, verbose, f"{what} mirrored",
+                                                            mirror=True))) / 2
     return probabilities
 
 

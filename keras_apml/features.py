@@ -46,9 +46,8 @@ def cached_outputs(model, images, key, about, batch_size=256, verbose=0, mirror=
                          "file": str(cache.cache_dir() / name)}
     outputs = {}
     for split, x in images.items():
-        out = evaluation.predict(model, x, batch_size, verbose, what=split)
-        if mirror:
-            out = (out + evaluation.predict(model, x, batch_size, verbose, what=f"{split} mirrored", mirror=True)) / 2
+        out = evaluation.predict_proba(model, x, batch_size, mirror=True, verbose=verbose, what=split) if mirror \
+            else evaluation.predict(model, x, batch_size, verbose, what=split)
         outputs.update({f"{split}.{k}": v for k, v in out.items()} if isinstance(out, dict) else {split: out})
     cache.save(name, outputs, about)
     return outputs, {"cache": "miss" if cache.is_enabled() else "off", "seconds": round(time.perf_counter() - start, 3),
