@@ -177,3 +177,14 @@ def test_airbench_convolutions_start_with_identity_filters():
     assert np.array_equal(w[:, :, :, :4], np.eye(4)[None, None] * np.array([0, 1, 0])[:, None, None, None]
                           * np.array([0, 1, 0])[None, :, None, None])  # centre tap, input i to output i
     assert np.abs(w[:, :, :, 4:]).max() <= 1 / np.sqrt(3 * 3 * 4) and np.abs(w[:, :, :, 4:]).min() > 0
+
+
+def test_scaled_bias_learns_scale_squared_times_as_fast_under_sgd():
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, models.ScaledBias(8.0)(inputs))
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mean_absolute_error")
+    model.train_on_batch(np.zeros((4, 3), np.float32), np.full((4, 3), 10.0, np.float32))
+    # d loss / d output bias = -4 / 12 per channel; the stored bias moves 0.01 * 8 / 3, the output 8 times that
+    np.testing.assert_allclose(model.predict(np.zeros((1, 3), np.float32), verbose=0), [[0.64 / 3] * 3], rtol=1e-6)
+    twin = models.ScaledBias.from_config(model.layers[-1].get_config())
+    assert twin.scale == 8.0
