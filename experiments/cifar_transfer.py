@@ -72,7 +72,8 @@ def parse_args(argv=None):
     p.add_argument("--fine-tune-lr", type=_common.number(0, low_open=True), default=FINE_TUNE_LR,
                    help="fine-tuning learning rate")
     p.add_argument("--distribute", choices=DISTRIBUTE, default="none",
-                   help="MirroredStrategy over local GPUs (or CPUs), or MultiWorkerMirroredStrategy (TF_CONFIG)")
+                   help="MirroredStrategy over local GPUs (or CPUs); multiworker is refused while Keras 3 cannot "
+                        "train under MultiWorkerMirroredStrategy (keras-team/keras#20585)")
     p.add_argument("--mixed-precision", action="store_true", help="mixed_float16 on a GPU")
     p.add_argument("--jit", action="store_true", help="XLA compilation on a GPU")
     _common.add_tensorboard(p)

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -297,3 +298,44 @@ def test_label_smoothing_is_kerass_categorical_cross_entropy_on_integer_labels(t
     script = f"from keras_apml import models; print(models.load_model({path!r}).loss.label_smoothing)"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["0.2"], done.stderr[-1000:]  # a fresh process: load_model registers the loss
+
+
+MULTIWORKER_JOB = """
+import json, os, sys
+os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": sys.argv[1].split(",")},
+                                      "task": {"type": "worker", "index": int(sys.argv[2])}})
+import keras, numpy as np, tensorflow as tf
+from keras_apml import recipe
+keras.config.disable_traceback_filtering()  # the traceback names where Keras fails
+strategy = tf.distribute.MultiWorkerMirroredStrategy()
+x = np.random.default_rng(0).integers(0, 256, (128, 32, 32, 3), dtype=np.uint8)
+plan = recipe.Recipe(model="small_cnn", optimizer="sgd", lr=0.01, batch_size=32, epochs=1)
+with strategy.scope():
+    model = recipe.build(plan, x, 2, seed=0)
+recipe.fit(model, x, np.arange(128) % 2, plan, distribution=strategy)
+print("trained")
+"""
+
+
+def test_keras_still_cannot_train_under_multiworker_mirrored_strategy():
+    """Why --distribute multiworker is refused: two workers on the loopback address, the one training path.
+    Once this fails because both workers trained, Keras has fixed keras-team/keras#20585: lift the refusal."""
+    import socket
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    cluster = ",".join(f"127.0.0.1:{p}" for p in ports)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    workers = [subprocess.Popen([sys.executable, "-c", MULTIWORKER_JOB, cluster, str(i)], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
+    try:
+        outputs = [w.communicate(timeout=240) for w in workers]
+    finally:
+        for w in workers:  # a worker left waiting for the other is not left behind
+            w.kill()
+    for (out, err), worker in zip(outputs, workers):
+        assert worker.returncode != 0 and "trained" not in out
+        assert "PerReplica" in err and "_maybe_symbolic_build" in err, err[-2000:]
