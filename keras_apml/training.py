@@ -23,7 +23,7 @@ def set_seed(seed):
 
 
 def distribution_strategy(kind="none"):
-    """A tf.distribute strategy: the default one, MirroredStrategy or MultiWorkerMirroredStrategy.
+    """A tf.distribute strategy: the default one or MirroredStrategy.
 
     ``mirrored`` replicates over all local GPUs, or over the logical CPU
     devices where there is no GPU; ``multiworker`` is refused while Keras 3
