@@ -230,8 +230,8 @@ def main(argv=None):
 
     from keras_apml import plots, recipe, report, training
 
+    distribution = training.distribution_strategy(args.distribute)  # refused first: its error line is the only line
     gpu = training.gpu_options(args.mixed_precision, args.jit)
-    distribution = training.distribution_strategy(args.distribute)
     splits = load_splits(args)
     vgg19 = None
     if "vgg19" in planned:  # its weights load now (or fail now), not after the conv nets' hours
