@@ -8,6 +8,7 @@ Nothing here imports TensorFlow, so ``--help`` answers at once.
 """
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -137,6 +138,39 @@ def with_features(args, bench, mirror=True):
                 mirror_averaged=mirror)
     return dataclasses.replace(bench, x_train=out["train"].astype(np.float32),
                                x_dev=out["dev"].astype(np.float32)), info
+
+
+def add_cluster(p):
+    """--scheduler and --local-workers: the study's independent trainings on a Dask cluster (keras_apml.cluster)."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--scheduler", type=scheduler_address, default=None, metavar="HOST:PORT",
+                       help="run the trainings on the Dask cluster whose scheduler is here (tcp://HOST:PORT; start "
+                            "it with `dask scheduler`, and `dask worker tcp://HOST:PORT` on each machine with "
+                            "this package installed) (default: one after another in this process)")
+    group.add_argument("--local-workers", type=positive_int(256), default=None, metavar="N",
+                       help="run the trainings on a local Dask cluster of N worker processes, the cores shared "
+                            "among them (default: one after another in this process)")
+
+
+def scheduler_address(text):
+    """A Dask scheduler's address: [tcp://|tls://]HOST:PORT."""
+    import re
+
+    valid = re.fullmatch(r"((tcp|tls)://)?[A-Za-z0-9_.\-]+:\d{1,5}", text)
+    if not valid or not 0 < int(text.rsplit(":", 1)[1]) < 65536:
+        raise argparse.ArgumentTypeError(f"expected a scheduler address tcp://HOST:PORT, got {text!r}")
+    return text if "://" in text else f"tcp://{text}"
+
+
+@contextlib.contextmanager
+def cluster_tasks(args):
+    """The study's :class:`keras_apml.cluster.Tasks`, entered (in turn here, or on the cluster asked for, said)."""
+    from keras_apml.cluster import Tasks
+
+    with Tasks(args.scheduler, args.local_workers) as tasks:
+        if tasks.distributed:
+            say(args, f"trainings {tasks.describe()}: a line as each one finishes")
+        yield tasks
 
 
 def add_seeds(p, what):

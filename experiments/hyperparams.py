@@ -39,6 +39,7 @@ def parse_args(argv=None):
                    help="imbalance strategy of every run")
     p.add_argument("--max-epochs", type=_common.positive_int(100_000), default=None,
                    help="length of the epochs sweep's run (default: 3x the recipe's epochs)")
+    _common.add_cluster(p)
     return p.parse_args(argv)
 
 
@@ -55,28 +56,44 @@ def configurations(sweep, recipe, quick=False):
              recipe.replace(**{field: value})) for value in values]
 
 
-def score(model, result, splits, names):
-    """Validation and dev metrics of a finished run, or None for a diverged one."""
-    from keras_apml import report
+def trainings(args, recipe, splits):
+    """Every training of the sweeps asked for: ``{"<sweep>: <label>": (recipe, keyword arguments of
+    imbalance.train_and_score)}``, each configuration scored on ``splits`` once trained, the epochs sweep's one
+    long run on dev after every epoch."""
+    jobs = {}
+    for sweep in args.sweep:
+        if sweep == "epochs":
+            epochs = args.max_epochs or 3 * recipe.epochs
+            tracked = {"dev": splits["dev"][:2]}
+            if splits["dev"][2] is not None:
+                tracked["dev_true"] = (splits["dev"][0], splits["dev"][2])
+            jobs[f"epochs: 1..{epochs}"] = recipe.replace(epochs=epochs), {"splits": {}, "tracked": tracked}
+            continue
+        for label, config in configurations(sweep, recipe, args.quick):
+            jobs[f"{sweep}: {label}"] = config, {"splits": splits}
+    return jobs
 
-    return None if result.diverged else report.evaluate_splits(model, splits, names)
 
-
-def run_sweep(run, sweep, args, recipe, train, splits, names, step):
-    """Train every configuration of one sweep on ``train``, score it on ``splits``; returns its best label."""
-    from keras_apml import imbalance, plots, report
-
-    if sweep == "epochs":
-        return epochs_sweep(run, args, recipe, train, splits, step)
-    validation = splits["validation"][:2]
+def sweep_record(sweep, done):
+    """One sweep's results ``{label: record}`` and curves ``{label: (history, diverged epoch)}`` from its
+    finished trainings ``done`` (``{"<sweep>: <label>": train_and_score's dict}``)."""
     results, curves = {}, {}
-    for label, config in configurations(sweep, recipe, args.quick):
-        step(f"{sweep}: {label}")
-        model, result, _ = imbalance.train(args.strategy, *train, config, seed=args.seed, validation=validation)
-        metrics = score(model, result, splits, names)
-        results[label] = {"recipe": config.to_dict(), "training": result.to_dict(), "timing": result.timing(),
-                          **(metrics or {})}
+    for key, finished in done.items():
+        name, label = key.split(": ", 1)
+        if name != sweep:
+            continue
+        result = finished["result"]
+        results[label] = {"recipe": finished["recipe"].to_dict(), "training": result.to_dict(),
+                          "timing": result.timing(), **(finished["metrics"] or {})}
         curves[label] = (result.history, result.diverged_epoch)
+    return results, curves
+
+
+def report_sweep(run, sweep, done):
+    """Record, plot and report one finished sweep (not ``epochs``); returns its best label."""
+    from keras_apml import plots, report
+
+    results, curves = sweep_record(sweep, done)
     scores = {k: r["validation"]["balanced_accuracy"] for k, r in results.items() if "validation" in r}
     tied = [k for k, v in scores.items() if v == max(scores.values())]
     best = tied[0] if tied else None  # on a tie, the first in the sweep's order
@@ -86,18 +103,11 @@ def run_sweep(run, sweep, args, recipe, train, splits, names, step):
     return best
 
 
-def epochs_sweep(run, args, recipe, train, splits, step):
-    """One long run scored after every epoch: balanced accuracy on validation and dev against epochs."""
-    from keras_apml import evaluation, imbalance, plots, report
+def report_epochs_sweep(run, result):
+    """Record, plot and report the epochs sweep's long run: balanced accuracy on validation and dev against
+    epochs; returns its best epoch."""
+    from keras_apml import plots, report
 
-    epochs = args.max_epochs or 3 * recipe.epochs
-    step(f"epochs: 1..{epochs}")
-    tracked = {"dev": splits["dev"][:2]}
-    if splits["dev"][2] is not None:
-        tracked["dev_true"] = (splits["dev"][0], splits["dev"][2])
-    callback = evaluation.balanced_accuracy_callback(tracked)
-    model, result, _ = imbalance.train(args.strategy, *train, recipe.replace(epochs=epochs), seed=args.seed,
-                                       validation=splits["validation"][:2], callbacks=[callback])
     history = {label: result.history.get(f"{key}_balanced_accuracy", [])
                for label, key in (("validation", "val"), ("dev (observed)", "dev"), ("dev (true)", "dev_true"))
                if f"{key}_balanced_accuracy" in result.history}
@@ -115,23 +125,39 @@ def epochs_sweep(run, args, recipe, train, splits, step):
 def main(argv=None):
     args = parse_args(argv)
     recipe = _common.recipe_from_args(args)
+    with _common.cluster_tasks(args) as tasks:
+        return study(args, recipe, tasks)
 
-    from keras_apml import data, report
+
+def study(args, recipe, tasks):
+    """Every sweep's trainings (in turn, or as ``tasks`` on a cluster), each sweep reported in the flags' order."""
+    from keras_apml import data, imbalance, report
     from keras_apml import recipe as training_path
 
     bench = _common.load_benchmark(args)
     fit_idx, val_idx = data.validation_split(bench.y_train, 0.2, args.seed)
     training_path.check(recipe, bench.x_train, len(bench.class_names))
     run = _common.open_run("hyperparams", args, recipe=recipe.to_dict())
-    train = (bench.x_train[fit_idx], bench.y_train[fit_idx])
-    splits = {"validation": (bench.x_train[val_idx], bench.y_train[val_idx], None),
-              "dev": (bench.x_dev, bench.y_dev, bench.y_dev_true)}
-    step = _common.Progress(sum(1 if s == "epochs" else len(configurations(s, recipe, args.quick))
-                                for s in args.sweep), args.quiet)
+    shared = tasks.share(bench.x_train[fit_idx], bench.y_train[fit_idx], bench.x_train[val_idx],
+                         bench.y_train[val_idx], bench.x_dev, bench.y_dev, bench.y_dev_true)
+    splits = {"validation": (*shared[2:4], None), "dev": shared[4:]}
+    jobs = trainings(args, recipe, splits)
     run.add_section("base", report.hyperparams_base_section(recipe.describe(), args.strategy, len(fit_idx),
                                                             len(val_idx), len(bench.y_dev)))
-    best = {sweep: run_sweep(run, sweep, args, recipe, train, splits, bench.class_names, step)
-            for sweep in args.sweep}
+    step = _common.Progress(len(jobs), args.quiet)
+    work = [(label, (args.strategy, args.seed, *shared[:2], config),
+             {"class_names": bench.class_names, "validation": splits["validation"][:2], **settings})
+            for label, (config, settings) in jobs.items()]
+    done = {label: {**finished, "recipe": jobs[label][0]}
+            for label, finished in tasks.run(imbalance.train_and_score, work, announce=step)}
+    done = {label: done[label] for label in jobs}  # in the sweeps' order, however the tasks finished
+    best = {}
+    for sweep in args.sweep:
+        if sweep == "epochs":
+            long_run = next(d["result"] for label, d in done.items() if label.startswith("epochs:"))
+            best[sweep] = report_epochs_sweep(run, long_run)
+        else:
+            best[sweep] = report_sweep(run, sweep, done)
     run.note("best", best)
     run.add_section("summary", report.best_settings_section(best))
     return _common.finish(run, args)

@@ -14,8 +14,6 @@ seed's model: the default model of ``experiments.adversarial`` (with
 ``--features``, best_head.keras: a head that takes features, not images).
 """
 
-import numpy as np
-
 from experiments import _common
 from keras_apml.errors import InputError
 from keras_apml.imbalance import STRATEGIES
@@ -31,6 +29,7 @@ def parse_args(argv=None):
                    default=None, help="comma-separated strategies (default: all; with --features all that apply to "
                                       "features): " + ", ".join(STRATEGIES))
     _common.add_seeds(p, "every strategy's training")
+    _common.add_cluster(p)
     args = p.parse_args(argv)
     applying = [n for n, s in STRATEGIES.items() if s.on_features or not args.features]
     if args.features and args.strategies:
@@ -50,10 +49,14 @@ def headline(summary):
 
 def main(argv=None):
     args = parse_args(argv)
-
     recipe = _common.recipe_from_args(args)
+    with _common.cluster_tasks(args) as tasks:
+        return study(args, recipe, tasks)
 
-    from keras_apml import evaluation, imbalance, plots, report
+
+def study(args, recipe, tasks):
+    """Every strategy and seed trained (in turn, or as ``tasks`` on a cluster), compared, the best one saved."""
+    from keras_apml import imbalance, plots, report
     from keras_apml import recipe as training_path
 
     bench = _common.load_benchmark(args)
@@ -66,24 +69,30 @@ def main(argv=None):
     if features:
         run.add_section("features", report.backbone_section(features))
     step = _common.Progress(len(args.strategies) * len(args.seeds), args.quiet)
-    dev = (bench.x_dev, bench.y_dev)
-    per_seed, first_models = {}, {}
+    per_seed, first_models, jobs = {}, {}, {}
     for seed, name in ((s, n) for s in args.seeds for n in args.strategies):
         earlier = (run.recorded(name) or {}).get("seeds", {}).get(str(seed))
-        step(f"{name} seed {seed}", kept=earlier is not None)
         if earlier is not None:  # trained by an earlier call of this run
+            step(f"{name} seed {seed}", kept=True)
             per_seed.setdefault(name, {})[str(seed)] = earlier
-            continue
-        # dev is scored after every epoch for the curves only: strategies are compared on the final models
-        model, result, fitted = imbalance.train(name, bench.x_train, bench.y_train, recipe, seed=seed, validation=dev)
-        metrics = None if result.diverged else evaluation.evaluate(model, bench.x_dev, bench.y_dev, names,
-                                                                   y_true=bench.y_dev_true)
+        else:
+            jobs[f"{name} seed {seed}"] = (name, seed)
+    x_train, y_train, x_dev, y_dev, y_dev_true = tasks.share(bench.x_train, bench.y_train, bench.x_dev, bench.y_dev,
+                                                             bench.y_dev_true)
+    # dev is scored after every epoch for the curves only: strategies are compared on the final models
+    work = [(label, (name, seed, x_train, y_train, recipe, {"dev": (x_dev, y_dev, y_dev_true)}, names),
+             {"validation": (x_dev, y_dev), "keep_model": seed == args.seeds[0]})
+            for label, (name, seed) in jobs.items()]
+    for label, done in tasks.run(imbalance.train_and_score, work, announce=step):
+        name, seed = jobs[label]
         per_seed.setdefault(name, {})[str(seed)] = {
-            "dev": metrics, "training": result.to_dict(), "timing": result.timing(),
-            "fitted_class_counts": np.bincount(fitted, minlength=len(names)).tolist()}
+            "dev": done["metrics"] and done["metrics"]["dev"], "training": done["result"].to_dict(),
+            "timing": done["result"].timing(), "fitted_class_counts": done["fitted_class_counts"]}
         run.record(name, {"seeds": per_seed[name]})
-        if seed == args.seeds[0]:
-            first_models[name] = (model, result)
+        if done["model"] is not None:
+            first_models[name] = done["model"], done["result"]
+    # in the order of the flags, however the tasks finished: the same table (and float sums) as a run in turn
+    per_seed = {n: {str(s): per_seed[n][str(s)] for s in args.seeds} for n in args.strategies}
 
     summaries = {}
     for name, by_seed in per_seed.items():
@@ -107,7 +116,7 @@ def main(argv=None):
     best = max(scored, key=lambda n: scored[n]["balanced_accuracy"][0])
     if best not in first_models:  # its first seed was trained by an earlier call: the same seed trains it again
         model, result, _ = imbalance.train(best, bench.x_train, bench.y_train, recipe, seed=args.seeds[0],
-                                           validation=dev)
+                                           validation=(bench.x_dev, bench.y_dev))
         first_models[best] = (model, result)
     model, result = first_models[best]
     model_file = "best_head.keras" if features else "best.keras"  # a head on features is no image model to attack

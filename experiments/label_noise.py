@@ -79,6 +79,7 @@ def parse_args(argv=None):
                    help=f"the strategy retrained on cleaned labels (default: the imbalance study's best, "
                         f"{BEST_STRATEGY}; --features: class_weight)")
     _common.add_seeds(p, "the retraining (the first also seeds detection)")
+    _common.add_cluster(p)
     args = p.parse_args(argv)
     args.seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     args.repeats = args.repeats or (1 if args.quick else 3)
@@ -95,8 +96,9 @@ def parse_args(argv=None):
     return args
 
 
-def detect(run, args, bench, recipe):
-    """Flag the training and dev labels; returns ``(flagged train indices, out-of-fold probabilities, metrics)``."""
+def detect(run, args, bench, recipe, tasks):
+    """Flag the training and dev labels (the fold models trained as ``tasks``); returns ``(flagged train indices,
+    out-of-fold probabilities, metrics)``."""
     from keras_apml import data, label_noise
 
     names = bench.class_names
@@ -108,13 +110,14 @@ def detect(run, args, bench, recipe):
                                                    mirror=not args.no_mirror and not args.features)
     probabilities, flags = label_noise.flag_in_rounds(
         bench.x_train, bench.y_train, fit_predict, args.rounds, folds=args.folds, seed=args.seeds[0],
-        on_fold=lambda i, _: step(f"out-of-fold model {i}/{models}"), repeats=args.repeats)
+        on_fold=lambda i, _: step(f"out-of-fold model {i}/{models}"), repeats=args.repeats, tasks=tasks)
     flagged = flags[-1]
     suggested = probabilities[flagged].argmax(axis=1)
-    step("model on the training labels, to flag dev labels")
     left_out = flags[-2] if len(flags) > 1 else []  # trained as the last round's fold models were
     x_fit, y_fit = label_noise.clean(bench.x_train, bench.y_train, left_out, probabilities, "removed")
-    dev_probabilities = fit_predict(x_fit, y_fit, bench.x_dev, args.seeds[0])
+    job = ("model on the training labels, to flag dev labels", (*tasks.share(x_fit, y_fit, bench.x_dev),
+                                                                args.seeds[0]), {})
+    [(_, dev_probabilities)] = tasks.run(fit_predict, [job], announce=step)
     dev_flagged = label_noise.find_issues(bench.y_dev, dev_probabilities)
 
     data.save_arrays(run.file(PROBABILITIES), probabilities=probabilities, labels=bench.y_train,
@@ -186,8 +189,14 @@ def earlier_detection(run, bench):
 def main(argv=None):
     args = parse_args(argv)
     recipe = _common.recipe_from_args(args)
+    with _common.cluster_tasks(args) as tasks:
+        return study(args, recipe, tasks)
 
-    from keras_apml import evaluation, imbalance, label_noise, report
+
+def study(args, recipe, tasks):
+    """Detection, then the retraining on each cleaning of the labels: every training in turn, or as ``tasks`` on
+    a cluster."""
+    from keras_apml import imbalance, label_noise, report
     from keras_apml import recipe as training_path
 
     bench = _common.load_benchmark(args, streams=True)
@@ -210,7 +219,7 @@ def main(argv=None):
         _common.say(args, "detection: recorded in an earlier call, kept")
         flagged, probabilities, detection = earlier
     else:
-        flagged, probabilities, detection = detect(run, args, bench, recipe)
+        flagged, probabilities, detection = detect(run, args, bench, recipe, tasks)
         run.record("detection", detection)
         report_detection(run, bench, images, flagged, probabilities, detection, args)
 
@@ -218,19 +227,27 @@ def main(argv=None):
                      for how in label_noise.CLEANING}
     if bench.y_train_true is not None:  # every label right: the most any cleaning can give this recipe
         training_sets["true"] = bench.x_train, bench.y_train_true
-    summaries, step = {}, _common.Progress(len(training_sets) * len(args.seeds), args.quiet)
+    entries = {how: run.recorded(how) or {"training_images": len(y), "seeds": {}}
+               for how, (_, y) in training_sets.items()}
+    step = _common.Progress(len(training_sets) * len(args.seeds), args.quiet)
+    dev = {"dev": tasks.share(bench.x_dev, bench.y_dev, bench.y_dev_true)}
+    jobs = {}
     for how, seed in ((h, s) for h in training_sets for s in args.seeds):
-        x, y = training_sets[how]
-        entry = run.recorded(how) or {"training_images": len(y), "seeds": {}}
-        step(f"{args.strategy} on {how} labels, seed {seed}", kept=str(seed) in entry["seeds"])
-        if str(seed) in entry["seeds"]:  # trained by an earlier call of this run
-            summaries[how] = entry["summary"]
-            continue
-        model, result, _ = imbalance.train(args.strategy, x, y, recipe, seed=seed)
-        metrics = None if result.diverged else evaluation.evaluate(model, bench.x_dev, bench.y_dev, names,
-                                                                   y_true=bench.y_dev_true)
-        entry["seeds"][str(seed)] = {"dev": metrics, "training": result.to_dict(), "timing": result.timing()}
-        finished = [r["dev"] for r in entry["seeds"].values() if r["dev"] is not None]
+        if str(seed) in entries[how]["seeds"]:  # trained by an earlier call of this run
+            step(f"{args.strategy} on {how} labels, seed {seed}", kept=True)
+        else:
+            jobs[f"{args.strategy} on {how} labels, seed {seed}"] = how, seed
+    shared = {how: tasks.share(*training_sets[how]) for how in dict.fromkeys(how for how, _ in jobs.values())}
+    work = [(label, (args.strategy, seed, *shared[how], recipe, dev, names), {}) for label, (how, seed) in jobs.items()]
+    for label, done in tasks.run(imbalance.train_and_score, work, announce=step):
+        how, seed = jobs[label]
+        entry = entries[how]
+        entry["seeds"][str(seed)] = {"dev": done["metrics"] and done["metrics"]["dev"],
+                                     "training": done["result"].to_dict(), "timing": done["result"].timing()}
+        run.record(how, entry)
+    summaries = {}
+    for how, entry in entries.items():  # the seeds in the flags' order, however the tasks finished
+        finished = [entry["seeds"][str(s)]["dev"] for s in args.seeds if entry["seeds"][str(s)]["dev"] is not None]
         entry["summary"] = summaries[how] = report.summarize_seeds(finished, names)
         run.record(how, entry)
     run.add_section("retraining", report.retraining_section(args.strategy, args.seeds, summaries, names))

@@ -133,3 +133,27 @@ def train(name, x, y, recipe, *, seed=0, validation=None, callbacks=(), verbose=
         seconds=first_result.seconds + rest_result.seconds,
     )
     return models.two_stage(first, rest), merged, y_fit
+
+
+def train_and_score(name, seed, x, y, recipe, splits, class_names, *, validation=None, tracked=None,
+                    keep_model=False):
+    """Train strategy ``name`` with ``seed`` and evaluate it on each named split ``(x, y, y_true or None)``.
+
+    One training of a study, whole in its arguments (``keras_apml.cluster`` runs
+    it in turn or on a cluster). ``validation`` is scored after every epoch
+    (Keras's ``val_`` logs); ``tracked`` ``{name: (x, y)}`` adds
+    ``<name>_balanced_accuracy`` to every epoch's history. Returns a dict:
+    ``metrics`` (``{split: evaluation.evaluate(...)}``, None when training
+    diverged), ``result`` (the TrainResult), ``fitted_class_counts`` (images
+    per class it was fitted on) and ``model`` (None unless ``keep_model``).
+    """
+    from keras_apml import evaluation
+
+    callbacks = [evaluation.balanced_accuracy_callback(tracked)] if tracked else ()
+    model, result, fitted = train(name, x, y, recipe, seed=seed, validation=validation, callbacks=callbacks)
+    metrics = None if result.diverged else {
+        split: evaluation.evaluate(model, xs, ys, class_names, y_true=ys_true) for split, (xs, ys, ys_true) in
+        splits.items()}
+    return {"metrics": metrics, "result": result,
+            "fitted_class_counts": np.bincount(fitted, minlength=len(class_names)).tolist(),
+            "model": model if keep_model else None}

@@ -35,7 +35,7 @@ def check_folds(y, folds, num_classes=None):
         raise InputError(f"class {int(counts.argmin())} has {counts.min()} training images, fewer than {folds} folds")
 
 
-def out_of_fold_probabilities(x, y, fit_predict, folds=5, seed=0, on_fold=None, repeats=1, exclude=()):
+def out_of_fold_probabilities(x, y, fit_predict, folds=5, seed=0, on_fold=None, repeats=1, exclude=(), tasks=None):
     """Predicted probabilities for every image from models that never saw it: (repeated) stratified K-fold.
 
     ``fit_predict(x_fit, y_fit, x_held, seed)`` trains any classifier on the
@@ -45,36 +45,50 @@ def out_of_fold_probabilities(x, y, fit_predict, folds=5, seed=0, on_fold=None, 
     scored but never trained on. With ``repeats`` > 1 the whole K-fold runs
     again with seed ``seed + r * folds`` (other splits, other model seeds) and
     each image's probabilities are the mean over the repeats: an ensemble,
-    with less of one model's chance errors. ``on_fold(i, total)`` is called
-    before each of the ``folds * repeats`` trainings.
+    with less of one model's chance errors. ``tasks`` (a
+    :class:`keras_apml.cluster.Tasks`) runs the ``folds * repeats`` fold
+    models, in turn here by default; ``on_fold(i, total)`` is called as each
+    one starts here, as each one finishes on a cluster.
     """
+    from keras_apml.cluster import Tasks
+
     check_folds(y, folds)
     if repeats < 1:
         raise InputError(f"repeats must be at least 1, got {repeats}")
     num_classes = int(y.max()) + 1
     trainable = np.ones(len(y), dtype=bool)
     trainable[np.asarray(exclude, dtype=np.int64)] = False
-    probabilities = np.zeros((repeats, len(y), num_classes), dtype=np.float32)
+    splits = {}  # "out-of-fold model N": (repeat, indices trained on, indices scored, model seed)
     for r in range(repeats):
         run_seed = seed + r * folds
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=run_seed)
         for i, (fit_idx, held_idx) in enumerate(splitter.split(np.zeros(len(y)), y), start=1):
-            number = r * folds + i
+            name = f"out-of-fold model {r * folds + i}"
             fit_idx = fit_idx[trainable[fit_idx]]
             missing = np.flatnonzero(np.bincount(y[fit_idx], minlength=num_classes) == 0)
             if len(missing):
-                raise InputError(f"out-of-fold model {number} has no image of class {missing[0]} "
-                                 "left to train on once the excluded images are left out")
-            if on_fold:
-                on_fold(number, folds * repeats)
-            try:
-                probabilities[r, held_idx] = fit_predict(x[fit_idx], y[fit_idx], x[held_idx], run_seed + i)
-            except InputError as e:
-                raise InputError(f"out-of-fold model {number} {e}") from None
+                raise InputError(f"{name} has no image of class {missing[0]} left to train on once the excluded "
+                                 "images are left out")
+            splits[name] = r, fit_idx, held_idx, run_seed + i
+    tasks = tasks or Tasks()
+    x_all, y_all = tasks.share(x, y)
+    jobs = [(name, (fit_predict, x_all, y_all, fit_idx, held_idx, model_seed), {})
+            for name, (_, fit_idx, held_idx, model_seed) in splits.items()]
+    numbers = {name: n for n, name in enumerate(splits, start=1)}
+    probabilities = np.zeros((repeats, len(y), num_classes), dtype=np.float32)
+    for name, held_probabilities in tasks.run(fold_probabilities, jobs,
+                                              announce=lambda name: on_fold and on_fold(numbers[name], len(jobs))):
+        r, _, held_idx, _ = splits[name]
+        probabilities[r, held_idx] = held_probabilities
     return probabilities.mean(axis=0)
 
 
-def flag_in_rounds(x, y, fit_predict, rounds=2, folds=5, seed=0, on_fold=None, repeats=1):
+def fold_probabilities(fit_predict, x, y, fit_idx, held_idx, seed):
+    """One out-of-fold model: ``fit_predict`` trained on ``x[fit_idx]``, its probabilities for ``x[held_idx]``."""
+    return fit_predict(x[fit_idx], y[fit_idx], x[held_idx], seed)
+
+
+def flag_in_rounds(x, y, fit_predict, rounds=2, folds=5, seed=0, on_fold=None, repeats=1, tasks=None):
     """Flag likely label errors, each round's fold models trained without the images the round before flagged.
 
     Round 1 is :func:`out_of_fold_probabilities` on the labels as given and
@@ -83,7 +97,8 @@ def flag_in_rounds(x, y, fit_predict, rounds=2, folds=5, seed=0, on_fold=None, r
     against the labels as given: models that learnt less of the noise are
     surer of what a mislabelled image really is. Returns the last round's
     out-of-fold probabilities and a list of each round's flagged indices.
-    ``on_fold(i, total)`` counts the trainings of all rounds.
+    ``on_fold(i, total)`` counts the trainings of all rounds; ``tasks`` runs
+    each round's fold models (in turn here by default).
     """
     if rounds < 1:
         raise InputError(f"rounds must be at least 1, got {rounds}")
@@ -95,7 +110,7 @@ def flag_in_rounds(x, y, fit_predict, rounds=2, folds=5, seed=0, on_fold=None, r
                 on_fold(done + i, rounds * models)
 
         probabilities = out_of_fold_probabilities(x, y, fit_predict, folds=folds, seed=seed, on_fold=progress,
-                                                  repeats=repeats, exclude=flags[-1] if flags else ())
+                                                  repeats=repeats, exclude=flags[-1] if flags else (), tasks=tasks)
         flags.append(find_issues(y, probabilities))
     return probabilities, flags
 

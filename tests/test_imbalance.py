@@ -178,7 +178,7 @@ def test_out_of_fold_probabilities_cover_every_image_once(skewed):
         label_noise.out_of_fold_probabilities(x, y, FIT_PREDICT, folds=20)
     with pytest.raises(InputError, match="repeats must be at least 1, got 0"):
         label_noise.out_of_fold_probabilities(x, y, FIT_PREDICT, folds=3, repeats=0)
-    with pytest.raises(InputError, match="out-of-fold model 1 diverged at epoch 1: lower --lr"):
+    with pytest.raises(InputError, match="out-of-fold model 1: diverged at epoch 1: lower --lr"):
         label_noise.out_of_fold_probabilities(
             x, y, label_noise.strategy_fit_predict("class_weight", TINY.replace(lr=1e9)), folds=3)
 
@@ -206,7 +206,8 @@ def test_each_round_of_flagging_trains_without_the_round_befores_flags(monkeypat
     wrong = {1: [3, 12], 2: [3, 12, 25]}  # what each round's probabilities show as mislabelled
     calls = []
 
-    def planted(x, y, fit_predict, folds, seed, on_fold, repeats, exclude):
+    def planted(x, y, fit_predict, folds, seed, on_fold, repeats, exclude, tasks):
+        assert tasks == "the study's tasks"
         calls.append(np.asarray(exclude).tolist())
         for i in range(1, folds * repeats + 1):
             on_fold(i, folds * repeats)
@@ -220,12 +221,14 @@ def test_each_round_of_flagging_trains_without_the_round_befores_flags(monkeypat
     monkeypatch.setattr(label_noise, "out_of_fold_probabilities", planted)
     seen = []
     probabilities, flags = label_noise.flag_in_rounds(None, y, FIT_PREDICT, rounds=2, folds=2,
-                                                      on_fold=lambda i, k: seen.append((i, k)))
+                                                      on_fold=lambda i, k: seen.append((i, k)),
+                                                      tasks="the study's tasks")
     assert calls == [[], [3, 12]]  # round 2 leaves out round 1's flags
     assert [sorted(f.tolist()) for f in flags] == [[3, 12], [3, 12, 25]]
     assert probabilities[25].argmax() == 0 and seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
     calls.clear()
-    _, flags = label_noise.flag_in_rounds(None, y, FIT_PREDICT, rounds=1, folds=2)  # no progress callback
+    _, flags = label_noise.flag_in_rounds(None, y, FIT_PREDICT, rounds=1, folds=2,  # no progress callback
+                                          tasks="the study's tasks")
     assert calls == [[]] and [sorted(f.tolist()) for f in flags] == [[3, 12]]
     with pytest.raises(InputError, match="rounds must be at least 1, got 0"):
         label_noise.flag_in_rounds(None, y, FIT_PREDICT, rounds=0)
