@@ -3,14 +3,17 @@
 A study (``imbalance``, ``hyperparams``, label-noise detection) is mostly
 trainings that do not depend on each other. :class:`Tasks` runs them: one
 after another here (no flag: nothing changes), on a local cluster of
-``local_workers`` single-threaded worker processes (``distributed.LocalCluster``),
-or on the cluster whose scheduler is at ``scheduler`` (``dask scheduler`` on one
-machine, ``dask worker ADDRESS`` on each of the others). Each task gets its
-data and settings as arguments, no global state; large arrays are scattered
-to every worker once. Results come back to this process, the only one that
-writes the run directory. A task whose worker dies, or that raises, is tried
-once more (Dask's ``retries=1``), then ends the study with one ``error:`` line
-naming it.
+``local_workers`` worker processes that each run one task at a time
+(``distributed.LocalCluster``), or on the cluster whose scheduler is at
+``scheduler`` (``dask scheduler`` on one machine, ``dask worker ADDRESS
+--nthreads 1`` on each of the others). Each task gets its data and settings
+as arguments, no global state, and runs in a fresh process of its worker
+(:func:`pickled_call`); large arrays are scattered to every worker once.
+Results come back to this process, the only one that writes the run
+directory. A task's InputError (a refusal, a diverged training) ends the
+study as it would in turn; a task whose process crashes or whose worker dies
+is tried once more (Dask's ``retries=1``), then ends the study with one
+``error:`` line naming it (:class:`TaskFailed`).
 """
 
 import logging
@@ -33,7 +36,7 @@ class TaskFailed(InputError):
 
 
 class TaskCrashed(RuntimeError):
-    """A task's process ended without a result (an exception, a signal): the last line it wrote to stderr."""
+    """A task's process ended without a result: the signal that killed it, or the last line it wrote to stderr."""
 
 
 def pickled_call(fn, args, kwargs):
@@ -95,6 +98,7 @@ class Tasks:
             raise InputError("give --scheduler or --local-workers, not both")
         self.scheduler, self.local_workers = scheduler, local_workers
         self.client = self.cluster = None
+        self._shared = {}  # id(array): (array, its future on the cluster)
 
     @property
     def distributed(self):
@@ -131,6 +135,7 @@ class Tasks:
         return f"on {where} of {workers} worker{'s' if workers != 1 else ''}, one training at a time on each"
 
     def __exit__(self, *exc):
+        self._shared.clear()
         if self.client is not None:
             self.client.close()
         if self.cluster is not None:
@@ -138,10 +143,17 @@ class Tasks:
         return False
 
     def share(self, *arrays):
-        """The arrays as every task will take them: scattered once to every worker on a cluster."""
+        """The arrays as every task will take them: on a cluster, each sent to every worker once and kept there
+        until the cluster closes."""
         if not self.distributed:
             return arrays
-        return tuple(None if a is None else self.client.scatter(a, broadcast=True) for a in arrays)
+        for a in arrays:
+            if a is not None and id(a) not in self._shared:
+                # hash=False: a key of its own. Under Dask's default content hash, equal arrays shared twice get one
+                # key, and the release of the first copy's future can take the data from under the second's tasks
+                # ("lost dependencies"; a test run hung on it).
+                self._shared[id(a)] = a, self.client.scatter(a, broadcast=True, hash=False)
+        return tuple(None if a is None else self._shared[id(a)][1] for a in arrays)
 
     def run(self, fn, jobs, announce=lambda name: None):
         """Yield ``(name, fn(*args, **kwargs))`` for each ``(name, args, kwargs)`` of ``jobs``: in order here, as

@@ -11,14 +11,7 @@ from keras_apml.errors import InputError
 from keras_apml.recipe import Recipe
 
 TINY = Recipe(model="small_cnn", epochs=1, batch_size=16)
-ON_THE_CLUSTER = ("none", "under", "two_stage")  # a plain model, a resampled training set, two joined models
-
-
-@pytest.fixture(scope="module")
-def two_workers():
-    """A local cluster of two worker processes, for the tests that need no command line."""
-    with cluster.Tasks(local_workers=2) as tasks:
-        yield tasks
+ON_THE_CLUSTER = ("under", "two_stage")  # a resampled training set; two models joined into one
 
 
 @pytest.mark.xdist_group("imbalance")
@@ -64,7 +57,15 @@ def test_a_task_that_fails_twice_ends_the_study_with_one_error_line_naming_it(im
     assert not (out / "best.keras").exists()
 
 
+@pytest.fixture
+def two_workers():
+    """A local cluster of two worker processes, for a test that needs no command line."""
+    with cluster.Tasks(local_workers=2) as tasks:
+        yield tasks
+
+
 def test_fold_models_on_a_cluster_give_the_out_of_fold_probabilities_of_a_run_in_turn(two_workers):
+    """Twice on one cluster, the same images shared again: the second call's tasks still find them."""
     y = np.repeat(np.arange(3), (40, 12, 8))
     x = synthetic_images(len(y), seed=3, labels=y)
     fit_predict = label_noise.strategy_fit_predict("class_weight", TINY)  # a closure: pickled by value
