@@ -8,7 +8,6 @@ Nothing here imports TensorFlow, so ``--help`` answers at once.
 """
 
 import argparse
-import contextlib
 import math
 import os
 import sys
@@ -162,15 +161,20 @@ def scheduler_address(text):
     return text if "://" in text else f"tcp://{text}"
 
 
-@contextlib.contextmanager
 def cluster_tasks(args):
-    """The study's :class:`keras_apml.cluster.Tasks`, entered (in turn here, or on the cluster asked for, said)."""
+    """The study's :class:`keras_apml.cluster.Tasks` (a context manager): in turn here, or on the cluster asked for,
+    started by :func:`start_tasks`."""
     from keras_apml.cluster import Tasks
 
-    with Tasks(args.scheduler, args.local_workers) as tasks:
-        if tasks.distributed:
-            say(args, f"trainings {tasks.describe()}: a line as each one finishes")
-        yield tasks
+    return Tasks(args.scheduler, args.local_workers)
+
+
+def start_tasks(args, tasks):
+    """Start the study's cluster, if it asked for one, once its input is checked and before its run directory is
+    opened; say where the trainings run."""
+    tasks.start()
+    if tasks.distributed:
+        say(args, f"trainings {tasks.describe()}: a line as each one finishes")
 
 
 def add_seeds(p, what):

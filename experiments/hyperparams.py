@@ -137,6 +137,7 @@ def study(args, recipe, tasks):
     bench = _common.load_benchmark(args)
     fit_idx, val_idx = data.validation_split(bench.y_train, 0.2, args.seed)
     training_path.check(recipe, bench.x_train, len(bench.class_names))
+    _common.start_tasks(args, tasks)
     run = _common.open_run("hyperparams", args, recipe=recipe.to_dict())
     shared = tasks.share(bench.x_train[fit_idx], bench.y_train[fit_idx], bench.x_train[val_idx],
                          bench.y_train[val_idx], bench.x_dev, bench.y_dev, bench.y_dev_true)

@@ -65,6 +65,7 @@ def study(args, recipe, tasks):
         bench, features = _common.with_features(args, bench)
     names = bench.class_names
     training_path.check(recipe, bench.x_train, len(bench.class_names))
+    _common.start_tasks(args, tasks)
     run = _common.open_run("imbalance", args, recipe=recipe.to_dict(), features=features)
     if features:
         run.add_section("features", report.backbone_section(features))

@@ -210,6 +210,7 @@ def study(args, recipe, tasks):
                 raise InputError(f"{flag} {name} needs the images in memory; these are streamed from their files "
                                  "(past --memory-budget): choose a strategy without resampling or offline copies")
     training_path.check(recipe, bench.x_train, len(bench.class_names))
+    _common.start_tasks(args, tasks)
     run = _common.open_run("label_noise", args, recipe=recipe.to_dict(), features=features)
     if features:
         run.add_section("features", report.backbone_section(features))

@@ -71,10 +71,7 @@ def pickled_call(fn, args, kwargs):
 
 def _child(task, result):
     """The child process of :func:`pickled_call`: one task read from a file, its result written to another."""
-    import keras_apml.models  # noqa: F401 - registers the custom layers the arguments may hold
-    import keras_apml.training  # noqa: F401 - registers the training loss
-
-    fn, args, kwargs = pickle.loads(Path(task).read_bytes())
+    fn, args, kwargs = unpickled(Path(task).read_bytes())
     try:
         outcome = ("result", fn(*args, **kwargs))
     except InputError as e:  # refused or diverged: the same every time, told as in turn, not retried
@@ -83,7 +80,7 @@ def _child(task, result):
 
 
 def unpickled(data):
-    """A result :func:`pickled_call` sent, with this project's layers and loss registered first."""
+    """A task or its result, unpickled with this project's layers and loss registered first."""
     import keras_apml.models  # noqa: F401 - registers the custom layers
     import keras_apml.training  # noqa: F401 - registers the training loss
 
@@ -106,7 +103,12 @@ class Tasks:
         return self.scheduler is not None or self.local_workers is not None
 
     def __enter__(self):
-        if not self.distributed:
+        return self
+
+    def start(self):
+        """Start the local cluster, or connect to the scheduler (once; in turn, nothing to start): call it once the
+        input is checked, before anything is created."""
+        if not self.distributed or self.client is not None:
             return self
         try:
             from distributed import Client, LocalCluster
@@ -147,6 +149,7 @@ class Tasks:
         until the cluster closes."""
         if not self.distributed:
             return arrays
+        self.start()
         for a in arrays:
             if a is not None and id(a) not in self._shared:
                 # hash=False: a key of its own. Under Dask's default content hash, equal arrays shared twice get one
@@ -173,6 +176,7 @@ class Tasks:
             return
         from distributed import as_completed
 
+        self.start()
         futures = {self.client.submit(pickled_call, fn, args, kwargs, pure=False, retries=1): name
                    for name, args, kwargs in jobs}
         for future in as_completed(futures):
