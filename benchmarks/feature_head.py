@@ -49,7 +49,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
 
-    from keras_apml import evaluation, imbalance, label_noise
+    from keras_apml import evaluation, label_noise, trainer
     from keras_apml.recipe import FEATURE_HEAD
 
     bench, info = _common.with_features(args, _common.load_benchmark(args))
@@ -65,7 +65,7 @@ def main(argv=None):
         quality = label_noise.detection_quality(flagged, bench.y_train, bench.y_train_true)
 
         def dev_balanced_accuracy(x, y):
-            model, _, _ = imbalance.train(strategy, x, y, recipe, seed=0)
+            model, _, _ = trainer.train(strategy, x, y, recipe, seed=0)
             scored = evaluation.evaluate(model, bench.x_dev, bench.y_dev, bench.class_names, y_true=bench.y_dev_true)
             return round(scored["true_labels"]["balanced_accuracy"], 4)
 

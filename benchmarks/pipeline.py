@@ -43,11 +43,11 @@ def pipeline_throughput(x, y, batch_size, augmentation, passes=2):
 
 def epoch_seconds(x, y, batch_size, augmentation, epochs=5):
     """Median wall time of cifar_convnet's training epochs after the first."""
-    from keras_apml import models, training
+    from keras_apml import models, optimization, trainer
     from keras_apml.pipeline import make_dataset
 
-    training.set_seed(0)
-    model = training.compile_model(models.cifar_convnet(), training.make_optimizer("adam"))
+    trainer.set_seed(0)
+    model = optimization.compile_model(models.cifar_convnet(), optimization.make_optimizer("adam"))
     ds = make_dataset(x, y, batch_size, shuffle=True, seed=0, augmentation=augmentation)
     return median_epoch_seconds(model, ds, epochs)
 

@@ -39,12 +39,12 @@ def main(argv=None):
     args = parse_args(argv)
     import os
 
-    from keras_apml import data, features, models, training
+    from keras_apml import data, features, models, optimization, trainer
     from keras_apml.pipeline import make_dataset
 
     weights = None if args.weights.lower() == "none" else args.weights
     (x_train, y_train), (x_test, _) = data.load_cifar10(args.data_dir)
-    training.set_seed(0)
+    trainer.set_seed(0)
     model = models.vgg19_transfer(weights=weights)
     base, head = models.transfer_features(model), models.transfer_head(model)
     with tempfile.TemporaryDirectory(prefix="keras_apml_bench_") as cache:
@@ -54,11 +54,11 @@ def main(argv=None):
                                                 about="VGG19 base outputs (benchmarks.transfer)")
     n = args.train_images
     spe = args.steps_per_execution
-    training.compile_model(head, training.make_optimizer("adam"), steps_per_execution=spe)
+    optimization.compile_model(head, optimization.make_optimizer("adam"), steps_per_execution=spe)
     cached = make_dataset(outputs["train"][:n], y_train[:n], args.batch_size, shuffle=True, seed=0)
     head_epoch = median_epoch_seconds(head, cached, 6)
     m = args.end_to_end_images
-    training.compile_model(model, training.make_optimizer("adam"), steps_per_execution=spe)
+    optimization.compile_model(model, optimization.make_optimizer("adam"), steps_per_execution=spe)
     pixels = make_dataset(x_train[:m], y_train[:m], args.batch_size, shuffle=True, seed=0)
     end_to_end_epoch = median_epoch_seconds(model, pixels, 4) * n / m
     figures = {

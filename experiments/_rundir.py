@@ -72,6 +72,7 @@ class RunDir:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise InputError(f"cannot create run directory {path}: {e.strerror or e}") from None
+        new_lock = not (path / LOCK).exists()
         lock = _Lock(path)
         try:
             run = cls._read(path, experiment, settings, lock)
@@ -80,6 +81,8 @@ class RunDir:
                 run._write_config(settings, config or {})
             return run
         except BaseException:
+            if new_lock:  # a refused directory is left as it was found: no lock file of ours in it
+                (path / LOCK).unlink(missing_ok=True)
             lock.release()
             raise
 

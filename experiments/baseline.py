@@ -68,7 +68,7 @@ def main(argv=None):
 
     from sklearn.dummy import DummyClassifier
 
-    from keras_apml import evaluation, imbalance, report
+    from keras_apml import evaluation, report, trainer
 
     bench = _common.load_benchmark(args)
     run = _common.open_run("baseline", args, recipe=recipe.to_dict())
@@ -83,7 +83,7 @@ def main(argv=None):
     run.record("always_majority", {"dev": always, "class": majority})
 
     # dev is scored after every epoch for the curves only: nothing is chosen on it
-    model, result, _ = imbalance.train("none", bench.x_train, bench.y_train, recipe, seed=args.seed,
+    model, result, _ = trainer.train("none", bench.x_train, bench.y_train, recipe, seed=args.seed,
                                        validation=(bench.x_dev, bench.y_dev), verbose=_common.verbosity(args))
     splits = {"train": (bench.x_train, bench.y_train, bench.y_train_true),
               "dev": (bench.x_dev, bench.y_dev, bench.y_dev_true)}

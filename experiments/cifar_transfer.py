@@ -18,8 +18,16 @@ of each image and its mirror image), beside the plain figure, never in its place
 """
 
 from experiments import _common
-from keras_apml.recipe import (AIRBENCH, CIFAR_AUGMENT, CIFAR_CONVNET, CIFAR_CONVNET_FAST, DISTRIBUTE,
-                               HEAD_STEPS_PER_EXECUTION, SCHEDULES, VGG19_HEAD)
+from keras_apml.recipe import (
+    AIRBENCH,
+    CIFAR_AUGMENT,
+    CIFAR_CONVNET,
+    CIFAR_CONVNET_FAST,
+    DISTRIBUTE,
+    HEAD_STEPS_PER_EXECUTION,
+    SCHEDULES,
+    VGG19_HEAD,
+)
 
 CONV_RUNS = {"1": "1_raw", "2": "2_standardized", "3": "3_augmented"}
 RUN_CHOICES = (*CONV_RUNS, "vgg19", "airbench")
@@ -144,14 +152,14 @@ class Study:
 
     def fit(self, model, name, train, validation, **kwargs):
         """Train ``model`` with run ``name``'s recipe on ``train`` arrays (images or cached features)."""
-        from keras_apml import recipe, training
+        from keras_apml import checkpoints, trainer
 
-        callbacks = training.run_callbacks(self.run.path, keep_best=True, tag=name,
-                                           announce=lambda line: _common.say(self.args, line),
-                                           tensorboard=self.args.tensorboard)
-        result, _, _ = recipe.fit(model, *train, self.recipes[name], seed=self.args.seed, validation=validation,
-                                  callbacks=callbacks, verbose=_common.verbosity(self.args),
-                                  distribution=self.distribution, jit_compile=self.gpu["jit"], **kwargs)
+        callbacks = checkpoints.run_callbacks(self.run.path, keep_best=True, tag=name,
+                                              announce=lambda line: _common.say(self.args, line),
+                                              tensorboard=self.args.tensorboard)
+        result, _, _ = trainer.fit(model, *train, self.recipes[name], seed=self.args.seed, validation=validation,
+                                   callbacks=callbacks, verbose=_common.verbosity(self.args),
+                                   distribution=self.distribution, jit_compile=self.gpu["jit"], **kwargs)
         return result
 
     def finish(self, name, model, result, extra=None, scorer=None):
@@ -164,11 +172,11 @@ class Study:
 
     def conv_run(self, name):
         """One run trained on the images: the conv net raw, standardised, or standardised and augmented; airbench."""
-        from keras_apml import recipe
+        from keras_apml import trainer
 
         x, y = self.images("train")
         with self.distribution.scope():
-            model = recipe.build(self.recipes[name], x, len(self.names), self.args.seed)
+            model = trainer.build(self.recipes[name], x, len(self.names), self.args.seed)
         result = self.fit(model, name, (x, y), self.images("validation"))
         extra = None if result.diverged else {"test_flip_tta": self.flip_tta(model)}
         self.finish(name, model, result, extra)
@@ -228,15 +236,15 @@ def main(argv=None):
     args = parse_args(argv)
     planned = recipes(args)
 
-    from keras_apml import plots, recipe, report, training
+    from keras_apml import devices, plots, report, trainer
 
-    distribution = training.distribution_strategy(args.distribute)  # refused first: its error line is the only line
-    gpu = training.gpu_options(args.mixed_precision, args.jit)
+    distribution = devices.distribution_strategy(args.distribute)  # refused first: its error line is the only line
+    gpu = devices.gpu_options(args.mixed_precision, args.jit)
     splits = load_splits(args)
     vgg19 = None
     if "vgg19" in planned:  # its weights load now (or fail now), not after the conv nets' hours
         with distribution.scope():
-            vgg19 = recipe.build(planned["vgg19"], None, 10, args.seed)
+            vgg19 = trainer.build(planned["vgg19"], None, 10, args.seed)
 
     run = _common.open_run("cifar_transfer", args, gpu=gpu, replicas=distribution.num_replicas_in_sync,
                            sizes={k: len(v[1]) for k, v in splits.items()},

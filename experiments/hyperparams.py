@@ -58,7 +58,7 @@ def configurations(sweep, recipe, quick=False):
 
 def trainings(args, recipe, splits):
     """Every training of the sweeps asked for: ``{"<sweep>: <label>": (recipe, keyword arguments of
-    imbalance.train_and_score)}``, each configuration scored on ``splits`` once trained, the epochs sweep's one
+    trainer.train_and_score)}``, each configuration scored on ``splits`` once trained, the epochs sweep's one
     long run on dev after every epoch."""
     jobs = {}
     for sweep in args.sweep:
@@ -131,12 +131,11 @@ def main(argv=None):
 
 def study(args, recipe, tasks):
     """Every sweep's trainings (in turn, or as ``tasks`` on a cluster), each sweep reported in the flags' order."""
-    from keras_apml import data, imbalance, report
-    from keras_apml import recipe as training_path
+    from keras_apml import data, report, trainer
 
     bench = _common.load_benchmark(args)
     fit_idx, val_idx = data.validation_split(bench.y_train, 0.2, args.seed)
-    training_path.check(recipe, bench.x_train, len(bench.class_names))
+    trainer.check(recipe, bench.x_train, len(bench.class_names))
     _common.start_tasks(args, tasks)
     run = _common.open_run("hyperparams", args, recipe=recipe.to_dict())
     shared = tasks.share(bench.x_train[fit_idx], bench.y_train[fit_idx], bench.x_train[val_idx],
@@ -150,7 +149,7 @@ def study(args, recipe, tasks):
              {"class_names": bench.class_names, "validation": splits["validation"][:2], **settings})
             for label, (config, settings) in jobs.items()]
     done = {label: {**finished, "recipe": jobs[label][0]}
-            for label, finished in tasks.run(imbalance.train_and_score, work, announce=step)}
+            for label, finished in tasks.run(trainer.train_and_score, work, announce=step)}
     done = {label: done[label] for label in jobs}  # in the sweeps' order, however the tasks finished
     best = {}
     for sweep in args.sweep:

@@ -56,15 +56,14 @@ def main(argv=None):
 
 def study(args, recipe, tasks):
     """Every strategy and seed trained (in turn, or as ``tasks`` on a cluster), compared, the best one saved."""
-    from keras_apml import imbalance, plots, report
-    from keras_apml import recipe as training_path
+    from keras_apml import plots, report, trainer
 
     bench = _common.load_benchmark(args)
     features = None
     if args.features:
         bench, features = _common.with_features(args, bench)
     names = bench.class_names
-    training_path.check(recipe, bench.x_train, len(bench.class_names))
+    trainer.check(recipe, bench.x_train, len(bench.class_names))
     _common.start_tasks(args, tasks)
     run = _common.open_run("imbalance", args, recipe=recipe.to_dict(), features=features)
     if features:
@@ -84,7 +83,7 @@ def study(args, recipe, tasks):
     work = [(label, (name, seed, x_train, y_train, recipe, {"dev": (x_dev, y_dev, y_dev_true)}, names),
              {"validation": (x_dev, y_dev), "keep_model": seed == args.seeds[0]})
             for label, (name, seed) in jobs.items()]
-    for label, done in tasks.run(imbalance.train_and_score, work, announce=step):
+    for label, done in tasks.run(trainer.train_and_score, work, announce=step):
         name, seed = jobs[label]
         per_seed.setdefault(name, {})[str(seed)] = {
             "dev": done["metrics"] and done["metrics"]["dev"], "training": done["result"].to_dict(),
@@ -116,7 +115,7 @@ def study(args, recipe, tasks):
                            "balanced_accuracy.png")
     best = max(scored, key=lambda n: scored[n]["balanced_accuracy"][0])
     if best not in first_models:  # its first seed was trained by an earlier call: the same seed trains it again
-        model, result, _ = imbalance.train(best, bench.x_train, bench.y_train, recipe, seed=args.seeds[0],
+        model, result, _ = trainer.train(best, bench.x_train, bench.y_train, recipe, seed=args.seeds[0],
                                            validation=(bench.x_dev, bench.y_dev))
         first_models[best] = (model, result)
     model, result = first_models[best]
@@ -124,7 +123,7 @@ def study(args, recipe, tasks):
     run.save_model(model, model_file)
     run.note("best", {"strategy": best, "model_file": model_file, "seed": args.seeds[0],
                       "recipe": recipe.to_dict(), "chosen_on": f"mean dev balanced accuracy, {label_note} labels"})
-    descriptions = {n: imbalance.STRATEGIES[n].description for n in args.strategies}
+    descriptions = {n: STRATEGIES[n].description for n in args.strategies}
     run.add_section("strategies", report.strategies_section(recipe.describe(), args.seeds, descriptions, summaries,
                                                             names, bars))
     run.add_section("best", report.best_strategy_section(best, label_note, scored[best]["balanced_accuracy"],

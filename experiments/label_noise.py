@@ -196,8 +196,7 @@ def main(argv=None):
 def study(args, recipe, tasks):
     """Detection, then the retraining on each cleaning of the labels: every training in turn, or as ``tasks`` on
     a cluster."""
-    from keras_apml import imbalance, label_noise, report
-    from keras_apml import recipe as training_path
+    from keras_apml import imbalance, label_noise, report, trainer
 
     bench = _common.load_benchmark(args, streams=True)
     names, images, features = bench.class_names, bench.x_train, None
@@ -209,7 +208,7 @@ def study(args, recipe, tasks):
             if not imbalance.strategy(name).streams:
                 raise InputError(f"{flag} {name} needs the images in memory; these are streamed from their files "
                                  "(past --memory-budget): choose a strategy without resampling or offline copies")
-    training_path.check(recipe, bench.x_train, len(bench.class_names))
+    trainer.check(recipe, bench.x_train, len(bench.class_names))
     _common.start_tasks(args, tasks)
     run = _common.open_run("label_noise", args, recipe=recipe.to_dict(), features=features)
     if features:
@@ -240,7 +239,7 @@ def study(args, recipe, tasks):
             jobs[f"{args.strategy} on {how} labels, seed {seed}"] = how, seed
     shared = {how: tasks.share(*training_sets[how]) for how in dict.fromkeys(how for how, _ in jobs.values())}
     work = [(label, (args.strategy, seed, *shared[how], recipe, dev, names), {}) for label, (how, seed) in jobs.items()]
-    for label, done in tasks.run(imbalance.train_and_score, work, announce=step):
+    for label, done in tasks.run(trainer.train_and_score, work, announce=step):
         how, seed = jobs[label]
         entry = entries[how]
         entry["seeds"][str(seed)] = {"dev": done["metrics"] and done["metrics"]["dev"],

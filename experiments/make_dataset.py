@@ -102,10 +102,13 @@ def main(argv=None):
 
     from keras_apml import folders, noise
 
-    out = Path(args.out).expanduser()
+    out, root = Path(args.out).expanduser(), Path(args.data_dir).expanduser()
+    inside = [(a, b) for a, b in ((out, root), (root, out)) if a.resolve().is_relative_to(b.resolve())]
+    if inside:
+        raise InputError(f"--out {out} and --data-dir {root} overlap ({inside[0][0]} lies in {inside[0][1]}): the "
+                         "new dataset and its source would mix; choose an --out outside it")
     if out.exists():
         raise InputError(f"{out} exists; make_dataset writes a new directory (remove it or choose another --out)")
-    root = Path(args.data_dir).expanduser()
     source_names, listing, _ = folders.scan(root)
     listing = {"train": listing["all"]} if "all" in listing else {s: f for s, f in listing.items() if s != "val"}
     classes = study_classes(args.classes, source_names)

@@ -172,12 +172,11 @@ def main(argv=None):
     args = parse_args(argv)
     recipe = recipe_of(args)
 
-    from keras_apml import plots, report, training
-    from keras_apml import recipe as training_path
+    from keras_apml import checkpoints, plots, report, trainer
 
     splits, names, data_record = load_data(args)
     x_train, y_train, _ = splits["train"]
-    model = training_path.build(recipe, x_train, len(names), args.seed)  # weights files load now, or fail now
+    model = trainer.build(recipe, x_train, len(names), args.seed)  # weights files load now, or fail now
 
     run = _common.open_run("train", args, data=data_record, recipe=recipe.to_dict())
     fig = plots.class_distribution({name: s[1] for name, s in splits.items()}, names, "Observed labels per split")
@@ -185,11 +184,11 @@ def main(argv=None):
                run.save_figure(plots.sample_grid(x_train, y_train, names), "samples.png")]
     run.add_section("data", report.data_section(recipe.describe(), describe_data(data_record), data_record["sizes"],
                                                 figures))
-    callbacks = training.run_callbacks(run.path, early_stopping=args.early_stopping, keep_best=True,
-                                       announce=lambda line: _common.say(args, line), tensorboard=args.tensorboard)
-    result, y_fit, weights = training_path.fit(model, x_train, y_train, recipe, seed=args.seed,
-                                               validation=splits["validation"][:2], callbacks=callbacks,
-                                               verbose=_common.verbosity(args))
+    callbacks = checkpoints.run_callbacks(run.path, early_stopping=args.early_stopping, keep_best=True,
+                                          announce=lambda line: _common.say(args, line), tensorboard=args.tensorboard)
+    result, y_fit, weights = trainer.fit(model, x_train, y_train, recipe, seed=args.seed,
+                                         validation=splits["validation"][:2], callbacks=callbacks,
+                                         verbose=_common.verbosity(args))
     report.finish_trained_model(run, args.model, model, result, splits, names, model_file="model.keras",
                                 extra={"class_weight": weights, "fit_size": len(y_fit), "recipe": recipe.to_dict()})
     return _common.finish(run, args)

@@ -9,6 +9,7 @@ stderr. ``python -m experiments.cache`` lists and clears the entries;
 """
 
 import datetime
+import hashlib
 import os
 import sys
 import zipfile
@@ -49,8 +50,6 @@ def cache_dir():
 def arrays_sha256(arrays):
     """The SHA-256 of named arrays' names, shapes, dtypes and bytes (of images streamed from files: their paths,
     sizes and modification times)."""
-    import hashlib
-
     digest = hashlib.sha256()
     for name in sorted(arrays):
         if hasattr(arrays[name], "files"):  # images left in their files: their paths, sizes and times stand for them

@@ -19,7 +19,10 @@ is tried once more (Dask's ``retries=1``), then ends the study with one
 import logging
 import os
 import pickle
+import signal
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from keras_apml.errors import InputError
@@ -49,11 +52,7 @@ def pickled_call(fn, args, kwargs):
     in turn. (Keras 3 models pickle as their ``.keras`` archive; Dask's own
     Keras serializer, which it would choose for a model, predates Keras 3.)
     """
-    import signal
-    import subprocess
-    import tempfile
-
-    import cloudpickle  # a function defined in a function (a fit-and-predict closure) pickles too
+    import cloudpickle  # with Dask (optional); a function defined in a function (a fit-and-predict closure) pickles too
 
     with tempfile.TemporaryDirectory(prefix="keras_apml_task_") as tmp:
         task, result = Path(tmp) / "task.pkl", Path(tmp) / "result.pkl"
@@ -81,8 +80,8 @@ def _child(task, result):
 
 def unpickled(data):
     """A task or its result, unpickled with this project's layers and loss registered first."""
-    import keras_apml.models  # noqa: F401 - registers the custom layers
-    import keras_apml.training  # noqa: F401 - registers the training loss
+    # here, not at the top: the studies' --help imports this module without TensorFlow
+    import keras_apml.custom_objects  # noqa: F401 - registers the layers and loss a pickled model names
 
     return pickle.loads(data)
 
@@ -111,7 +110,7 @@ class Tasks:
         if not self.distributed or self.client is not None:
             return self
         try:
-            from distributed import Client, LocalCluster
+            from distributed import Client, LocalCluster  # optional: pip install 'dask[distributed]'
         except ImportError:
             raise InputError("--scheduler and --local-workers need Dask: pip install 'dask[distributed]'") from None
         # Dask's own log lines (a task retried, a worker restarted) stay off the user's terminal: the study tells
@@ -174,7 +173,7 @@ class Tasks:
                     raise InputError(f"{name}: {e}") from None
                 yield name, result
             return
-        from distributed import as_completed
+        from distributed import as_completed  # optional, as in start()
 
         self.start()
         futures = {self.client.submit(pickled_call, fn, args, kwargs, pure=False, retries=1): name

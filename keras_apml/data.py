@@ -11,10 +11,13 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from sklearn.model_selection import train_test_split
 
-from keras_apml import cache
+from keras_apml import cache, noise
 from keras_apml.atomic import atomic_path
 from keras_apml.errors import InputError
+from keras_apml.progress import StepProgress
 from keras_apml.safe_pickle import load_pickle
 
 CIFAR10_CLASSES = (
@@ -27,7 +30,18 @@ BENCHMARK_FROM_CIFAR = (1, 9, 3)
 TRAIN_COUNTS, DEV_COUNTS = (4476, 449, 700), (503, 51, 71)
 QUICK_SCALE = 20  # --quick draws the benchmark with 1/20 of its images
 IMAGE_SHAPE = (32, 32, 3)
-IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+
+
+def is_hidden(path):
+    """Whether a file or folder is hidden (``.name``: macOS's ``._*`` AppleDouble files, ``.DS_Store``, ...)."""
+    return Path(path).name.startswith(".")
+
+
+def is_image_file(path):
+    """Whether ``path`` is an image of a data set: a visible file with one of IMAGE_EXTENSIONS."""
+    path = Path(path)
+    return not is_hidden(path) and path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
 DATA_ENV = "KERAS_APML_DATA"
 EXPECTED_LAYOUT = (
     "expected Keras's pickled batches (cifar-10-batches-py/data_batch_1..5, test_batch) "
@@ -66,7 +80,7 @@ def is_cifar10(data_dir):
 
 def _download_cifar10():
     """Keras's own download path, with a clear message when there is no network."""
-    import keras
+    import keras  # here, not at the top: folders and --help read this module without TensorFlow
 
     try:
         (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
@@ -110,10 +124,10 @@ def integer_labels(values, source):
             raise InputError(f"{source}: labels are {values.dtype}, expected integers")
         array = values
     elif isinstance(values, (list, tuple)):
-        bad = next((v for v in values if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))
-                    or not -2 ** 62 < int(v) < 2 ** 62), None)
-        if bad is not None:
-            raise InputError(f"{source}: label {str(bad)[:40]!r} is not a whole number in range")
+        bad = [v for v in values if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))
+               or not -2 ** 62 < int(v) < 2 ** 62][:1]  # a list: a label may itself be None
+        if bad:
+            raise InputError(f"{source}: label {str(bad[0])[:40]!r} is not a whole number in range")
         array = np.array([int(v) for v in values], dtype=np.int64)
     else:
         raise InputError(f"{source}: expected a list of integer labels, got {type(values).__name__}")
@@ -128,7 +142,7 @@ def _image_files(root):
     """Map split -> (path, label) pairs of CIFAR-10's image-folder tree, its ten class folders checked."""
     listing = {}
     for split in ("train", "test"):
-        classes = tuple(sorted(p.name for p in (root / split).iterdir() if p.is_dir()))
+        classes = tuple(sorted(p.name for p in (root / split).iterdir() if p.is_dir() and not is_hidden(p)))
         if classes != CIFAR10_CLASSES:
             raise InputError(f"{root / split} has class folders {', '.join(classes) or '(none)'}; CIFAR-10's tree "
                              f"needs exactly {', '.join(CIFAR10_CLASSES)}")
@@ -136,7 +150,7 @@ def _image_files(root):
             (path, label)
             for label, name in enumerate(classes)
             for path in sorted((root / split / name).iterdir())
-            if path.suffix.lower() in IMAGE_EXTENSIONS
+            if is_image_file(path)
         ]
         if not files:
             raise InputError(f"{root / split} holds no images; {EXPECTED_LAYOUT}")
@@ -169,10 +183,6 @@ def _decode_images(files, verbose=0, what="decoding images"):
     The size and mode are read from the header before any pixel is decoded,
     so a decompression bomb is refused unopened.
     """
-    from PIL import Image
-
-    from keras_apml.progress import StepProgress
-
     progress = StepProgress(what, len(files), verbose)
     x = np.empty((len(files), *IMAGE_SHAPE), dtype=np.uint8)
     with warnings.catch_warnings():
@@ -263,8 +273,6 @@ def car_truck_cat(
 
 def _draw_split(x, y, counts, cat_to_car, rng, split):
     """Draw one split: images, observed labels, true labels, CIFAR indices (:func:`keras_apml.noise.draw`)."""
-    from keras_apml import noise
-
     for cifar_label, count in zip(BENCHMARK_FROM_CIFAR, counts):
         available = int(np.sum(y == cifar_label))
         if count > available:
@@ -411,8 +419,6 @@ def select_classes(x, y, names, class_names):
 
 def validation_split(y, size=0.2, seed=0):
     """Stratified ``(train_indices, validation_indices)``; ``size`` is a fraction of ``y`` or a count."""
-    from sklearn.model_selection import train_test_split
-
     try:
         return train_test_split(np.arange(len(y)), test_size=size, random_state=seed, stratify=y)
     except ValueError as e:  # a class too small to stratify, or a split too small to hold every class
@@ -422,8 +428,6 @@ def validation_split(y, size=0.2, seed=0):
 
 def stratified_indices(y, n, seed=0):
     """The indices of a stratified random subset of at most ``n`` of the labels ``y`` (all of them when fewer)."""
-    from sklearn.model_selection import train_test_split
-
     if n >= len(y):
         return np.arange(len(y))
     return train_test_split(np.arange(len(y)), train_size=n, random_state=seed, stratify=y)[0]

@@ -3,17 +3,18 @@
 import math
 import warnings
 
+import keras
 import numpy as np
 from sklearn import metrics as skm
+
+from keras_apml.pipeline import make_dataset
+from keras_apml.progress import StepProgress
 
 
 def predict(model, x, batch_size=256, verbose=0, what="predicting", mirror=False):
     """``model.predict`` on uint8 images, [0, 1] float images or float features: an array, or a dict of arrays for
     a model with named outputs; ``verbose`` shows the progress of ``what`` (see :mod:`keras_apml.progress`);
     ``mirror`` predicts on the images' left-right mirror images instead."""
-    from keras_apml.pipeline import make_dataset
-    from keras_apml.progress import StepProgress
-
     def dataset(images):
         ds = make_dataset(images, batch_size=batch_size)
         return ds.map(lambda batch: batch[:, :, ::-1]) if mirror else ds
@@ -113,8 +114,6 @@ def balanced_accuracy_callback(datasets):
     frequent, balanced accuracy is exactly the ``val_accuracy`` Keras already
     logged, which is taken instead of a second pass over the images.
     """
-    import keras
-
     def equally_frequent(y):
         counts = np.bincount(np.asarray(y))
         return counts[counts > 0].min() == counts.max()

@@ -24,14 +24,17 @@ in their files instead (:class:`FileImages`) and are streamed.
 import dataclasses
 import hashlib
 import warnings
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
+from PIL import Image, ImageOps
+from sklearn.model_selection import train_test_split
 
 from keras_apml import cache
+from keras_apml.data import IMAGE_EXTENSIONS, is_hidden, is_image_file, read_csv
 from keras_apml.errors import InputError
+from keras_apml.progress import StepProgress
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 SPLIT_FOLDERS = ("train", "val", "test")
 VAL_FRACTION, TEST_FRACTION = 0.1, 0.2
 MAX_SIDE = 4096  # larger images are refused from their header, before a pixel is decoded (decompression bombs)
@@ -108,7 +111,7 @@ def scan(root):
 
 def _class_folders(directory, minimum=2):
     """The sorted class folder names under ``directory``; fewer than ``minimum`` is an error."""
-    names = sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    names = sorted(p.name for p in directory.iterdir() if p.is_dir() and not is_hidden(p))
     if len(names) < minimum:
         raise InputError(f"{directory} holds {len(names)} class folder{'s' if len(names) != 1 else ''}; an image-"
                          f"folder dataset needs at least {minimum} (ROOT/<class>/* or ROOT/train/<class>/*)")
@@ -121,8 +124,7 @@ def _files(root, split, classes, required):
     files = []
     for label, name in enumerate(classes):
         folder = base / name
-        found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS) \
-            if folder.is_dir() else []
+        found = sorted(p for p in folder.iterdir() if is_image_file(p)) if folder.is_dir() else []
         if required and not found:
             raise InputError(f"class folder {folder} holds no image ({', '.join(IMAGE_EXTENSIONS)})")
         files += [(str(p.relative_to(root)), label) for p in found]
@@ -133,8 +135,6 @@ def split_stratified(y, val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION, 
     """Indices ``(train, val, test)``: scikit-learn's stratified ``train_test_split``, ``test_fraction`` of all
     images first, then ``val_fraction`` of the rest, so that the test images of a seed do not depend on
     ``val_fraction``."""
-    from sklearn.model_selection import train_test_split
-
     for name, value in (("validation", val_fraction), ("test", test_fraction)):
         if not 0 <= value < 1:
             raise InputError(f"the {name} fraction must lie in [0, 1), got {value}")
@@ -156,8 +156,6 @@ def split_stratified(y, val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION, 
 
 def header(path):
     """``(width, height)`` of an image file from its header, or the reason it cannot be read."""
-    from PIL import Image
-
     try:
         with Image.open(path) as im:
             return im.size
@@ -167,8 +165,6 @@ def header(path):
 
 def decode(path, size):
     """One image file as RGB uint8 of ``size`` (height, width): upright, converted, resized with Lanczos."""
-    from PIL import Image, ImageOps
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # sizes are checked first
         with Image.open(path) as im:
@@ -205,8 +201,6 @@ def load(root, image_size=None, val_fraction=VAL_FRACTION, test_fraction=TEST_FR
     file is decoded once to check it and then left where it is: the splits
     hold :class:`FileImages`, streamed through tf.data.
     """
-    from keras_apml.progress import StepProgress
-
     root = Path(root).expanduser().resolve()
     classes, listing, layout = scan(root)
     everything = [path for files in listing.values() for path, _ in files]
@@ -261,8 +255,6 @@ def _bytes(count, image_size):
 
 def _streamed(root, listing, sizes, classes, image_size, layout, skipped, skip_unreadable, split, verbose):
     """A :class:`FolderData` of :class:`FileImages`: every file decoded once to check it, none kept."""
-    from keras_apml.progress import StepProgress
-
     readable = {path: path for path, _ in _decode_all(root, sizes, image_size, skip_unreadable, skipped,
                                                       StepProgress("checking images", len(sizes), verbose))}
     splits = _splits(listing, readable, classes, *split, stack=lambda paths: FileImages(root, paths, image_size))
@@ -328,8 +320,6 @@ def _from_arrays(arrays, layout):
 def read_truth(path, class_names):
     """A truth file (CSV ``path,label``: each image's path relative to the dataset root and its true class
     name, as ``experiments.make_dataset`` writes it) as ``{path: label index}``, every row checked."""
-    from keras_apml.data import read_csv
-
     path = Path(path).expanduser()
     _, rows = read_csv(path, "truth file", ("path", "label"))
     truth = {}
@@ -337,6 +327,9 @@ def read_truth(path, class_names):
         if len(row) != 2:
             raise InputError(f"{path}: row {line} should be 'path,label'")
         image, label = row[0].strip(), row[1].strip()
+        if PurePath(image).is_absolute() or ".." in PurePath(image).parts:
+            raise InputError(f"{path}: row {line}: {image[:200]!r} lies outside the data tree; a truth file names "
+                             "each image by its path relative to the dataset root")
         if label not in class_names:
             raise InputError(f"{path}: row {line}: class {label[:40]!r} is not one of {', '.join(class_names)}")
         if image in truth:

@@ -1,24 +1,26 @@
 """Label-noise detection by confident learning (cleanlab) on out-of-fold predicted probabilities."""
 
 import numpy as np
+from cleanlab.filter import find_label_issues
 from sklearn import metrics as skm
 from sklearn.model_selection import StratifiedKFold
 
-from keras_apml import evaluation, imbalance
+from keras_apml import evaluation, trainer
+from keras_apml.cluster import Tasks
 from keras_apml.errors import InputError
 
 CLEANING = ("noisy", "removed", "relabelled")
 
 
 def strategy_fit_predict(strategy, recipe, mirror=False):
-    """A fit-and-predict callable for :func:`out_of_fold_probabilities`: ``imbalance.train`` with ``strategy``.
+    """A fit-and-predict callable for :func:`out_of_fold_probabilities`: ``trainer.train`` with ``strategy``.
 
     It trains the recipe's network on the images it is given and returns
     its probabilities for the held-out ones (each averaged with its mirror
     image's with ``mirror``); a training that diverges is an InputError.
     """
     def fit_predict(x_fit, y_fit, x_held, seed):
-        model, result, _ = imbalance.train(strategy, x_fit, y_fit, recipe, seed=seed)
+        model, result, _ = trainer.train(strategy, x_fit, y_fit, recipe, seed=seed)
         if result.diverged:
             raise InputError(f"diverged at epoch {result.diverged_epoch}: lower --lr")
         return evaluation.predict_proba(model, x_held, mirror=mirror)
@@ -50,8 +52,6 @@ def out_of_fold_probabilities(x, y, fit_predict, folds=5, seed=0, on_fold=None, 
     models, in turn here by default; ``on_fold(i, total)`` is called as each
     one starts here, as each one finishes on a cluster.
     """
-    from keras_apml.cluster import Tasks
-
     check_folds(y, folds)
     if repeats < 1:
         raise InputError(f"repeats must be at least 1, got {repeats}")
@@ -117,8 +117,6 @@ def flag_in_rounds(x, y, fit_predict, rounds=2, folds=5, seed=0, on_fold=None, r
 
 def find_issues(labels, probabilities):
     """Indices of likely label errors (cleanlab's find_label_issues), most confidently wrong first."""
-    from cleanlab.filter import find_label_issues
-
     # n_jobs=1: cleanlab's default forks a multiprocessing pool, and a fork of a process running TensorFlow's
     # threads can deadlock (it hung a CI run); on arrays this size one process takes milliseconds.
     return np.asarray(find_label_issues(labels, probabilities, return_indices_ranked_by="self_confidence",

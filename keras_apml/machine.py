@@ -1,12 +1,11 @@
 """What a run ran on: library versions and the device, for config.json and the benchmarks."""
 
+import importlib.metadata as md
 import platform
 
 
 def library_versions():
     """Versions of Python and the libraries a run depends on."""
-    import importlib.metadata as md
-
     versions = {"python": platform.python_version()}
     for package in ("tensorflow", "keras", "numpy", "scikit-learn", "imbalanced-learn", "matplotlib", "cleanlab"):
         try:
@@ -18,7 +17,7 @@ def library_versions():
 
 def device_description():
     """The accelerators TensorFlow sees, or the CPU."""
-    import tensorflow as tf
+    import tensorflow as tf  # here, not at the top: config.json's versions come without TensorFlow
 
     gpus = tf.config.list_physical_devices("GPU")
     return {

@@ -3,11 +3,23 @@ pixels in [0, 1] (``linear``: features) and carries its own preprocessing, so a
 saved ``.keras`` file is self-contained. The classifier's softmax stays float32
 under mixed precision."""
 
+from pathlib import Path
+
 import keras
 import numpy as np
 from keras import layers
 
+from keras_apml.custom_objects import (
+    PartialIdentity,
+    PatchWhitening,
+    ScaledBias,
+    TwoStageProbabilities,
+    VGG19Preprocess,
+    torch_uniform,
+)
 from keras_apml.errors import InputError
+from keras_apml.folders import FileImages
+from keras_apml.pipeline import make_dataset
 
 INPUT_SHAPE = (32, 32, 3)
 VGG19_NOTOP_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -19,8 +31,6 @@ def fit_standardizer(x_train):
     if isinstance(x_train, np.ndarray):
         norm.adapt(np.asarray(x_train, dtype=np.float32) / 255.0 if x_train.dtype == np.uint8 else x_train)
     else:  # images streamed from their files: the same statistics, batch by batch
-        from keras_apml.pipeline import make_dataset
-
         norm.adapt(make_dataset(x_train, batch_size=256))
     return norm
 
@@ -28,64 +38,8 @@ def fit_standardizer(x_train):
 WHITENING_IMAGES = 5000  # images whose patches fit the whitening layer, as airbench
 
 
-@keras.saving.register_keras_serializable(package="keras_apml")
-class PatchWhitening(layers.Layer):
-    """A frozen convolution that whitens image patches (airbench's first layer): ``patch_size`` squares of the
-    input, centred and projected on the principal axes of the training images' patches, scaled to unit variance,
-    each axis given twice (+ and -, for the GELU after it). Fitted by :meth:`adapt`, never by training.
-    """
-
-    def __init__(self, patch_size=2, epsilon=5e-4, **kwargs):
-        kwargs.setdefault("trainable", False)
-        super().__init__(**kwargs)
-        self.patch_size, self.epsilon = int(patch_size), float(epsilon)
-
-    def build(self, input_shape):
-        size, channels = self.patch_size, int(input_shape[-1])
-        dims = size * size * channels
-        self.kernel = self.add_weight(shape=(size, size, channels, 2 * dims), initializer="zeros",
-                                      trainable=False, name="kernel")
-        self.bias = self.add_weight(shape=(2 * dims,), initializer="zeros", trainable=False, name="bias")
-
-    def patches(self, images):
-        """Every ``patch_size`` square of ``images`` (NHWC) as rows, in the kernel's (row, column, channel) order."""
-        size = self.patch_size
-        h, w = images.shape[1] - size + 1, images.shape[2] - size + 1
-        squares = np.stack([np.stack([images[:, i:i + h, j:j + w] for j in range(size)], axis=-2)
-                            for i in range(size)], axis=-3)
-        return squares.reshape(-1, size * size * images.shape[-1])
-
-    def adapt(self, images):
-        """Fit the kernel and bias on float images in [0, 1] (NHWC): the patches' mean and covariance.
-
-        Each axis is scaled by ``1 / sqrt(eigenvalue + epsilon * mean eigenvalue)``:
-        axes of almost no variance are not blown up.
-        """
-        images = np.asarray(images, dtype=np.float32)
-        if not self.built:
-            self.build(images.shape)
-        total, outer, count = 0.0, 0.0, 0
-        for start in range(0, len(images), 500):
-            rows = self.patches(images[start:start + 500]).astype(np.float64)
-            total, outer, count = total + rows.sum(axis=0), outer + rows.T @ rows, count + len(rows)
-        mean = total / count
-        eigenvalues, eigenvectors = np.linalg.eigh(outer / count - np.outer(mean, mean))
-        axes = eigenvectors / np.sqrt(np.maximum(eigenvalues, 0) + self.epsilon * eigenvalues.mean())
-        kernel = np.concatenate([axes, -axes], axis=1)
-        self.kernel.assign(kernel.reshape(self.kernel.shape).astype(np.float32))
-        self.bias.assign((-mean @ kernel).astype(np.float32))
-
-    def call(self, images):
-        return keras.ops.conv(images, self.kernel, padding="valid") + self.bias
-
-    def get_config(self):
-        return {**super().get_config(), "patch_size": self.patch_size, "epsilon": self.epsilon}
-
-
 def fit_whitening(x_train, patch_size=2):
     """A :class:`PatchWhitening` layer adapted on (up to ``WHITENING_IMAGES``, evenly spaced) training images."""
-    from keras_apml.folders import FileImages
-
     step = max(1, len(x_train) // WHITENING_IMAGES)
     sample = x_train[::step][:WHITENING_IMAGES]
     if isinstance(sample, FileImages):
@@ -106,32 +60,6 @@ def _classifier(x, num_classes, kernel_initializer="glorot_uniform"):
     """The final softmax layer, kept in float32 for mixed precision."""
     return layers.Dense(num_classes, activation="softmax", dtype="float32", kernel_initializer=kernel_initializer,
                         name="predictions")(x)
-
-
-def _torch_uniform(seed=None):
-    """PyTorch's default initialisation of conv and dense weights: uniform in +-1/sqrt(fan_in)."""
-    return keras.initializers.VarianceScaling(1 / 3, mode="fan_in", distribution="uniform", seed=seed)
-
-
-@keras.saving.register_keras_serializable(package="keras_apml")
-class PartialIdentity(keras.initializers.Initializer):
-    """airbench's conv initialisation: PyTorch's default, with the first ``min(in, out)`` filters the identity
-    (``torch.nn.init.dirac_``), so a block starts close to passing its input through."""
-
-    def __init__(self, seed=None):
-        self.seed = seed
-
-    def __call__(self, shape, dtype=None):
-        rows, cols, inputs, outputs = shape
-        identity = np.zeros(shape, dtype=np.float32)
-        k = min(inputs, outputs)
-        identity[rows // 2, cols // 2, np.arange(k), np.arange(k)] = 1.0
-        first = np.arange(outputs) < k
-        return keras.ops.where(first, keras.ops.convert_to_tensor(identity, dtype=dtype),
-                               _torch_uniform(self.seed)(shape, dtype))
-
-    def get_config(self):
-        return {"seed": self.seed}
 
 
 def small_cnn(num_classes=3, dropout=0.0, standardizer=None, input_shape=INPUT_SHAPE):
@@ -176,25 +104,6 @@ def cifar_convnet(num_classes=10, dropout=0.25, l2=0.0, standardizer=None, input
     return keras.Model(inputs, _classifier(x, num_classes), name="cifar_convnet")
 
 
-@keras.saving.register_keras_serializable(package="keras_apml")
-class ScaledBias(layers.Layer):
-    """A per-channel bias stored divided by ``scale``: under SGD it learns ``scale**2`` times as fast as the
-    model's other weights, its weight decay unchanged (airbench's ``bias_scaler``: 64 for BatchNorm biases)."""
-
-    def __init__(self, scale=8.0, **kwargs):
-        super().__init__(**kwargs)
-        self.scale = float(scale)
-
-    def build(self, input_shape):
-        self.bias = self.add_weight(shape=(int(input_shape[-1]),), initializer="zeros", name="bias")
-
-    def call(self, x):
-        return x + keras.ops.cast(self.scale * self.bias, x.dtype)
-
-    def get_config(self):
-        return {**super().get_config(), "scale": self.scale}
-
-
 def airbench(num_classes=10, whitening=None, widths=(64, 256, 256), batchnorm_momentum=0.6, bias_scale=8.0,
              input_shape=INPUT_SHAPE):
     """airbench94's net in Keras: a :class:`PatchWhitening` layer, three blocks of conv-pool-BN-GELU-conv-BN-GELU
@@ -219,7 +128,7 @@ def airbench(num_classes=10, whitening=None, widths=(64, 256, 256), batchnorm_mo
             x = layers.Activation("gelu", name=f"block{block}_gelu{conv}")(x)
     x = layers.GlobalMaxPooling2D(name="features")(x)
     x = layers.Rescaling(1 / 9, name="logit_scale")(x)
-    return keras.Model(inputs, _classifier(x, num_classes, _torch_uniform()), name="airbench")
+    return keras.Model(inputs, _classifier(x, num_classes, torch_uniform()), name="airbench")
 
 
 def linear(num_classes=3, dropout=0.0, standardizer=None, input_shape=(256,)):
@@ -231,24 +140,13 @@ def linear(num_classes=3, dropout=0.0, standardizer=None, input_shape=(256,)):
     return keras.Model(inputs, _classifier(x, num_classes), name="linear")
 
 
-@keras.saving.register_keras_serializable(package="keras_apml")
-class VGG19Preprocess(layers.Layer):
-    """Map [0, 1] RGB pixels to VGG19's input with ``keras.applications.vgg19.preprocess_input``."""
-
-    def call(self, images):
-        return keras.applications.vgg19.preprocess_input(images * 255.0)
-
-
 def vgg19_base(weights="imagenet", input_shape=INPUT_SHAPE):
     """VGG19 without its top, cut at ``block4_pool`` and frozen. ``weights``: "imagenet", None or a file;
     images of 32x32 and up."""
     if min(input_shape[:2]) < 32:
         raise InputError(f"VGG19 takes images of 32x32 and up, not {input_shape[0]}x{input_shape[1]}")
-    if weights not in ("imagenet", None):
-        from pathlib import Path
-
-        if not Path(weights).is_file():
-            raise InputError(f"VGG19 weights file {weights} does not exist")
+    if weights not in ("imagenet", None) and not Path(weights).is_file():
+        raise InputError(f"VGG19 weights file {weights} does not exist")
     try:
         full = keras.applications.VGG19(include_top=False, weights=weights, input_shape=tuple(input_shape))
     except Exception as e:  # keras.utils.get_file raises a bare Exception when offline
@@ -338,14 +236,6 @@ def feature_extractor(model, layer=None):
     return keras.Model(model.inputs, target.output, name=f"{model.name}_features")
 
 
-@keras.saving.register_keras_serializable(package="keras_apml")
-class TwoStageProbabilities(layers.Layer):
-    """Combine p(first | x) from a one-vs-rest stage with p(class | not first, x) from a second stage."""
-
-    def call(self, first, rest):
-        return keras.ops.concatenate([first[:, :1], first[:, 1:2] * rest], axis=-1)
-
-
 def two_stage(first, rest):
     """One model from two: ``first`` tells class 0 from the others, ``rest`` tells the others apart.
 
@@ -389,10 +279,8 @@ def copy_weights(source, target, may_differ=("predictions",)):
 
 
 def load_model(path):
-    """Load a .keras model (this module's layers and the training loss are registered); a bad file is one
+    """Load a .keras model (its layers and loss registered by :mod:`keras_apml.custom_objects`); a bad file is one
     InputError."""
-    import keras_apml.training  # noqa: F401 - registers SmoothedSparseCrossentropy, which a compiled model names
-
     try:
         return keras.models.load_model(path)
     except Exception as e:  # Keras raises ValueError, OSError, zipfile errors... for a bad file

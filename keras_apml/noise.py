@@ -34,6 +34,8 @@ def parse_pairs(text, class_names):
         except ValueError:
             raise InputError(f"noise pair {item!r}: rate {rate!r} is not a number") from None
         check_number(f"noise rate of {source}->{target}", value, low=0.0, high=1.0)
+        if any((s, t) == (class_names.index(source), class_names.index(target)) for s, t, _ in pairs):
+            raise InputError(f"noise pair {source}->{target} is given twice; give each pair once")
         pairs.append((class_names.index(source), class_names.index(target), value))
     if not pairs:
         raise InputError(f"no noise pair in {text!r}")

@@ -8,10 +8,13 @@ import math
 
 import numpy as np
 import tensorflow as tf
+from imblearn.over_sampling import SMOTE, RandomOverSampler
+from imblearn.under_sampling import RandomUnderSampler
 from sklearn.utils.class_weight import compute_class_weight
 
 from keras_apml.augmentation import Augmentation  # noqa: F401  (public here, defined there)
 from keras_apml.errors import InputError
+from keras_apml.folders import FileImages, decode
 from keras_apml.recipe import BALANCE, RESAMPLERS
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -24,16 +27,12 @@ def to_unit_float(images):
 
 def _slices(x, y=None):
     """``(dataset of images or of image files, labelled)``: arrays as they are, :class:`FileImages` as paths."""
-    from keras_apml.folders import FileImages
-
     items = x.files() if isinstance(x, FileImages) else x
     return tf.data.Dataset.from_tensor_slices(items if y is None else (items, y))
 
 
 def _decoded(ds, x):
     """``ds`` with :class:`FileImages` paths decoded (in parallel, as the array path decodes them: same pixels)."""
-    from keras_apml.folders import FileImages, decode
-
     if not isinstance(x, FileImages):
         return ds
     size = x.size
@@ -91,8 +90,6 @@ def training_dataset(x, y, balance="none", batch_size=32, seed=None, augmentatio
         ds, steps = balanced_dataset(x, y, batch_size, seed=seed, augmentation=augmentation)
         return ds, steps, None, y
     if balance in RESAMPLERS:
-        from keras_apml.folders import FileImages
-
         if isinstance(x, FileImages):
             raise InputError(f"--balance {balance} resamples images in memory; these are streamed from their files "
                              "(past the memory budget): use class_weight or oversample")
@@ -133,9 +130,6 @@ def resample(x, y, method, seed=0):
     ``over+under`` and ``smote+under``: grow the classes below the mean count up
     to it, then cut those above it down to it.
     """
-    from imblearn.over_sampling import SMOTE, RandomOverSampler
-    from imblearn.under_sampling import RandomUnderSampler
-
     if method not in RESAMPLERS:
         raise InputError(f"unknown resampling method {method!r}; choose from {', '.join(RESAMPLERS)}")
     classes, counts = np.unique(y, return_counts=True)

@@ -26,7 +26,7 @@ class StepProgress:
         self.next_line = 1
         self.bar = None
         if verbose == 1 and total:
-            import keras
+            import keras  # here, not at the top: a progress line needs no TensorFlow
 
             print(f"{what}:", flush=True)
             self.bar = keras.utils.Progbar(total, unit_name=unit.rstrip("s"))

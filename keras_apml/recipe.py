@@ -1,15 +1,11 @@
-"""The one training path: a :class:`Recipe`, :func:`build` and :func:`fit`.
+"""How a model is built and trained, as data: the choices, :class:`Recipe` and the named recipes.
 
-Every model of every study is built by :func:`build` and trained by
-:func:`fit`: the conv nets of ``experiments.train`` and ``cifar_transfer``,
-the VGG19 transfer model and its head, each imbalance strategy, the
-label-noise fold models and the hyperparameter sweeps. This module imports
-no TensorFlow until a model is built, so command lines can offer its choices
-and defaults without that cost.
+:mod:`keras_apml.trainer` builds and trains what a recipe says. This module
+imports nothing heavier than :mod:`keras_apml.errors`, so command lines can
+offer its choices and defaults without importing TensorFlow.
 """
 
 import dataclasses
-import math
 from pathlib import Path
 
 from keras_apml.errors import InputError, check_number
@@ -151,81 +147,3 @@ FEATURE_HEAD = Recipe(model="linear", lr=3e-3, batch_size=256, epochs=30, weight
 # train-function call cut the per-step overhead of so small a model (benchmarks.transfer).
 VGG19_HEAD = Recipe(model="vgg19_transfer", lr=1e-3, batch_size=256, epochs=10, standardize=False)
 HEAD_STEPS_PER_EXECUTION = 32
-
-
-def build(recipe, x_train, num_classes, seed):
-    """The recipe's model for ``num_classes``, standardised on ``x_train``; its weights depend only on ``seed``.
-
-    With ``recipe.init`` every layer but the classifier starts from that
-    model's weights, its standardisation included: the features go on seeing
-    the inputs they were trained on.
-    """
-    from keras_apml import models, training
-    from keras_apml.augmentation import Augmentation
-
-    if recipe.augment:  # a bad spec is refused here, with the model, before anything is trained
-        Augmentation.from_string(recipe.augment)
-    training.set_seed(seed)
-    kwargs = {} if recipe.dropout is None else {"dropout": recipe.dropout}
-    if x_train is not None:
-        kwargs["input_shape"] = tuple(x_train.shape[1:])
-    try:
-        if recipe.model == "vgg19_transfer":  # VGG19 carries its own preprocessing
-            model = models.vgg19_transfer(weights=recipe.weights, num_classes=num_classes, upsample=recipe.upsample,
-                                          **kwargs)
-        elif recipe.model == "airbench":  # its first layer whitens patches, fitted on the training images
-            model = models.airbench(num_classes=num_classes, whitening=models.fit_whitening(x_train), **kwargs)
-        else:
-            standardizer = models.fit_standardizer(x_train) if recipe.standardize else None
-            model = models.BUILDERS[recipe.model](num_classes=num_classes, standardizer=standardizer, **kwargs)
-    except ValueError as e:  # Keras: a layer's output would be empty (images too small for the architecture)
-        shape = "x".join(map(str, kwargs.get("input_shape", models.INPUT_SHAPE)[:2]))
-        raise InputError(f"{recipe.model} cannot take {shape} images ({str(e).splitlines()[0][:160]}); "
-                         "pass a larger --image-size or another --model") from None
-    if recipe.init is not None:
-        models.copy_weights(models.load_model(recipe.init), model)
-    return model
-
-
-def fit(model, x, y, recipe, *, seed=0, validation=None, callbacks=(), verbose=0, distribution=None, jit_compile=False,
-        steps_per_execution=1):
-    """Compile ``model`` with the recipe's optimiser and schedule and train it on ``(x, y)`` as the recipe says.
-
-    ``x`` are uint8 images (or float features, which pass unscaled);
-    ``validation`` is ``(x, y)``, scored after every epoch (its balanced
-    accuracy logged as ``val_balanced_accuracy``, what
-    :class:`training.BestEpoch` keeps the best epoch by); ``distribution`` a
-    tf.distribute strategy to compile under. Returns ``(TrainResult, labels fitted,
-    class weights or None)``.
-    """
-    import contextlib
-
-    from keras_apml import evaluation, pipeline, training
-    from keras_apml.augmentation import Augmentation
-
-    augmentation = Augmentation.from_string(recipe.augment, seed=seed) if recipe.augment else None
-    ds, steps, weights, y_fit = pipeline.training_dataset(x, y, recipe.balance, recipe.batch_size, seed=seed,
-                                                          augmentation=augmentation)
-    steps_per_epoch = steps or math.ceil(len(y_fit) / recipe.batch_size)
-    lr, schedule_callbacks = training.learning_rate_schedule(recipe.schedule, recipe.lr, recipe.epochs,
-                                                             steps_per_epoch)
-    with distribution.scope() if distribution is not None else contextlib.nullcontext():
-        training.compile_model(model, training.make_optimizer(recipe.optimizer, lr, recipe.momentum,
-                                                              recipe.weight_decay, recipe.ema),
-                               jit_compile=jit_compile, steps_per_execution=steps_per_execution,
-                               label_smoothing=recipe.label_smoothing)
-    ema_callbacks = [training.EMAWeights()] if recipe.ema is not None else []  # first: the rest see the average
-    validation_data, scoring = None, []
-    if validation is not None:
-        validation_data = pipeline.make_dataset(*validation, recipe.batch_size)
-        scoring = [evaluation.balanced_accuracy_callback({"val": validation})]  # before the callbacks that read it
-    result = training.fit(model, ds, epochs=recipe.epochs, validation_data=validation_data, steps_per_epoch=steps,
-                          class_weight=weights, verbose=verbose,
-                          callbacks=[*ema_callbacks, *scoring, *schedule_callbacks, *callbacks])
-    return result, y_fit, weights
-
-
-def check(recipe, x_train, num_classes):
-    """Build the recipe's model once and drop it: a missing, unloadable or mismatched ``init`` or weights file fails
-    now, before a run directory exists or an epoch is trained."""
-    build(recipe, x_train[:64], num_classes, seed=0)

@@ -2,8 +2,9 @@
 a metrics table, confusion matrices, classification reports, curves, summary."""
 
 import numpy as np
+import sklearn
 
-from keras_apml import evaluation, plots, training
+from keras_apml import checkpoints, evaluation, plots
 
 
 def markdown_table(headers, rows):
@@ -198,7 +199,7 @@ def finish_trained_model(run, name, model, train_result, splits, class_names, *,
     timing["total_seconds"] = round(timing["fit_seconds"] + timing.get("feature_seconds", 0.0), 3)
     run.record(name, {**split_metrics, "training": train_result.to_dict(), "timing": timing, **extra})
     add_model_report(run, name, split_metrics, class_names, model, train_result, detail_splits, validation, timing)
-    training.remove_backup(run.path, tag)
+    checkpoints.remove_backup(run.path, tag)
     return split_metrics
 
 
@@ -394,8 +395,6 @@ def backbone_section(info):
 
 def classifier_section(name, result, confusion_png):
     """``experiments.feature_extraction``: one scikit-learn classifier's pipeline, convergence and test report."""
-    import sklearn
-
     warning = f"\n\n**Did not converge**: {'; '.join(result['warnings'])}" if result["warnings"] else ""
     return (f"## {name}\n\n`{result['pipeline']}`\n\n(Every parameter not written out is scikit-learn "
             f"{sklearn.__version__}'s default.){warning}\n\n![confusion matrix]({confusion_png})\n\n"

@@ -10,6 +10,7 @@ before any of its code runs, and any failure while reading is one
 :class:`InputError`. (Torch tensors are admitted where torch is installed.)
 """
 
+import collections
 import io
 import math
 import pickle
@@ -109,9 +110,7 @@ for _core in ("numpy.core", "numpy._core"):
 def _torch_globals():
     """The globals a pickled torch tensor needs, or {} when torch is absent."""
     try:
-        import collections
-
-        import torch
+        import torch  # optional: only a pickle holding torch tensors needs it
         import torch._utils
     except ImportError:
         return {}

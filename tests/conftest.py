@@ -10,6 +10,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from keras_apml.data import CIFAR10_CLASSES  # noqa: E402
+from keras_apml.recipe import Recipe  # noqa: E402
 
 # A real CIFAR-10 directory for the smoke test, read before the fixtures below hide it.
 REAL_DATA = os.environ.get("KERAS_APML_DATA")
@@ -49,6 +50,16 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_APML_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(cache, "_enabled", True)
     monkeypatch.delenv("KERAS_APML_DATA", raising=False)
+
+
+TINY = Recipe(model="small_cnn", epochs=1, batch_size=16)  # one epoch of the smallest net: a training in seconds
+
+
+@pytest.fixture(scope="session")
+def skewed():
+    """120 / 20 / 10 images of three learnable classes."""
+    y = np.repeat(np.arange(3), (120, 20, 10))
+    return synthetic_images(len(y), seed=1, labels=y), y
 
 
 @pytest.fixture(scope="session")

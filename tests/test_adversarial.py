@@ -5,8 +5,8 @@ import json
 import keras
 import numpy as np
 import pytest
-
 from conftest import run_command
+
 from keras_apml import adversarial, evaluation
 from keras_apml.errors import InputError
 
@@ -116,6 +116,7 @@ def test_bad_inputs_are_refused(toy):
         adversarial.pgd(model, x, y[:3], 0.1)
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("adversarial")  # shares the quick run with test_experiments on one worker
 def test_the_command_records_accuracy_per_eps_and_success_per_target(quick_run):
     status, out = quick_run("adversarial")
@@ -128,6 +129,7 @@ def test_the_command_records_accuracy_per_eps_and_success_per_target(quick_run):
         assert (out / name).is_file()
 
 
+@pytest.mark.slow
 def test_no_model_anywhere_is_one_error_naming_the_commands(image_tree, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     status = run_command("adversarial", ["--data-dir", str(image_tree[0]), "--quick"])

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import run_command, synthetic_images, write_image_tree
+from test_data import png_header, write_course_pickle, write_pickled_batches
+
 from experiments import _common
 from keras_apml.data import CIFAR10_CLASSES
-from test_data import png_header, write_course_pickle, write_pickled_batches
 
 ROOT = Path(__file__).parents[1]
 
@@ -84,6 +84,8 @@ INPUTS = {
     "fraction_pickle": lambda d: _pickles(d / "p", "fraction", [(IMAGE, 1.7)] * 4),
     "inf_pickle": lambda d: _pickles(d / "p", "inf", [(IMAGE, float("inf"))] * 4),
     "huge_pickle": lambda d: _pickles(d / "p", "huge", [(IMAGE, 2 ** 70)] * 4),
+    "none_pickle": lambda d: _pickles(d / "p", "none", [(IMAGE, None)] * 4),
+    "truth_outside": lambda d: _text(d / "t", "truth.csv", b"path,label\n../../outside.png,airplane\n"),
     "object_pickle": lambda d: _pickles(d / "p", "object", [(ObjectArray(), 0)]),
     "float_batches": lambda d: _batches(d / "fb", {b"data": np.full((2, 3072), 1000.0), b"labels": [0, 1]}),
     "bytes_label_batches": lambda d: _batches(d / "bb", {b"data": np.zeros((2, 3072), np.uint8),
@@ -158,6 +160,9 @@ ROWS = [
      "label '1.7' is not a whole number"),
     ("baseline", ["--train-pickle", "{inf_pickle}", "--dev-pickle", "{inf_pickle}"], "label 'inf' is not a whole"),
     ("baseline", ["--train-pickle", "{huge_pickle}", "--dev-pickle", "{huge_pickle}"], "is not a whole number in"),
+    ("baseline", ["--train-pickle", "{none_pickle}", "--dev-pickle", "{none_pickle}"], "label 'None' is not a whole"),
+    ("baseline", ["--data-dir", "{tree3}", "--true-labels", "{truth_outside}"],
+     "row 1: '../../outside.png' lies outside the data tree"),
     ("baseline", ["--train-pickle", "{object_pickle}", "--dev-pickle", "{object_pickle}"], "refused dtype 'O8'"),
     ("baseline", ["--train-pickle", "{nan_pickle}"], "--train-pickle and --dev-pickle go together"),
     ("baseline", ["--epochs", "-3"], "argument --epochs: expected a positive integer, got -3"),
@@ -245,6 +250,7 @@ def run_row(image_tree, finished_run, tmp_path, name, argv, capsys):
     return status, capsys.readouterr(), before, snapshot(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, argv, message", ROWS, ids=[f"{r[0]}:{' '.join(r[1]) or 'none'}" for r in ROWS])
 def test_bad_input_is_one_error_line_and_changes_nothing(image_tree, finished_run, tmp_path, capsys, name, argv,
                                                          message):
@@ -259,6 +265,7 @@ def test_bad_input_is_one_error_line_and_changes_nothing(image_tree, finished_ru
     assert after == before
 
 
+@pytest.mark.slow
 def test_a_second_process_on_the_same_out_is_refused(image_tree, finished_run, tmp_path, capsys):
     from experiments._rundir import RunDir
 
@@ -277,6 +284,7 @@ def test_a_second_process_on_the_same_out_is_refused(image_tree, finished_run, t
     assert snapshot(out) == before
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_error_line_and_leaves_the_earlier_files_whole(image_tree, finished_run, tmp_path,
                                                                           monkeypatch, capsys):
     import tempfile
@@ -303,25 +311,27 @@ def test_a_full_disk_is_one_error_line_and_leaves_the_earlier_files_whole(image_
     assert snapshot(out) == before
 
 
+@pytest.mark.slow
 def test_ctrl_c_is_one_line_and_status_130(image_tree, tmp_path, monkeypatch, capsys):
-    from keras_apml import training
+    from keras_apml import trainer
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "fit", interrupted)
+    monkeypatch.setattr(trainer, "fit_dataset", interrupted)
     status = run_command("train", ["--data-dir", str(image_tree[0]), "--out", str(tmp_path / "run"), "--quick"])
     err = capsys.readouterr().err.splitlines()
     assert status == 130 and err == ["error: interrupted; run the same command again to resume"]
 
 
+@pytest.mark.slow
 def test_kill_is_one_line_status_143_and_the_run_resumes(image_tree, tmp_path, monkeypatch, capsys):
     import os
     import signal
 
-    from keras_apml import training
+    from keras_apml import trainer
 
-    real_fit, calls = training.fit, []
+    real_fit, calls = trainer.fit_dataset, []
 
     def killed_in_epoch_2(model, data, **kwargs):
         class Kill(__import__("keras").callbacks.Callback):
@@ -332,7 +342,7 @@ def test_kill_is_one_line_status_143_and_the_run_resumes(image_tree, tmp_path, m
 
         return real_fit(model, data, **{**kwargs, "callbacks": [*kwargs["callbacks"], Kill()]})
 
-    monkeypatch.setattr(training, "fit", killed_in_epoch_2)
+    monkeypatch.setattr(trainer, "fit_dataset", killed_in_epoch_2)
     argv = ["--data-dir", str(image_tree[0]), "--out", str(tmp_path / "run"), "--quick", "--epochs", "3"]
     assert run_command("train", argv) == 143
     assert capsys.readouterr().err.splitlines() == [
@@ -342,6 +352,7 @@ def test_kill_is_one_line_status_143_and_the_run_resumes(image_tree, tmp_path, m
     assert "training: resuming from its backup after epoch 2" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_the_real_command_line_refuses_an_object_array_pickle_without_a_signal(tmp_path):
     """The segfault case, through ``python -m``: one line, status 2, no traceback."""
     path = _pickles(tmp_path, "object", [(ObjectArray(), 0)])
@@ -354,6 +365,7 @@ def test_the_real_command_line_refuses_an_object_array_pickle_without_a_signal(t
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_help_states_defaults_and_never_imports_tensorflow():
     script = ("import sys, contextlib, io\n"
               "from experiments import _common, train\n"
@@ -364,6 +376,7 @@ def test_help_states_defaults_and_never_imports_tensorflow():
     assert done.stdout.split() == ["False", "True"], done.stderr
 
 
+@pytest.mark.slow
 def test_course_pickles_with_too_few_images_for_a_class_are_refused(tmp_path, capsys):
     x = synthetic_images(3, seed=0)
     write_course_pickle(tmp_path / "train.pickle", x, [0, 0, 1])  # no cat at all
@@ -376,6 +389,7 @@ def test_course_pickles_with_too_few_images_for_a_class_are_refused(tmp_path, ca
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_a_model_for_other_inputs_is_refused_before_the_run_opens(image_tree, tmp_path, capsys):
     import keras
 
@@ -390,6 +404,7 @@ def test_a_model_for_other_inputs_is_refused_before_the_run_opens(image_tree, tm
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_an_init_model_of_another_architecture_fails_a_study_before_its_run_opens(image_tree, finished_run,
                                                                                    tmp_path, capsys):
     status = run_command("imbalance", ["--data-dir", str(image_tree[0]), "--init", str(finished_run[1]),

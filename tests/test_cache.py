@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from conftest import run_command, write_image_tree
+
 from experiments import cache as cache_command
 from keras_apml import cache, data
 
@@ -19,6 +19,7 @@ def fill(tmp_path):
     return directory
 
 
+@pytest.mark.slow
 def test_the_listing_names_every_entry_its_size_and_what_it_holds(tmp_path, capsys):
     directory = fill(tmp_path)
     assert run_command("cache", []) == 0
@@ -34,6 +35,7 @@ def test_the_listing_names_every_entry_its_size_and_what_it_holds(tmp_path, caps
     assert out[-1].startswith("3 entries, ") and f"{total / 1000:.1f} kB" in out[-1]
 
 
+@pytest.mark.slow
 def test_clearing_one_kind_then_all_touches_nothing_else(tmp_path, capsys):
     directory = fill(tmp_path)
     assert run_command("cache", ["--clear", "features"]) == 0
@@ -46,6 +48,7 @@ def test_clearing_one_kind_then_all_touches_nothing_else(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[-1] == "0 entries, 0 B"
 
 
+@pytest.mark.slow
 def test_a_missing_cache_directory_lists_as_empty(tmp_path, capsys):
     assert run_command("cache", []) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "0 entries, 0 B"

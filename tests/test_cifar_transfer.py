@@ -8,7 +8,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
-
+import pytest
 from conftest import run_command
 
 
@@ -19,6 +19,7 @@ def quick(root, out, *extra):
     return ["--data-dir", str(root), "--out", str(out), "--quick", "--quiet", *weights, *extra]
 
 
+@pytest.mark.slow
 def test_the_head_on_cached_features_predicts_as_the_full_model(image_tree, tmp_path):
     from experiments.cifar_transfer import load_splits, parse_args
     from keras_apml import features, models
@@ -41,6 +42,7 @@ def test_the_head_on_cached_features_predicts_as_the_full_model(image_tree, tmp_
         model.predict(x_test.astype(np.float32) / 255.0, verbose=0).argmax(1) == splits["test"][1])
 
 
+@pytest.mark.slow
 def test_end_to_end_and_fine_tuning_runs(image_tree, tmp_path):
     root, _ = image_tree
     out = tmp_path / "run"
@@ -54,6 +56,7 @@ def test_end_to_end_and_fine_tuning_runs(image_tree, tmp_path):
     assert "## Comparison" in (out / "report.md").read_text().split("vgg19_finetune")[-2]
 
 
+@pytest.mark.slow
 def test_conv_runs_record_the_study_numbers_beside_theirs(image_tree, tmp_path):
     root, _ = image_tree
     out = tmp_path / "run"
@@ -70,17 +73,18 @@ def test_conv_runs_record_the_study_numbers_beside_theirs(image_tree, tmp_path):
     assert json.loads((out / "metrics.json").read_text()) == metrics
 
 
+@pytest.mark.slow
 def test_the_conv_net_and_the_head_take_their_own_dropout_and_batch_size(image_tree, tmp_path, monkeypatch):
-    from keras_apml import training
+    from keras_apml import trainer
 
     batches = {}
-    fit = training.fit
+    fit = trainer.fit_dataset
 
     def counting_fit(model, train_data, **kwargs):
         batches[model.name] = int(train_data.cardinality())
         return fit(model, train_data, **kwargs)
 
-    monkeypatch.setattr(training, "fit", counting_fit)
+    monkeypatch.setattr(trainer, "fit_dataset", counting_fit)
     root, _ = image_tree
     out = tmp_path / "run"
     argv = quick(root, out, "--runs", "3,vgg19", "--dropout", "0.1", "--head-batch-size", "100")
@@ -93,6 +97,7 @@ def test_the_conv_net_and_the_head_take_their_own_dropout_and_batch_size(image_t
     assert "interpolation_order=0" in run["recipe"]["augment"]  # whole-pixel shifts
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(image_tree, tmp_path):
     root, _ = image_tree
     script = textwrap.dedent(f"""
@@ -112,6 +117,7 @@ def test_mirrored_strategy_on_two_logical_cpus(image_tree, tmp_path):
     assert standardized.count_params() == 72922 + 7  # Normalization's mean, variance and count
 
 
+@pytest.mark.slow
 def test_gpu_options_stay_off_on_a_cpu_with_a_note(image_tree, tmp_path, capsys):
     root, _ = image_tree
     assert run_command("cifar_transfer", quick(root, tmp_path / "run", "--runs", "1", "--mixed-precision",
@@ -122,6 +128,7 @@ def test_gpu_options_stay_off_on_a_cpu_with_a_note(image_tree, tmp_path, capsys)
     assert keras.mixed_precision.global_policy().name == "float32"
 
 
+@pytest.mark.slow
 def test_bad_flags_are_error_lines(image_tree, tmp_path, capsys):
     root, _ = image_tree
     assert run_command("cifar_transfer", quick(root, tmp_path / "a", "--runs", "1,4")) == 2
@@ -138,6 +145,7 @@ def test_bad_flags_are_error_lines(image_tree, tmp_path, capsys):
     assert "missing.h5 does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_fast_recipe_and_airbench_report_flip_tta_beside_the_plain_figure(image_tree, tmp_path):
     from experiments.cifar_transfer import load_splits, parse_args
     from keras_apml import evaluation, models

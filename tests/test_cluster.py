@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import run_command, synthetic_images
-from keras_apml import cluster, imbalance, label_noise
+
+from keras_apml import cluster, label_noise, trainer
 from keras_apml.errors import InputError
 from keras_apml.recipe import Recipe
 
@@ -14,6 +14,7 @@ TINY = Recipe(model="small_cnn", epochs=1, batch_size=16)
 ON_THE_CLUSTER = ("under", "two_stage")  # a resampled training set; two models joined into one
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("imbalance")
 def test_a_quick_imbalance_study_on_two_local_workers_gives_the_table_of_a_run_in_turn(quick_run, image_tree,
                                                                                        tmp_path):
@@ -35,9 +36,10 @@ def test_a_quick_imbalance_study_on_two_local_workers_gives_the_table_of_a_run_i
     assert (out / "best.keras").is_file() and (out / "report.md").is_file()
 
 
+@pytest.mark.slow
 def test_a_task_that_fails_twice_ends_the_study_with_one_error_line_naming_it(image_tree, tmp_path, monkeypatch,
                                                                               capsys):
-    tries, real = tmp_path / "tries.txt", imbalance.train_and_score
+    tries, real = tmp_path / "tries.txt", trainer.train_and_score
 
     def out_of_memory_under(name, seed, *args, **kwargs):  # defined here: pickled by value for the worker
         if name == "under":
@@ -46,7 +48,7 @@ def test_a_task_that_fails_twice_ends_the_study_with_one_error_line_naming_it(im
             raise MemoryError("the worker ran out of memory")
         return real(name, seed, *args, **kwargs)
 
-    monkeypatch.setattr(imbalance, "train_and_score", out_of_memory_under)
+    monkeypatch.setattr(trainer, "train_and_score", out_of_memory_under)
     out = tmp_path / "run"
     status = run_command("imbalance", ["--data-dir", str(image_tree[0]), "--out", str(out), "--quick", "--quiet",
                                        "--strategies", "under", "--local-workers", "1"])
@@ -92,6 +94,7 @@ def test_in_turn_a_tasks_refusal_names_it():
         list(tasks.run(refuse, [("b", ("too few images",), {})]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags, message", [
     (["--scheduler", "nowhere"], "argument --scheduler: expected a scheduler address tcp://HOST:PORT, got 'nowhere'"),
     (["--scheduler", "tcp://127.0.0.1:70000"], "expected a scheduler address tcp://HOST:PORT"),

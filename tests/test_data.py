@@ -2,8 +2,8 @@ import pickle
 
 import numpy as np
 import pytest
-
 from conftest import REAL_DATA, synthetic_images, write_image_tree
+
 from keras_apml import data
 from keras_apml.errors import InputError
 

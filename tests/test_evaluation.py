@@ -2,8 +2,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import synthetic_images
+
 from keras_apml import evaluation, models
 
 NAMES = ("car", "truck", "cat")
@@ -61,16 +61,16 @@ def test_a_model_probabilities_and_labels_give_the_same_metrics():
 
 @pytest.mark.parametrize("imbalanced", [True, False])
 def test_validation_balanced_accuracy_is_sklearns_and_equals_accuracy_on_equal_classes(imbalanced):
+    from conftest import synthetic_images
     from sklearn.metrics import balanced_accuracy_score
 
-    from conftest import synthetic_images
-    from keras_apml import recipe
+    from keras_apml import recipe, trainer
 
     y = np.array([0] * 40 + [1] * 12 + [2] * 12) if imbalanced else np.arange(48) % 3
     x = synthetic_images(len(y), seed=1, labels=y)
     small = recipe.Recipe(model="small_cnn", epochs=2, batch_size=16)
-    model = recipe.build(small, x, 3, seed=0)
-    result, _, _ = recipe.fit(model, x, y, small, seed=0, validation=(x, y))
+    model = trainer.build(small, x, 3, seed=0)
+    result, _, _ = trainer.fit(model, x, y, small, seed=0, validation=(x, y))
     scored = balanced_accuracy_score(y, evaluation.predict_labels(model, x))
     assert result.history["val_balanced_accuracy"][-1] == pytest.approx(scored, abs=1e-6)  # Keras counts in float32
     assert result.best_epoch is None  # no BestEpoch: the last epoch's weights

@@ -8,7 +8,6 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-
 from conftest import run_command
 
 TOOLS = {"cache", "make_dataset"}  # commands beside the studies: they train nothing and open no run directory
@@ -16,6 +15,7 @@ EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "experiments")
                      if not p.stem.startswith("_") and p.stem not in TOOLS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xdist_group(n)) for n in EXPERIMENTS])
 def test_every_experiment_runs_quick_end_to_end(name, quick_run):
     status, out = quick_run(name)
@@ -31,6 +31,7 @@ def test_every_experiment_runs_quick_end_to_end(name, quick_run):
     assert metrics["finished"]
 
 
+@pytest.mark.slow
 def test_train_on_the_benchmark_reports_observed_and_true_labels(image_tree, tmp_path):
     root, _ = image_tree
     out = tmp_path / "run"
@@ -49,6 +50,7 @@ def test_train_on_the_benchmark_reports_observed_and_true_labels(image_tree, tmp
     assert model.count_params() == 61411 + 7  # and the standardisation's mean, variance (3 channels each), count
 
 
+@pytest.mark.slow
 def test_train_on_cifar10_standardises_on_the_training_split_only(image_tree, tmp_path, monkeypatch):
     from experiments import train
     from keras_apml import models
@@ -82,6 +84,7 @@ def test_train_on_some_cifar10_classes_relabels_them_from_0(image_tree, tmp_path
     assert np.bincount(splits["test"][1]).tolist() == [30, 30, 30]
 
 
+@pytest.mark.slow
 def test_a_diverged_run_is_reported_as_diverged(image_tree, tmp_path):
     root, _ = image_tree
     out = tmp_path / "run"
@@ -108,6 +111,7 @@ def make_wrong_shape_tree(root):
         Image.fromarray(np.zeros((28, 28, 3), np.uint8)).save(root / split / "cat" / "0.png")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("setup, extra, message", [
     (lambda root: None, [], "data directory .* does not exist; expected"),
     (lambda root: root.mkdir(), [], "holds no CIFAR-10 data; expected"),
@@ -139,6 +143,7 @@ def test_bad_input_is_one_error_line_and_status_2(setup, extra, message, image_t
     assert (out / "notes.txt").read_text() == "kept"
 
 
+@pytest.mark.slow
 def test_no_network_for_the_download_is_an_error_line(monkeypatch, tmp_path, capsys):
     def offline():
         raise Exception("URL fetch failure on https://www.cs.toronto.edu/: None -- no network")
@@ -148,6 +153,7 @@ def test_no_network_for_the_download_is_an_error_line(monkeypatch, tmp_path, cap
     assert capsys.readouterr().err.startswith("error: could not download CIFAR-10")
 
 
+@pytest.mark.slow
 def test_a_finished_run_asked_for_again_changes_nothing_and_fresh_starts_afresh(image_tree, tmp_path, capsys):
     root, _ = image_tree
     out = tmp_path / "run"
@@ -167,6 +173,7 @@ def test_a_finished_run_asked_for_again_changes_nothing_and_fresh_starts_afresh(
     assert json.loads((out / "config.json").read_text())["arguments"]["lr"] == 0.01
 
 
+@pytest.mark.slow
 def test_the_real_entry_point_prints_one_line_without_traceback(tmp_path):
     root = Path(__file__).parents[1]
     done = subprocess.run([sys.executable, "-m", "experiments.train", "--data-dir", str(tmp_path / "missing"),
@@ -178,6 +185,7 @@ def test_the_real_entry_point_prints_one_line_without_traceback(tmp_path):
         "and test/<class>/*.jpg"]
 
 
+@pytest.mark.slow
 def test_help_documents_the_common_flags():
     done = subprocess.run([sys.executable, "-m", "experiments.train", "--help"], cwd=Path(__file__).parents[1],
                           capture_output=True, text=True, timeout=60)
@@ -188,6 +196,7 @@ def test_help_documents_the_common_flags():
     assert "~/.cache/keras_apml" in text and "about 185 MB" in text and "python -m experiments.cache" in text
 
 
+@pytest.mark.slow
 def test_a_log_redirected_to_a_file_has_one_plain_line_per_epoch(image_tree, tmp_path):
     done = subprocess.run([sys.executable, "-m", "experiments.train", "--data-dir", str(image_tree[0]), "--out",
                            str(tmp_path / "run"), "--quick", "--epochs", "2"], cwd=Path(__file__).parents[1],

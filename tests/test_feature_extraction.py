@@ -5,9 +5,9 @@ import os
 
 import numpy as np
 import pytest
+from conftest import run_command
 
 from keras_apml import features
-from conftest import run_command
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +25,7 @@ def quick(root, out, *extra):
     return ["--data-dir", str(root), "--out", str(out), "--quick", "--quiet", *extra]
 
 
+@pytest.mark.slow
 def test_features_are_extracted_once_then_read_from_the_cache(image_tree, transfer_model_file, tmp_path,
                                                                monkeypatch):
     root, _ = image_tree
@@ -45,6 +46,7 @@ def test_features_are_extracted_once_then_read_from_the_cache(image_tree, transf
     assert config["layer"] == "bn2"
 
 
+@pytest.mark.slow
 def test_every_classifier_is_reported_beside_the_network(image_tree, transfer_model_file, tmp_path, shared_cache):
     root, _ = image_tree
     out = tmp_path / "run"
@@ -67,6 +69,7 @@ def test_every_classifier_is_reported_beside_the_network(image_tree, transfer_mo
     assert "| network (softmax) | — |" in table and "| svm |" in table
 
 
+@pytest.mark.slow
 def test_non_convergence_is_reported_not_hidden(image_tree, transfer_model_file, tmp_path, shared_cache, capsys):
     root, _ = image_tree
     out = tmp_path / "run"
@@ -79,6 +82,7 @@ def test_non_convergence_is_reported_not_hidden(image_tree, transfer_model_file,
     assert "**Did not converge**" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_missing_model_names_the_command_that_makes_one(image_tree, tmp_path, monkeypatch, capsys):
     root, _ = image_tree
     monkeypatch.chdir(tmp_path)
@@ -94,6 +98,7 @@ def test_a_missing_model_names_the_command_that_makes_one(image_tree, tmp_path, 
     assert capsys.readouterr().err.startswith("error: cannot load model bad.keras")
 
 
+@pytest.mark.slow
 def test_the_newest_cifar_transfer_run_is_the_default(image_tree, transfer_model_file, tmp_path, shared_cache,
                                                       monkeypatch):
     root, _ = image_tree

@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import run_command
+
 from keras_apml import label_noise, models
 from keras_apml.data import CIFAR10_CLASSES
 from keras_apml.recipe import FEATURE_HEAD
@@ -38,6 +38,7 @@ def test_the_feature_head_finds_planted_label_errors_on_separable_features():
     assert (quality["flagged"], quality["correctly_flagged"], quality["wrong"]) == (16, 16, 18)
 
 
+@pytest.mark.slow
 def test_imbalance_on_features_trains_every_strategy_that_applies_on_cached_features(image_tree, backbone, tmp_path):
     root, _ = image_tree
     argv = ["--data-dir", str(root), "--quick", "--quiet", "--features", str(backbone)]
@@ -57,6 +58,7 @@ def test_imbalance_on_features_trains_every_strategy_that_applies_on_cached_feat
     assert json.loads((tmp_path / "b" / "config.json").read_text())["features"]["cache"] == "hit"
 
 
+@pytest.mark.slow
 def test_label_noise_on_features_flags_from_a_heads_out_of_fold_probabilities(image_tree, backbone, tmp_path):
     root, _ = image_tree
     out = tmp_path / "run"
@@ -75,16 +77,17 @@ def test_label_noise_on_features_flags_from_a_heads_out_of_fold_probabilities(im
            "image, each image's averaged with its mirror image's; computed in" in report
 
 
+@pytest.mark.slow
 def test_the_seven_class_source_never_sees_a_car_truck_or_cat(image_tree, tmp_path, monkeypatch):
-    from keras_apml import recipe
+    from keras_apml import trainer
 
-    seen, fit = [], recipe.fit
+    seen, fit = [], trainer.fit
 
     def spy(model, x, y, r, **kwargs):
         seen.append((np.asarray(x), np.asarray(y), *kwargs["validation"]))
         return fit(model, x, y, r, **kwargs)
 
-    monkeypatch.setattr(recipe, "fit", spy)
+    monkeypatch.setattr(trainer, "fit", spy)
     root, arrays = image_tree
     out = tmp_path / "source"
     assert run_command("train", ["--data", "cifar10", "--classes", SEVEN, "--model", "airbench", "--data-dir",

@@ -124,6 +124,17 @@ def test_bad_trees_are_refused_with_the_reason(tmp_path, tree, message):
     assert message.format(root=root) in str(e.value)
 
 
+def test_hidden_files_and_folders_are_not_images_of_the_data_set(tmp_path):
+    root = class_tree(tmp_path / "tree", ["a", "b"], per_class=3)
+    (root / "a" / "._0.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble metadata")  # macOS's resource forks
+    (root / "b" / ".DS_Store").write_bytes(b"Bud1")
+    write(root / ".thumbnails" / "0.png", rgb(9))  # a hidden folder is not a class
+    data = folders.load(root, val_fraction=0, test_fraction=0)
+    assert data.class_names == ("a", "b")
+    assert sorted(data.splits["train"][2]) == ["a/000.png", "a/001.png", "a/002.png", "b/000.png", "b/001.png",
+                                               "b/002.png"]
+
+
 def test_unreadable_files_can_be_skipped_and_are_listed(tmp_path):
     root = class_tree(tmp_path / "tree", ["a", "b"], per_class=3)
     (root / "b" / "broken.png").write_bytes(b"\x89PNG not really")
@@ -158,11 +169,11 @@ def test_too_few_images_to_split_is_refused(tmp_path):
         folders.load(root)
 
 
+@pytest.mark.slow
 def test_train_runs_on_a_four_class_48x48_folder_dataset(tmp_path, capsys):
     import json
 
     import keras
-
     from conftest import run_command
 
     root = tmp_path / "flowers"
@@ -187,6 +198,7 @@ def test_train_runs_on_a_four_class_48x48_folder_dataset(tmp_path, capsys):
         in report
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv, message", [
     (["--data", "benchmark", "--image-size", "48"], "--image-size concerns your own image folders: they need --data "
                                                      "folder"),
@@ -208,6 +220,8 @@ def test_train_refuses_what_does_not_apply_to_folder_data(tmp_path, capsys, argv
     ("path,label\na/0.png,a\na/0.png,b\n", "'a/0.png' appears twice"),
     ("path,label\na/0.png,zebra\n", "row 1: class 'zebra' is not one of a, b"),
     ("path,label\na/0.png\n", "row 1 should be 'path,label'"),
+    ("path,label\n../elsewhere/0.png,a\n", "row 1: '../elsewhere/0.png' lies outside the data tree"),
+    ("path,label\n/etc/0.png,a\n", "row 1: '/etc/0.png' lies outside the data tree"),
 ])
 def test_a_bad_truth_file_is_refused_with_the_row(tmp_path, text, message):
     (tmp_path / "truth.csv").write_text(text)
@@ -227,7 +241,7 @@ def test_every_image_needs_a_row_of_truth(tmp_path):
 
 
 def test_past_the_memory_budget_images_stay_in_their_files_and_predict_the_same(tmp_path):
-    from keras_apml import evaluation, recipe
+    from keras_apml import evaluation, recipe, trainer
 
     root = tmp_path / "tree"
     for c, name in enumerate(["a", "b", "c"]):
@@ -242,19 +256,20 @@ def test_past_the_memory_budget_images_stay_in_their_files_and_predict_the_same(
         assert isinstance(xs, folders.FileImages) and xs.shape == xa.shape and pa == ps and np.array_equal(ya, ys)
         assert np.array_equal(xs[0], xa[0]) and isinstance(xs[1:], folders.FileImages)
     small = recipe.Recipe(model="small_cnn", epochs=1, batch_size=8)
-    model = recipe.build(small, arrays.splits["train"][0], 3, seed=0)
+    model = trainer.build(small, arrays.splits["train"][0], 3, seed=0)
     x_test_arrays, x_test_files = arrays.splits["test"][0], streamed.splits["test"][0]
     same = evaluation.predict_proba(model, x_test_arrays), evaluation.predict_proba(model, x_test_files)
     assert np.array_equal(*same)
-    result, _, _ = recipe.fit(recipe.build(small, streamed.splits["train"][0], 3, seed=0),
+    result, _, _ = trainer.fit(trainer.build(small, streamed.splits["train"][0], 3, seed=0),
                               streamed.splits["train"][0], streamed.splits["train"][1],
                               small.replace(balance="oversample"),
                               validation=streamed.splits["val"][:2])
     assert result.epochs_run == 1 and len(result.history["val_balanced_accuracy"]) == 1
     with pytest.raises(InputError, match="--balance smote resamples images in memory"):
-        recipe.fit(model, streamed.splits["train"][0], streamed.splits["train"][1], small.replace(balance="smote"))
+        trainer.fit(model, streamed.splits["train"][0], streamed.splits["train"][1], small.replace(balance="smote"))
 
 
+@pytest.mark.slow
 def test_train_streams_past_its_memory_budget(tmp_path, capsys):
     import json
 

@@ -1,26 +1,13 @@
-"""Imbalance strategies, the two-stage model and label-noise detection, on small synthetic data."""
+"""Imbalance strategies and the two-stage model, on small synthetic data."""
 
 import keras
 import numpy as np
 import pytest
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import cross_val_predict
+from conftest import TINY
 
-from conftest import synthetic_images
-from keras_apml import evaluation, imbalance, label_noise, models, pipeline
-from keras_apml import recipe as training_path
-from keras_apml.recipe import Recipe
+from keras_apml import imbalance, models, pipeline, trainer
 from keras_apml.errors import InputError
-
-TINY = Recipe(model="small_cnn", epochs=1, batch_size=16)
-FIT_PREDICT = label_noise.strategy_fit_predict("class_weight", TINY)
-
-
-@pytest.fixture(scope="module")
-def skewed():
-    """120 / 20 / 10 images of three learnable classes."""
-    y = np.repeat(np.arange(3), (120, 20, 10))
-    return synthetic_images(len(y), seed=1, labels=y), y
+from keras_apml.recipe import Recipe
 
 
 @pytest.mark.parametrize("balance, expected", [
@@ -64,7 +51,7 @@ def test_the_flip_strategy_weights_the_loss_and_trains_on_images_or_their_mirror
         return seen["data"]
 
     monkeypatch.setattr(pipeline, "training_dataset", recorded)
-    imbalance.train("flip+class_weight", x, y, TINY, seed=0)
+    trainer.train("flip+class_weight", x, y, TINY, seed=0)
     ds, _, weights, _ = seen["data"]
     assert seen["balance"] == "class_weight" and weights == pytest.approx({0: 150 / 360, 1: 150 / 60, 2: 150 / 30})
     images = np.round(np.concatenate([b[0].numpy() for b in ds]) * 255).astype(np.uint8)
@@ -76,9 +63,9 @@ def test_the_flip_strategy_weights_the_loss_and_trains_on_images_or_their_mirror
 
 def test_every_strategy_of_a_seed_starts_from_the_same_weights(skewed):
     x, _ = skewed
-    a = training_path.build(TINY, x, 3, seed=5).get_weights()
-    b = training_path.build(TINY, x, 3, seed=5).get_weights()
-    c = training_path.build(TINY, x, 3, seed=6).get_weights()
+    a = trainer.build(TINY, x, 3, seed=5).get_weights()
+    b = trainer.build(TINY, x, 3, seed=5).get_weights()
+    c = trainer.build(TINY, x, 3, seed=6).get_weights()
     assert all(np.array_equal(u, v) for u, v in zip(a, b))
     assert not all(np.array_equal(u, v) for u, v in zip(a, c))
 
@@ -95,11 +82,23 @@ def test_two_stage_probabilities_combine_both_stages(tmp_path):
                                rtol=1e-6)
 
 
-def test_two_stage_training_returns_one_three_class_model(skewed):
+def test_two_stage_training_returns_one_three_class_model(skewed, monkeypatch):
     x, y = skewed
-    model, result, _ = imbalance.train("two_stage", x, y, TINY, seed=0)
-    assert model.output_shape == (None, 3) and result.epochs_run == 2
-    assert "loss" in result.history and "stage2_loss" in result.history
+    fitted, fit = [], trainer.fit
+
+    def spy(model, x_fit, y_fit, recipe, **kwargs):
+        fitted.append(np.bincount(y_fit).tolist())
+        return fit(model, x_fit, y_fit, recipe, **kwargs)
+
+    monkeypatch.setattr(trainer, "fit", spy)
+    model, result, labels = trainer.train("two_stage", x, y, TINY, seed=0)
+    # car (120) against the rest (30), then truck (20) against cat (10) on the rest only
+    assert fitted == [[120, 30], [20, 10]] and np.array_equal(labels, y)
+    assert result.epochs_run == 2 and len(result.history["loss"]) == len(result.history["stage2_loss"]) == 1
+    first, rest = model.get_layer("first_stage"), model.get_layer("second_stage")
+    p_first, p_rest = first.predict(x[:8], verbose=0), rest.predict(x[:8], verbose=0)
+    np.testing.assert_allclose(model.predict(x[:8], verbose=0),
+                               np.column_stack([p_first[:, 0], p_first[:, 1:2] * p_rest]), rtol=1e-5)
 
 
 def test_unknown_strategies_and_models_are_refused():
@@ -116,160 +115,10 @@ def test_an_init_model_gives_every_strategy_its_weights_but_the_classifier(skewe
     pretrained = models.small_cnn(num_classes=7, standardizer=models.fit_standardizer(x[:10]))
     pretrained.save(tmp_path / "pretrained.keras")
     recipe = TINY.replace(init=str(tmp_path / "pretrained.keras"))
-    model = training_path.build(recipe, x, 3, seed=0)
+    model = trainer.build(recipe, x, 3, seed=0)
     for name in ("standardize", "conv1", "fc2"):
         for theirs, ours in zip(pretrained.get_layer(name).get_weights(), model.get_layer(name).get_weights()):
             np.testing.assert_array_equal(theirs, ours)
-    scratch = training_path.build(TINY, x, 3, seed=0)
+    scratch = trainer.build(TINY, x, 3, seed=0)
     np.testing.assert_array_equal(model.get_layer("predictions").get_weights()[0],
                                   scratch.get_layer("predictions").get_weights()[0])
-
-
-@pytest.fixture(scope="module")
-def planted():
-    """Three Gaussian blobs a linear model separates, 30 of 300 labels flipped to the next class."""
-    rng = np.random.default_rng(0)
-    y_true = np.repeat(np.arange(3), 100)
-    centres = np.array([[0, 0], [6, 0], [0, 6]])
-    x = centres[y_true] + rng.normal(size=(300, 2))
-    y = y_true.copy()
-    flipped = rng.choice(300, size=30, replace=False)
-    y[flipped] = (y[flipped] + 1) % 3
-    return x, y, y_true, flipped
-
-
-def test_confident_learning_finds_planted_label_errors(planted):
-    x, y, y_true, flipped = planted
-    probabilities = cross_val_predict(LogisticRegression(), x, y, cv=5, method="predict_proba")
-    flagged = label_noise.find_issues(y, probabilities)
-    quality = label_noise.detection_quality(flagged, y, y_true)
-    assert quality["wrong"] == 30
-    assert quality["precision"] >= 0.9 and quality["recall"] >= 0.9
-    assert quality["correctly_flagged"] == len(set(flagged) & set(flipped))
-
-
-def test_detection_quality_is_precision_and_recall_of_the_flagged_set():
-    y_observed, y_true = np.array([0, 1, 1, 2, 0, 0]), np.array([0, 0, 2, 0, 0, 0])
-    quality = label_noise.detection_quality([0, 1, 2], y_observed, y_true)  # wrong: 1, 2, 3
-    assert quality == {"flagged": 3, "wrong": 3, "correctly_flagged": 2, "precision": pytest.approx(2 / 3),
-                       "recall": pytest.approx(2 / 3), "f1": pytest.approx(2 / 3)}
-
-
-def test_cleaning_removes_or_relabels_exactly_the_flagged_images():
-    x, y = np.arange(6)[:, None], np.array([0, 0, 1, 1, 2, 2])
-    probabilities = np.eye(3)[[0, 2, 1, 0, 2, 2]]
-    flagged = np.array([1, 3])
-    x_removed, y_removed = label_noise.clean(x, y, flagged, probabilities, "removed")
-    assert x_removed.ravel().tolist() == [0, 2, 4, 5] and y_removed.tolist() == [0, 1, 2, 2]
-    _, y_relabelled = label_noise.clean(x, y, flagged, probabilities, "relabelled")
-    assert y_relabelled.tolist() == [0, 2, 1, 0, 2, 2] and y.tolist() == [0, 0, 1, 1, 2, 2]
-    with pytest.raises(InputError, match="unknown cleaning"):
-        label_noise.clean(x, y, flagged, probabilities, "fixed")
-
-
-def test_out_of_fold_probabilities_cover_every_image_once(skewed):
-    x, y = skewed
-    seen = []
-    probabilities = label_noise.out_of_fold_probabilities(x, y, FIT_PREDICT, folds=3,
-                                                          on_fold=lambda i, k: seen.append(i))
-    assert seen == [1, 2, 3] and probabilities.shape == (150, 3)
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
-    with pytest.raises(InputError, match="fewer than 20 folds"):
-        label_noise.out_of_fold_probabilities(x, y, FIT_PREDICT, folds=20)
-    with pytest.raises(InputError, match="repeats must be at least 1, got 0"):
-        label_noise.out_of_fold_probabilities(x, y, FIT_PREDICT, folds=3, repeats=0)
-    with pytest.raises(InputError, match="out-of-fold model 1: diverged at epoch 1: lower --lr"):
-        label_noise.out_of_fold_probabilities(
-            x, y, label_noise.strategy_fit_predict("class_weight", TINY.replace(lr=1e9)), folds=3)
-
-
-def test_excluded_images_are_scored_but_never_trained_on(skewed, monkeypatch):
-    x, y = skewed
-    trained, train = [], imbalance.train  # the images of every fold model's training set, as bytes
-
-    def recorded_train(name, x_fit, y_fit, recipe, **kwargs):
-        trained.append({image.tobytes() for image in x_fit})
-        return train(name, x_fit, y_fit, recipe, **kwargs)
-
-    monkeypatch.setattr(imbalance, "train", recorded_train)
-    excluded = np.array([0, 5, 120, 140, 149])  # cars, a truck, cats
-    probabilities = label_noise.out_of_fold_probabilities(x, y, FIT_PREDICT, folds=3, exclude=excluded)
-    assert probabilities.shape == (150, 3) and np.all(probabilities.sum(axis=1) > 0.99)
-    assert sum(len(t) for t in trained) == 2 * 145  # the 145 images left, each in two of the three fits
-    assert not any(x[i].tobytes() in t for i in excluded for t in trained)
-    with pytest.raises(InputError, match="out-of-fold model 1 has no image of class 2 left to train on"):
-        label_noise.out_of_fold_probabilities(x, y, FIT_PREDICT, folds=3, exclude=np.flatnonzero(y == 2))
-
-
-def test_each_round_of_flagging_trains_without_the_round_befores_flags(monkeypatch):
-    y = np.repeat(np.arange(3), 10)
-    wrong = {1: [3, 12], 2: [3, 12, 25]}  # what each round's probabilities show as mislabelled
-    calls = []
-
-    def planted(x, y, fit_predict, folds, seed, on_fold, repeats, exclude, tasks):
-        assert tasks == "the study's tasks"
-        calls.append(np.asarray(exclude).tolist())
-        for i in range(1, folds * repeats + 1):
-            on_fold(i, folds * repeats)
-        probabilities = np.full((len(y), 3), 0.05)
-        probabilities[np.arange(len(y)), y] = 0.9
-        shown = wrong[len(calls)]
-        probabilities[shown] = 0.05
-        probabilities[shown, (y[shown] + 1) % 3] = 0.9
-        return probabilities
-
-    monkeypatch.setattr(label_noise, "out_of_fold_probabilities", planted)
-    seen = []
-    probabilities, flags = label_noise.flag_in_rounds(None, y, FIT_PREDICT, rounds=2, folds=2,
-                                                      on_fold=lambda i, k: seen.append((i, k)),
-                                                      tasks="the study's tasks")
-    assert calls == [[], [3, 12]]  # round 2 leaves out round 1's flags
-    assert [sorted(f.tolist()) for f in flags] == [[3, 12], [3, 12, 25]]
-    assert probabilities[25].argmax() == 0 and seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
-    calls.clear()
-    _, flags = label_noise.flag_in_rounds(None, y, FIT_PREDICT, rounds=1, folds=2,  # no progress callback
-                                          tasks="the study's tasks")
-    assert calls == [[]] and [sorted(f.tolist()) for f in flags] == [[3, 12]]
-    with pytest.raises(InputError, match="rounds must be at least 1, got 0"):
-        label_noise.flag_in_rounds(None, y, FIT_PREDICT, rounds=0)
-
-
-def test_repeated_out_of_fold_probabilities_average_the_repeats(skewed):
-    x, y = skewed
-    seen = []
-    first = label_noise.out_of_fold_probabilities(x, y, FIT_PREDICT, folds=2, seed=0)
-    second = label_noise.out_of_fold_probabilities(x, y, FIT_PREDICT, folds=2, seed=2)  # repeat 2 of seed 0
-    both = label_noise.out_of_fold_probabilities(x, y, FIT_PREDICT, folds=2, seed=0, repeats=2,
-                                                 on_fold=lambda i, k: seen.append((i, k)))
-    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
-    np.testing.assert_allclose(both, (first + second) / 2, atol=1e-6)
-    assert np.abs(first - second).max() > 1e-2  # other splits and models: the repeats differ
-
-
-def test_mirrored_probabilities_average_each_image_and_its_mirror_image():
-    # Softmax of (left-half mean, right-half mean) brightness: mirroring swaps the two classes' logits.
-    inputs = keras.Input((32, 32, 3))
-    halves = keras.layers.Lambda(lambda images: keras.ops.stack(
-        [keras.ops.mean(images[:, :, :16], axis=(1, 2, 3)), keras.ops.mean(images[:, :, 16:], axis=(1, 2, 3))],
-        axis=1))(inputs)
-    model = keras.Model(inputs, keras.layers.Softmax()(halves * 10.0))
-    x = np.zeros((3, 32, 32, 3), dtype=np.uint8)
-    x[0, :, :16], x[1, :, 16:], x[2] = 255, 255, 128  # bright left, bright right, even
-    plain = evaluation.predict_proba(model, x)
-    assert plain.argmax(axis=1).tolist() == [0, 1, 0] and plain[0, 0] > 0.99
-    np.testing.assert_allclose(evaluation.predict_proba(model, x, mirror=True), 0.5, atol=1e-6)
-    np.testing.assert_allclose(evaluation.predict_proba(model, x[:, :, ::-1]), plain[[1, 0, 2]], atol=1e-6)
-
-
-def test_flagging_never_forks_a_process_pool(planted, monkeypatch):
-    """cleanlab's default forks a multiprocessing pool; forked beside TensorFlow's threads it can deadlock."""
-    import multiprocessing
-
-    def no_pool(*args, **kwargs):
-        raise AssertionError("find_issues started a process pool")
-
-    monkeypatch.setattr(multiprocessing, "Pool", no_pool)
-    monkeypatch.setattr(multiprocessing.pool, "Pool", no_pool)
-    x, y, _, _ = planted
-    probabilities = cross_val_predict(LogisticRegression(), x, y, cv=5, method="predict_proba")
-    assert len(label_noise.find_issues(y, probabilities)) > 0

@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parents[1]
 
 
+@pytest.mark.slow
 def test_the_installed_package_runs_a_quick_experiment_from_another_directory(image_tree, tmp_path):
     source = tmp_path / "source"  # a copy, so that the build leaves nothing in the repository
     for name in ("keras_apml", "experiments"):

@@ -1,9 +1,9 @@
 import keras
 import numpy as np
 import pytest
-
 from conftest import synthetic_images
-from keras_apml import models
+
+from keras_apml import custom_objects, models
 from keras_apml.errors import InputError
 
 
@@ -49,7 +49,7 @@ def test_transfer_head_shares_weights_with_the_full_model(transfer_model):
 def test_vgg19_preprocessing_is_inside_the_model():
     x = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
     expected = keras.applications.vgg19.preprocess_input(x * 255.0)
-    np.testing.assert_allclose(models.VGG19Preprocess()(x), expected, rtol=1e-5)
+    np.testing.assert_allclose(custom_objects.VGG19Preprocess()(x), expected, rtol=1e-5)
 
 
 def test_imagenet_weights_offline_give_one_clear_message(monkeypatch):
@@ -135,7 +135,7 @@ def correlated_images(n=300, seed=0):
 @pytest.mark.parametrize("epsilon", [0.0, 0.1])
 def test_patch_whitening_gives_its_patches_zero_mean_and_identity_covariance(epsilon):
     images = correlated_images()
-    layer = models.PatchWhitening(epsilon=epsilon)
+    layer = custom_objects.PatchWhitening(epsilon=epsilon)
     layer.adapt(images)
     out = np.asarray(layer(images)).reshape(-1, 24).astype(np.float64)
     assert out.shape == (300 * 11 * 11, 24)
@@ -167,13 +167,13 @@ def test_vgg19_can_upsample_inside_the_model():
     assert base.output_shape == (None, 4, 4, 512)  # block4_pool of 64x64 inputs
     x = synthetic_images(4).astype(np.float32) / 255.0
     resized = tf.image.resize(x, (64, 64), method="bilinear")
-    expected = model.get_layer("vgg19_block4")(models.VGG19Preprocess()(resized))
+    expected = model.get_layer("vgg19_block4")(custom_objects.VGG19Preprocess()(resized))
     np.testing.assert_allclose(base.predict(x, verbose=0), np.asarray(expected), rtol=1e-4, atol=1e-3)
 
 
 def test_airbench_convolutions_start_with_identity_filters():
     keras.utils.set_random_seed(0)
-    w = np.asarray(models.PartialIdentity()((3, 3, 4, 6)))
+    w = np.asarray(custom_objects.PartialIdentity()((3, 3, 4, 6)))
     assert np.array_equal(w[:, :, :, :4], np.eye(4)[None, None] * np.array([0, 1, 0])[:, None, None, None]
                           * np.array([0, 1, 0])[None, :, None, None])  # centre tap, input i to output i
     assert np.abs(w[:, :, :, 4:]).max() <= 1 / np.sqrt(3 * 3 * 4) and np.abs(w[:, :, :, 4:]).min() > 0
@@ -181,10 +181,10 @@ def test_airbench_convolutions_start_with_identity_filters():
 
 def test_scaled_bias_learns_scale_squared_times_as_fast_under_sgd():
     inputs = keras.Input((3,))
-    model = keras.Model(inputs, models.ScaledBias(8.0)(inputs))
+    model = keras.Model(inputs, custom_objects.ScaledBias(8.0)(inputs))
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mean_absolute_error")
     model.train_on_batch(np.zeros((4, 3), np.float32), np.full((4, 3), 10.0, np.float32))
     # d loss / d output bias = -4 / 12 per channel; the stored bias moves 0.01 * 8 / 3, the output 8 times that
     np.testing.assert_allclose(model.predict(np.zeros((1, 3), np.float32), verbose=0), [[0.64 / 3] * 3], rtol=1e-6)
-    twin = models.ScaledBias.from_config(model.layers[-1].get_config())
+    twin = custom_objects.ScaledBias.from_config(model.layers[-1].get_config())
     assert twin.scale == 8.0

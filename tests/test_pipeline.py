@@ -3,8 +3,8 @@ import math
 import keras
 import numpy as np
 import pytest
-
 from conftest import synthetic_images
+
 from keras_apml import pipeline
 from keras_apml.errors import InputError
 from keras_apml.pipeline import Augmentation
@@ -115,9 +115,20 @@ def test_flip_only_gives_the_image_or_its_mirror():
 
 def test_constant_fill_shift_fills_with_cval():
     x = np.ones((8, 32, 32, 3), np.float32)
-    spec = Augmentation(width_shift_range=0.125, height_shift_range=0.125, fill_mode="constant", cval=0.0, seed=0)
+    spec = Augmentation(width_shift_range=0.125, height_shift_range=0.125, fill_mode="constant", cval=0.0,
+                        interpolation_order=0, seed=0)
     out = keras.ops.convert_to_numpy(spec.layers()(x, training=True))
-    assert out.max() == 1.0 and (out == 0.0).mean() > 0.01  # shifted-in border is cval, not a copied edge
+    assert set(np.unique(out)) == {0.0, 1.0}  # whole-pixel shifts: an image pixel or the fill, nothing between
+    shifted = 0
+    for image in out[..., 0]:
+        rows, cols = (image == 0).all(axis=1), (image == 0).all(axis=0)
+        # the fill is exactly the rows and columns shifted in (at most 4 = 0.125 * 32 of each), at one edge each
+        np.testing.assert_array_equal(image == 0, rows[:, None] | cols[None, :])
+        for band in (rows, cols):
+            k = int(band.sum())
+            assert k <= 4 and (band[:k].all() or band[32 - k:].all())
+        shifted += bool(rows.any() or cols.any())
+    assert shifted >= 4  # most of the 8 images moved (a draw of 0 pixels either way leaves one as it was)
 
 
 def test_nearest_shifts_move_whole_pixels_where_bilinear_blends_them():

@@ -36,7 +36,6 @@ def test_quiet_prints_nothing(capsys):
 
 def test_predicting_in_steps_gives_what_one_predict_gives(capsys):
     import keras
-
     from conftest import synthetic_images
 
     x = synthetic_images(70, seed=3)

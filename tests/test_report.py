@@ -3,10 +3,10 @@
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from keras_apml.training import TrainResult
 
 from keras_apml import models, plots, report
 from keras_apml.recipe import CIFAR_AUGMENT, CIFAR_CONVNET, VGG19_HEAD
-from keras_apml.training import TrainResult
 
 
 def test_one_seed_shows_no_spread_and_several_show_their_population_std():

@@ -97,6 +97,8 @@ CONFIG = json.dumps({"experiment": "demo", "arguments": {"lr": 0.001, "epochs": 
     ({"config.json": "[1]"}, "config.json holds a list"),
     ({"config.json": CONFIG, "metrics.json": "\xff\xfe"}, "metrics.json cannot be read as JSON"),
     ({"metrics.json": "{}"}, "holds metrics.json but no config.json"),
+    ({"metrics.json": "[1, 2]"}, "holds metrics.json but no config.json"),
+    ({"metrics.json": "{broken"}, "holds metrics.json but no config.json"),
 ])
 def test_damaged_run_files_are_refused_and_left_as_they_are(tmp_path, files, message):
     for name, text in files.items():
@@ -104,7 +106,7 @@ def test_damaged_run_files_are_refused_and_left_as_they_are(tmp_path, files, mes
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     with pytest.raises(InputError, match=message):
         runs.RunDir.open("demo", tmp_path, SETTINGS)
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != ".lock"} == before
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no lock file left behind either
 
 
 def test_out_that_is_a_file_or_empty_is_refused(tmp_path):

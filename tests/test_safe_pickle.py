@@ -89,6 +89,7 @@ def test_a_persistent_id_pickle_is_one_line(tmp_path):
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_a_thousand_mutations_of_valid_pickles_never_escape_or_crash():
     """1,500 random mutations (protocols 2, 4, 5) in a subprocess: a segfault would show as a signal."""
     done = subprocess.run([sys.executable, str(ROOT / "tests" / "pickle_fuzz.py"), "1500", "0"], cwd=ROOT,

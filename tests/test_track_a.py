@@ -5,15 +5,16 @@ import json
 import keras
 import numpy as np
 import pytest
-
-from keras_apml import data, imbalance
 from conftest import run_command
+
+from keras_apml import data, trainer
 
 
 def _metrics(out):
     return json.loads((out / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("baseline")  # shares the quick run with test_experiments on one worker
 def test_baseline_reports_the_always_car_rule_beside_the_network(quick_run):
     status, out = quick_run("baseline")
@@ -32,6 +33,7 @@ def test_baseline_reports_the_always_car_rule_beside_the_network(quick_run):
     assert (out / "mislabelled.png").is_file() and (out / "baseline.keras").is_file()
 
 
+@pytest.mark.slow
 def test_imbalance_table_has_every_strategy_and_seed_and_saves_the_best(image_tree, tmp_path):
     root, _ = image_tree
     out = tmp_path / "run"
@@ -53,6 +55,7 @@ def test_imbalance_table_has_every_strategy_and_seed_and_saves_the_best(image_tr
     assert report.count("| true |") == 2 + 1 and "balanced_accuracy.png" in report  # + the best model's table
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("label_noise")
 def test_label_noise_writes_a_relabel_file_that_train_can_apply(quick_run, image_tree, tmp_path):
     root, _ = image_tree
@@ -87,16 +90,17 @@ def test_detection_trains_fewer_epochs_from_a_trained_start(argv, epochs):
     assert label_noise.parse_args(argv).detect_epochs == epochs
 
 
+@pytest.mark.slow
 def test_label_noise_on_course_pickles_has_no_truth_to_score_or_retrain_on(image_tree, tmp_path, monkeypatch):
     from test_data import write_course_pickle
 
-    trained, train = [], imbalance.train  # (strategy, epochs, images) of every model the study trains
+    trained, train = [], trainer.train  # (strategy, epochs, images) of every model the study trains
 
     def recorded_train(name, x, y, recipe, **kwargs):
         trained.append((name, recipe.epochs, len(y)))
         return train(name, x, y, recipe, **kwargs)
 
-    monkeypatch.setattr(imbalance, "train", recorded_train)
+    monkeypatch.setattr(trainer, "train", recorded_train)
 
     bench = data.load_benchmark(image_tree[0], 0, quick=True)
     write_course_pickle(tmp_path / "train.pickle", bench.x_train, bench.y_train)
@@ -123,6 +127,7 @@ def test_label_noise_on_course_pickles_has_no_truth_to_score_or_retrain_on(image
            f"flagged (they flagged {first_round}, {detection['rounds'][1]['flagged']})" in report
 
 
+@pytest.mark.slow
 def test_hyperparams_marks_a_diverged_learning_rate_and_never_scores_it(image_tree, tmp_path, monkeypatch):
     from experiments import hyperparams
 
@@ -143,6 +148,7 @@ def test_hyperparams_marks_a_diverged_learning_rate_and_never_scores_it(image_tr
     assert "| lr=1e+09 | diverged at epoch" in report and "Best lr: `lr=0.001`" in report
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, argv, message", [
     ("imbalance", ["--seeds", "0,x"], "--seeds: expected an integer seed, got 'x'"),
     ("imbalance", ["--strategies", "none,smote2"], "unknown 'smote2'; --strategies takes comma-separated names"),
@@ -159,6 +165,7 @@ def test_bad_input_is_one_error_line(image_tree, tmp_path, capsys, name, argv, m
     assert status == 2 and len(err) == 1 and err[0].startswith("error:") and message in err[0]
 
 
+@pytest.mark.slow
 def test_a_resumed_study_trains_only_what_an_earlier_call_did_not_record(image_tree, tmp_path, monkeypatch):
     root, _ = image_tree
     out = tmp_path / "run"
@@ -169,13 +176,13 @@ def test_a_resumed_study_trains_only_what_an_earlier_call_did_not_record(image_t
     kept = metrics["runs"]["none"]
     del metrics["finished"], metrics["runs"]["class_weight"]  # as if killed before class_weight was recorded
     (out / "metrics.json").write_text(json.dumps(metrics))
-    trained, train = [], imbalance.train
+    trained, train = [], trainer.train
 
     def recorded_train(name, *args, **kwargs):
         trained.append(name)
         return train(name, *args, **kwargs)
 
-    monkeypatch.setattr(imbalance, "train", recorded_train)
+    monkeypatch.setattr(trainer, "train", recorded_train)
     assert run_command("imbalance", argv) == 0
     after = _metrics(out)
     best = after["best"]["strategy"]
@@ -185,6 +192,7 @@ def test_a_resumed_study_trains_only_what_an_earlier_call_did_not_record(image_t
     assert after["finished"] and (out / "best.keras").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("label_noise")
 def test_a_resumed_label_noise_run_keeps_its_detection(quick_run, image_tree, tmp_path, monkeypatch):
     import shutil
@@ -203,8 +211,8 @@ def test_a_resumed_label_noise_run_keeps_its_detection(quick_run, image_tree, tm
         raise AssertionError("detection ran again")
 
     monkeypatch.setattr(label_noise, "flag_in_rounds", no_detection)
-    retrained, train = [], imbalance.train
-    monkeypatch.setattr(imbalance, "train", lambda name, x, y, *a, **k: retrained.append(len(y)) or train(name, x, y,
+    retrained, train = [], trainer.train
+    monkeypatch.setattr(trainer, "train", lambda name, x, y, *a, **k: retrained.append(len(y)) or train(name, x, y,
                                                                                                       *a, **k))
     assert run_command("label_noise", ["--data-dir", str(image_tree[0]), "--out", str(out), "--quick",
                                        "--quiet"]) == 0
@@ -213,6 +221,7 @@ def test_a_resumed_label_noise_run_keeps_its_detection(quick_run, image_tree, tm
     assert after["runs"]["detection"] == metrics["runs"]["detection"] and after["finished"]
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("label_noise")
 def test_a_resumed_label_noise_run_detects_again_when_its_saved_probabilities_are_damaged(quick_run, image_tree,
                                                                                           tmp_path, monkeypatch):

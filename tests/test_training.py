@@ -6,9 +6,9 @@ import sys
 import keras
 import numpy as np
 import pytest
-
 from conftest import synthetic_images
-from keras_apml import models, training
+
+from keras_apml import checkpoints, custom_objects, models, optimization, trainer
 from keras_apml.errors import InputError
 
 
@@ -18,33 +18,34 @@ def data(n=64, seed=0):
 
 
 def test_optimizers_take_momentum_and_weight_decay():
-    sgd = training.make_optimizer("sgd", 0.01, momentum=0.8, weight_decay=1e-4)
+    sgd = optimization.make_optimizer("sgd", 0.01, momentum=0.8, weight_decay=1e-4)
     assert isinstance(sgd, keras.optimizers.SGD) and sgd.momentum == 0.8 and sgd.weight_decay == 1e-4
-    assert isinstance(training.make_optimizer("adam"), keras.optimizers.Adam)
-    assert isinstance(training.make_optimizer("rmsprop"), keras.optimizers.RMSprop)
+    assert isinstance(optimization.make_optimizer("adam"), keras.optimizers.Adam)
+    assert isinstance(optimization.make_optimizer("rmsprop"), keras.optimizers.RMSprop)
     with pytest.raises(InputError, match="unknown optimizer 'adagrad'"):
-        training.make_optimizer("adagrad")
+        optimization.make_optimizer("adagrad")
     with pytest.raises(InputError, match="learning rate must be positive"):
-        training.make_optimizer("sgd", 0.0)
+        optimization.make_optimizer("sgd", 0.0)
 
 
 def test_step_schedule_drops_at_half_and_three_quarters_of_the_run():
-    lr, callbacks = training.learning_rate_schedule("step", 0.1, epochs=140, steps_per_epoch=10, factor=0.1)
+    lr, callbacks = optimization.learning_rate_schedule("step", 0.1, epochs=140, steps_per_epoch=10, factor=0.1)
     assert isinstance(lr, keras.optimizers.schedules.PiecewiseConstantDecay) and callbacks == []
     # optimiser steps 0..9 are epoch 1; the rate drops at the first step of epoch 71 (index 70) and of 106
     steps = (0, 699, 700, 1049, 1050, 1399)
     assert [float(lr(s)) for s in steps] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
-    lr, callbacks = training.learning_rate_schedule("cosine", 0.1, epochs=5, steps_per_epoch=10)
+    lr, callbacks = optimization.learning_rate_schedule("cosine", 0.1, epochs=5, steps_per_epoch=10)
     assert isinstance(lr, keras.optimizers.schedules.CosineDecay) and float(lr(50)) == pytest.approx(0.0)
-    _, callbacks = training.learning_rate_schedule("plateau", 0.1, epochs=5, steps_per_epoch=10)
+    _, callbacks = optimization.learning_rate_schedule("plateau", 0.1, epochs=5, steps_per_epoch=10)
     assert isinstance(callbacks[0], keras.callbacks.ReduceLROnPlateau)
 
 
 def test_a_huge_learning_rate_is_reported_as_diverged_never_as_a_number(tmp_path):
     keras.utils.set_random_seed(0)
     x, y = data()
-    model = training.compile_model(models.small_cnn(), training.make_optimizer("sgd", 1e6))
-    result = training.fit(model, keras_dataset(x, y), epochs=4, callbacks=training.run_callbacks(tmp_path), verbose=0)
+    model = optimization.compile_model(models.small_cnn(), optimization.make_optimizer("sgd", 1e6))
+    result = trainer.fit_dataset(model, keras_dataset(x, y), epochs=4, callbacks=checkpoints.run_callbacks(tmp_path),
+                                 verbose=0)
     assert result.diverged and result.diverged_epoch == 1 and result.epochs_run == 1
     report = result.to_dict()
     assert report["status"] == "diverged at epoch 1" and report["history"]["loss"] == [None]
@@ -54,8 +55,9 @@ def test_a_huge_learning_rate_is_reported_as_diverged_never_as_a_number(tmp_path
 def test_a_sane_run_completes(tmp_path):
     keras.utils.set_random_seed(0)
     x, y = data()
-    model = training.compile_model(models.small_cnn(), training.make_optimizer("adam", 1e-3))
-    result = training.fit(model, keras_dataset(x, y), epochs=2, callbacks=training.run_callbacks(tmp_path), verbose=0)
+    model = optimization.compile_model(models.small_cnn(), optimization.make_optimizer("adam", 1e-3))
+    result = trainer.fit_dataset(model, keras_dataset(x, y), epochs=2, callbacks=checkpoints.run_callbacks(tmp_path),
+                                 verbose=0)
     assert not result.diverged and result.epochs_run == 2 and result.to_dict()["status"] == "completed"
     assert (tmp_path / "history.csv").read_text().count("\n") == 3
 
@@ -74,15 +76,15 @@ class Interrupt(keras.callbacks.Callback):
 
 def new_model():
     keras.utils.set_random_seed(0)
-    return training.compile_model(models.small_cnn(), training.make_optimizer("adam", 1e-3))
+    return optimization.compile_model(models.small_cnn(), optimization.make_optimizer("adam", 1e-3))
 
 
 def interrupted_after_two_of_four_epochs(tmp_path):
     """Train 4 epochs with a backup in ``tmp_path``, interrupted after epoch 2; returns the data."""
     x, y = data()
     with pytest.raises(KeyboardInterrupt):
-        training.fit(new_model(), keras_dataset(x, y), epochs=4,
-                     callbacks=training.run_callbacks(tmp_path) + [Interrupt()], verbose=0)
+        trainer.fit_dataset(new_model(), keras_dataset(x, y), epochs=4,
+                     callbacks=checkpoints.run_callbacks(tmp_path) + [Interrupt()], verbose=0)
     return x, y
 
 
@@ -91,14 +93,14 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
     assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == ["epoch-000001.weights.h5",
                                                                        "epoch-000002.weights.h5"]
     announced = []
-    resumed = training.fit(new_model(), keras_dataset(x, y), epochs=4,
-                           callbacks=training.run_callbacks(tmp_path, announce=announced.append), verbose=0)
+    resumed = trainer.fit_dataset(new_model(), keras_dataset(x, y), epochs=4,
+                           callbacks=checkpoints.run_callbacks(tmp_path, announce=announced.append), verbose=0)
     assert announced == ["training: resuming from its backup after epoch 2"]
     assert len(resumed.history["loss"]) == 4 and resumed.epochs_run == 4 and resumed.resumed_from == 2  # the whole run
     assert resumed.seconds > 0 and "epoch_seconds" not in resumed.history
     rows = (tmp_path / "history.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,") and [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2", "3"]
-    training.remove_backup(tmp_path)
+    checkpoints.remove_backup(tmp_path)
     assert not (tmp_path / "backup").exists()
 
 
@@ -107,8 +109,8 @@ def test_a_backup_that_does_not_load_is_set_aside_and_the_one_before_is_taken(tm
     newest = tmp_path / "backup" / "epoch-000002.weights.h5"
     newest.write_bytes(newest.read_bytes()[:1000])  # a kill in the middle of a write that was not atomic
     announced = []
-    resumed = training.fit(new_model(), keras_dataset(x, y), epochs=4,
-                           callbacks=training.run_callbacks(tmp_path, announce=announced.append), verbose=0)
+    resumed = trainer.fit_dataset(new_model(), keras_dataset(x, y), epochs=4,
+                           callbacks=checkpoints.run_callbacks(tmp_path, announce=announced.append), verbose=0)
     assert announced == ["training: resuming from its backup after epoch 1"]
     assert resumed.resumed_from == 1 and len(resumed.history["loss"]) == 4
     assert (tmp_path / "backup" / "epoch-000002.weights.h5.bad").is_file()
@@ -121,7 +123,7 @@ def test_a_full_disk_while_backing_up_leaves_the_earlier_backup_whole(tmp_path, 
 
     x, y = data()
     keras.utils.set_random_seed(0)
-    model = training.compile_model(models.small_cnn(), training.make_optimizer("adam", 1e-3))
+    model = optimization.compile_model(models.small_cnn(), optimization.make_optimizer("adam", 1e-3))
     real_save = model.save_weights
     calls = []
 
@@ -135,11 +137,12 @@ def test_a_full_disk_while_backing_up_leaves_the_earlier_backup_whole(tmp_path, 
 
     monkeypatch.setattr(model, "save_weights", disk_full_on_second_epoch)
     with pytest.raises(OSError, match="No space left"):
-        training.fit(model, keras_dataset(x, y), epochs=4, callbacks=training.run_callbacks(tmp_path), verbose=0)
+        trainer.fit_dataset(model, keras_dataset(x, y), epochs=4, callbacks=checkpoints.run_callbacks(tmp_path),
+                            verbose=0)
     assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == ["epoch-000001.weights.h5"]
     keras.utils.set_random_seed(0)
-    fresh = training.compile_model(models.small_cnn(), training.make_optimizer("adam", 1e-3))
-    resumed = training.fit(fresh, keras_dataset(x, y), epochs=2, callbacks=training.run_callbacks(tmp_path),
+    fresh = optimization.compile_model(models.small_cnn(), optimization.make_optimizer("adam", 1e-3))
+    resumed = trainer.fit_dataset(fresh, keras_dataset(x, y), epochs=2, callbacks=checkpoints.run_callbacks(tmp_path),
                            verbose=0)
     assert resumed.resumed_from == 1 and len(resumed.history["loss"]) == 2
 
@@ -174,8 +177,8 @@ def test_the_best_validation_epoch_is_the_one_kept(tmp_path):
     x, y = data()
     scripted = Scripted([0.3, 0.6, 0.4, 0.6])  # epoch 2 best; epoch 4 only ties it
     model = new_model()
-    result = training.fit(model, keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=4,
-                          callbacks=[scripted, *training.run_callbacks(tmp_path, keep_best=True)], verbose=0)
+    result = trainer.fit_dataset(model, keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=4,
+                          callbacks=[scripted, *checkpoints.run_callbacks(tmp_path, keep_best=True)], verbose=0)
     assert result.best_epoch == 2 and result.to_dict()["best_epoch"] == 2 and result.epochs_run == 4
     assert same_weights(model.get_weights(), scripted.weights[2])
     assert not same_weights(model.get_weights(), scripted.weights[4])
@@ -187,8 +190,8 @@ def test_early_stopping_stops_after_its_patience_and_keeps_the_best(tmp_path):
     x, y = data()
     scripted = Scripted([0.5, 0.7, 0.6, 0.65, 0.9, 0.9])
     model = new_model()
-    result = training.fit(model, keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=6,
-                          callbacks=[scripted, *training.run_callbacks(tmp_path, early_stopping=2)], verbose=0)
+    result = trainer.fit_dataset(model, keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=6,
+                          callbacks=[scripted, *checkpoints.run_callbacks(tmp_path, early_stopping=2)], verbose=0)
     assert result.epochs_run == 4 and result.best_epoch == 2
     assert same_weights(model.get_weights(), scripted.weights[2])
 
@@ -199,13 +202,13 @@ def test_a_resumed_run_keeps_the_best_epoch_of_all_its_calls(tmp_path, stop_afte
     values = [0.3, 0.6, 0.4, 0.5] if best == 2 else [0.3, 0.4, 0.8, 0.5]
     first = Scripted(values)
     with pytest.raises(KeyboardInterrupt):
-        training.fit(new_model(), keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=4,
-                     callbacks=[first, *training.run_callbacks(tmp_path, keep_best=True), StopAfter(stop_after)],
+        trainer.fit_dataset(new_model(), keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=4,
+                     callbacks=[first, *checkpoints.run_callbacks(tmp_path, keep_best=True), StopAfter(stop_after)],
                      verbose=0)
     second = Scripted(values)
     model = new_model()
-    result = training.fit(model, keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=4,
-                          callbacks=[second, *training.run_callbacks(tmp_path, keep_best=True)], verbose=0)
+    result = trainer.fit_dataset(model, keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=4,
+                          callbacks=[second, *checkpoints.run_callbacks(tmp_path, keep_best=True)], verbose=0)
     assert result.resumed_from == stop_after and result.best_epoch == best
     assert same_weights(model.get_weights(), first.weights[best])
     assert sorted(second.weights) == list(range(stop_after + 1, 5))
@@ -215,22 +218,22 @@ def test_a_damaged_best_file_is_reported_and_the_best_is_taken_from_the_epochs_l
     x, y = data()
     values = [0.3, 0.6, 0.4, 0.5]
     with pytest.raises(KeyboardInterrupt):
-        training.fit(new_model(), keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=4,
-                     callbacks=[Scripted(values), *training.run_callbacks(tmp_path, keep_best=True), StopAfter(3)],
+        trainer.fit_dataset(new_model(), keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=4,
+                     callbacks=[Scripted(values), *checkpoints.run_callbacks(tmp_path, keep_best=True), StopAfter(3)],
                      verbose=0)
     best = tmp_path / "backup" / "best-epoch-000002.npz"
     best.write_bytes(best.read_bytes()[:100])
     second = Scripted(values)
     model = new_model()
-    result = training.fit(model, keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=4,
-                          callbacks=[second, *training.run_callbacks(tmp_path, keep_best=True)], verbose=0)
+    result = trainer.fit_dataset(model, keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=4,
+                          callbacks=[second, *checkpoints.run_callbacks(tmp_path, keep_best=True)], verbose=0)
     assert result.best_epoch == 4 and same_weights(model.get_weights(), second.weights[4])
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "best epoch so far (2) are missing or damaged" in err[0]
 
 
 def test_onecycle_warms_up_linearly_then_decays_as_a_cosine():
-    lr, callbacks = training.learning_rate_schedule("onecycle", 1.0, epochs=10, steps_per_epoch=10)
+    lr, callbacks = optimization.learning_rate_schedule("onecycle", 1.0, epochs=10, steps_per_epoch=10)
     assert isinstance(lr, keras.optimizers.schedules.CosineDecay) and callbacks == []
     # 100 steps: 23 of linear warm-up from 0.2 to the rate, then 77 of cosine decay down to 0.07 of it
     warm = [0.2 + 0.8 * s / 23 for s in (0, 10, 23)]
@@ -262,8 +265,8 @@ def expected_ema(steps, momentum, factor=0.8):
 
 
 def test_ema_weights_are_the_ones_validated_and_kept():
-    model = one_weight_model(training.make_optimizer("sgd", 0.1, momentum=0.0, ema=0.5))
-    history = model.fit(ones(3), epochs=2, validation_data=ones(1), callbacks=[training.EMAWeights()], verbose=0)
+    model = one_weight_model(optimization.make_optimizer("sgd", 0.1, momentum=0.0, ema=0.5))
+    history = model.fit(ones(3), epochs=2, validation_data=ones(1), callbacks=[checkpoints.EMAWeights()], verbose=0)
     # validation after epoch 1 (3 steps) scores the averaged weight, the training loss the raw ones
     assert history.history["val_loss"][0] == pytest.approx(expected_ema(3, 0.5) ** 2, rel=1e-5)
     assert history.history["loss"][0] == pytest.approx(np.mean([0.8 ** (2 * s) for s in range(3)]), rel=1e-5)
@@ -273,9 +276,9 @@ def test_ema_weights_are_the_ones_validated_and_kept():
 def test_a_resumed_ema_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
     def run(directory, stop=False):
         directory.mkdir(exist_ok=True)
-        model = one_weight_model(training.make_optimizer("sgd", 0.1, momentum=0.0, ema=0.5))
-        callbacks = [training.EMAWeights(), *training.run_callbacks(directory)] + ([Interrupt()] if stop else [])
-        training.fit(model, ones(3), epochs=4, callbacks=callbacks, verbose=0)
+        model = one_weight_model(optimization.make_optimizer("sgd", 0.1, momentum=0.0, ema=0.5))
+        callbacks = [checkpoints.EMAWeights(), *checkpoints.run_callbacks(directory)] + ([Interrupt()] if stop else [])
+        trainer.fit_dataset(model, ones(3), epochs=4, callbacks=callbacks, verbose=0)
         return float(model.get_weights()[0][0, 0])
 
     with pytest.raises(KeyboardInterrupt):
@@ -284,15 +287,16 @@ def test_a_resumed_ema_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_pat
         expected_ema(12, 0.5), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_label_smoothing_is_kerass_categorical_cross_entropy_on_integer_labels(tmp_path):
     y = np.array([0, 2, 1])
     p = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.4, 0.3]], np.float32)
-    smoothed = training.SmoothedSparseCrossentropy(0.2)
+    smoothed = custom_objects.SmoothedSparseCrossentropy(0.2)
     targets = np.eye(3)[y] * 0.8 + 0.2 / 3
     assert float(smoothed(y, p)) == pytest.approx(float(np.mean(-(targets * np.log(p)).sum(axis=1))), rel=1e-5)
     assert float(smoothed(y, p)) == pytest.approx(
         float(keras.losses.CategoricalCrossentropy(label_smoothing=0.2)(np.eye(3)[y], p)), rel=1e-6)
-    model = training.compile_model(models.small_cnn(), training.make_optimizer("adam"), label_smoothing=0.2)
+    model = optimization.compile_model(models.small_cnn(), optimization.make_optimizer("adam"), label_smoothing=0.2)
     model.save(tmp_path / "m.keras")
     path = str(tmp_path / "m.keras")
     script = f"from keras_apml import models; print(models.load_model({path!r}).loss.label_smoothing)"
@@ -305,18 +309,19 @@ import json, os, sys
 os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": sys.argv[1].split(",")},
                                       "task": {"type": "worker", "index": int(sys.argv[2])}})
 import keras, numpy as np, tensorflow as tf
-from keras_apml import recipe
+from keras_apml import recipe, trainer
 keras.config.disable_traceback_filtering()  # the traceback names where Keras fails
 strategy = tf.distribute.MultiWorkerMirroredStrategy()
 x = np.random.default_rng(0).integers(0, 256, (128, 32, 32, 3), dtype=np.uint8)
 plan = recipe.Recipe(model="small_cnn", optimizer="sgd", lr=0.01, batch_size=32, epochs=1)
 with strategy.scope():
-    model = recipe.build(plan, x, 2, seed=0)
-recipe.fit(model, x, np.arange(128) % 2, plan, distribution=strategy)
+    model = trainer.build(plan, x, 2, seed=0)
+trainer.fit(model, x, np.arange(128) % 2, plan, distribution=strategy)
 print("trained")
 """
 
 
+@pytest.mark.slow
 def test_keras_still_cannot_train_under_multiworker_mirrored_strategy():
     """Why --distribute multiworker is refused: two workers on the loopback address, the one training path.
     Once this fails because both workers trained, Keras has fixed keras-team/keras#20585: lift the refusal."""
