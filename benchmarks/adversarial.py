@@ -13,14 +13,14 @@ images, and the plain eager loop a study would write (a GradientTape per image).
 import time
 
 from benchmarks.timing import report
-from experiments import _common
+from experiments import _contract, _flags
 
 EPS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
 
 
 def parse_args(argv=None):
     """The benchmark's command line."""
-    parser = _common.ArgumentParser(prog="python -m benchmarks.adversarial", description=__doc__.splitlines()[0])
+    parser = _flags.ArgumentParser(prog="python -m benchmarks.adversarial", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True, help="CIFAR-10 directory (image-folder tree or batches)")
     parser.add_argument("--model", default=None, help="a 10-class .keras model (default: untrained cifar_convnet)")
     parser.add_argument("--loop-images", type=int, default=200, help="images the one-at-a-time loop is timed on")
@@ -84,4 +84,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    _common.run(main)
+    _contract.run(main)

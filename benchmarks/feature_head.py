@@ -17,7 +17,8 @@ average 3 K-fold repeats.
 import time
 
 from benchmarks.timing import report
-from experiments import _common
+from experiments import _contract, _data, _flags
+from keras_apml.errors import InputError
 
 INTS = ("epochs", "batch_size")
 
@@ -30,12 +31,12 @@ def setting(text):
         changes = dict(pair.split("=", 1) for pair in text.split(","))
         return {k: v if k == "strategy" else int(v) if k in INTS else float(v) for k, v in changes.items()}
     except ValueError:
-        raise _common.InputError(f"a setting is key=value pairs or 'default', got {text!r}") from None
+        raise InputError(f"a setting is key=value pairs or 'default', got {text!r}") from None
 
 
 def parse_args(argv=None):
     """The benchmark's command line."""
-    parser = _common.ArgumentParser(prog="python -m benchmarks.feature_head", description=__doc__.splitlines()[0])
+    parser = _flags.ArgumentParser(prog="python -m benchmarks.feature_head", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True, help="CIFAR-10 directory (image-folder tree or batches)")
     parser.add_argument("--features", required=True, metavar="MODEL.keras", help="the backbone")
     parser.add_argument("--settings", nargs="+", type=setting, default=[{}],
@@ -52,7 +53,7 @@ def main(argv=None):
     from keras_apml import evaluation, label_noise, trainer
     from keras_apml.recipe import FEATURE_HEAD
 
-    bench, info = _common.with_features(args, _common.load_benchmark(args))
+    bench, info = _data.with_features(args, _data.load_benchmark(args))
     figures = {"feature_seconds": info["seconds"], "feature_cache": info["cache"]}
     for changes in args.settings:
         name = ",".join(f"{k}={v}" for k, v in changes.items()) or "default"
@@ -82,4 +83,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    _common.run(main)
+    _contract.run(main)

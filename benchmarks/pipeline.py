@@ -13,13 +13,13 @@ import tempfile
 import time
 
 from benchmarks.timing import median_epoch_seconds, report
-from experiments import _common
+from experiments import _contract, _flags
 from keras_apml.recipe import CIFAR_AUGMENT as AUGMENT  # run 3's augmentation
 
 
 def parse_args(argv=None):
     """The benchmark's command line."""
-    parser = _common.ArgumentParser(prog="python -m benchmarks.pipeline", description=__doc__.splitlines()[0])
+    parser = _flags.ArgumentParser(prog="python -m benchmarks.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True, help="CIFAR-10 directory (image-folder tree or batches)")
     parser.add_argument("--images", type=int, default=40000, help="training images (default: 40,000)")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -83,4 +83,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    _common.run(main)
+    _contract.run(main)

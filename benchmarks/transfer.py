@@ -14,21 +14,21 @@ of the same work differ by up to 2x.
 import tempfile
 
 from benchmarks.timing import median_epoch_seconds, report
-from experiments import _common
+from experiments import _contract, _flags
 from keras_apml.recipe import HEAD_STEPS_PER_EXECUTION, VGG19_HEAD
 
 
 def parse_args(argv=None):
     """The benchmark's command line."""
-    parser = _common.ArgumentParser(prog="python -m benchmarks.transfer", description=__doc__.splitlines()[0])
+    parser = _flags.ArgumentParser(prog="python -m benchmarks.transfer", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True, help="CIFAR-10 directory (image-folder tree or batches)")
     parser.add_argument("--weights", default="none", help="VGG19 weights: none (default), imagenet, or a file")
     parser.add_argument("--train-images", type=int, default=40000, help="training images (default: 40,000)")
     parser.add_argument("--end-to-end-images", type=int, default=4000,
                         help="images the end-to-end epoch is timed on, then scaled (default: 4,000)")
-    parser.add_argument("--batch-size", type=_common.positive_int(2 ** 20), default=VGG19_HEAD.batch_size,
+    parser.add_argument("--batch-size", type=_flags.positive_int(2 ** 20), default=VGG19_HEAD.batch_size,
                         help=f"batch size, both ways (default: cifar_transfer's, {VGG19_HEAD.batch_size})")
-    parser.add_argument("--steps-per-execution", type=_common.positive_int(2 ** 20), default=HEAD_STEPS_PER_EXECUTION,
+    parser.add_argument("--steps-per-execution", type=_flags.positive_int(2 ** 20), default=HEAD_STEPS_PER_EXECUTION,
                         help=f"batches per train-function call, both ways (default: cifar_transfer's, "
                              f"{HEAD_STEPS_PER_EXECUTION})")
     parser.add_argument("--out", default=None, help="write the figures to this JSON file")
@@ -77,4 +77,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    _common.run(main)
+    _contract.run(main)

@@ -37,7 +37,7 @@ class RunDir:
     calls' included, and a section written again replaces its earlier self.
     """
 
-    _open = []  # directories this process holds locked; _common.run closes them when the command ends
+    _open = []  # directories this process holds locked; _contract.run closes them when the command ends
 
     def __init__(self, path, experiment, metrics, sections, lock):
         self.path, self.experiment = Path(path), experiment

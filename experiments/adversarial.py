@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import _common
+from experiments import _contract, _data, _flags, _output
+from keras_apml import data, progress
 from keras_apml.errors import InputError
 
 EPS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
@@ -27,7 +28,7 @@ DEFAULT_MODELS = ("imbalance/*/best.keras", "cifar_transfer/*/3_augmented.keras"
 
 def eps_list(text):
     """Comma-separated L-infinity budgets in [0, 1], sorted, distinct."""
-    parse = _common.number(0, 1)
+    parse = _flags.number(0, 1)
     values = sorted({parse(e) for e in text.split(",") if e.strip()})
     if not values:
         raise ValueError("no budget")
@@ -36,8 +37,8 @@ def eps_list(text):
 
 def parse_args(argv=None):
     """The command line of this experiment."""
-    p = _common.parser("adversarial", __doc__.splitlines()[0])
-    _common.add_seed(p, "seed of the image draws and PGD's random starts")
+    p = _flags.parser("adversarial", __doc__.splitlines()[0])
+    _flags.add_seed(p, "seed of the image draws and PGD's random starts")
     p.add_argument("--model", default=None, help="a .keras model (default: see above)")
     p.add_argument("--data", choices=("benchmark", "cifar10", "folder"), default=None,
                    help="evaluation set: the benchmark's dev set, CIFAR-10's test set, or the test split of your own "
@@ -47,28 +48,28 @@ def parse_args(argv=None):
     p.add_argument("--eps", type=eps_list, default=list(EPS),
                    help="comma-separated L-infinity budgets of the sweep, in [0, 1] pixels (default: "
                         + ",".join(f"{e:g}" for e in EPS) + ")")
-    p.add_argument("--example-eps", type=_common.number(0, 1), default=0.02,
+    p.add_argument("--example-eps", type=_flags.number(0, 1), default=0.02,
                    help="budget of the examples and the targeted attacks")
     p.add_argument("--target", default=None, help="targeted study for this class only (default: every class)")
-    p.add_argument("--examples", type=_common.positive_int(1000), default=6, help="correctly classified images shown")
-    p.add_argument("--targeted-images", type=_common.positive_int(10 ** 6), default=500,
+    p.add_argument("--examples", type=_flags.positive_int(1000), default=6, help="correctly classified images shown")
+    p.add_argument("--targeted-images", type=_flags.positive_int(10 ** 6), default=500,
                    help="images attacked per target class")
-    p.add_argument("--pgd-steps", type=_common.positive_int(10_000), default=10, help="PGD steps (step size eps/4)")
+    p.add_argument("--pgd-steps", type=_flags.positive_int(10_000), default=10, help="PGD steps (step size eps/4)")
     p.add_argument("--use-predictions", action="store_true",
                    help="attack the model's own predictions instead of the true labels")
-    _common.add_image_folder(p)
+    _flags.add_image_folder(p)
     args = p.parse_args(argv)
-    if args.data is None and _common.data_kind(args) == "folder":
+    if args.data is None and _data.data_kind(args) == "folder":
         args.data = "folder"
     if args.data != "folder":
-        _common.refuse_folder_flags(p, args)
+        _flags.refuse_folder_flags(p, args)
     return args
 
 
 def resolve_model(path):
     """The model file: the given one, else the newest imbalance best.keras, else the newest conv net."""
     if path is None:
-        return _common.newest(DEFAULT_MODELS, MAKES)
+        return _output.newest(DEFAULT_MODELS, MAKES)
     if not Path(path).is_file():
         raise InputError(f"model {path} does not exist; make one with {MAKES}")
     return Path(path)
@@ -77,8 +78,6 @@ def resolve_model(path):
 def load_evaluation_set(args, num_classes, input_size):
     """``(x in [0, 1], observed labels, true labels or None, class names, set name)``; ``input_size`` (height,
     width) is the model's, which your own images are resized to unless --image-size says otherwise."""
-    from keras_apml import data
-
     if args.data == "folder":
         return load_folder_test_set(args, num_classes, input_size)
     kind = args.data or {3: "benchmark", 10: "cifar10"}.get(num_classes)
@@ -88,13 +87,13 @@ def load_evaluation_set(args, num_classes, input_size):
         raise InputError(f"the model has {num_classes} classes but --data {kind} has "
                          f"{3 if kind == 'benchmark' else 10}")
     if kind == "benchmark":
-        bench = data.load_benchmark(args.data_dir, 0, quick=args.quick, verbose=_common.verbosity(args))
+        bench = data.load_benchmark(args.data_dir, 0, quick=args.quick, verbose=_output.verbosity(args))
         x, y, y_true, names, name = bench.x_dev, bench.y_dev, bench.y_dev_true, bench.class_names, "dev"
     else:
-        _, (x, y) = _common.load_cifar10(args)
+        _, (x, y) = _data.load_cifar10(args)
         y_true, names, name = None, data.CIFAR10_CLASSES, "test"
     if args.quick:
-        idx = np.random.default_rng(args.seed).permutation(len(y))[:_common.QUICK_TEST]
+        idx = np.random.default_rng(args.seed).permutation(len(y))[:_flags.QUICK_TEST]
         x, y, y_true = x[idx], y[idx], None if y_true is None else y_true[idx]
     return x.astype(np.float32) / 255.0, y, y_true, tuple(names), name
 
@@ -106,7 +105,7 @@ def sweep(model, x, labels, scored, args, names):
     from keras_apml import adversarial, evaluation
 
     results, fgsm_images = {}, {}
-    step = _common.Progress(2 * len(args.eps), args.quiet)
+    step = progress.StudyProgress(2 * len(args.eps), args.quiet)
     for attack, eps in ((a, e) for a in ("fgsm", "pgd") for e in args.eps):
         step(f"{attack} eps={eps:g}")
         start = time.perf_counter()
@@ -191,20 +190,17 @@ def example_figure(model, x, labels, predicted, args, names):
 def load_folder_test_set(args, num_classes, input_size):
     """The test split of your own image folders, at the model's input size, checked against its classes."""
     args.image_size = args.image_size or tuple(input_size)
-    found, truth = _common.load_folder(args, val_fraction=0.0, seed=0)
+    found, truth = _data.load_folder(args, val_fraction=0.0, seed=0)
     if tuple(args.image_size) != tuple(input_size):
         raise InputError(f"the model takes {input_size[0]}x{input_size[1]} images, not --image-size "
                          f"{args.image_size[0]}x{args.image_size[1]}")
     if len(found.class_names) != num_classes:
         raise InputError(f"the model has {num_classes} classes; {args.data_dir} has {len(found.class_names)}: "
                          f"{', '.join(found.class_names)}")
-    if "test" not in found.splits:
-        raise InputError(f"{args.data_dir} has no test split: add test/<class>/ folders, or use a tree of class "
-                         "folders (split by --test-fraction)")
-    x, y, paths = found.splits["test"]
-    y_true = None if truth is None else _common.folders_true(truth, paths, args)
-    if args.quick:
-        idx = np.random.default_rng(args.seed).permutation(len(y))[:_common.QUICK_TEST]
+    _, (x, y, paths) = _data.train_and_test(found, args.data_dir)
+    y_true = None if truth is None else _data.folders_true(truth, paths, args)
+    if args.quick:  # the same stratified draw as every --quick
+        idx = data.stratified_indices(y, _flags.QUICK_TEST, args.seed)
         x, y, y_true = x[idx], y[idx], None if y_true is None else y_true[idx]
     return x.astype(np.float32) / 255.0, y, y_true, found.class_names, "test"
 
@@ -222,7 +218,7 @@ def main(argv=None):
                                                         tuple(model.input_shape[1:3]))
     if args.target is not None:
         _class_index(args.target, names)
-    run = _common.open_run("adversarial", args, model=str(model_path), evaluation_set=set_name, images=len(y))
+    run = _output.open_run("adversarial", args, model=str(model_path), evaluation_set=set_name, images=len(y))
     scored = y if y_true is None else y_true
     predicted = evaluation.predict_labels(model, x)
     labels = predicted if args.use_predictions else scored
@@ -246,8 +242,8 @@ def main(argv=None):
     run.record("targeted", {"attack": args.attack, "eps": args.example_eps, "per_target": rates})
     run.add_section("targeted", report.targeted_section(args.attack, args.example_eps, rates,
                                                         run.save_figure(figure, "examples.png"), count))
-    return _common.finish(run, args)
+    return _output.finish(run, args)
 
 
 if __name__ == "__main__":
-    _common.run(main)
+    _contract.run(main)

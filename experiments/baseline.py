@@ -12,7 +12,7 @@ balancing. Beside it, scikit-learn's DummyClassifier("most_frequent"): the
 
 import numpy as np
 
-from experiments import _common
+from experiments import _contract, _data, _flags, _output
 from keras_apml.recipe import Recipe
 
 MISLABELLED_SHOWN = 32
@@ -22,12 +22,12 @@ COURSE = Recipe(model="small_cnn", optimizer="sgd", lr=1e-3, momentum=0.9, batch
 
 def parse_args(argv=None):
     """The command line of this experiment."""
-    p = _common.parser("baseline", __doc__.splitlines()[0])
-    _common.add_seed(p, "training seed")
-    _common.add_benchmark(p)
-    _common.add_training(p, COURSE.epochs, COURSE.batch_size)
-    p.add_argument("--lr", type=_common.number(0, low_open=True), default=COURSE.lr, help="SGD learning rate")
-    p.add_argument("--momentum", type=_common.number(0, 1, high_open=True), default=COURSE.momentum,
+    p = _flags.parser("baseline", __doc__.splitlines()[0])
+    _flags.add_seed(p, "training seed")
+    _flags.add_benchmark(p)
+    _flags.add_training(p, COURSE.epochs, COURSE.batch_size)
+    p.add_argument("--lr", type=_flags.number(0, low_open=True), default=COURSE.lr, help="SGD learning rate")
+    p.add_argument("--momentum", type=_flags.number(0, 1, high_open=True), default=COURSE.momentum,
                    help="SGD momentum")
     return p.parse_args(argv)
 
@@ -70,8 +70,8 @@ def main(argv=None):
 
     from keras_apml import evaluation, report, trainer
 
-    bench = _common.load_benchmark(args)
-    run = _common.open_run("baseline", args, recipe=recipe.to_dict())
+    bench = _data.load_benchmark(args)
+    run = _output.open_run("baseline", args, recipe=recipe.to_dict())
     names = bench.class_names
     counts = inspect_data(run, bench)
     run.note("data", counts)
@@ -84,7 +84,7 @@ def main(argv=None):
 
     # dev is scored after every epoch for the curves only: nothing is chosen on it
     model, result, _ = trainer.train("none", bench.x_train, bench.y_train, recipe, seed=args.seed,
-                                       validation=(bench.x_dev, bench.y_dev), verbose=_common.verbosity(args))
+                                       validation=(bench.x_dev, bench.y_dev), verbose=_output.verbosity(args))
     splits = {"train": (bench.x_train, bench.y_train, bench.y_train_true),
               "dev": (bench.x_dev, bench.y_dev, bench.y_dev_true)}
     run.add_section("what", report.baseline_what_section(recipe.describe()))
@@ -97,8 +97,8 @@ def main(argv=None):
         share = {c: float(np.mean(predicted == i)) for i, c in enumerate(names)}
         run.update("small_cnn", dev_predicted_share=share)
     run.add_section("comparison", report.baseline_comparison_section(rows, share))
-    return _common.finish(run, args)
+    return _output.finish(run, args)
 
 
 if __name__ == "__main__":
-    _common.run(main)
+    _contract.run(main)

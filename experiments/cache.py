@@ -14,13 +14,13 @@ runs without the cache.
 
 import argparse
 
-from experiments import _common
+from experiments import _contract, _flags
 from keras_apml import cache
 
 
 def parse_args(argv=None):
     """The command line of this command."""
-    p = _common.ArgumentParser(prog="python -m experiments.cache", description=__doc__.splitlines()[0],
+    p = _flags.ArgumentParser(prog="python -m experiments.cache", description=__doc__.splitlines()[0],
                                formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
                                epilog="\n".join(__doc__.splitlines()[6:]))
     p.add_argument("--clear", nargs="?", const="all", choices=("all", *cache.KINDS), default=None,
@@ -55,4 +55,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    _common.run(main, tensorflow=False)
+    _contract.run(main, tensorflow=False)

@@ -17,7 +17,8 @@ also reports its test accuracy with test-time flips (the mean of the probabiliti
 of each image and its mirror image), beside the plain figure, never in its place.
 """
 
-from experiments import _common
+from experiments import _contract, _data, _flags, _output
+from keras_apml import progress
 from keras_apml.recipe import (
     AIRBENCH,
     CIFAR_AUGMENT,
@@ -41,11 +42,11 @@ STUDY = {"1_raw": "70.81%", "2_standardized": "73.26%", "3_augmented": "82%",
 
 def parse_args(argv=None):
     """The command line of this experiment."""
-    p = _common.parser("cifar_transfer", __doc__.splitlines()[0])
-    _common.add_seed(p, "seed of the validation split and of every training")
-    _common.add_training(p, f"the recipe's: {CIFAR_CONVNET.epochs} (study), {CIFAR_CONVNET_FAST.epochs} (fast), "
+    p = _flags.parser("cifar_transfer", __doc__.splitlines()[0])
+    _flags.add_seed(p, "seed of the validation split and of every training")
+    _flags.add_training(p, f"the recipe's: {CIFAR_CONVNET.epochs} (study), {CIFAR_CONVNET_FAST.epochs} (fast), "
                             f"{AIRBENCH.epochs} (airbench); --quick: 1", "the recipe's")
-    p.add_argument("--runs", type=_common.names_list(RUN_CHOICES, "--runs"), default=["1", "2", "3", "vgg19"],
+    p.add_argument("--runs", type=_flags.names_list(RUN_CHOICES, "--runs"), default=["1", "2", "3", "vgg19"],
                    help="which runs: 1 raw, 2 standardised, 3 standardised+augmented, vgg19, airbench "
                         "(default: 1,2,3,vgg19)")
     study, fast = CIFAR_CONVNET, CIFAR_CONVNET_FAST
@@ -53,38 +54,38 @@ def parse_args(argv=None):
                    help=f"the conv net runs' recipe: the study's (Adam, step schedule, batch {study.batch_size}, "
                         f"{study.epochs} epochs) or fast (one-cycle, batch {fast.batch_size}, label smoothing, weight "
                         f"EMA, {fast.epochs} epochs); docs/RESULTS.md compares them")
-    p.add_argument("--lr", type=_common.number(0, low_open=True), default=None,
+    p.add_argument("--lr", type=_flags.number(0, low_open=True), default=None,
                    help="conv net Adam learning rate (default: the recipe's)")
     p.add_argument("--schedule", choices=SCHEDULES, default=None,
                    help="conv net schedule: step (x0.1 at 1/2 and 3/4 of the run), constant, plateau, cosine, "
                         "onecycle (default: the recipe's)")
-    p.add_argument("--dropout", type=_common.number(0, 1, high_open=True), default=None,
+    p.add_argument("--dropout", type=_flags.number(0, 1, high_open=True), default=None,
                    help="conv net dropout rate (default: the recipe's)")
     p.add_argument("--weights", default="imagenet", help="VGG19 base weights: imagenet, none, or a .h5 file")
-    p.add_argument("--vgg19-size", type=_common.positive_int(512), default=None, metavar="SIZE",
+    p.add_argument("--vgg19-size", type=_flags.positive_int(512), default=None, metavar="SIZE",
                    help="resize the images to SIZExSIZE inside the VGG19 model (32..512, e.g. 96; default: 32x32 as "
                         "they come): ImageNet features of 32x32 images are weak; larger inputs cost (SIZE/32)^2 "
                         "as much")
-    p.add_argument("--head-epochs", type=_common.positive_int(100_000), default=None,
+    p.add_argument("--head-epochs", type=_flags.positive_int(100_000), default=None,
                    help=f"VGG19 head epochs (default: {HEAD.epochs}; --quick: 1)")
-    p.add_argument("--head-lr", type=_common.number(0, low_open=True), default=HEAD.lr,
+    p.add_argument("--head-lr", type=_flags.number(0, low_open=True), default=HEAD.lr,
                    help="VGG19 head Adam learning rate")
-    p.add_argument("--head-batch-size", type=_common.positive_int(2 ** 20), default=HEAD.batch_size,
+    p.add_argument("--head-batch-size", type=_flags.positive_int(2 ** 20), default=HEAD.batch_size,
                    help="VGG19 head batch size")
     p.add_argument("--no-feature-cache", action="store_true",
                    help="train the VGG19 head end to end through the frozen base, for comparison")
     p.add_argument("--fine-tune", action="store_true",
                    help="then unfreeze VGG19 block4 and train on at a low learning rate")
-    p.add_argument("--fine-tune-epochs", type=_common.positive_int(100_000), default=None,
+    p.add_argument("--fine-tune-epochs", type=_flags.positive_int(100_000), default=None,
                    help=f"fine-tuning epochs (default: {FINE_TUNE_EPOCHS}; --quick: 1)")
-    p.add_argument("--fine-tune-lr", type=_common.number(0, low_open=True), default=FINE_TUNE_LR,
+    p.add_argument("--fine-tune-lr", type=_flags.number(0, low_open=True), default=FINE_TUNE_LR,
                    help="fine-tuning learning rate")
     p.add_argument("--distribute", choices=DISTRIBUTE, default="none",
                    help="MirroredStrategy over local GPUs (or CPUs); multiworker is refused while Keras 3 cannot "
                         "train under MultiWorkerMirroredStrategy (keras-team/keras#20585)")
     p.add_argument("--mixed-precision", action="store_true", help="mixed_float16 on a GPU")
     p.add_argument("--jit", action="store_true", help="XLA compilation on a GPU")
-    _common.add_tensorboard(p)
+    _flags.add_tensorboard(p)
     args = p.parse_args(argv)
     conv_runs = [r for r in args.runs if r in CONV_RUNS]
     for runs, flags, what in ((conv_runs or "airbench" in args.runs, ("epochs",), "the conv net and airbench runs"),
@@ -92,11 +93,11 @@ def parse_args(argv=None):
                               ("vgg19" in args.runs, ("weights", "vgg19_size", "head_epochs", "head_lr",
                                                       "head_batch_size", "no_feature_cache", "fine_tune"),
                                "the vgg19 run")):
-        unused = _common.given(p, args, flags)
+        unused = _flags.given(p, args, flags)
         if unused and not runs:
             p.error(f"{', '.join(unused)} concern{'s' if len(unused) == 1 else ''} {what}, which --runs leaves out")
     if not args.fine_tune:
-        unused = _common.given(p, args, ("fine_tune_epochs", "fine_tune_lr"))
+        unused = _flags.given(p, args, ("fine_tune_epochs", "fine_tune_lr"))
         if unused:
             p.error(f"{', '.join(unused)} concern{'s' if len(unused) == 1 else ''} fine-tuning: add --fine-tune")
     args.head_epochs = args.head_epochs or (1 if args.quick else HEAD.epochs)
@@ -128,9 +129,9 @@ def load_splits(args):
     """Train/validation (stratified 80/20 of CIFAR train) and test, as ``{split: (x, y, None)}``."""
     from keras_apml import data
 
-    (x, y), (x_test, y_test) = _common.load_cifar10(args)
-    x, y = _common.quick_subset(args, x, y, _common.QUICK_TRAIN)
-    x_test, y_test = _common.quick_subset(args, x_test, y_test, _common.QUICK_TEST)
+    (x, y), (x_test, y_test) = _data.load_cifar10(args)
+    x, y = _data.quick_subset(args, x, y, _flags.QUICK_TRAIN)
+    x_test, y_test = _data.quick_subset(args, x_test, y_test, _flags.QUICK_TEST)
     train_idx, val_idx = data.validation_split(y, 0.2, args.seed)
     return {"train": (x[train_idx], y[train_idx], None), "validation": (x[val_idx], y[val_idx], None),
             "test": (x_test, y_test, None)}
@@ -155,10 +156,10 @@ class Study:
         from keras_apml import checkpoints, trainer
 
         callbacks = checkpoints.run_callbacks(self.run.path, keep_best=True, tag=name,
-                                              announce=lambda line: _common.say(self.args, line),
+                                              announce=lambda line: _output.say(self.args, line),
                                               tensorboard=self.args.tensorboard)
         result, _, _ = trainer.fit(model, *train, self.recipes[name], seed=self.args.seed, validation=validation,
-                                   callbacks=callbacks, verbose=_common.verbosity(self.args),
+                                   callbacks=callbacks, verbose=_output.verbosity(self.args),
                                    distribution=self.distribution, jit_compile=self.gpu["jit"], **kwargs)
         return result
 
@@ -202,14 +203,14 @@ class Study:
                               steps_per_execution=HEAD_STEPS_PER_EXECUTION)
         else:
             base = models.transfer_features(model)
-            _common.say(args, "vgg19: computing the frozen base's outputs for every image once (cached on disk)")
+            _output.say(args, "vgg19: computing the frozen base's outputs for every image once (cached on disk)")
             images = {s: x for s, (x, _, _) in self.splits.items()}
             size = args.vgg19_size or 32  # the weights and the size the images are resized to make the outputs
             outputs, info = features.cached_outputs(
                 base, images, key=f"{features.weights_sha256(base)}:{size}",
                 about=f"VGG19 base outputs (weights {args.weights}, {size}x{size} inputs) on CIFAR-10 "
                       + ", ".join(f"{s} {len(x)}" for s, x in images.items()),
-                verbose=_common.verbosity(args))
+                verbose=_output.verbosity(args))
             extra["timing"] = {"feature_cache": info["cache"], "feature_seconds": info["seconds"]}
             labels = {s: y for s, (_, y, _) in self.splits.items()}
             head = models.transfer_head(model)  # shares its layers, so training it trains the full model
@@ -246,7 +247,7 @@ def main(argv=None):
         with distribution.scope():
             vgg19 = trainer.build(planned["vgg19"], None, 10, args.seed)
 
-    run = _common.open_run("cifar_transfer", args, gpu=gpu, replicas=distribution.num_replicas_in_sync,
+    run = _output.open_run("cifar_transfer", args, gpu=gpu, replicas=distribution.num_replicas_in_sync,
                            sizes={k: len(v[1]) for k, v in splits.items()},
                            recipes={k: r.to_dict() for k, r in planned.items()})
     study = Study(args, run, splits, planned, distribution, gpu)
@@ -254,7 +255,7 @@ def main(argv=None):
     run.add_section("data", report.cifar_data_section({k: len(v[1]) for k, v in splits.items()},
                                                       distribution.num_replicas_in_sync, gpu, samples, planned))
     names = [CONV_RUNS.get(r, r) for r in args.runs]
-    step = _common.Progress(len(names), args.quiet)
+    step = progress.StudyProgress(len(names), args.quiet)
     for name in names:
         epochs = planned[name].epochs
         kept = run.recorded(name) is not None and run.file(f"{name}.keras").is_file()
@@ -263,8 +264,8 @@ def main(argv=None):
             continue
         study.vgg19_run(vgg19) if name == "vgg19" else study.conv_run(name)
     run.add_section("comparison", report.cifar_comparison(run.results(), STUDY))
-    return _common.finish(run, args)
+    return _output.finish(run, args)
 
 
 if __name__ == "__main__":
-    _common.run(main)
+    _contract.run(main)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import _common
+from experiments import _contract, _data, _flags, _output
+from keras_apml import progress
 from keras_apml.errors import InputError
 
 CLASSIFIERS = ("logreg", "random_forest", "knn", "svm")
@@ -25,9 +26,9 @@ MAKE_MODEL = "python -m experiments.cifar_transfer --runs vgg19"
 
 def parse_args(argv=None):
     """The command line of this experiment."""
-    p = _common.parser("feature_extraction", __doc__.splitlines()[0])
-    _common.add_seed(p, "seed of the classifiers and the train-accuracy sample")
-    p.add_argument("--batch-size", type=_common.positive_int(2 ** 20), default=256,
+    p = _flags.parser("feature_extraction", __doc__.splitlines()[0])
+    _flags.add_seed(p, "seed of the classifiers and the train-accuracy sample")
+    p.add_argument("--batch-size", type=_flags.positive_int(2 ** 20), default=256,
                    help="batch size of the feature extraction")
     p.add_argument("--model", default=None,
                    help="a .keras file, or a cifar_transfer run directory (its vgg19.keras); "
@@ -35,28 +36,28 @@ def parse_args(argv=None):
     p.add_argument("--layer", default=None,
                    help="layer to take features from (default: the penultimate, the transfer head's "
                         "512-unit layer, bn2)")
-    p.add_argument("--classifiers", type=_common.names_list(CLASSIFIERS, "--classifiers"), default=list(CLASSIFIERS),
+    p.add_argument("--classifiers", type=_flags.names_list(CLASSIFIERS, "--classifiers"), default=list(CLASSIFIERS),
                    help=f"comma-separated subset of {', '.join(CLASSIFIERS)} (default: all)")
     p.add_argument("--scale", action="store_true", help="put a StandardScaler first in every pipeline")
-    p.add_argument("--pca", type=_common.positive_int(100_000), default=None, metavar="N",
+    p.add_argument("--pca", type=_flags.positive_int(100_000), default=None, metavar="N",
                    help="then PCA to N components (default: off)")
     p.add_argument("--svm", choices=SVMS, default="nystroem",
                    help="nystroem: RBF kernel approximated with Nystroem, then a linear SVM trained by "
                         "averaged SGD (default, seconds); linear: LinearSVC; exact: sklearn.svm.SVC "
                         "(hours on 50,000 images)")
-    p.add_argument("--max-iter", type=_common.positive_int(10 ** 6), default=None,
+    p.add_argument("--max-iter", type=_flags.positive_int(10 ** 6), default=None,
                    help="logistic regression iterations (default: 2000; 100 with --quick)")
-    p.add_argument("--train-eval-size", type=_common.positive_int(10 ** 7), default=10000,
+    p.add_argument("--train-eval-size", type=_flags.positive_int(10 ** 7), default=10000,
                    help="train accuracy is measured on a stratified sample of this many images "
                         "(KNN on all 50,000 would dominate the run)")
     p.add_argument("--data", choices=("cifar10", "folder"), default=None,
                    help="CIFAR-10, or your own image folders at --data-dir (train and test splits) (default: folder "
                         "when --data-dir is such a tree, else cifar10)")
-    _common.add_image_folder(p)
+    _flags.add_image_folder(p)
     args = p.parse_args(argv)
-    args.data = args.data or ("folder" if _common.data_kind(args) == "folder" else "cifar10")
+    args.data = args.data or ("folder" if _data.data_kind(args) == "folder" else "cifar10")
     if args.data != "folder":
-        _common.refuse_folder_flags(p, args)
+        _flags.refuse_folder_flags(p, args)
     args.max_iter = args.max_iter or (100 if args.quick else 2000)
     return args
 
@@ -67,7 +68,7 @@ def load_images(args, model, model_path):
 
     if args.data == "cifar10":
         models.check_input_shape(model, model_path)
-        (x_train, y_train), (x_test, y_test) = _common.load_cifar10(args)
+        (x_train, y_train), (x_test, y_test) = _data.load_cifar10(args)
         names = data.CIFAR10_CLASSES
     else:
         size = tuple(model.input_shape[1:3])
@@ -75,16 +76,8 @@ def load_images(args, model, model_path):
         if tuple(args.image_size) != size:
             raise InputError(f"model {model_path} takes {size[0]}x{size[1]} images, not --image-size "
                              f"{args.image_size[0]}x{args.image_size[1]}")
-        found, truth = _common.load_folder(args, val_fraction=0.0, seed=0, streams=True)
-        if "test" not in found.splits:
-            raise InputError(f"{args.data_dir} has no test split: add test/<class>/ folders, or use a tree of class "
-                             "folders (split by --test-fraction)")
-        train = [found.splits[s] for s in ("train", "val") if s in found.splits]
-        if found.streamed and len(train) > 1:
-            raise InputError("streamed images of train/ and val/ cannot be joined here: raise --memory-budget")
-        x_train, y_train = (train[0][0], train[0][1]) if len(train) == 1 else (
-            np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train]))
-        x_test, y_test = found.splits["test"][:2]
+        found, _ = _data.load_folder(args, val_fraction=0.0, seed=0, streams=True)
+        (x_train, y_train, _), (x_test, y_test, _) = _data.train_and_test(found, args.data_dir)
         names = found.class_names
     if int(model.output_shape[-1]) != len(names):
         raise InputError(f"model {model_path} has {model.output_shape[-1]} classes; these features are scored on "
@@ -95,7 +88,7 @@ def load_images(args, model, model_path):
 def resolve_model(path):
     """The .keras file to use: the given file, a run directory's vgg19.keras, or the newest run's."""
     if path is None:
-        return _common.newest(["cifar_transfer/*/vgg19.keras"], f"`{MAKE_MODEL}`")
+        return _output.newest(["cifar_transfer/*/vgg19.keras"], f"`{MAKE_MODEL}`")
     path = Path(path)
     if path.is_dir():
         if not (path / "vgg19.keras").is_file():
@@ -187,18 +180,18 @@ def main(argv=None):
     model = models.load_model(model_path)
     layer = models.feature_extractor(model, args.layer).layers[-1].name
     (x_train, y_train), (x_test, y_test), names = load_images(args, model, model_path)
-    x_train, y_train = _common.quick_subset(args, x_train, y_train, _common.QUICK_TRAIN)
-    x_test, y_test = _common.quick_subset(args, x_test, y_test, _common.QUICK_TEST)
-    run = _common.open_run("feature_extraction", args, model_file=str(model_path.resolve()), layer=layer)
+    x_train, y_train = _data.quick_subset(args, x_train, y_train, _flags.QUICK_TRAIN)
+    x_test, y_test = _data.quick_subset(args, x_test, y_test, _flags.QUICK_TEST)
+    run = _output.open_run("feature_extraction", args, model_file=str(model_path.resolve()), layer=layer)
 
     extractor = keras.Model(model.inputs, {"features": model.get_layer(layer).output, "probabilities": model.output})
-    _common.say(args, f"computing layer {layer}'s features and the model's probabilities for every image once")
+    _output.say(args, f"computing layer {layer}'s features and the model's probabilities for every image once")
     outputs, cache = features.cached_outputs(
         extractor, {"train": x_train, "test": x_test}, key=f"{features.file_sha256(model_path)}:{layer}",
         about=f"layer {layer} features and probabilities of {model_path.resolve()} on "
               f"{'CIFAR-10' if args.data == 'cifar10' else args.data_dir} "
               f"({len(y_train)} train, {len(y_test)} test images)",
-        batch_size=args.batch_size, verbose=_common.verbosity(args))
+        batch_size=args.batch_size, verbose=_output.verbosity(args))
     feats = {split: outputs[f"{split}.features"].reshape(len(outputs[f"{split}.features"]), -1)
              for split in ("train", "test")}
     labels = {"train": y_train, "test": y_test}
@@ -212,7 +205,7 @@ def main(argv=None):
                                                         cache, len(train_eval)))
 
     rows = [("network (softmax)", None, network["accuracy"], network["balanced_accuracy"], None, None)]
-    step = _common.Progress(len(args.classifiers), args.quiet)
+    step = progress.StudyProgress(len(args.classifiers), args.quiet)
     for name in args.classifiers:
         pipeline = make_classifier(name, args)
         step(f"{name}: {describe(pipeline)}")
@@ -227,8 +220,8 @@ def main(argv=None):
                               f"confusion_{name}.png")
         run.add_section(name, report.classifier_section(name, result, png))
     run.add_section("comparison", report.classifier_comparison(rows))
-    return _common.finish(run, args)
+    return _output.finish(run, args)
 
 
 if __name__ == "__main__":
-    _common.run(main)
+    _contract.run(main)

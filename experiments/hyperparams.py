@@ -13,7 +13,8 @@ that epoch, never reported as a loss of 0. ``--quick`` runs the first and
 last setting of each sweep.
 """
 
-from experiments import _common
+from experiments import _contract, _data, _flags, _output
+from keras_apml import progress
 from keras_apml.imbalance import BEST_STRATEGY, STRATEGIES
 
 SWEEPS = {
@@ -29,17 +30,17 @@ SWEEPS = {
 
 def parse_args(argv=None):
     """The command line of this experiment."""
-    p = _common.parser("hyperparams", __doc__.splitlines()[0])
-    _common.add_seed(p, "seed of the validation split and of every training")
-    _common.add_benchmark(p)
-    _common.add_recipe(p)
-    p.add_argument("--sweep", type=_common.names_list(tuple(SWEEPS), "--sweep"), default=list(SWEEPS),
+    p = _flags.parser("hyperparams", __doc__.splitlines()[0])
+    _flags.add_seed(p, "seed of the validation split and of every training")
+    _flags.add_benchmark(p)
+    _flags.add_recipe(p)
+    p.add_argument("--sweep", type=_flags.names_list(tuple(SWEEPS), "--sweep"), default=list(SWEEPS),
                    help=f"sweeps to run (default: all): {', '.join(SWEEPS)}")
     p.add_argument("--strategy", default=BEST_STRATEGY, choices=tuple(STRATEGIES),
                    help="imbalance strategy of every run")
-    p.add_argument("--max-epochs", type=_common.positive_int(100_000), default=None,
+    p.add_argument("--max-epochs", type=_flags.positive_int(100_000), default=None,
                    help="length of the epochs sweep's run (default: 3x the recipe's epochs)")
-    _common.add_cluster(p)
+    _flags.add_cluster(p)
     return p.parse_args(argv)
 
 
@@ -124,8 +125,8 @@ def report_epochs_sweep(run, result):
 
 def main(argv=None):
     args = parse_args(argv)
-    recipe = _common.recipe_from_args(args)
-    with _common.cluster_tasks(args) as tasks:
+    recipe = _flags.resolve_recipe(args)
+    with _output.cluster_tasks(args) as tasks:
         return study(args, recipe, tasks)
 
 
@@ -133,18 +134,18 @@ def study(args, recipe, tasks):
     """Every sweep's trainings (in turn, or as ``tasks`` on a cluster), each sweep reported in the flags' order."""
     from keras_apml import data, report, trainer
 
-    bench = _common.load_benchmark(args)
+    bench = _data.load_benchmark(args)
     fit_idx, val_idx = data.validation_split(bench.y_train, 0.2, args.seed)
     trainer.check(recipe, bench.x_train, len(bench.class_names))
-    _common.start_tasks(args, tasks)
-    run = _common.open_run("hyperparams", args, recipe=recipe.to_dict())
+    _output.start_tasks(args, tasks)
+    run = _output.open_run("hyperparams", args, recipe=recipe.to_dict())
     shared = tasks.share(bench.x_train[fit_idx], bench.y_train[fit_idx], bench.x_train[val_idx],
                          bench.y_train[val_idx], bench.x_dev, bench.y_dev, bench.y_dev_true)
     splits = {"validation": (*shared[2:4], None), "dev": shared[4:]}
     jobs = trainings(args, recipe, splits)
     run.add_section("base", report.hyperparams_base_section(recipe.describe(), args.strategy, len(fit_idx),
                                                             len(val_idx), len(bench.y_dev)))
-    step = _common.Progress(len(jobs), args.quiet)
+    step = progress.StudyProgress(len(jobs), args.quiet)
     work = [(label, (args.strategy, args.seed, *shared[:2], config),
              {"class_names": bench.class_names, "validation": splits["validation"][:2], **settings})
             for label, (config, settings) in jobs.items()]
@@ -160,8 +161,8 @@ def study(args, recipe, tasks):
             best[sweep] = report_sweep(run, sweep, done)
     run.note("best", best)
     run.add_section("summary", report.best_settings_section(best))
-    return _common.finish(run, args)
+    return _output.finish(run, args)
 
 
 if __name__ == "__main__":
-    _common.run(main)
+    _contract.run(main)

@@ -14,22 +14,23 @@ seed's model: the default model of ``experiments.adversarial`` (with
 ``--features``, best_head.keras: a head that takes features, not images).
 """
 
-from experiments import _common
+from experiments import _contract, _data, _flags, _output
+from keras_apml import progress
 from keras_apml.errors import InputError
 from keras_apml.imbalance import STRATEGIES
 
 
 def parse_args(argv=None):
     """The command line of this experiment."""
-    p = _common.parser("imbalance", __doc__.splitlines()[0])
-    _common.add_benchmark(p)
-    _common.add_recipe(p)
-    _common.add_features(p)
-    p.add_argument("--strategies", type=_common.names_list(tuple(STRATEGIES), "--strategies"),
+    p = _flags.parser("imbalance", __doc__.splitlines()[0])
+    _flags.add_benchmark(p)
+    _flags.add_recipe(p)
+    _flags.add_features(p)
+    p.add_argument("--strategies", type=_flags.names_list(tuple(STRATEGIES), "--strategies"),
                    default=None, help="comma-separated strategies (default: all; with --features all that apply to "
                                       "features): " + ", ".join(STRATEGIES))
-    _common.add_seeds(p, "every strategy's training")
-    _common.add_cluster(p)
+    _flags.add_seeds(p, "every strategy's training")
+    _flags.add_cluster(p)
     args = p.parse_args(argv)
     applying = [n for n, s in STRATEGIES.items() if s.on_features or not args.features]
     if args.features and args.strategies:
@@ -49,8 +50,8 @@ def headline(summary):
 
 def main(argv=None):
     args = parse_args(argv)
-    recipe = _common.recipe_from_args(args)
-    with _common.cluster_tasks(args) as tasks:
+    recipe = _flags.resolve_recipe(args)
+    with _output.cluster_tasks(args) as tasks:
         return study(args, recipe, tasks)
 
 
@@ -58,17 +59,17 @@ def study(args, recipe, tasks):
     """Every strategy and seed trained (in turn, or as ``tasks`` on a cluster), compared, the best one saved."""
     from keras_apml import plots, report, trainer
 
-    bench = _common.load_benchmark(args)
+    bench = _data.load_benchmark(args)
     features = None
     if args.features:
-        bench, features = _common.with_features(args, bench)
+        bench, features = _data.with_features(args, bench)
     names = bench.class_names
     trainer.check(recipe, bench.x_train, len(bench.class_names))
-    _common.start_tasks(args, tasks)
-    run = _common.open_run("imbalance", args, recipe=recipe.to_dict(), features=features)
+    _output.start_tasks(args, tasks)
+    run = _output.open_run("imbalance", args, recipe=recipe.to_dict(), features=features)
     if features:
         run.add_section("features", report.backbone_section(features))
-    step = _common.Progress(len(args.strategies) * len(args.seeds), args.quiet)
+    step = progress.StudyProgress(len(args.strategies) * len(args.seeds), args.quiet)
     per_seed, first_models, jobs = {}, {}, {}
     for seed, name in ((s, n) for s in args.seeds for n in args.strategies):
         earlier = (run.recorded(name) or {}).get("seeds", {}).get(str(seed))
@@ -131,8 +132,8 @@ def study(args, recipe, tasks):
     splits = {"dev": (bench.x_dev, bench.y_dev, bench.y_dev_true)}
     report.add_model_report(run, f"best_{best}", report.evaluate_splits(model, splits, names), names, model, result,
                             validation="dev (observed labels)")
-    return _common.finish(run, args, f"best strategy: {best}")
+    return _output.finish(run, args, f"best strategy: {best}")
 
 
 if __name__ == "__main__":
-    _common.run(main)
+    _contract.run(main)

@@ -43,7 +43,8 @@ seeds, compared on dev.
 
 import numpy as np
 
-from experiments import _common
+from experiments import _contract, _data, _flags, _output
+from keras_apml import progress
 from keras_apml.errors import InputError
 from keras_apml.imbalance import BEST_STRATEGY, STRATEGIES
 from keras_apml.recipe import FEATURE_HEAD
@@ -56,17 +57,17 @@ DETECT_EPOCHS_INIT = 10  # a trained start learns the labels, and their noise, i
 
 def parse_args(argv=None):
     """The command line of this experiment."""
-    p = _common.parser("label_noise", __doc__.splitlines()[0])
-    _common.add_benchmark(p)
-    _common.add_recipe(p)
-    _common.add_features(p)
-    p.add_argument("--folds", type=_common.positive_int(100), default=5, help="cross-validation folds (at least 2)")
-    p.add_argument("--repeats", type=_common.positive_int(100), default=None,
+    p = _flags.parser("label_noise", __doc__.splitlines()[0])
+    _flags.add_benchmark(p)
+    _flags.add_recipe(p)
+    _flags.add_features(p)
+    p.add_argument("--folds", type=_flags.positive_int(100), default=5, help="cross-validation folds (at least 2)")
+    p.add_argument("--repeats", type=_flags.positive_int(100), default=None,
                    help="K-fold repeats with other splits and seeds, probabilities averaged (default: 3; --quick: 1)")
-    p.add_argument("--rounds", type=_common.positive_int(10), default=1,
+    p.add_argument("--rounds", type=_flags.positive_int(10), default=1,
                    help="rounds of flagging, each after the first with fold models trained without the round "
                         "before's flags")
-    p.add_argument("--detect-epochs", type=_common.positive_int(100_000), default=None,
+    p.add_argument("--detect-epochs", type=_flags.positive_int(100_000), default=None,
                    help="epochs of the out-of-fold models and the dev-flagging model (default: 20, 10 with --init; "
                         "--quick: 1); fewer than the retraining's, as longer training learns more of the noise")
     p.add_argument("--no-mirror", action="store_true",
@@ -78,8 +79,8 @@ def parse_args(argv=None):
     p.add_argument("--strategy", default=None, choices=tuple(STRATEGIES),
                    help=f"the strategy retrained on cleaned labels (default: the imbalance study's best, "
                         f"{BEST_STRATEGY}; --features: class_weight)")
-    _common.add_seeds(p, "the retraining (the first also seeds detection)")
-    _common.add_cluster(p)
+    _flags.add_seeds(p, "the retraining (the first also seeds detection)")
+    _flags.add_cluster(p)
     args = p.parse_args(argv)
     args.seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     args.repeats = args.repeats or (1 if args.quick else 3)
@@ -104,7 +105,7 @@ def detect(run, args, bench, recipe, tasks):
     names = bench.class_names
     recipe = recipe.replace(epochs=args.detect_epochs)
     models = args.rounds * args.folds * args.repeats
-    step = _common.Progress(models + 1, args.quiet)
+    step = progress.StudyProgress(models + 1, args.quiet)
     # features are already each image's and its mirror image's mean
     fit_predict = label_noise.strategy_fit_predict(args.detect_strategy, recipe,
                                                    mirror=not args.no_mirror and not args.features)
@@ -188,8 +189,8 @@ def earlier_detection(run, bench):
 
 def main(argv=None):
     args = parse_args(argv)
-    recipe = _common.recipe_from_args(args)
-    with _common.cluster_tasks(args) as tasks:
+    recipe = _flags.resolve_recipe(args)
+    with _output.cluster_tasks(args) as tasks:
         return study(args, recipe, tasks)
 
 
@@ -198,25 +199,25 @@ def study(args, recipe, tasks):
     a cluster."""
     from keras_apml import imbalance, label_noise, report, trainer
 
-    bench = _common.load_benchmark(args, streams=True)
+    bench = _data.load_benchmark(args, streams=True)
     names, images, features = bench.class_names, bench.x_train, None
     label_noise.check_folds(bench.y_train, args.folds, len(names))
     if args.features:
-        bench, features = _common.with_features(args, bench, mirror=not args.no_mirror)
+        bench, features = _data.with_features(args, bench, mirror=not args.no_mirror)
     if not isinstance(bench.x_train, np.ndarray):  # streamed from their files: strategies that need them in memory
         for flag, name in (("--detect-strategy", args.detect_strategy), ("--strategy", args.strategy)):
             if not imbalance.strategy(name).streams:
                 raise InputError(f"{flag} {name} needs the images in memory; these are streamed from their files "
                                  "(past --memory-budget): choose a strategy without resampling or offline copies")
     trainer.check(recipe, bench.x_train, len(bench.class_names))
-    _common.start_tasks(args, tasks)
-    run = _common.open_run("label_noise", args, recipe=recipe.to_dict(), features=features)
+    _output.start_tasks(args, tasks)
+    run = _output.open_run("label_noise", args, recipe=recipe.to_dict(), features=features)
     if features:
         run.add_section("features", report.backbone_section(features))
 
     earlier = run.recorded("detection") and earlier_detection(run, bench)
     if earlier:
-        _common.say(args, "detection: recorded in an earlier call, kept")
+        _output.say(args, "detection: recorded in an earlier call, kept")
         flagged, probabilities, detection = earlier
     else:
         flagged, probabilities, detection = detect(run, args, bench, recipe, tasks)
@@ -229,7 +230,7 @@ def study(args, recipe, tasks):
         training_sets["true"] = bench.x_train, bench.y_train_true
     entries = {how: run.recorded(how) or {"training_images": len(y), "seeds": {}}
                for how, (_, y) in training_sets.items()}
-    step = _common.Progress(len(training_sets) * len(args.seeds), args.quiet)
+    step = progress.StudyProgress(len(training_sets) * len(args.seeds), args.quiet)
     dev = {"dev": tasks.share(bench.x_dev, bench.y_dev, bench.y_dev_true)}
     jobs = {}
     for how, seed in ((h, s) for h in training_sets for s in args.seeds):
@@ -251,8 +252,8 @@ def study(args, recipe, tasks):
         entry["summary"] = summaries[how] = report.summarize_seeds(finished, names)
         run.record(how, entry)
     run.add_section("retraining", report.retraining_section(args.strategy, args.seeds, summaries, names))
-    return _common.finish(run, args)
+    return _output.finish(run, args)
 
 
 if __name__ == "__main__":
-    _common.run(main)
+    _contract.run(main)

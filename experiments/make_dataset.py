@@ -22,7 +22,7 @@ import os
 import shutil
 from pathlib import Path
 
-from experiments import _common
+from experiments import _contract, _flags
 from keras_apml.errors import InputError
 
 # The car/truck/cat benchmark: CIFAR-10's automobiles as "car", its counts, and two thirds of the cats as car.
@@ -32,7 +32,7 @@ PRESETS = {"car_truck_cat": {"classes": "car=automobile,truck,cat", "train_count
 
 def parse_args(argv=None):
     """The command line of this command."""
-    p = _common.ArgumentParser(prog="python -m experiments.make_dataset", description=__doc__.splitlines()[0],
+    p = _flags.ArgumentParser(prog="python -m experiments.make_dataset", description=__doc__.splitlines()[0],
                                formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
                                epilog="\n".join(__doc__.splitlines()[5:]))
     p.add_argument("--data-dir", required=True, help="the clean source tree")
@@ -48,9 +48,9 @@ def parse_args(argv=None):
                    help="the same from its test split, where it has one (default: all)")
     p.add_argument("--noise", default=None, metavar="A->B:RATE,...",
                    help="asymmetric noise: that share of class A labelled B, exactly (e.g. cat->car:0.676)")
-    p.add_argument("--noise-rate", type=_common.number(0, 1), default=0.0,
+    p.add_argument("--noise-rate", type=_flags.number(0, 1), default=0.0,
                    help="symmetric noise: that share of every class labelled another class, chosen uniformly")
-    _common.add_seed(p, "seed of the draws and the noise")
+    _flags.add_seed(p, "seed of the draws and the noise")
     args = p.parse_args(argv)
     for key, value in PRESETS.get(args.preset, {}).items():
         if getattr(args, key) is None:
@@ -158,4 +158,4 @@ def write(out, plans, names, args):
 
 
 if __name__ == "__main__":
-    _common.run(main, tensorflow=False)
+    _contract.run(main, tensorflow=False)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import _common
+from experiments import _contract, _data, _flags, _output
 from keras_apml.recipe import BALANCE, MODELS, Recipe
 
 DEFAULT = Recipe(model="small_cnn", batch_size=64, epochs=20)  # --model: small_cnn on the benchmark, else cifar_convnet
@@ -31,10 +31,10 @@ DEFAULT = Recipe(model="small_cnn", batch_size=64, epochs=20)  # --model: small_
 
 def parse_args(argv=None):
     """The command line of this experiment."""
-    p = _common.parser("train", __doc__.splitlines()[0])
-    _common.add_seed(p)
-    _common.add_benchmark(p)
-    _common.add_recipe(p, DEFAULT, models=tuple(m for m in MODELS if m != "linear"),  # linear: on features only
+    p = _flags.parser("train", __doc__.splitlines()[0])
+    _flags.add_seed(p)
+    _flags.add_benchmark(p)
+    _flags.add_recipe(p, DEFAULT, models=tuple(m for m in MODELS if m != "linear"),  # linear: on features only
                        model_help="the network (default: small_cnn on the benchmark, cifar_convnet on CIFAR-10); "
                                   "airbench comes with its own recipe, which the flags given change")
     p.set_defaults(model=None)
@@ -47,7 +47,7 @@ def parse_args(argv=None):
                         "e.g. to pretrain a model for the car/truck/cat studies' --init")
     p.add_argument("--weights", default="imagenet",
                    help="vgg19_transfer: imagenet, none, or a weights file")
-    p.add_argument("--dropout", type=_common.number(0, 1, high_open=True), default=None,
+    p.add_argument("--dropout", type=_flags.number(0, 1, high_open=True), default=None,
                    help="dropout rate of cifar_convnet and the VGG19 head (default: the model's own)")
     p.add_argument("--augment", default=None, metavar="SPEC",
                    help="online augmentation with ImageDataGenerator's names, e.g. "
@@ -56,20 +56,20 @@ def parse_args(argv=None):
                    help="class_weight; oversample (balanced batches in tf.data); or offline "
                         "imbalanced-learn resampling: random_over, under, smote, over+under, smote+under (the names of "
                         "experiments.imbalance's strategies)")
-    p.add_argument("--early-stopping", type=_common.positive_int(100_000), default=None, metavar="PATIENCE",
+    p.add_argument("--early-stopping", type=_flags.positive_int(100_000), default=None, metavar="PATIENCE",
                    help="stop once validation balanced accuracy has not improved for this many epochs (default: "
                         "off); either way the model keeps the weights of its best validation epoch")
-    p.add_argument("--val-split", type=_common.number(0, 1, low_open=True, high_open=True), default=0.2,
+    p.add_argument("--val-split", type=_flags.number(0, 1, low_open=True, high_open=True), default=0.2,
                    help="validation fraction of the training images (stratified, seeded; your own folders: of "
                         "the images left after the test split, unless the tree has val/)")
     p.add_argument("--relabel", default=None, metavar="CSV",
                    help="apply manual label corrections to the training labels: index,label rows, or path,label "
                         "for your own folders (label_noise's flagged_relabel.csv, reviewed)")
-    _common.add_tensorboard(p)
+    _flags.add_tensorboard(p)
     args = p.parse_args(argv)
-    args.data = args.data or _common.data_kind(args)
+    args.data = args.data or _data.data_kind(args)
     if args.data != "folder":
-        _common.refuse_folder_flags(p, args)
+        _flags.refuse_folder_flags(p, args)
     if args.classes is not None and args.data != "cifar10":
         p.error("--classes selects CIFAR-10 classes: it needs --data cifar10")
     if (args.train_pickle or args.dev_pickle) and args.data != "benchmark":
@@ -83,8 +83,9 @@ def parse_args(argv=None):
 def recipe_of(args):
     """The training recipe the flags describe (checked: a bad value or augmentation spec is refused here)."""
     weights = None if args.weights.lower() == "none" else args.weights
-    return _common.recipe_from_args(args, DEFAULT, model=args.model, balance=args.balance, augment=args.augment,
-                                    dropout=args.dropout, weights=weights)
+    augment = args.augment or _flags.base_recipe(args, DEFAULT).augment  # airbench's own, unless given
+    return _flags.resolve_recipe(args, DEFAULT, balance=args.balance, augment=augment, dropout=args.dropout,
+                                 weights=weights)
 
 
 def load_data(args):
@@ -95,20 +96,20 @@ def load_data(args):
     if args.data == "folder":
         return load_folder(args, record)
     if args.data == "benchmark":
-        bench = _common.load_benchmark(args, draw=args.seed)
+        bench = _data.load_benchmark(args, draw=args.seed)
         x, y, y_true = bench.x_train, bench.y_train, bench.y_train_true
         test = (bench.x_dev, bench.y_dev, bench.y_dev_true)
         names, test_name = bench.class_names, "dev"
     else:
-        (x, y), (x_test, y_test) = _common.load_cifar10(args)
+        (x, y), (x_test, y_test) = _data.load_cifar10(args)
         names = data.CIFAR10_CLASSES
         if args.classes is not None:
             chosen = [c.strip() for c in args.classes.split(",") if c.strip()]
             x, y, _ = data.select_classes(x, y, chosen, names)
             x_test, y_test, names = data.select_classes(x_test, y_test, chosen, names)
             record["classes"] = list(names)
-        x, y = _common.quick_subset(args, x, y, _common.QUICK_TRAIN)
-        x_test, y_test = _common.quick_subset(args, x_test, y_test, _common.QUICK_TEST)
+        x, y = _data.quick_subset(args, x, y, _flags.QUICK_TRAIN)
+        x_test, y_test = _data.quick_subset(args, x_test, y_test, _flags.QUICK_TEST)
         y_true, test = None, (x_test, y_test, None)
         test_name = "test"
     if args.relabel:
@@ -124,7 +125,7 @@ def load_folder(args, record):
     """Your own image folders: train, validation (split off train where the tree has no val/) and test splits."""
     from keras_apml import data
 
-    found, truth = _common.load_folder(args, val_fraction=args.val_split, seed=args.seed, streams=True)
+    found, truth = _data.load_folder(args, val_fraction=args.val_split, seed=args.seed, streams=True)
     observed = {s: y for s, (_, y, _) in found.splits.items()}
     if args.relabel:  # corrections name images by path: those of train and validation, never test's
         parts = [s for s in ("train", "val") if s in found.splits]
@@ -134,10 +135,10 @@ def load_folder(args, record):
         bounds = np.cumsum([len(observed[s]) for s in parts])[:-1]
         observed.update(zip(parts, np.split(relabelled, bounds)))
     names = {"train": "train", "val": "validation", "test": "test"}
-    splits = {names[s]: (x, observed[s], None if truth is None else _common.folders_true(truth, paths, args))
+    splits = {names[s]: (x, observed[s], None if truth is None else _data.folders_true(truth, paths, args))
               for s, (x, _, paths) in found.splits.items()}
     if args.quick:
-        splits = {s: quick_split(args, *v, _common.QUICK_TRAIN if s == "train" else _common.QUICK_TEST)
+        splits = {s: quick_split(args, *v, _flags.QUICK_TRAIN if s == "train" else _flags.QUICK_TEST)
                   for s, v in splits.items()}
     record.update(root=str(Path(args.data_dir or os.environ.get(data.DATA_ENV)).expanduser().resolve()),
                   layout=found.layout, image_size=list(found.image_size), classes=list(found.class_names),
@@ -178,21 +179,21 @@ def main(argv=None):
     x_train, y_train, _ = splits["train"]
     model = trainer.build(recipe, x_train, len(names), args.seed)  # weights files load now, or fail now
 
-    run = _common.open_run("train", args, data=data_record, recipe=recipe.to_dict())
+    run = _output.open_run("train", args, data=data_record, recipe=recipe.to_dict())
     fig = plots.class_distribution({name: s[1] for name, s in splits.items()}, names, "Observed labels per split")
     figures = [run.save_figure(fig, "class_distribution.png"),
                run.save_figure(plots.sample_grid(x_train, y_train, names), "samples.png")]
     run.add_section("data", report.data_section(recipe.describe(), describe_data(data_record), data_record["sizes"],
                                                 figures))
     callbacks = checkpoints.run_callbacks(run.path, early_stopping=args.early_stopping, keep_best=True,
-                                          announce=lambda line: _common.say(args, line), tensorboard=args.tensorboard)
+                                          announce=lambda line: _output.say(args, line), tensorboard=args.tensorboard)
     result, y_fit, weights = trainer.fit(model, x_train, y_train, recipe, seed=args.seed,
                                          validation=splits["validation"][:2], callbacks=callbacks,
-                                         verbose=_common.verbosity(args))
+                                         verbose=_output.verbosity(args))
     report.finish_trained_model(run, args.model, model, result, splits, names, model_file="model.keras",
                                 extra={"class_weight": weights, "fit_size": len(y_fit), "recipe": recipe.to_dict()})
-    return _common.finish(run, args)
+    return _output.finish(run, args)
 
 
 if __name__ == "__main__":
-    _common.run(main)
+    _contract.run(main)

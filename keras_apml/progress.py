@@ -1,8 +1,10 @@
-"""Progress of one long step (decoding images, computing a model's outputs), as Keras shows a fit's.
+"""What a long run prints as it goes: the progress of one long step, and a study's line per training.
 
-``verbose`` follows Keras: 0 silent, 1 Keras's progress bar (for a
-terminal), 2 a plain line at every tenth of the way (for a log file), each
-with the time so far and an estimate of the time left.
+:class:`StepProgress` shows one long step (decoding images, computing a
+model's outputs) as Keras shows a fit: ``verbose`` 0 silent, 1 Keras's
+progress bar (for a terminal), 2 a plain line at every tenth of the way (for
+a log file). :class:`StudyProgress` prints a line as each training of a
+study starts. Both give the time so far and an estimate of the time left.
 """
 
 import time
@@ -41,3 +43,31 @@ class StepProgress:
             left = elapsed / done * (self.total - done) if done else 0.0
             timing = "done" if done >= self.total else f"about {clock(left)} left"
             print(f"{self.what}: {done}/{self.total} {self.unit} ({clock(elapsed)} so far, {timing})", flush=True)
+
+
+class StudyProgress:
+    """The line a multi-run study prints as each of its ``total`` steps starts: its position, the time so far
+    and, from the steps already trained, an estimate of the time left: ``[3/8] lr=0.01 (2:05 so far, about
+    6:40 left)``. Steps kept from an earlier call take no time and do not count towards the estimate."""
+
+    def __init__(self, total, quiet=False, clock=time.monotonic):
+        self.total, self.quiet, self.clock = total, quiet, clock
+        self.start = clock()
+        self.index, self.trained, self.trained_seconds = 0, 0, 0.0
+        self.previous = None  # (start, kept) of the step before
+
+    def __call__(self, description, kept=False):
+        now = self.clock()
+        if self.previous is not None and not self.previous[1]:
+            self.trained += 1
+            self.trained_seconds += now - self.previous[0]
+        self.previous = (now, kept)
+        self.index += 1
+        timing = ""
+        if self.trained:
+            left = self.trained_seconds / self.trained * (self.total - self.index + 1)
+            timing = f" ({clock(now - self.start)} so far, about {clock(left)} left)"
+        if kept:
+            description += ": recorded in an earlier call, kept"
+        if not self.quiet:
+            print(f"[{self.index}/{self.total}] {description}{timing}", flush=True)

@@ -107,11 +107,11 @@ QUICK_EXTRA = {"cifar_transfer": ["--weights", "none"], "feature_extraction": ["
 
 def run_command(name, argv):
     """Run ``python -m experiments.<name> ARGV`` in-process; return its exit status."""
-    from experiments import _common
+    from experiments import _contract
 
     module = importlib.import_module(f"experiments.{name}")
     with pytest.raises(SystemExit) as e:
-        _common.run(module.main, argv)
+        _contract.run(module.main, argv)
     return e.value.code
 
 

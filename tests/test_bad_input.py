@@ -18,7 +18,7 @@ import pytest
 from conftest import run_command, synthetic_images, write_image_tree
 from test_data import png_header, write_course_pickle, write_pickled_batches
 
-from experiments import _common
+from experiments import _contract
 from keras_apml.data import CIFAR10_CLASSES
 
 ROOT = Path(__file__).parents[1]
@@ -347,7 +347,7 @@ def test_kill_is_one_line_status_143_and_the_run_resumes(image_tree, tmp_path, m
     assert run_command("train", argv) == 143
     assert capsys.readouterr().err.splitlines() == [
         "error: stopped by a signal (SIGTERM); run the same command again to resume"]
-    assert signal.getsignal(signal.SIGTERM) is not _common._terminate  # the command's handler is gone with it
+    assert signal.getsignal(signal.SIGTERM) is not _contract._terminate  # the command's handler is gone with it
     assert run_command("train", argv) == 0
     assert "training: resuming from its backup after epoch 2" in capsys.readouterr().out
 
@@ -368,7 +368,7 @@ def test_the_real_command_line_refuses_an_object_array_pickle_without_a_signal(t
 @pytest.mark.slow
 def test_help_states_defaults_and_never_imports_tensorflow():
     script = ("import sys, contextlib, io\n"
-              "from experiments import _common, train\n"
+              "from experiments import train\n"
               "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
               "    train.parse_args(['--help'])\n"
               "print('tensorflow' in sys.modules, '(default: 0.001)' in out.getvalue())\n")

@@ -59,10 +59,14 @@ def test_a_missing_cache_directory_lists_as_empty(tmp_path, capsys):
 def test_no_cache_is_a_flag_of_every_study_and_switches_the_cache_off(experiment):
     import importlib
 
+    from experiments import _data
+
     module = importlib.import_module(f"experiments.{experiment}")
-    module.parse_args(["--no-cache"])
+    args = module.parse_args(["--no-cache"])
+    assert cache.is_enabled()  # parsing changes nothing outside its namespace
+    _data.use_cache(args)  # what every loader of the experiments does first
     assert not cache.is_enabled()
-    module.parse_args([])
+    _data.use_cache(module.parse_args([]))
     assert cache.is_enabled()
 
 

@@ -6,9 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from experiments import _common
 from experiments import _rundir as runs
-from keras_apml import atomic, report
+from keras_apml import atomic, progress, report
 from keras_apml.errors import InputError
 
 SETTINGS = {"lr": 0.001, "epochs": 3, "quiet": False, "out": "x"}
@@ -146,12 +145,12 @@ def test_markdown_tables_format_floats_and_missing_values():
 
 def test_progress_gives_the_time_left_from_the_steps_trained(capsys):
     now = iter([0.0, 0.0, 100.0, 250.0, 250.0])  # started at 0; steps start at 0, 100, 250 (kept), 250
-    step = _common.Progress(6, clock=lambda: next(now))
+    step = progress.StudyProgress(6, clock=lambda: next(now))
     step("none seed 0")
     step("class_weight seed 0")
     step("under seed 0", kept=True)
     step("smote seed 0")
-    _common.Progress(2, quiet=True, clock=lambda: 0.0)("silent")
+    progress.StudyProgress(2, quiet=True, clock=lambda: 0.0)("silent")
     assert capsys.readouterr().out.splitlines() == [
         "[1/6] none seed 0",
         "[2/6] class_weight seed 0 (1:40 so far, about 8:20 left)",  # 100 s a step, 5 steps to go

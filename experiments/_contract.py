@@ -1,0 +1,78 @@
+"""The error contract every command runs under: bad input is one ``error:`` line and exit status 2.
+
+:func:`run` calls an experiment's ``main``; a refusal anywhere (an
+InputError, a full disk), Ctrl-C and ``kill`` each end in one line, and the
+run directories it holds are released.
+"""
+
+import os
+import signal
+import sys
+
+from experiments._rundir import AlreadyFinished, RunDir
+from keras_apml.errors import InputError
+
+
+def import_tensorflow_quietly():
+    """Import TensorFlow and probe its devices with the C++ start-up chatter sent to /dev/null.
+
+    TensorFlow's native logging writes to file descriptor 2 before
+    TF_CPP_MIN_LOG_LEVEL takes effect; without this, ``error:`` would not be
+    the only line a failed command prints.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+        tf.get_logger().setLevel("ERROR")  # retracing notes: studies build many models on purpose
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class Terminated(Exception):
+    """SIGTERM (``kill``) arrived: stop as Ctrl-C does, with one line."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+def run(main, argv=None, tensorflow=True):
+    """Call ``main(argv)``: bad input, a full disk or any other I/O failure is one ``error:`` line and status 2.
+
+    A finished run asked for again prints that it is finished (status 0);
+    Ctrl-C prints one line (status 130), ``kill`` too (status 143). Run
+    directories are released. A command that trains nothing passes
+    ``tensorflow=False`` and starts without TensorFlow's import.
+    """
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        if tensorflow and not any(flag in (argv if argv is not None else sys.argv) for flag in ("-h", "--help")):
+            import_tensorflow_quietly()
+        status = main(argv)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        status = 2
+    except AlreadyFinished as e:
+        print(e, flush=True)
+        status = 0
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}; files written before are intact", file=sys.stderr)
+        status = 2
+    except KeyboardInterrupt:
+        print("error: interrupted; run the same command again to resume", file=sys.stderr)
+        status = 130
+    except Terminated:
+        print("error: stopped by a signal (SIGTERM); run the same command again to resume", file=sys.stderr)
+        status = 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        RunDir.close_all()
+    sys.exit(status or 0)

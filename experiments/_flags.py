@@ -1,0 +1,330 @@
+"""The flags the experiments share, and argparse types that refuse bad values with the reason, never coerce them.
+
+Nothing here imports TensorFlow, so ``--help`` answers at once; parsing has no
+side effect: a parser returns the values it was given, checked.
+"""
+
+import argparse
+import importlib.util
+import math
+import re
+
+from keras_apml.errors import InputError
+from keras_apml.folders import TEST_FRACTION
+from keras_apml.recipe import AIRBENCH, FEATURE_HEAD, OPTIMIZERS, SCHEDULES, Recipe
+
+CACHE_WHERE = "$KERAS_APML_CACHE, else $XDG_CACHE_HOME/keras_apml or ~/.cache/keras_apml"
+
+
+# --quick: this many images of a training set and of a test set (stratified), and one epoch.
+QUICK_TRAIN, QUICK_TEST = 500, 200
+
+
+MAX_SEED = 2 ** 32 - 1
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one ``error:`` line and exit status 2."""
+
+    def error(self, message):
+        raise InputError(f"{message} (see --help)")
+
+    def parse_args(self, args=None, namespace=None):
+        """Parse once and check what the flags say together; nothing outside the namespace is changed."""
+        parsed = super().parse_args(args, namespace)
+        if getattr(parsed, "features", None):
+            for flag, value in (("--model", getattr(parsed, "model", None)), ("--init", getattr(parsed, "init", None))):
+                if value is not None:
+                    self.error(f"{flag} concerns a network trained on the images; with --features a softmax head "
+                               "trains on the features")
+        if getattr(parsed, "tensorboard", False) and importlib.util.find_spec("tensorboard") is None:
+            self.error("--tensorboard writes logs with the tensorboard package, which is not installed: "
+                       "pip install tensorboard (or keras_apml[tensorboard])")
+        return parsed
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every flag's default in its help, unless the help already states it or the flag is a switch."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text.lower() or isinstance(action, (argparse._StoreTrueAction, argparse._HelpAction)):
+            return text
+        return text + (" (default: none)" if action.default is None else " (default: %(default)s)")
+
+
+def parser(name, description):
+    """A parser with the flags every experiment takes: data, run directory, --fresh, --quick, --quiet."""
+    p = ArgumentParser(prog=f"python -m experiments.{name}", description=description, formatter_class=HelpFormatter,
+                       allow_abbrev=False)  # --seed is not --seeds
+    common = p.add_argument_group("common options")
+    common.add_argument("--data-dir", default=None,
+                        help="CIFAR-10 (Keras's cifar-10-batches-py, or its image-folder tree train/<class>/*, "
+                             "test/<class>/* with the ten class folders), or, where a study takes them, your own "
+                             "image folders ROOT/<class>/* (default: $KERAS_APML_DATA, else download CIFAR-10)")
+    common.add_argument("--out", default=None,
+                        help=f"the run directory itself (default: runs/{name}/<timestamp>/); the same command with "
+                             "the same --out resumes an interrupted run")
+    common.add_argument("--fresh", action="store_true",
+                        help="start --out afresh: an earlier run there is moved aside to <out>.replaced-<time>")
+    common.add_argument("--quick", action="store_true",
+                        help=f"a tiny subset ({QUICK_TRAIN} training and {QUICK_TEST} test images, 1/20 of the "
+                             "car/truck/cat benchmark) and one epoch: the whole study end to end in about a minute")
+    common.add_argument("--quiet", action="store_true",
+                        help="no progress output; errors and the run directory only")
+    common.add_argument("--no-cache", action="store_true",
+                        help=f"neither read nor write the cache of decoded images (about 185 MB per CIFAR-10 image "
+                             f"folder) and model outputs (VGG19's: about 125 MB), kept in {CACHE_WHERE}; "
+                             "python -m experiments.cache lists and clears it")
+    return p
+
+
+def add_seed(p, what="random seed for data draws and training"):
+    """--seed."""
+    p.add_argument("--seed", type=seed, default=0, help=what)
+
+
+def add_features(p):
+    """--features: the study on a trained model's cached features instead of images (a head, not a conv net)."""
+    p.add_argument("--features", default=None, metavar="MODEL.keras",
+                   help="train on this model's penultimate-layer features instead of the images: each image's "
+                        "computed once (averaged with its mirror image's) and cached, a standardised softmax head "
+                        "trained on them (recipe.FEATURE_HEAD; the recipe flags change it). E.g. the offline source: "
+                        "experiments.train --data cifar10 --classes airplane,bird,deer,dog,frog,horse,ship "
+                        "--model airbench")
+
+
+def add_cluster(p):
+    """--scheduler and --local-workers: the study's independent trainings on a Dask cluster (keras_apml.cluster)."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--scheduler", type=scheduler_address, default=None, metavar="HOST:PORT",
+                       help="run the trainings on the Dask cluster whose scheduler is here (tcp://HOST:PORT; start "
+                            "it with `dask scheduler`, and `dask worker tcp://HOST:PORT` on each machine with "
+                            "this package installed) (default: one after another in this process)")
+    group.add_argument("--local-workers", type=positive_int(256), default=None, metavar="N",
+                       help="run the trainings on a local Dask cluster of N worker processes, the cores shared "
+                            "among them (default: one after another in this process)")
+
+
+def scheduler_address(text):
+    """A Dask scheduler's address: [tcp://|tls://]HOST:PORT."""
+    valid = re.fullmatch(r"((tcp|tls)://)?[A-Za-z0-9_.\-]+:\d{1,5}", text)
+    if not valid or not 0 < int(text.rsplit(":", 1)[1]) < 65536:
+        raise argparse.ArgumentTypeError(f"expected a scheduler address tcp://HOST:PORT, got {text!r}")
+    return text if "://" in text else f"tcp://{text}"
+
+
+def add_seeds(p, what):
+    """--seeds: several seeds, each a training of its own."""
+    p.add_argument("--seeds", type=seed_list, default=None,
+                   help=f"comma-separated seeds of {what} (default: 0,1,2; --quick: 0)")
+
+
+def add_training(p, epochs, batch_size):
+    """--epochs and --batch-size, with their defaults stated (None: the recipe's)."""
+    p.add_argument("--epochs", type=positive_int(100_000), default=None, help=f"training epochs (default: {epochs})")
+    p.add_argument("--batch-size", type=positive_int(2 ** 20), default=None,
+                   help=f"batch size (default: {batch_size})")
+
+
+def add_benchmark(p):
+    """The study's data: the benchmark drawn from CIFAR-10, the course's pickles, or your own image folders."""
+    group = p.add_argument_group("car/truck/cat data")
+    group.add_argument("--train-pickle", default=None,
+                       help="the course's train pickle instead of the benchmark (then only observed labels exist)")
+    group.add_argument("--dev-pickle", default=None, help="the course's dev pickle (with --train-pickle)")
+    add_image_folder(p)
+
+
+def add_tensorboard(p):
+    """--tensorboard: Keras's TensorBoard logs in the run directory."""
+    p.add_argument("--tensorboard", action="store_true",
+                   help="write TensorBoard logs (keras.callbacks.TensorBoard) to <run directory>/tensorboard/; view "
+                        "them with: tensorboard --logdir <run directory>/tensorboard (pip install tensorboard)")
+
+
+def add_image_folder(p):
+    """The flags of an image-folder dataset of your own (--data-dir pointing at any class-folder tree)."""
+    group = p.add_argument_group("your own image folders (--data-dir ROOT/<class>/* or ROOT/train/<class>/*)")
+    group.add_argument("--image-size", type=image_size, default=None, metavar="HxW",
+                       help="resize every image to this (e.g. 48 or 48x64, Lanczos, aspect not kept) (default: the "
+                            "size all images share; required when they differ)")
+    group.add_argument("--test-fraction", type=number(0, 1, high_open=True), default=TEST_FRACTION,
+                       help="share of each class held out as the test set, for a tree without test/ (stratified; "
+                            "the studies all split with seed 0, so they see the same images; train with its --seed)")
+    group.add_argument("--skip-unreadable", action="store_true",
+                       help="leave out files that do not decode (counted in the report) instead of stopping")
+    group.add_argument("--memory-budget", type=number(0, low_open=True), default=None, metavar="MB",
+                       help="past this many megabytes of decoded images, leave them in their files and stream them "
+                            "through tf.data (train, feature_extraction, label_noise) (default: a quarter of this "
+                            "machine's memory)")
+    group.add_argument("--true-labels", default=None, metavar="CSV",
+                       help="the true class of every image (path,label per row, as experiments.make_dataset writes "
+                            "truth.csv): metrics against true labels too")
+
+
+def image_size(text):
+    """``48`` or ``48x64`` (height x width): each side 8..4096 pixels."""
+    parts = text.lower().split("x")
+    try:
+        sides = tuple(int(v) for v in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 48 or 48x64, got {text!r}") from None
+    if len(sides) not in (1, 2) or not all(8 <= v <= 4096 for v in sides):
+        raise argparse.ArgumentTypeError(f"expected a size like 48 or 48x64 with sides in 8..4096, got {text!r}")
+    return sides * 2 if len(sides) == 1 else sides
+
+
+def add_recipe(p, default=Recipe(), models=("small_cnn", "cifar_convnet", "airbench"), model_help="the network"):
+    """The training recipe's flags (and --epochs, --batch-size); a flag not given takes ``default``'s value, or
+    that of the recipe the model brings (:func:`resolve_recipe`)."""
+    group = p.add_argument_group("training recipe", "airbench (--model airbench) and the head on --features come "
+                                                    "with their own recipe, which the flags given change")
+    if "default" not in model_help:
+        model_help += f" (default: {default.model})"
+    group.add_argument("--model", choices=models, default=None, help=model_help)
+    group.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                       help=f"the optimiser (default: {default.optimizer})")
+    group.add_argument("--lr", type=number(0, low_open=True), default=None,
+                       help=f"learning rate (default: {default.lr:g})")
+    group.add_argument("--momentum", type=number(0, 1, high_open=True), default=None,
+                       help=f"SGD momentum (default: {default.momentum:g}; only with --optimizer sgd or nesterov)")
+    group.add_argument("--weight-decay", type=number(0), default=None,
+                       help=f"decoupled weight decay (default: {default.weight_decay:g})")
+    group.add_argument("--schedule", choices=SCHEDULES, default=None,
+                       help="learning-rate schedule: step (x0.1 at 1/2 and 3/4 of the run), plateau, cosine, "
+                            "onecycle (warm-up to the rate over 23%% of the steps, cosine down to 7%% of it) "
+                            f"(default: {default.schedule})")
+    group.add_argument("--label-smoothing", type=number(0, 1, high_open=True), default=None,
+                       help=f"label smoothing of the cross-entropy (default: {default.label_smoothing:g}: none)")
+    group.add_argument("--ema", type=number(0, 1, low_open=True, high_open=True), default=None,
+                       help="keep an exponential moving average of the weights with this momentum (e.g. 0.99) and "
+                            "validate and save the averaged weights (default: off)")
+    group.add_argument("--no-standardize", action="store_true",
+                       help="feed [0, 1] pixels without per-channel z-scoring")
+    group.add_argument("--init", default=None, metavar="MODEL.keras",
+                       help="start every model from this one's weights, all but the classifier (e.g. --model's "
+                            "architecture pretrained with experiments.train --data cifar10 --classes ...)")
+    add_training(p, f"{default.epochs}; --quick: 1", default.batch_size)
+
+
+def base_recipe(args, default=Recipe()):
+    """The recipe the flags given change: airbench's (``--model airbench``), the feature head's (``--features``),
+    else the study's own ``default``."""
+    if getattr(args, "features", None):
+        return FEATURE_HEAD
+    return AIRBENCH if getattr(args, "model", None) == "airbench" else default
+
+
+# The recipe fields set by add_recipe's flags of the same name.
+RECIPE_FLAGS = ("model", "optimizer", "lr", "momentum", "weight_decay", "schedule", "label_smoothing", "ema",
+                "batch_size")
+
+
+def resolve_recipe(args, default=Recipe(), **settings):
+    """The :class:`Recipe` of :func:`add_recipe`'s flags, each flag not given taken from :func:`base_recipe` (one
+    epoch under --quick); ``settings`` set the fields the flags do not. The resolved values are written back into
+    ``args``, so that a run records (and a resumed run compares) what it trains with."""
+    base = base_recipe(args, default)
+    values = {name: getattr(base, name) if getattr(args, name) is None else getattr(args, name)
+              for name in RECIPE_FLAGS}
+    if args.momentum is not None and values["optimizer"] not in ("sgd", "nesterov"):
+        raise InputError(f"--momentum is SGD's: --optimizer {values['optimizer']} has none")
+    values.update(epochs=args.epochs or (1 if args.quick else base.epochs), init=args.init,
+                  standardize=base.standardize and not args.no_standardize, **settings)
+    recipe = Recipe(**values)
+    vars(args).update({name: getattr(recipe, name) for name in (*RECIPE_FLAGS, "epochs")},
+                      no_standardize=not recipe.standardize)
+    return recipe
+
+
+# argparse types: bad values are refused with the reason, never coerced
+def positive_int(high):
+    """An integer in 1..high."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"expected an integer in 1..{high}, got {text}")
+        return value
+    parse.__name__ = "positive integer"
+    return parse
+
+
+def seed(text):
+    """A seed: an integer in 0..2**32-1 (NumPy's and TensorFlow's range)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed lies in 0..{MAX_SEED}, got {text}")
+    return value
+
+
+def seed_list(text):
+    """``"0,1,2"`` -> [0, 1, 2]: distinct seeds."""
+    try:
+        seeds = [seed(s) for s in text.split(",") if s.strip()]
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"--seeds: {e}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected distinct comma-separated seeds, got {text!r}")
+    return seeds
+
+
+def number(low=None, high=None, low_open=False, high_open=False):
+    """A finite float in the range (NaN and infinity refused)."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+        if low is not None and (value < low or (low_open and value == low)):
+            raise argparse.ArgumentTypeError(f"expected a number {'>' if low_open else '>='} {low:g}, got {text}")
+        if high is not None and (value > high or (high_open and value == high)):
+            raise argparse.ArgumentTypeError(f"expected a number {'<' if high_open else '<='} {high:g}, got {text}")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+def given(p, args, names):
+    """Which of the flags ``names`` (attribute names) were set to something other than their default."""
+    return [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) != p.get_default(n)]
+
+
+def names_list(choices, flag):
+    """A comma-separated list of distinct names from ``choices``."""
+    def parse(text):
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(map(repr, unknown))}; {flag} takes comma-separated "
+                                             f"names from {', '.join(choices)}")
+        if not names or len(set(names)) != len(names):
+            raise argparse.ArgumentTypeError(f"{flag} takes distinct comma-separated names, got {text!r}")
+        return names
+    parse.__name__ = "list"
+    return parse
+
+
+def given_folder_flags(args):
+    """The image-folder flags set away from their defaults."""
+    defaults = {"image_size": None, "test_fraction": TEST_FRACTION, "skip_unreadable": False, "true_labels": None,
+                "memory_budget": None}
+    return [f"--{k.replace('_', '-')}" for k, v in defaults.items() if getattr(args, k, v) != v]
+
+
+def refuse_folder_flags(p, args):
+    """A usage error when image-folder flags are given but the data is not your own folders (--data ...)."""
+    given_flags = given_folder_flags(args)
+    if given_flags:
+        p.error(f"{', '.join(given_flags)} concern{'s' if len(given_flags) == 1 else ''} your own image folders: "
+                "they need --data folder")
