@@ -9,9 +9,10 @@ import importlib.util
 import math
 import re
 
+from keras_apml import recipe as recipe_settings
 from keras_apml.errors import InputError
 from keras_apml.folders import TEST_FRACTION
-from keras_apml.recipe import AIRBENCH, FEATURE_HEAD, OPTIMIZERS, SCHEDULES, Recipe
+from keras_apml.recipe import AIRBENCH, FEATURE_HEAD, Recipe
 
 CACHE_WHERE = "$KERAS_APML_CACHE, else $XDG_CACHE_HOME/keras_apml or ~/.cache/keras_apml"
 
@@ -175,37 +176,30 @@ def image_size(text):
     return sides * 2 if len(sides) == 1 else sides
 
 
-def add_recipe(p, default=Recipe(), models=("small_cnn", "cifar_convnet", "airbench"), model_help="the network"):
-    """The training recipe's flags (and --epochs, --batch-size); a flag not given takes ``default``'s value, or
-    that of the recipe the model brings (:func:`resolve_recipe`)."""
+def add_recipe(p, default=Recipe(), models=("small_cnn", "cifar_convnet", "airbench"), model_help=None):
+    """The training recipe's flags, one per field :func:`keras_apml.recipe.flag_fields` names (its help, choices or
+    bounds from the field), plus --no-standardize and --init; a flag not given takes ``default``'s value, or that
+    of the recipe the model brings (:func:`resolve_recipe`)."""
     group = p.add_argument_group("training recipe", "airbench (--model airbench) and the head on --features come "
                                                     "with their own recipe, which the flags given change")
-    if "default" not in model_help:
-        model_help += f" (default: {default.model})"
-    group.add_argument("--model", choices=models, default=None, help=model_help)
-    group.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
-                       help=f"the optimiser (default: {default.optimizer})")
-    group.add_argument("--lr", type=number(0, low_open=True), default=None,
-                       help=f"learning rate (default: {default.lr:g})")
-    group.add_argument("--momentum", type=number(0, 1, high_open=True), default=None,
-                       help=f"SGD momentum (default: {default.momentum:g}; only with --optimizer sgd or nesterov)")
-    group.add_argument("--weight-decay", type=number(0), default=None,
-                       help=f"decoupled weight decay (default: {default.weight_decay:g})")
-    group.add_argument("--schedule", choices=SCHEDULES, default=None,
-                       help="learning-rate schedule: step (x0.1 at 1/2 and 3/4 of the run), plateau, cosine, "
-                            "onecycle (warm-up to the rate over 23%% of the steps, cosine down to 7%% of it) "
-                            f"(default: {default.schedule})")
-    group.add_argument("--label-smoothing", type=number(0, 1, high_open=True), default=None,
-                       help=f"label smoothing of the cross-entropy (default: {default.label_smoothing:g}: none)")
-    group.add_argument("--ema", type=number(0, 1, low_open=True, high_open=True), default=None,
-                       help="keep an exponential moving average of the weights with this momentum (e.g. 0.99) and "
-                            "validate and save the averaged weights (default: off)")
+    for field in recipe_settings.flag_fields():
+        meta, value = field.metadata, getattr(default, field.name)
+        text = model_help if field.name == "model" and model_help else meta["flag"]
+        if "default" not in text:
+            text += f" (default: {'none' if value is None else f'{value:g}' if isinstance(value, float) else value})"
+        kwargs = {"choices": models if field.name == "model" else meta["choices"]} if meta["choices"] else {
+            "type": bounded(*meta["bounds"])}
+        group.add_argument(f"--{field.name.replace('_', '-')}", default=None, help=text, **kwargs)
     group.add_argument("--no-standardize", action="store_true",
                        help="feed [0, 1] pixels without per-channel z-scoring")
     group.add_argument("--init", default=None, metavar="MODEL.keras",
                        help="start every model from this one's weights, all but the classifier (e.g. --model's "
                             "architecture pretrained with experiments.train --data cifar10 --classes ...)")
-    add_training(p, f"{default.epochs}; --quick: 1", default.batch_size)
+
+
+def bounded(low, high, low_open, high_open):
+    """The argparse type of a bounded recipe field: a positive integer up to ``high``, or a number in range."""
+    return positive_int(high) if isinstance(low, int) else number(low, high, low_open, high_open)
 
 
 def base_recipe(args, default=Recipe()):
@@ -216,25 +210,19 @@ def base_recipe(args, default=Recipe()):
     return AIRBENCH if getattr(args, "model", None) == "airbench" else default
 
 
-# The recipe fields set by add_recipe's flags of the same name.
-RECIPE_FLAGS = ("model", "optimizer", "lr", "momentum", "weight_decay", "schedule", "label_smoothing", "ema",
-                "batch_size")
-
-
 def resolve_recipe(args, default=Recipe(), **settings):
     """The :class:`Recipe` of :func:`add_recipe`'s flags, each flag not given taken from :func:`base_recipe` (one
     epoch under --quick); ``settings`` set the fields the flags do not. The resolved values are written back into
     ``args``, so that a run records (and a resumed run compares) what it trains with."""
     base = base_recipe(args, default)
-    values = {name: getattr(base, name) if getattr(args, name) is None else getattr(args, name)
-              for name in RECIPE_FLAGS}
+    names = [field.name for field in recipe_settings.flag_fields()]
+    values = {name: getattr(base, name) if getattr(args, name) is None else getattr(args, name) for name in names}
     if args.momentum is not None and values["optimizer"] not in ("sgd", "nesterov"):
         raise InputError(f"--momentum is SGD's: --optimizer {values['optimizer']} has none")
     values.update(epochs=args.epochs or (1 if args.quick else base.epochs), init=args.init,
                   standardize=base.standardize and not args.no_standardize, **settings)
     recipe = Recipe(**values)
-    vars(args).update({name: getattr(recipe, name) for name in (*RECIPE_FLAGS, "epochs")},
-                      no_standardize=not recipe.standardize)
+    vars(args).update({name: getattr(recipe, name) for name in names}, no_standardize=not recipe.standardize)
     return recipe
 
 

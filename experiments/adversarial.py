@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments import _contract, _data, _flags, _output
-from keras_apml import data, progress
+from keras_apml import data, progress, report
 from keras_apml.errors import InputError
 
 EPS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
@@ -205,10 +205,31 @@ def load_folder_test_set(args, num_classes, input_size):
     return x.astype(np.float32) / 255.0, y, y_true, found.class_names, "test"
 
 
+def eps_sweep_section(model_path, set_name, n, true_labels, use_predictions, pgd_steps, results, curves_png,
+                      grid_png):
+    """``experiments.adversarial``: accuracy against eps for FGSM and PGD."""
+    rows = [(f"{float(eps):g}", results["fgsm"][eps]["accuracy"], results["fgsm"][eps]["balanced_accuracy"],
+             results["pgd"][eps]["accuracy"], results["pgd"][eps]["balanced_accuracy"]) for eps in results["fgsm"]]
+    return (f"## Epsilon sweep\n\nModel `{model_path}` on the {set_name} set ({n} images), scored against "
+            f"{'true' if true_labels else 'the given'} labels; attacks aim at "
+            f"{'the model predictions' if use_predictions else 'the true labels'}. PGD: {pgd_steps} steps of eps/4 "
+            "from a random start.\n\n"
+            + report.markdown_table(["eps", "FGSM accuracy", "FGSM balanced acc.", "PGD accuracy",
+                                     "PGD balanced acc."], rows)
+            + f"\n\n![accuracy against eps]({curves_png})\n\n![FGSM images]({grid_png})")
+
+
+def targeted_section(attack, eps, rates, examples_png, count):
+    """``experiments.adversarial``: examples and the success rate per target class."""
+    table = report.markdown_table(["target", "images", "success rate"],
+                           [(t, r["images"], r["success_rate"]) for t, r in rates.items()])
+    return f"## Examples and targeted attacks ({attack}, eps {eps:g})\n\n![{count} examples]({examples_png})\n\n{table}"
+
+
 def main(argv=None):
     args = parse_args(argv)
 
-    from keras_apml import evaluation, models, plots, report
+    from keras_apml import evaluation, models, plots
 
     model_path = resolve_model(args.model)
     model = models.load_model(model_path)
@@ -233,14 +254,14 @@ def main(argv=None):
         grid_images += list(x_adv[shown])
         captions += [f"eps {eps:g}\n{names[scored[i]]} -> {names[p]}" for i, p in zip(shown, after)]
     grid = plots.image_grid(grid_images, captions, columns=len(shown), title="FGSM: a row per eps (true -> predicted)")
-    run.add_section("sweep", report.eps_sweep_section(
+    run.add_section("sweep", eps_sweep_section(
         model_path, set_name, len(y), y_true is not None, args.use_predictions, args.pgd_steps, results,
         run.save_figure(curves, "eps_sweep.png"), run.save_figure(grid, "eps_grid.png")))
 
     figure, count = example_figure(model, x, scored, predicted, args, names)
     rates = targeted(model, x, scored, predicted, args, names)
     run.record("targeted", {"attack": args.attack, "eps": args.example_eps, "per_target": rates})
-    run.add_section("targeted", report.targeted_section(args.attack, args.example_eps, rates,
+    run.add_section("targeted", targeted_section(args.attack, args.example_eps, rates,
                                                         run.save_figure(figure, "examples.png"), count))
     return _output.finish(run, args)
 

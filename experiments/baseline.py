@@ -13,6 +13,7 @@ balancing. Beside it, scikit-learn's DummyClassifier("most_frequent"): the
 import numpy as np
 
 from experiments import _contract, _data, _flags, _output
+from keras_apml import report
 from keras_apml.recipe import Recipe
 
 MISLABELLED_SHOWN = 32
@@ -34,7 +35,7 @@ def parse_args(argv=None):
 
 def inspect_data(run, bench):
     """Class counts, samples per class and wrongly labelled images, as report sections."""
-    from keras_apml import plots, report
+    from keras_apml import plots
 
     names = bench.class_names
     label_sets = {"train observed": bench.y_train, "dev observed": bench.y_dev}
@@ -57,8 +58,42 @@ def inspect_data(run, bench):
         dev_wrong = int(np.sum(bench.y_dev != bench.y_dev_true))
         mislabelled = (grid, len(wrong), len(bench.y_train), dev_wrong, len(bench.y_dev))
         table["wrong labels"] = {"train": int(len(wrong)), "dev": dev_wrong}
-    run.add_section("data", report.benchmark_data_section(counts, samples, mislabelled))
+    run.add_section("data", benchmark_data_section(counts, samples, mislabelled))
     return table
+
+
+def benchmark_data_section(counts_png, samples_png, mislabelled=None):
+    """``experiments.baseline``: class counts, samples and, where the truth is known, the wrongly labelled images.
+
+    ``mislabelled`` is ``(png, wrong train labels, train size, wrong dev labels, dev size)`` or None.
+    """
+    lines = [f"## Data\n\n![class counts]({counts_png})\n\n![samples per class]({samples_png})"]
+    if mislabelled is None:
+        lines.append("The course's pickles carry observed labels only: wrong labels cannot be counted.")
+    else:
+        png, wrong, n_train, dev_wrong, n_dev = mislabelled
+        lines.append(f"{wrong} of {n_train} training labels and {dev_wrong} of {n_dev} dev labels are wrong."
+                     f"\n\n![wrongly labelled]({png})")
+    return "\n\n".join(lines)
+
+
+def baseline_what_section(recipe_text):
+    """``experiments.baseline``: what the baseline is and what to compare it with."""
+    return ("## What the baseline does\n\n"
+            f"{recipe_text}, no balancing. Compare its plain accuracy with the rule that always answers the most "
+            "frequent class: only balanced accuracy (the mean of per-class recalls) tells them apart.")
+
+
+def baseline_comparison_section(rows, share=None):
+    """``experiments.baseline``: ``rows`` of ``(model name, dev metrics)``; ``share`` of predictions per class."""
+    table = [(name, labels, m["accuracy"], m["balanced_accuracy"], m["macro_f1"])
+             for name, mm in rows for _, labels, m in report.label_sets({"dev": mm})]
+    summary = report.markdown_table(["model", "dev labels", "accuracy", "balanced accuracy", "macro F1"], table)
+    if share:
+        summary += "\n\nShare of dev images predicted as each class: " + ", ".join(
+            f"{c} {v:.1%}" for c, v in share.items()) + "."
+    majority = rows[0][0] if rows else "always the most frequent class"
+    return f"## Baseline against {majority}\n\n" + summary
 
 
 def main(argv=None):
@@ -68,7 +103,7 @@ def main(argv=None):
 
     from sklearn.dummy import DummyClassifier
 
-    from keras_apml import evaluation, report, trainer
+    from keras_apml import evaluation, trainer
 
     bench = _data.load_benchmark(args)
     run = _output.open_run("baseline", args, recipe=recipe.to_dict())
@@ -87,8 +122,8 @@ def main(argv=None):
                                        validation=(bench.x_dev, bench.y_dev), verbose=_output.verbosity(args))
     splits = {"train": (bench.x_train, bench.y_train, bench.y_train_true),
               "dev": (bench.x_dev, bench.y_dev, bench.y_dev_true)}
-    run.add_section("what", report.baseline_what_section(recipe.describe()))
-    metrics = report.finish_trained_model(run, "small_cnn", model, result, splits, names, model_file="baseline.keras",
+    run.add_section("what", baseline_what_section(recipe.describe()))
+    metrics = _output.finish_trained_model(run, "small_cnn", model, result, splits, names, model_file="baseline.keras",
                                           extra={"recipe": recipe.to_dict()}, validation="dev (observed labels)")
     rows, share = [("always " + majority, always)], None
     if metrics:
@@ -96,7 +131,7 @@ def main(argv=None):
         predicted = evaluation.predict_labels(model, bench.x_dev)
         share = {c: float(np.mean(predicted == i)) for i, c in enumerate(names)}
         run.update("small_cnn", dev_predicted_share=share)
-    run.add_section("comparison", report.baseline_comparison_section(rows, share))
+    run.add_section("comparison", baseline_comparison_section(rows, share))
     return _output.finish(run, args)
 
 

@@ -18,7 +18,7 @@ of each image and its mirror image), beside the plain figure, never in its place
 """
 
 from experiments import _contract, _data, _flags, _output
-from keras_apml import progress
+from keras_apml import progress, report
 from keras_apml.recipe import (
     AIRBENCH,
     CIFAR_AUGMENT,
@@ -165,10 +165,9 @@ class Study:
 
     def finish(self, name, model, result, extra=None, scorer=None):
         """Evaluate, save, record and report one run; only the test split gets confusion matrices."""
-        from keras_apml import report
 
         extra = {"recipe": self.recipes[name].to_dict(), **(extra or {})}
-        report.finish_trained_model(self.run, name, model, result, self.splits, self.names, extra=extra,
+        _output.finish_trained_model(self.run, name, model, result, self.splits, self.names, extra=extra,
                                     scorer=scorer, detail_splits=("test",), tag=name)
 
     def conv_run(self, name):
@@ -233,11 +232,57 @@ class Study:
         self.finish("vgg19_finetune", model, result, {"unfrozen": "block4"})
 
 
+def cifar_data_section(sizes, replicas, gpu, samples_png, recipes):
+    """``experiments.cifar_transfer``: the splits, the devices and every run's recipe."""
+    return (f"CIFAR-10, {sizes['train']} train / {sizes['validation']} validation / {sizes['test']} test images; "
+            f"{replicas} replica(s); mixed precision {gpu['mixed_precision']}, XLA {gpu['jit']}.\n\n"
+            f"{report.recipes_table(recipes)}\n\n![samples]({samples_png})")
+
+
+def cifar_comparison(results, study):
+    """``experiments.cifar_transfer``: every run's accuracies (percentages, as the study gave them) beside the
+    study's own test accuracy, the VGG19 base's weights named; times include computing the base's outputs."""
+    def percent(value):
+        return f"{value:.2%}"
+
+    rows, notes = [], []
+    for name, m in results["runs"].items():
+        label = name
+        if "weights" in m:
+            base = {"imagenet": "ImageNet", "none": "random"}.get(str(m["weights"]).lower(), m["weights"])
+            label += f" (base: {base})"
+            if base != "ImageNet":
+                notes.append(f"`{name}`'s VGG19 base was {'random (--weights none)' if base == 'random' else base}; "
+                             "the study's VGG19 figures are with ImageNet weights, so the two do not compare.")
+        training = m["training"]
+        epochs = str(training["epochs_run"])
+        if training.get("best_epoch") is not None:
+            epochs += f" (kept {training['best_epoch']})"
+        timing = m["timing"]
+        seconds = f"{timing['fit_seconds']:.0f} s"
+        if "feature_seconds" in timing:
+            cached = " (from the cache)" if timing.get("feature_cache") == "hit" else ""
+            seconds += f" + {timing['feature_seconds']:.0f} s base outputs{cached}"
+        if "test" not in m:
+            rows.append((label, training["status"], seconds, None, None, None, None, None, study.get(name, "—")))
+            continue
+        tta = m.get("test_flip_tta")
+        rows.append((label, epochs, seconds, percent(m["train"]["accuracy"]), percent(m["validation"]["accuracy"]),
+                     percent(m["test"]["accuracy"]), percent(m["test"]["balanced_accuracy"]),
+                     percent(tta["accuracy"]) if tta else "—", study.get(name, "—")))
+    table = report.markdown_table(["run", "epochs (kept)", "time", "train acc", "val acc", "test acc",
+                                   "test balanced acc", "test acc, flip TTA", "study test acc"], rows)
+    notes.append("Flip TTA: each test image's probabilities averaged with its mirror image's; the plain test "
+                 "accuracy is without it.")
+    notes.append("The study's figures are on the original CIFAR-10; JPEG copies score a little lower.")
+    return "## Comparison\n\n" + table + "\n\n" + " ".join(notes)
+
+
 def main(argv=None):
     args = parse_args(argv)
     planned = recipes(args)
 
-    from keras_apml import devices, plots, report, trainer
+    from keras_apml import devices, plots, trainer
 
     distribution = devices.distribution_strategy(args.distribute)  # refused first: its error line is the only line
     gpu = devices.gpu_options(args.mixed_precision, args.jit)
@@ -252,7 +297,7 @@ def main(argv=None):
                            recipes={k: r.to_dict() for k, r in planned.items()})
     study = Study(args, run, splits, planned, distribution, gpu)
     samples = run.save_figure(plots.sample_grid(splits["train"][0], splits["train"][1], study.names), "samples.png")
-    run.add_section("data", report.cifar_data_section({k: len(v[1]) for k, v in splits.items()},
+    run.add_section("data", cifar_data_section({k: len(v[1]) for k, v in splits.items()},
                                                       distribution.num_replicas_in_sync, gpu, samples, planned))
     names = [CONV_RUNS.get(r, r) for r in args.runs]
     step = progress.StudyProgress(len(names), args.quiet)
@@ -263,7 +308,7 @@ def main(argv=None):
         if kept:
             continue
         study.vgg19_run(vgg19) if name == "vgg19" else study.conv_run(name)
-    run.add_section("comparison", report.cifar_comparison(run.results(), STUDY))
+    run.add_section("comparison", cifar_comparison(run.results(), STUDY))
     return _output.finish(run, args)
 
 

@@ -14,9 +14,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import sklearn
 
 from experiments import _contract, _data, _flags, _output
-from keras_apml import progress
+from keras_apml import progress, report
 from keras_apml.errors import InputError
 
 CLASSIFIERS = ("logreg", "random_forest", "knn", "svm")
@@ -169,12 +170,32 @@ def describe(pipeline, settings=False):
                        for _, step in pipeline.steps)
 
 
+def features_section(model_path, layer, shapes, cache, train_eval):
+    """``experiments.feature_extraction``: where the features come from."""
+    return (f"Model `{model_path}`, layer `{layer}`: features {shapes[0]} train, {shapes[1]} test (cache "
+            f"{cache['cache']}, {cache['seconds']:.1f} s). Train accuracy is measured on {train_eval} training images.")
+
+
+def classifier_section(name, result, confusion_png):
+    """``experiments.feature_extraction``: one scikit-learn classifier's pipeline, convergence and test report."""
+    warning = f"\n\n**Did not converge**: {'; '.join(result['warnings'])}" if result["warnings"] else ""
+    return (f"## {name}\n\n`{result['pipeline']}`\n\n(Every parameter not written out is scikit-learn "
+            f"{sklearn.__version__}'s default.){warning}\n\n![confusion matrix]({confusion_png})\n\n"
+            f"```\n{result['test']['classification_report']}```")
+
+
+def classifier_comparison(rows):
+    """``experiments.feature_extraction``: every classifier beside the network's own softmax."""
+    return "## Comparison\n\n" + report.markdown_table(
+        ["classifier", "train acc", "test acc", "test balanced acc", "fit s", "predict s"], rows)
+
+
 def main(argv=None):
     args = parse_args(argv)
 
     import keras
 
-    from keras_apml import data, evaluation, features, models, plots, report
+    from keras_apml import data, evaluation, features, models, plots
 
     model_path = resolve_model(args.model)
     model = models.load_model(model_path)
@@ -201,7 +222,7 @@ def main(argv=None):
     network = evaluation.evaluate(outputs["test.probabilities"], None, y_test, names)
     run.record("network", {"test": network, "timing": {"extract_seconds": cache["seconds"]},
                            "feature_cache": cache["cache"]})
-    run.add_section("features", report.features_section(model_path, layer, (feats["train"].shape, feats["test"].shape),
+    run.add_section("features", features_section(model_path, layer, (feats["train"].shape, feats["test"].shape),
                                                         cache, len(train_eval)))
 
     rows = [("network (softmax)", None, network["accuracy"], network["balanced_accuracy"], None, None)]
@@ -218,8 +239,8 @@ def main(argv=None):
                      f"{result['timing']['fit_seconds']:.2f}", f"{result['timing']['predict_seconds']:.2f}"))
         png = run.save_figure(plots.confusion_matrix(test["confusion_matrix"], names, f"{name} on {layer} features"),
                               f"confusion_{name}.png")
-        run.add_section(name, report.classifier_section(name, result, png))
-    run.add_section("comparison", report.classifier_comparison(rows))
+        run.add_section(name, classifier_section(name, result, png))
+    run.add_section("comparison", classifier_comparison(rows))
     return _output.finish(run, args)
 
 

@@ -14,7 +14,7 @@ last setting of each sweep.
 """
 
 from experiments import _contract, _data, _flags, _output
-from keras_apml import progress
+from keras_apml import progress, report
 from keras_apml.imbalance import BEST_STRATEGY, STRATEGIES
 
 SWEEPS = {
@@ -92,7 +92,7 @@ def sweep_record(sweep, done):
 
 def report_sweep(run, sweep, done):
     """Record, plot and report one finished sweep (not ``epochs``); returns its best label."""
-    from keras_apml import plots, report
+    from keras_apml import plots
 
     results, curves = sweep_record(sweep, done)
     scores = {k: r["validation"]["balanced_accuracy"] for k, r in results.items() if "validation" in r}
@@ -100,14 +100,14 @@ def report_sweep(run, sweep, done):
     best = tied[0] if tied else None  # on a tie, the first in the sweep's order
     run.record(sweep, {"configurations": results, "best": best, "tied": tied})
     plot = run.save_figure(plots.loss_curves(curves, f"{sweep} sweep: loss per epoch"), f"sweep_{sweep}.png")
-    run.add_section(sweep, report.sweep_section(sweep, results, tied, plot))
+    run.add_section(sweep, sweep_section(sweep, results, tied, plot))
     return best
 
 
 def report_epochs_sweep(run, result):
     """Record, plot and report the epochs sweep's long run: balanced accuracy on validation and dev against
     epochs; returns its best epoch."""
-    from keras_apml import plots, report
+    from keras_apml import plots
 
     history = {label: result.history.get(f"{key}_balanced_accuracy", [])
                for label, key in (("validation", "val"), ("dev (observed)", "dev"), ("dev (true)", "dev_true"))
@@ -119,8 +119,60 @@ def report_epochs_sweep(run, result):
                           "training": result.to_dict(), "timing": result.timing()})
     plot = run.save_figure(plots.metric_curves(history, "balanced accuracy", "Balanced accuracy per epoch",
                                                best=best), "sweep_epochs.png")
-    run.add_section("epochs", report.epochs_sweep_section(tied, result, plot))
+    run.add_section("epochs", epochs_sweep_section(tied, result, plot))
     return best
+
+
+def sweep_section(sweep, results, tied, plot_png):
+    """``experiments.hyperparams``: one sweep's configurations, the diverged ones marked, and its best (``tied``:
+    every setting of the highest validation balanced accuracy, the one taken first)."""
+    def last(result, key):
+        return (result["training"]["history"].get(key) or [None])[-1]
+
+    rows = []
+    for label, r in results.items():
+        val, dev = r.get("validation"), r.get("dev")
+        true = (dev or {}).get("true_labels")
+        rows.append((label, r["training"]["status"], r["training"]["epochs_run"], last(r, "loss"),
+                     last(r, "val_loss"), val and val["balanced_accuracy"], true and true["balanced_accuracy"],
+                     dev and dev["balanced_accuracy"], r["timing"]["fit_seconds"]))
+    table = report.markdown_table(["setting", "status", "epochs", "train loss", "validation loss",
+                            "validation balanced acc.", "dev balanced acc. (true)", "dev balanced acc. (observed)",
+                            "fit seconds"], rows)
+    if not tied:
+        verdict = "**Every configuration diverged.**"
+    elif len(tied) == 1:
+        verdict = f"**Best {sweep}: `{tied[0]}`** (highest validation balanced accuracy)."
+    else:
+        score = results[tied[0]]["validation"]["balanced_accuracy"]
+        verdict = (f"**A tie for best {sweep}**: {', '.join(f'`{t}`' for t in tied)} reach the same validation "
+                   f"balanced accuracy ({score:.4f}); the first, `{tied[0]}`, is named best.")
+    return f"## Sweep: {sweep}\n\n{verdict}\n\n{table}\n\n![{sweep}]({plot_png})"
+
+
+def epochs_sweep_section(tied, train_result, plot_png):
+    """``experiments.hyperparams``: the epoch of highest validation balanced accuracy in one long run (``tied``:
+    every epoch that reached it)."""
+    span = f"over {report.plural(train_result.epochs_run, 'epoch')}, {train_result.status}"
+    if not tied:
+        verdict = f"**No epoch was scored** ({span})."
+    elif len(tied) == 1:
+        verdict = f"**Best epochs: {tied[0]}** (highest validation balanced accuracy {span})."
+    else:
+        verdict = (f"**A tie for best epochs**: epochs {', '.join(map(str, tied))} reach the same validation "
+                   f"balanced accuracy ({span}); the fewest, {tied[0]}, is named best.")
+    return f"## Sweep: epochs\n\n{verdict}\n\n![epochs]({plot_png})"
+
+
+def hyperparams_base_section(recipe_text, strategy, fit, validation, dev):
+    """``experiments.hyperparams``: the base recipe and the images each part of the study uses."""
+    return (f"Base recipe: {recipe_text}; strategy `{strategy}`. Training on {fit} images, validation on "
+            f"{validation} (observed labels), dev {dev}.")
+
+
+def best_settings_section(best):
+    """``experiments.hyperparams``: the best setting of each sweep."""
+    return "## Best setting of each sweep\n\n" + "\n".join(f"- {k}: `{v}`" for k, v in best.items())
 
 
 def main(argv=None):
@@ -132,7 +184,7 @@ def main(argv=None):
 
 def study(args, recipe, tasks):
     """Every sweep's trainings (in turn, or as ``tasks`` on a cluster), each sweep reported in the flags' order."""
-    from keras_apml import data, report, trainer
+    from keras_apml import data, trainer
 
     bench = _data.load_benchmark(args)
     fit_idx, val_idx = data.validation_split(bench.y_train, 0.2, args.seed)
@@ -143,7 +195,7 @@ def study(args, recipe, tasks):
                          bench.y_train[val_idx], bench.x_dev, bench.y_dev, bench.y_dev_true)
     splits = {"validation": (*shared[2:4], None), "dev": shared[4:]}
     jobs = trainings(args, recipe, splits)
-    run.add_section("base", report.hyperparams_base_section(recipe.describe(), args.strategy, len(fit_idx),
+    run.add_section("base", hyperparams_base_section(recipe.describe(), args.strategy, len(fit_idx),
                                                             len(val_idx), len(bench.y_dev)))
     step = progress.StudyProgress(len(jobs), args.quiet)
     work = [(label, (args.strategy, args.seed, *shared[:2], config),
@@ -160,7 +212,7 @@ def study(args, recipe, tasks):
         else:
             best[sweep] = report_sweep(run, sweep, done)
     run.note("best", best)
-    run.add_section("summary", report.best_settings_section(best))
+    run.add_section("summary", best_settings_section(best))
     return _output.finish(run, args)
 
 

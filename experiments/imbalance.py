@@ -15,7 +15,7 @@ seed's model: the default model of ``experiments.adversarial`` (with
 """
 
 from experiments import _contract, _data, _flags, _output
-from keras_apml import progress
+from keras_apml import progress, report
 from keras_apml.errors import InputError
 from keras_apml.imbalance import STRATEGIES
 
@@ -48,6 +48,21 @@ def headline(summary):
     return summary.get("true") or summary["observed"]
 
 
+def strategies_section(recipe_text, seeds, descriptions, summaries, class_names, bars_png):
+    """``experiments.imbalance``: every strategy, mean ± std over the seeds."""
+    described = "\n".join(f"- `{n}`: {d}" for n, d in descriptions.items())
+    return (f"## Strategies\n\nRecipe: {recipe_text}. {report.seed_words(seeds)}; every strategy of a seed starts "
+            f"from the same initial weights.\n\n{described}\n\n" + report.seed_table(summaries, class_names)
+            + f"\n\n![balanced accuracy per strategy]({bars_png})")
+
+
+def best_strategy_section(best, labels, balanced_accuracy, seed):
+    """``experiments.imbalance``: the strategy chosen and why."""
+    mean = "Mean dev" if balanced_accuracy[1] is not None else "Dev"
+    return (f"## Best: `{best}`\n\n{mean} balanced accuracy ({labels} labels) {report.mean_std(balanced_accuracy)}. "
+            f"Its seed-{seed} model is saved as `best.keras`.")
+
+
 def main(argv=None):
     args = parse_args(argv)
     recipe = _flags.resolve_recipe(args)
@@ -57,7 +72,7 @@ def main(argv=None):
 
 def study(args, recipe, tasks):
     """Every strategy and seed trained (in turn, or as ``tasks`` on a cluster), compared, the best one saved."""
-    from keras_apml import plots, report, trainer
+    from keras_apml import evaluation, plots, trainer
 
     bench = _data.load_benchmark(args)
     features = None
@@ -125,13 +140,13 @@ def study(args, recipe, tasks):
     run.note("best", {"strategy": best, "model_file": model_file, "seed": args.seeds[0],
                       "recipe": recipe.to_dict(), "chosen_on": f"mean dev balanced accuracy, {label_note} labels"})
     descriptions = {n: STRATEGIES[n].description for n in args.strategies}
-    run.add_section("strategies", report.strategies_section(recipe.describe(), args.seeds, descriptions, summaries,
+    run.add_section("strategies", strategies_section(recipe.describe(), args.seeds, descriptions, summaries,
                                                             names, bars))
-    run.add_section("best", report.best_strategy_section(best, label_note, scored[best]["balanced_accuracy"],
+    run.add_section("best", best_strategy_section(best, label_note, scored[best]["balanced_accuracy"],
                                                          args.seeds[0]))
     splits = {"dev": (bench.x_dev, bench.y_dev, bench.y_dev_true)}
-    report.add_model_report(run, f"best_{best}", report.evaluate_splits(model, splits, names), names, model, result,
-                            validation="dev (observed labels)")
+    _output.add_model_report(run, f"best_{best}", evaluation.evaluate_splits(model, splits, names), names, model,
+                             result, validation="dev (observed labels)")
     return _output.finish(run, args, f"best strategy: {best}")
 
 

@@ -44,7 +44,7 @@ seeds, compared on dev.
 import numpy as np
 
 from experiments import _contract, _data, _flags, _output
-from keras_apml import progress
+from keras_apml import progress, report
 from keras_apml.errors import InputError
 from keras_apml.imbalance import BEST_STRATEGY, STRATEGIES
 from keras_apml.recipe import FEATURE_HEAD
@@ -159,14 +159,14 @@ def flag_caption(i, bench, probabilities):
 
 def report_detection(run, bench, images, flagged, probabilities, detection, args):
     """The detection section: quality table, flagged grid (of the training ``images``), the CSV for review."""
-    from keras_apml import plots, report
+    from keras_apml import plots
 
     shown = flagged[:SHOWN]
     captions = [flag_caption(i, bench, probabilities) for i in shown]
     title = (f"Flagged training labels: the {len(shown)} of {len(flagged)} whose label the out-of-fold models "
              "found least likely, least likely first")
     grid = run.save_figure(plots.image_grid(images[shown], captions, title=title), "flagged.png")
-    run.add_section("detection", report.detection_section(detection, args, (len(bench.y_train), len(bench.y_dev)),
+    run.add_section("detection", detection_section(detection, args, (len(bench.y_train), len(bench.y_dev)),
                                                           grid))
 
 
@@ -187,6 +187,55 @@ def earlier_detection(run, bench):
     return flagged, probabilities, run.recorded("detection")
 
 
+def detection_section(detection, settings, sizes, grid_png):
+    """``experiments.label_noise``: detection quality per round and split, the flags, the file to review.
+
+    ``settings``: folds, detect_strategy, detect_epochs, repeats, no_mirror, rounds (the parsed flags);
+    ``sizes``: (training labels, dev labels).
+    """
+    s = settings
+    repeated = f", averaged over {s.repeats} repeats" if s.repeats > 1 else ""
+    features = getattr(s, "features", None)
+    mirrored = "" if s.no_mirror else \
+        f", each image's {'features ' if features else ''}averaged with its mirror image's"
+    epochs = f"{s.detect_epochs} epoch" + ("s" if s.detect_epochs > 1 else "")
+    if features:
+        epochs += f", a softmax head on the penultimate features of `{features}`"
+    rounds = ""
+    if s.rounds > 1:
+        counts = ", ".join(str(r["flagged"]) for r in detection["rounds"])
+        rounds = (f" In {s.rounds} rounds, each after the first with fold models trained without the images "
+                  f"the round before flagged (they flagged {counts}); the last round's flags count.")
+    lines = [f"## Detection\n\n{s.folds}-fold out-of-fold probabilities from `{s.detect_strategy}` models "
+             f"({epochs}){repeated}{mirrored}; cleanlab flagged {detection['train']['flagged']} of {sizes[0]} "
+             f"training labels and {detection['dev']['flagged']} of {sizes[1]} dev labels.{rounds}"]
+    if "f1" in detection["train"]:
+        train = [(f"train, round {i}" if s.rounds > 1 else "train", d)
+                 for i, d in enumerate(detection["rounds"], start=1)]
+        rows = [(split, d["wrong"], d["flagged"], d["correctly_flagged"], d["precision"], d["recall"], d["f1"])
+                for split, d in (*train, ("dev", detection["dev"]))]
+        lines.append(report.markdown_table(["split", "wrong labels", "flagged", "flagged and wrong", "precision",
+                                            "recall", "F1"], rows))
+    lines.append("Flagged (observed -> suggested): " + ", ".join(
+        f"{k}: {v}" for k, v in detection["flagged_by_observed_and_suggested"].items()) + ".")
+    lines.append(f"![flagged images]({grid_png})\n\nEach image: observed label -> the class the models suggest; "
+                 "`p(label)`, the out-of-fold probability of the observed label (cleanlab's self-confidence: the "
+                 "lower, the surer the flag; the grid is in that order); where the truth is known, whether the "
+                 "observed label really is wrong, and what the image is. The flagged training labels, with the "
+                 "suggested class, are in `flagged_relabel.csv` (dev: `flagged_dev_relabel.csv`): review and edit "
+                 "it, then `python -m experiments.train --relabel flagged_relabel.csv` applies it.")
+    return "\n\n".join(lines)
+
+
+def retraining_section(strategy, seeds, summaries, class_names):
+    """``experiments.label_noise``: the strategy retrained on noisy, cleaned and (where known) true labels."""
+    return (f"## Retraining `{strategy}` on cleaned labels\n\n(a) noisy: the labels as given; (b) removed: flagged "
+            "images dropped; (c) relabelled: flagged images given the suggested class; (d) true, where the "
+            "benchmark knows them: every label right, the ceiling of any cleaning. "
+            f"{report.seed_words(seeds)}, on dev.\n\n"
+            + report.seed_table(summaries, class_names, first="training labels"))
+
+
 def main(argv=None):
     args = parse_args(argv)
     recipe = _flags.resolve_recipe(args)
@@ -197,7 +246,7 @@ def main(argv=None):
 def study(args, recipe, tasks):
     """Detection, then the retraining on each cleaning of the labels: every training in turn, or as ``tasks`` on
     a cluster."""
-    from keras_apml import imbalance, label_noise, report, trainer
+    from keras_apml import imbalance, label_noise, trainer
 
     bench = _data.load_benchmark(args, streams=True)
     names, images, features = bench.class_names, bench.x_train, None
@@ -251,7 +300,7 @@ def study(args, recipe, tasks):
         finished = [entry["seeds"][str(s)]["dev"] for s in args.seeds if entry["seeds"][str(s)]["dev"] is not None]
         entry["summary"] = summaries[how] = report.summarize_seeds(finished, names)
         run.record(how, entry)
-    run.add_section("retraining", report.retraining_section(args.strategy, args.seeds, summaries, names))
+    run.add_section("retraining", retraining_section(args.strategy, args.seeds, summaries, names))
     return _output.finish(run, args)
 
 

@@ -35,8 +35,7 @@ def parse_args(argv=None):
     _flags.add_seed(p)
     _flags.add_benchmark(p)
     _flags.add_recipe(p, DEFAULT, models=tuple(m for m in MODELS if m != "linear"),  # linear: on features only
-                       model_help="the network (default: small_cnn on the benchmark, cifar_convnet on CIFAR-10); "
-                                  "airbench comes with its own recipe, which the flags given change")
+                       model_help="the network (default: small_cnn on the benchmark, cifar_convnet on CIFAR-10)")
     p.set_defaults(model=None)
     p.add_argument("--data", choices=("cifar10", "benchmark", "folder"), default=None,
                    help="CIFAR-10, the car/truck/cat benchmark built from it, or your own image folders at "
@@ -169,11 +168,18 @@ def describe_data(record):
     return text
 
 
+# The experiments' own sections: each returns markdown for the run directory's ``add_section``.
+def data_section(recipe_text, data_name, sizes, figures):
+    """``experiments.train``: the recipe, the data's splits and their plots."""
+    return (f"Recipe: {recipe_text}. Data: {data_name}, " + ", ".join(f"{k} {v}" for k, v in sizes.items())
+            + " images.\n\n" + "\n".join(f"![{f}]({f})" for f in figures))
+
+
 def main(argv=None):
     args = parse_args(argv)
     recipe = recipe_of(args)
 
-    from keras_apml import checkpoints, plots, report, trainer
+    from keras_apml import checkpoints, plots, trainer
 
     splits, names, data_record = load_data(args)
     x_train, y_train, _ = splits["train"]
@@ -183,14 +189,14 @@ def main(argv=None):
     fig = plots.class_distribution({name: s[1] for name, s in splits.items()}, names, "Observed labels per split")
     figures = [run.save_figure(fig, "class_distribution.png"),
                run.save_figure(plots.sample_grid(x_train, y_train, names), "samples.png")]
-    run.add_section("data", report.data_section(recipe.describe(), describe_data(data_record), data_record["sizes"],
+    run.add_section("data", data_section(recipe.describe(), describe_data(data_record), data_record["sizes"],
                                                 figures))
     callbacks = checkpoints.run_callbacks(run.path, early_stopping=args.early_stopping, keep_best=True,
                                           announce=lambda line: _output.say(args, line), tensorboard=args.tensorboard)
     result, y_fit, weights = trainer.fit(model, x_train, y_train, recipe, seed=args.seed,
                                          validation=splits["validation"][:2], callbacks=callbacks,
                                          verbose=_output.verbosity(args))
-    report.finish_trained_model(run, args.model, model, result, splits, names, model_file="model.keras",
+    _output.finish_trained_model(run, args.model, model, result, splits, names, model_file="model.keras",
                                 extra={"class_weight": weights, "fit_size": len(y_fit), "recipe": recipe.to_dict()})
     return _output.finish(run, args)
 

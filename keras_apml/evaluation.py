@@ -68,6 +68,12 @@ def evaluate(model_or_predictions, x, y, class_names, y_true=None, batch_size=25
     return result
 
 
+def evaluate_splits(model, splits, class_names):
+    """Evaluate ``model`` on each named split ``(x, y, y_true or None)``; returns ``{split: metrics}``."""
+    return {name: evaluate(model, x, y, class_names, y_true=y_true)
+            for name, (x, y, y_true) in splits.items()}
+
+
 def classification_metrics(y, y_pred, class_names):
     """The metrics of one label set, JSON-ready (an undefined value is None, never NaN)."""
     labels = list(range(len(class_names)))

@@ -19,65 +19,81 @@ DISTRIBUTE = ("none", "mirrored", "multiworker")  # tf.distribute strategies (no
 MAX_BATCH, MAX_EPOCHS = 2 ** 20, 100_000
 
 
+def setting(default, heading, *, flag=None, choices=None, bounds=None, words=None):
+    """A :class:`Recipe` field: its default, its heading (table column and description), and where the studies'
+    shared flags set it, the flag's help text.
+
+    ``choices`` or ``bounds`` (``(low, high, low_open, high_open)``; integer bounds: a whole number) check a value
+    here and on the command line alike; ``words(recipe)`` says how the value reads, None where the recipe does
+    not use it (by default: the value, unless it is None, "none" or 0).
+    """
+    return dataclasses.field(default=default, metadata={"heading": heading, "flag": flag, "choices": choices,
+                                                         "bounds": bounds, "words": words})
+
+
+def _uses_momentum(recipe):
+    return f"{recipe.momentum:g}" if recipe.optimizer in ("sgd", "nesterov") else None
+
+
+def _inputs(recipe):
+    special = {"vgg19_transfer": "VGG19's preprocessing", "airbench": "whitened 2x2 patches"}
+    return special.get(recipe.model) or ("standardised" if recipe.standardize else "raw [0, 1]")
+
+
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """How one model is built and trained; with a seed, one training is fully determined.
 
     The defaults are the hyperparameter study's on the car/truck/cat
-    benchmark (docs/RESULTS.md). ``balance`` is one of BALANCE, ``augment``
+    benchmark (docs/RESULTS.md). Each field is declared once, with
+    :func:`setting`: its check, its column in :func:`table_row`'s tables, its
+    words in :meth:`describe` and, for the shared flags, its help text
+    (``experiments._flags.add_recipe`` makes the flag from it). ``augment`` is
     an online augmentation spec with ImageDataGenerator's argument names,
-    ``label_smoothing`` Keras's (the loss's targets move that share towards
-    uniform), ``ema`` the momentum of an exponential moving average of the
-    weights (Keras's optimiser ``use_ema``: validation, the best epoch and the
-    final model use the averaged weights; None: off), ``init`` a .keras model
-    of the same architecture whose weights (all but the classifier) start
-    every model, ``weights`` the VGG19 base's weights
-    ("imagenet", None or a file), ``upsample`` the size VGG19 resizes images
-    to inside the model (None: as they come), ``dropout`` the conv net's
-    (None: its default).
+    ``ema`` the momentum of Keras's moving average of the weights
+    (validation, the best epoch and the final model use the averaged
+    weights), ``init`` a .keras model of the same architecture whose weights
+    (all but the classifier) start every model.
     """
 
-    model: str = "cifar_convnet"
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    batch_size: int = 32
-    epochs: int = 50
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    standardize: bool = True
-    balance: str = "none"
-    augment: str | None = None
-    dropout: float | None = None
-    label_smoothing: float = 0.0
-    ema: float | None = None
-    init: str | None = None
-    weights: str | None = "imagenet"
-    upsample: int | None = None
+    model: str = setting("cifar_convnet", "model", choices=MODELS, flag="the network")
+    optimizer: str = setting("adam", "optimizer", choices=OPTIMIZERS, flag="the optimiser")
+    lr: float = setting(1e-3, "learning rate", bounds=(0.0, None, True, False), flag="learning rate")
+    momentum: float = setting(0.9, "momentum", bounds=(0.0, 1.0, False, True), words=_uses_momentum,
+                              flag="SGD momentum (only with --optimizer sgd or nesterov)")
+    weight_decay: float = setting(0.0, "weight decay", bounds=(0.0, None, False, False),
+                                  flag="decoupled weight decay")
+    schedule: str = setting("constant", "schedule", choices=SCHEDULES,
+                            flag="learning-rate schedule: step (x0.1 at 1/2 and 3/4 of the run), plateau, cosine, "
+                                 "onecycle (warm-up to the rate over 23%% of the steps, cosine down to 7%% of it)")
+    batch_size: int = setting(32, "batch", bounds=(1, MAX_BATCH, False, False), flag="batch size")
+    epochs: int = setting(50, "epochs", bounds=(1, MAX_EPOCHS, False, False), flag="training epochs (--quick: 1)")
+    standardize: bool = setting(True, "inputs", words=_inputs)
+    balance: str = setting("none", "balance", choices=BALANCE)
+    augment: str | None = setting(None, "augmentation", words=lambda r: r.augment and r.augment.replace(",", ", "))
+    dropout: float | None = setting(None, "dropout", bounds=(0.0, 1.0, False, True))
+    label_smoothing: float = setting(0.0, "label smoothing", bounds=(0.0, 1.0, False, True),
+                                     flag="label smoothing of the cross-entropy (0: none)")
+    ema: float | None = setting(None, "weight EMA", bounds=(0.0, 1.0, True, True),
+                                flag="keep an exponential moving average of the weights with this momentum (e.g. "
+                                     "0.99) and validate and save the averaged weights")
+    init: str | None = setting(None, "start from")
+    weights: str | None = setting("imagenet", "VGG19 base", words=lambda r: (r.weights or "none (random)")
+                                  if r.model == "vgg19_transfer" else None)
+    upsample: int | None = setting(None, "VGG19 input size", bounds=(32, 512, False, False),
+                                   words=lambda r: r.upsample and f"{r.upsample}x{r.upsample}")
 
     def __post_init__(self):
-        for name, value, choices in (("model", self.model, MODELS), ("optimizer", self.optimizer, OPTIMIZERS),
-                                     ("schedule", self.schedule, SCHEDULES), ("balance", self.balance, BALANCE)):
-            if value not in choices:
-                raise InputError(f"unknown {name} {value!r}; choose from {', '.join(choices)}")
-        check_number("learning rate", self.lr, low=0.0, low_open=True)
-        check_number("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
-        check_number("weight decay", self.weight_decay, low=0.0)
-        if self.dropout is not None:
-            if self.model == "airbench":
-                raise InputError("airbench has no dropout (its recipe regularises with label smoothing)")
-            check_number("dropout", self.dropout, low=0.0, high=1.0, high_open=True)
-        check_number("label smoothing", self.label_smoothing, low=0.0, high=1.0, high_open=True)
-        if self.ema is not None:
-            check_number("EMA momentum", self.ema, low=0.0, high=1.0, low_open=True, high_open=True)
-        for name, value, high in (("batch size", self.batch_size, MAX_BATCH), ("epochs", self.epochs, MAX_EPOCHS)):
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
-                raise InputError(f"{name} must be an integer in 1..{high}, got {value!r}")
-        if self.upsample is not None:
-            if self.model != "vgg19_transfer":
-                raise InputError(f"upsampling inside the model is VGG19's; {self.model} takes images as they come")
-            if isinstance(self.upsample, bool) or not isinstance(self.upsample, int) or not 32 <= self.upsample <= 512:
-                raise InputError(f"the VGG19 input size must be an integer in 32..512, got {self.upsample!r}")
+        for field in dataclasses.fields(self):
+            value, choices, bounds = getattr(self, field.name), field.metadata["choices"], field.metadata["bounds"]
+            if choices and value not in choices:
+                raise InputError(f"unknown {field.name} {value!r}; choose from {', '.join(choices)}")
+            if bounds and value is not None:
+                check_bounds(field, value)
+        if self.dropout is not None and self.model == "airbench":
+            raise InputError("airbench has no dropout (its recipe regularises with label smoothing)")
+        if self.upsample is not None and self.model != "vgg19_transfer":
+            raise InputError(f"upsampling inside the model is VGG19's; {self.model} takes images as they come")
         if self.init is not None and not Path(self.init).is_file():
             raise InputError(f"--init model {self.init} does not exist")
         if self.weights not in ("imagenet", None) and not Path(self.weights).is_file():
@@ -91,30 +107,50 @@ class Recipe:
         """The recipe as a JSON-ready dict."""
         return dataclasses.asdict(self)
 
+    def settings(self):
+        """``{heading: words}`` of every setting this recipe uses, in field order."""
+        return {field.metadata["heading"]: words for field, words in zip(dataclasses.fields(self), table_row(self))
+                if words is not None}
+
     def describe(self):
-        """The recipe in words: ``cifar_convnet, adam lr 0.001, batch 32, 50 epochs, ...``."""
-        parts = [self.model, f"{self.optimizer} lr {self.lr:g}", f"batch {self.batch_size}",
-                 f"{self.epochs} epoch{'s' if self.epochs != 1 else ''}", f"{self.schedule} schedule"]
-        if self.optimizer in ("sgd", "nesterov"):
-            parts.append(f"momentum {self.momentum:g}")
-        if self.weight_decay:
-            parts.append(f"weight decay {self.weight_decay:g}")
-        parts.append("standardised" if self.standardize else "raw [0, 1] pixels")
-        if self.balance != "none":
-            parts.append(f"balance {self.balance}")
-        if self.augment:
-            parts.append(f"augmentation {self.augment}")
-        if self.dropout is not None:
-            parts.append(f"dropout {self.dropout:g}")
-        if self.label_smoothing:
-            parts.append(f"label smoothing {self.label_smoothing:g}")
-        if self.ema is not None:
-            parts.append(f"weight EMA {self.ema:g}")
-        if self.upsample:
-            parts.append(f"resized to {self.upsample}x{self.upsample} inside the model")
-        if self.init:
-            parts.append(f"from {self.init}")
-        return ", ".join(parts)
+        """The recipe in words: ``model cifar_convnet, optimizer adam, learning rate 0.001, ...``."""
+        return ", ".join(f"{heading} {words}" for heading, words in self.settings().items())
+
+
+def check_bounds(field, value):
+    """Refuse a value of a bounded field outside its bounds (integer bounds: a whole number in them)."""
+    low, high, low_open, high_open = field.metadata["bounds"]
+    name = field.metadata["heading"]
+    if isinstance(low, int):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise InputError(f"{'batch size' if field.name == 'batch_size' else name} must be an integer in "
+                             f"{low}..{high}, got {value!r}")
+        return
+    check_number(name, value, low=low, high=high, low_open=low_open, high_open=high_open)
+
+
+def table_row(recipe):
+    """Each field's words in field order (None: not used by this recipe), for tables and descriptions."""
+    row = []
+    for field in dataclasses.fields(recipe):
+        value, words = getattr(recipe, field.name), field.metadata["words"]
+        if words is not None:
+            row.append(words(recipe) or None)
+        elif value is None or value == "none" or (value == 0 and not isinstance(value, bool)):
+            row.append(None)
+        else:
+            row.append(f"{value:g}" if isinstance(value, float) else str(value))
+    return row
+
+
+def headings():
+    """Each field's heading, in field order."""
+    return [field.metadata["heading"] for field in dataclasses.fields(Recipe)]
+
+
+def flag_fields():
+    """The fields the studies' shared recipe flags set, in field order."""
+    return [field for field in dataclasses.fields(Recipe) if field.metadata["flag"]]
 
 
 # The CIFAR-10 study's recipes (experiments.cifar_transfer; figures in docs/RESULTS.md). The conv net: Adam, a

@@ -192,7 +192,7 @@ ROWS = [
     ("cifar_transfer", ["--runs", "vgg19", "--fine-tune-lr", "0.001"], "--fine-tune-lr concerns fine-tuning: add"),
     ("train", ["--momentum", "0.5"], "--momentum is SGD's: --optimizer adam has none"),
     ("cifar_transfer", ["--weights", "missing.h5"], "VGG19 weights file missing.h5 does not exist"),
-    ("cifar_transfer", ["--runs", "vgg19", "--vgg19-size", "16"], "the VGG19 input size must be an integer in 32..512"),
+    ("cifar_transfer", ["--runs", "vgg19", "--vgg19-size", "16"], "VGG19 input size must be an integer in 32..512"),
     ("cifar_transfer", ["--runs", "1", "--vgg19-size", "64"], "--vgg19-size concerns the vgg19 run, which --runs"),
     ("feature_extraction", ["--classifiers", "logreg,tree"], "unknown 'tree'; --classifiers takes"),
     ("imbalance", ["--features", "missing.keras"], "--features model missing.keras does not exist"),

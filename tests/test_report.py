@@ -3,10 +3,11 @@
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from keras_apml.training import TrainResult
 
+from experiments import cifar_transfer, hyperparams
 from keras_apml import models, plots, report
 from keras_apml.recipe import CIFAR_AUGMENT, CIFAR_CONVNET, VGG19_HEAD
+from keras_apml.trainer import TrainResult
 
 
 def test_one_seed_shows_no_spread_and_several_show_their_population_std():
@@ -43,14 +44,14 @@ def sweep(scores):
 
 
 def test_a_tie_for_best_is_reported_as_a_tie():
-    text = report.sweep_section("lr", sweep({"0.1": 0.5, "0.01": 0.5, "0.001": 0.4}), ["0.1", "0.01"], "p.png")
+    text = hyperparams.sweep_section("lr", sweep({"0.1": 0.5, "0.01": 0.5, "0.001": 0.4}), ["0.1", "0.01"], "p.png")
     assert ("**A tie for best lr**: `0.1`, `0.01` reach the same validation balanced accuracy (0.5000); "
             "the first, `0.1`, is named best.") in text
-    text = report.sweep_section("lr", sweep({"0.1": 0.5, "0.01": 0.6}), ["0.01"], "p.png")
+    text = hyperparams.sweep_section("lr", sweep({"0.1": 0.5, "0.01": 0.6}), ["0.01"], "p.png")
     assert "**Best lr: `0.01`** (highest validation balanced accuracy)." in text
     result = TrainResult({"loss": [1.0] * 5}, 5, None, 1.0)
-    assert "**A tie for best epochs**: epochs 2, 4 reach" in report.epochs_sweep_section([2, 4], result, "p.png")
-    assert "over 5 epochs, completed" in report.epochs_sweep_section([2], result, "p.png")
+    assert "**A tie for best epochs**: epochs 2, 4 reach" in hyperparams.epochs_sweep_section([2, 4], result, "p.png")
+    assert "over 5 epochs, completed" in hyperparams.epochs_sweep_section([2], result, "p.png")
 
 
 def test_the_loss_curves_legend_says_which_line_is_train_and_which_validation():
@@ -113,13 +114,13 @@ def comparison_runs(weights):
 def test_the_cifar_comparison_uses_one_number_format_and_names_the_base_weights():
     from experiments.cifar_transfer import STUDY
 
-    text = report.cifar_comparison(comparison_runs("none"), STUDY)
+    text = cifar_transfer.cifar_comparison(comparison_runs("none"), STUDY)
     rows = [line for line in text.splitlines() if line.startswith("| 1_raw") or line.startswith("| vgg19")]
     assert rows[0] == "| 1_raw | 10 (kept 7) | 100 s | 70.81% | 70.81% | 70.81% | 70.81% | 72.54% | 70.81% |"
     assert rows[1].startswith("| vgg19 (base: random) | 10 (kept 7) | 30 s + 540 s base outputs | 50.00% |")
     assert rows[1].endswith("| 50.00% | — | 73.31% (first head), 77.56% (best head) |")  # no flip TTA figure
     assert "`vgg19`'s VGG19 base was random (--weights none); the study's VGG19 figures are with ImageNet" in text
-    imagenet = report.cifar_comparison(comparison_runs("imagenet"), STUDY)
+    imagenet = cifar_transfer.cifar_comparison(comparison_runs("imagenet"), STUDY)
     assert "| vgg19 (base: ImageNet) |" in imagenet and "do not compare" not in imagenet
 
 
