@@ -45,9 +45,9 @@ def main(argv=None):
     args = parse_args(argv)
     import numpy as np
 
-    from keras_apml import adversarial, data, evaluation, models
+    from keras_apml import adversarial, cifar10, evaluation, models
 
-    _, (x, y) = data.load_cifar10(args.data_dir)
+    _, (x, y) = cifar10.load_cifar10(args.data_dir)
     x = x.astype(np.float32) / 255.0
     model = models.load_model(args.model) if args.model else models.cifar_convnet()
     adversarial.fgsm(model, x[:args.batch_size], y[:args.batch_size], 0.01, batch_size=args.batch_size)  # trace

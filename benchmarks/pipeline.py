@@ -56,16 +56,16 @@ def main(argv=None):
     args = parse_args(argv)
     import os
 
-    from keras_apml import data
+    from keras_apml import cifar10
     from keras_apml.augmentation import Augmentation
 
     with tempfile.TemporaryDirectory(prefix="keras_apml_bench_") as cache:
         os.environ["KERAS_APML_CACHE"] = cache  # empty, so the first load decodes
         start = time.perf_counter()
-        (x_train, y_train), _ = data.load_cifar10(args.data_dir)
+        (x_train, y_train), _ = cifar10.load_cifar10(args.data_dir)
         first_load = time.perf_counter() - start
         start = time.perf_counter()
-        data.load_cifar10(args.data_dir)
+        cifar10.load_cifar10(args.data_dir)
         cached_load = time.perf_counter() - start
     x, y = x_train[: args.images], y_train[: args.images]
     augmentation = Augmentation.from_string(AUGMENT, seed=0)

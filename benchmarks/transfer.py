@@ -39,11 +39,11 @@ def main(argv=None):
     args = parse_args(argv)
     import os
 
-    from keras_apml import data, features, models, optimization, trainer
+    from keras_apml import cifar10, features, models, optimization, trainer
     from keras_apml.pipeline import make_dataset
 
     weights = None if args.weights.lower() == "none" else args.weights
-    (x_train, y_train), (x_test, _) = data.load_cifar10(args.data_dir)
+    (x_train, y_train), (x_test, _) = cifar10.load_cifar10(args.data_dir)
     trainer.set_seed(0)
     model = models.vgg19_transfer(weights=weights)
     base, head = models.transfer_features(model), models.transfer_head(model)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments import _flags, _output
-from keras_apml import cache, data, folders
+from keras_apml import benchmark, cache, cifar10, folders, stratified
 from keras_apml.errors import InputError
 
 
@@ -57,14 +57,14 @@ def load_benchmark(args, draw=0, streams=False):
         (x, y, paths), (x_dev, y_dev, dev_paths) = train_and_test(found, args.data_dir)
         y_true = None if truth is None else folders_true(truth, paths, args)
         y_dev_true = None if truth is None else folders_true(truth, dev_paths, args)
-        bench = data.CarTruckCat(x, y, y_true, np.arange(len(y)), x_dev, y_dev, y_dev_true, np.arange(len(y_dev)),
+        bench = benchmark.CarTruckCat(x, y, y_true, np.arange(len(y)), x_dev, y_dev, y_dev_true, np.arange(len(y_dev)),
                                  class_names=found.class_names, paths_train=tuple(paths),
                                  paths_dev=tuple(dev_paths))
-        return data.quick_benchmark(bench, _flags.QUICK_TRAIN, _flags.QUICK_TEST, draw) if args.quick else bench
+        return benchmark.quick_benchmark(bench, _flags.QUICK_TRAIN, _flags.QUICK_TEST, draw) if args.quick else bench
     if any(_flags.given_folder_flags(args)):
         raise InputError(f"{', '.join(_flags.given_folder_flags(args))} concern your own image folders; --data-dir "
                          f"{args.data_dir or '(none)'} is not such a tree")
-    return data.load_benchmark(args.data_dir, draw, args.train_pickle, args.dev_pickle, quick=args.quick,
+    return benchmark.load_benchmark(args.data_dir, draw, args.train_pickle, args.dev_pickle, quick=args.quick,
                                verbose=_output.verbosity(args))
 
 
@@ -86,7 +86,7 @@ def load_folder(args, val_fraction, seed, streams=False):
     """Your own image folders (``folders.load`` with the flags, split with ``seed``) and the truth file's
     mapping, or None; ``streams``: a study that can stream images past --memory-budget from their files."""
     use_cache(args)
-    root = args.data_dir or os.environ.get(data.DATA_ENV)
+    root = args.data_dir or os.environ.get(cifar10.DATA_ENV)
     if not root:
         raise InputError("your own image folders need --data-dir ROOT")
     budget = None
@@ -117,19 +117,19 @@ def folders_true(truth, paths, args):
 def load_cifar10(args):
     """CIFAR-10 from --data-dir (or Keras's download): ``(x_train, y_train), (x_test, y_test)``."""
     use_cache(args)
-    return data.load_cifar10(args.data_dir, verbose=_output.verbosity(args))
+    return cifar10.load_cifar10(args.data_dir, verbose=_output.verbosity(args))
 
 
 def data_kind(args):
     """"folder" when --data-dir (or $KERAS_APML_DATA) is a tree of folders other than CIFAR-10's, else
     "benchmark" (drawn from CIFAR-10)."""
-    where = args.data_dir or os.environ.get(data.DATA_ENV)
+    where = args.data_dir or os.environ.get(cifar10.DATA_ENV)
     root = Path(where).expanduser() if where else None
-    if getattr(args, "train_pickle", None) or root is None or not root.is_dir() or data.is_cifar10(root):
+    if getattr(args, "train_pickle", None) or root is None or not root.is_dir() or cifar10.is_cifar10(root):
         return "benchmark"
     return "folder" if any(p.is_dir() for p in root.iterdir()) else "benchmark"  # no subfolders: neither
 
 
 def quick_subset(args, x, y, n):
     """``(x, y)``, or under --quick a stratified subset of ``n`` of them."""
-    return data.stratified_subset(x, y, n, args.seed) if args.quick else (x, y)
+    return stratified.stratified_subset(x, y, n, args.seed) if args.quick else (x, y)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments import _contract, _data, _flags, _output
-from keras_apml import data, progress, report
+from keras_apml import benchmark, cifar10, progress, report, stratified
 from keras_apml.errors import InputError
 
 EPS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
@@ -87,11 +87,11 @@ def load_evaluation_set(args, num_classes, input_size):
         raise InputError(f"the model has {num_classes} classes but --data {kind} has "
                          f"{3 if kind == 'benchmark' else 10}")
     if kind == "benchmark":
-        bench = data.load_benchmark(args.data_dir, 0, quick=args.quick, verbose=_output.verbosity(args))
+        bench = benchmark.load_benchmark(args.data_dir, 0, quick=args.quick, verbose=_output.verbosity(args))
         x, y, y_true, names, name = bench.x_dev, bench.y_dev, bench.y_dev_true, bench.class_names, "dev"
     else:
         _, (x, y) = _data.load_cifar10(args)
-        y_true, names, name = None, data.CIFAR10_CLASSES, "test"
+        y_true, names, name = None, cifar10.CIFAR10_CLASSES, "test"
     if args.quick:
         idx = np.random.default_rng(args.seed).permutation(len(y))[:_flags.QUICK_TEST]
         x, y, y_true = x[idx], y[idx], None if y_true is None else y_true[idx]
@@ -200,7 +200,7 @@ def load_folder_test_set(args, num_classes, input_size):
     _, (x, y, paths) = _data.train_and_test(found, args.data_dir)
     y_true = None if truth is None else _data.folders_true(truth, paths, args)
     if args.quick:  # the same stratified draw as every --quick
-        idx = data.stratified_indices(y, _flags.QUICK_TEST, args.seed)
+        idx = stratified.stratified_indices(y, _flags.QUICK_TEST, args.seed)
         x, y, y_true = x[idx], y[idx], None if y_true is None else y_true[idx]
     return x.astype(np.float32) / 255.0, y, y_true, found.class_names, "test"
 

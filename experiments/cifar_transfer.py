@@ -127,12 +127,12 @@ def recipes(args):
 
 def load_splits(args):
     """Train/validation (stratified 80/20 of CIFAR train) and test, as ``{split: (x, y, None)}``."""
-    from keras_apml import data
+    from keras_apml import stratified
 
     (x, y), (x_test, y_test) = _data.load_cifar10(args)
     x, y = _data.quick_subset(args, x, y, _flags.QUICK_TRAIN)
     x_test, y_test = _data.quick_subset(args, x_test, y_test, _flags.QUICK_TEST)
-    train_idx, val_idx = data.validation_split(y, 0.2, args.seed)
+    train_idx, val_idx = stratified.validation_split(y, 0.2, args.seed)
     return {"train": (x[train_idx], y[train_idx], None), "validation": (x[val_idx], y[val_idx], None),
             "test": (x_test, y_test, None)}
 
@@ -141,7 +141,7 @@ class Study:
     """One cifar_transfer invocation: its run directory, data, recipes, distribution and GPU settings."""
 
     def __init__(self, args, run, splits, recipes, distribution, gpu):
-        from keras_apml.data import CIFAR10_CLASSES
+        from keras_apml.cifar10 import CIFAR10_CLASSES
 
         self.args, self.run, self.splits, self.recipes, self.distribution, self.gpu = args, run, splits, recipes, \
             distribution, gpu

@@ -65,12 +65,12 @@ def parse_args(argv=None):
 
 def load_images(args, model, model_path):
     """``(x_train, y_train), (x_test, y_test), class names``: CIFAR-10, or your own folders at the model's size."""
-    from keras_apml import data, models
+    from keras_apml import cifar10, models
 
     if args.data == "cifar10":
         models.check_input_shape(model, model_path)
         (x_train, y_train), (x_test, y_test) = _data.load_cifar10(args)
-        names = data.CIFAR10_CLASSES
+        names = cifar10.CIFAR10_CLASSES
     else:
         size = tuple(model.input_shape[1:3])
         args.image_size = args.image_size or size
@@ -195,7 +195,7 @@ def main(argv=None):
 
     import keras
 
-    from keras_apml import data, evaluation, features, models, plots
+    from keras_apml import evaluation, features, models, plots, stratified
 
     model_path = resolve_model(args.model)
     model = models.load_model(model_path)
@@ -218,7 +218,7 @@ def main(argv=None):
     labels = {"train": y_train, "test": y_test}
     train_eval = np.arange(len(y_train))
     if args.train_eval_size < len(y_train):
-        train_eval = np.sort(data.validation_split(y_train, args.train_eval_size, args.seed)[1])
+        train_eval = np.sort(stratified.validation_split(y_train, args.train_eval_size, args.seed)[1])
     network = evaluation.evaluate(outputs["test.probabilities"], None, y_test, names)
     run.record("network", {"test": network, "timing": {"extract_seconds": cache["seconds"]},
                            "feature_cache": cache["cache"]})

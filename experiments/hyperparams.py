@@ -184,10 +184,10 @@ def main(argv=None):
 
 def study(args, recipe, tasks):
     """Every sweep's trainings (in turn, or as ``tasks`` on a cluster), each sweep reported in the flags' order."""
-    from keras_apml import data, trainer
+    from keras_apml import stratified, trainer
 
     bench = _data.load_benchmark(args)
-    fit_idx, val_idx = data.validation_split(bench.y_train, 0.2, args.seed)
+    fit_idx, val_idx = stratified.validation_split(bench.y_train, 0.2, args.seed)
     trainer.check(recipe, bench.x_train, len(bench.class_names))
     _output.start_tasks(args, tasks)
     run = _output.open_run("hyperparams", args, recipe=recipe.to_dict())

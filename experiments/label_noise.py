@@ -100,7 +100,7 @@ def parse_args(argv=None):
 def detect(run, args, bench, recipe, tasks):
     """Flag the training and dev labels (the fold models trained as ``tasks``); returns ``(flagged train indices,
     out-of-fold probabilities, metrics)``."""
-    from keras_apml import data, label_noise
+    from keras_apml import label_files, label_noise, npz
 
     names = bench.class_names
     recipe = recipe.replace(epochs=args.detect_epochs)
@@ -121,10 +121,10 @@ def detect(run, args, bench, recipe, tasks):
     [(_, dev_probabilities)] = tasks.run(fit_predict, [job], announce=step)
     dev_flagged = label_noise.find_issues(bench.y_dev, dev_probabilities)
 
-    data.save_arrays(run.file(PROBABILITIES), probabilities=probabilities, labels=bench.y_train,
+    npz.save_arrays(run.file(PROBABILITIES), probabilities=probabilities, labels=bench.y_train,
                      flagged=flagged)
-    data.write_relabel_file(run.file("flagged_relabel.csv"), flagged, suggested, names, bench.paths_train)
-    data.write_relabel_file(run.file("flagged_dev_relabel.csv"), dev_flagged,
+    label_files.write_relabel_file(run.file("flagged_relabel.csv"), flagged, suggested, names, bench.paths_train)
+    label_files.write_relabel_file(run.file("flagged_dev_relabel.csv"), dev_flagged,
                             dev_probabilities[dev_flagged].argmax(axis=1), names, bench.paths_dev)
     result = {"train": {"flagged": len(flagged)}, "dev": {"flagged": len(dev_flagged)},
               "rounds": [{"flagged": len(f)} for f in flags],
@@ -173,10 +173,10 @@ def report_detection(run, bench, images, flagged, probabilities, detection, args
 def earlier_detection(run, bench):
     """``(flagged, probabilities, detection)`` an earlier call of this run recorded, or None when its file is
     missing, damaged or of other labels (then detection runs again)."""
-    from keras_apml import data
+    from keras_apml import npz
 
     try:
-        saved = data.load_arrays(run.file(PROBABILITIES))
+        saved = npz.load_arrays(run.file(PROBABILITIES))
     except InputError:
         return None
     flagged, probabilities = saved.get("flagged"), saved.get("probabilities")

@@ -89,7 +89,7 @@ def recipe_of(args):
 
 def load_data(args):
     """Return a dict of splits -> (x, y, y_true or None), the class names and a data record."""
-    from keras_apml import data
+    from keras_apml import cifar10, label_files, stratified
 
     record = {"data": args.data}
     if args.data == "folder":
@@ -101,19 +101,19 @@ def load_data(args):
         names, test_name = bench.class_names, "dev"
     else:
         (x, y), (x_test, y_test) = _data.load_cifar10(args)
-        names = data.CIFAR10_CLASSES
+        names = cifar10.CIFAR10_CLASSES
         if args.classes is not None:
             chosen = [c.strip() for c in args.classes.split(",") if c.strip()]
-            x, y, _ = data.select_classes(x, y, chosen, names)
-            x_test, y_test, names = data.select_classes(x_test, y_test, chosen, names)
+            x, y, _ = stratified.select_classes(x, y, chosen, names)
+            x_test, y_test, names = stratified.select_classes(x_test, y_test, chosen, names)
             record["classes"] = list(names)
         x, y = _data.quick_subset(args, x, y, _flags.QUICK_TRAIN)
         x_test, y_test = _data.quick_subset(args, x_test, y_test, _flags.QUICK_TEST)
         y_true, test = None, (x_test, y_test, None)
         test_name = "test"
     if args.relabel:
-        y, record["relabel"] = data.apply_relabel_file(y, args.relabel, names)
-    train_idx, val_idx = data.validation_split(y, args.val_split, args.seed)
+        y, record["relabel"] = label_files.apply_relabel_file(y, args.relabel, names)
+    train_idx, val_idx = stratified.validation_split(y, args.val_split, args.seed)
     pick = lambda idx: (x[idx], y[idx], None if y_true is None else y_true[idx])  # noqa: E731
     splits = {"train": pick(train_idx), "validation": pick(val_idx), test_name: test}
     record["sizes"] = {k: len(v[1]) for k, v in splits.items()}
@@ -122,13 +122,13 @@ def load_data(args):
 
 def load_folder(args, record):
     """Your own image folders: train, validation (split off train where the tree has no val/) and test splits."""
-    from keras_apml import data
+    from keras_apml import cifar10, label_files
 
     found, truth = _data.load_folder(args, val_fraction=args.val_split, seed=args.seed, streams=True)
     observed = {s: y for s, (_, y, _) in found.splits.items()}
     if args.relabel:  # corrections name images by path: those of train and validation, never test's
         parts = [s for s in ("train", "val") if s in found.splits]
-        relabelled, record["relabel"] = data.apply_relabel_file(
+        relabelled, record["relabel"] = label_files.apply_relabel_file(
             np.concatenate([observed[s] for s in parts]), args.relabel, found.class_names,
             paths=[p for s in parts for p in found.splits[s][2]])
         bounds = np.cumsum([len(observed[s]) for s in parts])[:-1]
@@ -139,7 +139,7 @@ def load_folder(args, record):
     if args.quick:
         splits = {s: quick_split(args, *v, _flags.QUICK_TRAIN if s == "train" else _flags.QUICK_TEST)
                   for s, v in splits.items()}
-    record.update(root=str(Path(args.data_dir or os.environ.get(data.DATA_ENV)).expanduser().resolve()),
+    record.update(root=str(Path(args.data_dir or os.environ.get(cifar10.DATA_ENV)).expanduser().resolve()),
                   layout=found.layout, image_size=list(found.image_size), classes=list(found.class_names),
                   skipped=[{"path": p, "reason": r} for p, r in found.skipped],
                   sizes={k: len(v[1]) for k, v in splits.items()}, true_labels=args.true_labels,
@@ -149,9 +149,9 @@ def load_folder(args, record):
 
 def quick_split(args, x, y, y_true, n):
     """A stratified subset of at most ``n`` of one split's images (--quick), true labels kept in step."""
-    from keras_apml import data
+    from keras_apml import stratified
 
-    idx = np.sort(data.stratified_indices(y, n, args.seed))
+    idx = np.sort(stratified.stratified_indices(y, n, args.seed))
     return x[idx], y[idx], None if y_true is None else y_true[idx]
 
 

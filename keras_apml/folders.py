@@ -31,8 +31,9 @@ from PIL import Image, ImageOps
 from sklearn.model_selection import train_test_split
 
 from keras_apml import cache
-from keras_apml.data import IMAGE_EXTENSIONS, is_hidden, is_image_file, read_csv
 from keras_apml.errors import InputError
+from keras_apml.image_files import IMAGE_EXTENSIONS, is_hidden, is_image_file
+from keras_apml.label_files import read_csv
 from keras_apml.progress import StepProgress
 
 SPLIT_FOLDERS = ("train", "val", "test")

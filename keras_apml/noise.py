@@ -4,7 +4,7 @@ Noise is given as asymmetric pairs, ``cat->car:0.676`` (that share of the
 cats drawn get the label car, exactly ``round(0.676 * cats)`` of them), or
 as a symmetric rate (that share of every class gets another class, chosen
 uniformly); both are seeded. The car/truck/cat benchmark is one such draw
-(:func:`keras_apml.data.car_truck_cat`).
+(:func:`keras_apml.benchmark.car_truck_cat`).
 """
 
 import numpy as np

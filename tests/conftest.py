@@ -9,7 +9,7 @@ import importlib  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from keras_apml.data import CIFAR10_CLASSES  # noqa: E402
+from keras_apml.cifar10 import CIFAR10_CLASSES  # noqa: E402
 from keras_apml.recipe import Recipe  # noqa: E402
 
 # A real CIFAR-10 directory for the smoke test, read before the fixtures below hide it.

@@ -19,7 +19,7 @@ from conftest import run_command, synthetic_images, write_image_tree
 from test_data import png_header, write_course_pickle, write_pickled_batches
 
 from experiments import _contract
-from keras_apml.data import CIFAR10_CLASSES
+from keras_apml.cifar10 import CIFAR10_CLASSES
 
 ROOT = Path(__file__).parents[1]
 

@@ -5,13 +5,13 @@ import pytest
 from conftest import run_command, write_image_tree
 
 from experiments import cache as cache_command
-from keras_apml import cache, data
+from keras_apml import cache, cifar10
 
 
 def fill(tmp_path):
     """A cache with decoded images, model outputs, an unfinished write and a file of the user's."""
     write_image_tree(tmp_path / "tree", per_class_train=1, per_class_test=1)
-    data.load_cifar10(tmp_path / "tree")
+    cifar10.load_cifar10(tmp_path / "tree")
     cache.save("features-abc.npz", {"train": np.ones((3, 4), np.float32)}, about="outputs of a test model")
     directory = tmp_path / "cache"
     (directory / ".features-def.npz.x1y2.npz").write_bytes(b"PK half")
@@ -72,7 +72,7 @@ def test_no_cache_is_a_flag_of_every_study_and_switches_the_cache_off(experiment
 
 def test_without_the_cache_nothing_is_read_or_written(tmp_path):
     write_image_tree(tmp_path / "tree", per_class_train=1, per_class_test=1)
-    data.load_cifar10(tmp_path / "tree")
+    cifar10.load_cifar10(tmp_path / "tree")
     [entry] = (tmp_path / "cache").glob("cifar10-*.npz")
     before = entry.read_bytes()
     cache.set_enabled(False)

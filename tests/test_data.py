@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import REAL_DATA, synthetic_images, write_image_tree
 
-from keras_apml import data
+from keras_apml import benchmark, cifar10, label_files, npz, stratified
 from keras_apml.errors import InputError
 
 
@@ -26,7 +26,7 @@ def write_pickled_batches(root, per_batch=20, seed=0):
 
 def test_pickled_batches_load_exactly(tmp_path):
     (x_train, y_train), (x_test, y_test) = write_pickled_batches(tmp_path)
-    (a, b), (c, d) = data.load_cifar10(tmp_path)
+    (a, b), (c, d) = cifar10.load_cifar10(tmp_path)
     assert a.shape == (100, 32, 32, 3) and a.dtype == np.uint8 and c.shape == (20, 32, 32, 3)
     np.testing.assert_array_equal(a, x_train)
     np.testing.assert_array_equal(b, y_train)
@@ -36,7 +36,7 @@ def test_pickled_batches_load_exactly(tmp_path):
 
 def test_image_tree_loads_exactly_and_is_cached(tmp_path, monkeypatch):
     arrays = write_image_tree(tmp_path / "tree", per_class_train=3, per_class_test=2)
-    (x_train, y_train), (x_test, y_test) = data.load_cifar10(tmp_path / "tree")
+    (x_train, y_train), (x_test, y_test) = cifar10.load_cifar10(tmp_path / "tree")
     np.testing.assert_array_equal(x_train, arrays["train"][0])
     np.testing.assert_array_equal(y_train, np.repeat(np.arange(10), 3))
     np.testing.assert_array_equal(x_test, arrays["test"][0])
@@ -47,15 +47,15 @@ def test_image_tree_loads_exactly_and_is_cached(tmp_path, monkeypatch):
     def no_decoding(*args):
         raise AssertionError("decoded again despite the cache")
 
-    monkeypatch.setattr(data, "_decode_images", no_decoding)
-    (x_again, _), _ = data.load_cifar10(tmp_path / "tree")
+    monkeypatch.setattr(cifar10, "_decode_images", no_decoding)
+    (x_again, _), _ = cifar10.load_cifar10(tmp_path / "tree")
     np.testing.assert_array_equal(x_again, x_train)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "empty", "garbage", "tamper_labels", "drop_hash"])
 def test_a_damaged_cache_entry_is_rebuilt_not_trusted(tmp_path, damage):
     arrays = write_image_tree(tmp_path / "tree", per_class_train=2, per_class_test=1)
-    data.load_cifar10(tmp_path / "tree")
+    cifar10.load_cifar10(tmp_path / "tree")
     [entry] = (tmp_path / "cache").glob("cifar10-*.npz")
     raw = entry.read_bytes()
     if damage == "truncate":
@@ -72,11 +72,11 @@ def test_a_damaged_cache_entry_is_rebuilt_not_trusted(tmp_path, damage):
         else:
             del saved["__sha256__"]
         np.savez(entry, **saved)
-    (x_train, y_train), (x_test, _) = data.load_cifar10(tmp_path / "tree")
+    (x_train, y_train), (x_test, _) = cifar10.load_cifar10(tmp_path / "tree")
     np.testing.assert_array_equal(y_train, np.repeat(np.arange(10), 2))
     np.testing.assert_array_equal(x_train, arrays["train"][0])
     np.testing.assert_array_equal(x_test, arrays["test"][0])
-    assert entry.read_bytes() != b"" and data.cache.load(entry.name) is not None  # healed
+    assert entry.read_bytes() != b"" and cifar10.cache.load(entry.name) is not None  # healed
 
 
 def test_a_cache_directory_that_cannot_be_written_is_bypassed_with_one_warning(tmp_path, monkeypatch, capsys):
@@ -84,7 +84,7 @@ def test_a_cache_directory_that_cannot_be_written_is_bypassed_with_one_warning(t
     (tmp_path / "not_a_dir").write_text("a file")
     monkeypatch.setenv("KERAS_APML_CACHE", str(tmp_path / "not_a_dir"))
     for _ in range(2):
-        (x_train, _), _ = data.load_cifar10(tmp_path / "tree")
+        (x_train, _), _ = cifar10.load_cifar10(tmp_path / "tree")
         np.testing.assert_array_equal(x_train, arrays["train"][0])
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith(f"warning: cache directory {tmp_path / 'not_a_dir'} cannot be written")
@@ -94,21 +94,21 @@ def test_a_cache_directory_that_cannot_be_written_is_bypassed_with_one_warning(t
 def test_environment_variable_names_the_data_dir(tmp_path, monkeypatch):
     write_pickled_batches(tmp_path)
     monkeypatch.setenv("KERAS_APML_DATA", str(tmp_path))
-    (x_train, _), _ = data.load_cifar10()
+    (x_train, _), _ = cifar10.load_cifar10()
     assert len(x_train) == 100
 
 
 @pytest.mark.parametrize("make, message", [
     (lambda root: None, "does not exist"),
     (lambda root: root.mkdir(), "holds no CIFAR-10 data"),
-    (lambda root: [(root / s / c).mkdir(parents=True) for s in ("train", "test") for c in data.CIFAR10_CLASSES],
+    (lambda root: [(root / s / c).mkdir(parents=True) for s in ("train", "test") for c in cifar10.CIFAR10_CLASSES],
      "holds no images"),
 ])
 def test_missing_or_empty_directories_say_what_layout_was_expected(tmp_path, make, message):
     root = tmp_path / "data"
     make(root)
     with pytest.raises(InputError, match=message) as e:
-        data.load_cifar10(root)
+        cifar10.load_cifar10(root)
     assert "train/<class>" in str(e.value)
 
 
@@ -122,7 +122,7 @@ def test_images_of_wrong_shape_or_channels_are_refused(tmp_path, image, message)
     write_image_tree(tmp_path, per_class_train=1, per_class_test=1)
     Image.fromarray(image).save(tmp_path / "train" / "cat" / "bad.png")
     with pytest.raises(InputError, match=message):
-        data.load_cifar10(tmp_path)
+        cifar10.load_cifar10(tmp_path)
 
 
 def png_header(width, height):
@@ -143,14 +143,14 @@ def test_huge_images_are_refused_from_their_header(tmp_path, size, message):
     write_image_tree(tmp_path, per_class_train=1, per_class_test=1)
     (tmp_path / "train" / "cat" / "bomb.png").write_bytes(png_header(size, size))
     with pytest.raises(InputError, match=message):
-        data.load_cifar10(tmp_path)
+        cifar10.load_cifar10(tmp_path)
 
 
 def test_corrupt_image_is_refused(tmp_path):
     write_image_tree(tmp_path, per_class_train=1, per_class_test=1)
     (tmp_path / "test" / "dog" / "broken.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(InputError, match="broken.jpg: cannot decode"):
-        data.load_cifar10(tmp_path)
+        cifar10.load_cifar10(tmp_path)
 
 
 def test_download_without_network_names_the_offline_options(monkeypatch):
@@ -161,11 +161,11 @@ def test_download_without_network_names_the_offline_options(monkeypatch):
 
     monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
     with pytest.raises(InputError, match="could not download CIFAR-10.*--data-dir DIR or set KERAS_APML_DATA"):
-        data.load_cifar10()
+        cifar10.load_cifar10()
 
 
 def test_benchmark_has_the_course_statistics_exactly(cifar_arrays):
-    bench = data.car_truck_cat(cifar=cifar_arrays, seed=0)
+    bench = benchmark.car_truck_cat(cifar=cifar_arrays, seed=0)
     assert bench.class_names == ("car", "truck", "cat")
     assert np.bincount(bench.y_train_true).tolist() == [4476, 449, 700]
     assert np.bincount(bench.y_train).tolist() == [4949, 449, 227]
@@ -176,7 +176,7 @@ def test_benchmark_has_the_course_statistics_exactly(cifar_arrays):
         assert wrong.sum() == flips
         assert set(y_true[wrong]) == {2} and set(y[wrong]) == {0}  # only cats, only to car
     (x_tr, y_tr), (x_te, y_te) = cifar_arrays
-    cifar_label = np.array(data.BENCHMARK_FROM_CIFAR)
+    cifar_label = np.array(benchmark.BENCHMARK_FROM_CIFAR)
     np.testing.assert_array_equal(y_tr[bench.idx_train], cifar_label[bench.y_train_true])
     np.testing.assert_array_equal(y_te[bench.idx_dev], cifar_label[bench.y_dev_true])
     np.testing.assert_array_equal(bench.x_train, x_tr[bench.idx_train])
@@ -184,9 +184,9 @@ def test_benchmark_has_the_course_statistics_exactly(cifar_arrays):
 
 
 def test_benchmark_is_deterministic_per_seed(cifar_arrays):
-    a = data.car_truck_cat(cifar=cifar_arrays, seed=3)
-    b = data.car_truck_cat(cifar=cifar_arrays, seed=3)
-    c = data.car_truck_cat(cifar=cifar_arrays, seed=4)
+    a = benchmark.car_truck_cat(cifar=cifar_arrays, seed=3)
+    b = benchmark.car_truck_cat(cifar=cifar_arrays, seed=3)
+    c = benchmark.car_truck_cat(cifar=cifar_arrays, seed=4)
     np.testing.assert_array_equal(a.idx_train, b.idx_train)
     np.testing.assert_array_equal(a.y_train, b.y_train)
     assert not np.array_equal(a.idx_train, c.idx_train)
@@ -194,17 +194,18 @@ def test_benchmark_is_deterministic_per_seed(cifar_arrays):
 
 
 def test_benchmark_counts_and_noise_are_parameters(cifar_arrays):
-    bench = data.car_truck_cat(cifar=cifar_arrays, train_counts=(100, 20, 10), dev_counts=(10, 5, 4), cat_to_car=0.5)
+    bench = benchmark.car_truck_cat(cifar=cifar_arrays, train_counts=(100, 20, 10), dev_counts=(10, 5, 4),
+                                    cat_to_car=0.5)
     assert np.bincount(bench.y_train).tolist() == [105, 20, 5]
     assert np.bincount(bench.y_dev).tolist() == [12, 5, 2]
     with pytest.raises(InputError, match="has 5000 automobile images, the benchmark asks for 6000"):
-        data.car_truck_cat(cifar=cifar_arrays, train_counts=(6000, 1, 1))
+        benchmark.car_truck_cat(cifar=cifar_arrays, train_counts=(6000, 1, 1))
 
 
 def test_benchmark_saves_and_loads_without_pickle(cifar_arrays, tmp_path):
-    bench = data.car_truck_cat(cifar=cifar_arrays, train_counts=(30, 5, 6), dev_counts=(5, 2, 3))
+    bench = benchmark.car_truck_cat(cifar=cifar_arrays, train_counts=(30, 5, 6), dev_counts=(5, 2, 3))
     bench.save(tmp_path / "bench.npz")
-    loaded = data.CarTruckCat.load(tmp_path / "bench.npz")
+    loaded = benchmark.CarTruckCat.load(tmp_path / "bench.npz")
     assert loaded.class_names == bench.class_names
     np.testing.assert_array_equal(loaded.x_train, bench.x_train)
     np.testing.assert_array_equal(loaded.y_dev_true, bench.y_dev_true)
@@ -218,23 +219,23 @@ def write_course_pickle(path, x_uint8, labels):
 def test_course_pickle_is_read_as_uint8_channels_last(tmp_path):
     x = synthetic_images(6, seed=1)
     write_course_pickle(tmp_path / "train.pickle", x, [0, 1, 2, 0, 1, 2])
-    images, labels = data.load_course_pickle(tmp_path / "train.pickle")
+    images, labels = benchmark.load_course_pickle(tmp_path / "train.pickle")
     np.testing.assert_array_equal(images, x)
     assert labels.tolist() == [0, 1, 2, 0, 1, 2]
-    bench = data.course_benchmark(tmp_path / "train.pickle", tmp_path / "train.pickle")
+    bench = benchmark.course_benchmark(tmp_path / "train.pickle", tmp_path / "train.pickle")
     assert bench.y_train_true is None and bench.idx_dev.tolist() == list(range(6))
 
 
 def test_course_pickle_with_bad_labels_or_shapes_is_refused(tmp_path):
     write_course_pickle(tmp_path / "bad_label.pickle", synthetic_images(2), [0, 3])
     with pytest.raises(InputError, match=r"labels out of range 0..2"):
-        data.load_course_pickle(tmp_path / "bad_label.pickle")
+        benchmark.load_course_pickle(tmp_path / "bad_label.pickle")
     (tmp_path / "bad_shape.pickle").write_bytes(pickle.dumps([(np.zeros((32, 32, 3), np.float32), 0)]))
     with pytest.raises(InputError, match=r"expected \(3, 32, 32\) channels-first"):
-        data.load_course_pickle(tmp_path / "bad_shape.pickle")
+        benchmark.load_course_pickle(tmp_path / "bad_shape.pickle")
     (tmp_path / "truncated.pickle").write_bytes(pickle.dumps([(np.zeros((3, 32, 32)), 0)])[:50])
     with pytest.raises(InputError, match="corrupt"):
-        data.load_course_pickle(tmp_path / "truncated.pickle")
+        benchmark.load_course_pickle(tmp_path / "truncated.pickle")
 
 
 @pytest.mark.parametrize("pairs, message", [
@@ -251,7 +252,7 @@ def test_course_pickle_with_bad_labels_or_shapes_is_refused(tmp_path):
 def test_course_pickle_values_are_refused_not_coerced(tmp_path, pairs, message):
     (tmp_path / "bad.pickle").write_bytes(pickle.dumps(pairs))
     with pytest.raises(InputError, match=message):
-        data.load_course_pickle(tmp_path / "bad.pickle")
+        benchmark.load_course_pickle(tmp_path / "bad.pickle")
 
 
 @pytest.mark.parametrize("batch, message", [
@@ -266,7 +267,7 @@ def test_cifar_batch_values_are_refused_not_coerced(tmp_path, batch, message):
     write_pickled_batches(tmp_path)
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(pickle.dumps(batch, protocol=2))
     with pytest.raises(InputError, match=message):
-        data.load_cifar10(tmp_path)
+        cifar10.load_cifar10(tmp_path)
 
 
 class RunsCode:
@@ -285,42 +286,42 @@ def test_restricted_unpickler_refuses_code_and_runs_none(tmp_path):
     marker = tmp_path / "pwned"
     (tmp_path / "evil.pickle").write_bytes(pickle.dumps([(RunsCode(marker), 0)]))
     with pytest.raises(InputError, match=r"refused global (posix|os)\.system"):
-        data.load_course_pickle(tmp_path / "evil.pickle")
+        benchmark.load_course_pickle(tmp_path / "evil.pickle")
     assert not marker.exists()
     # the same payload through the CIFAR batch reader
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     (folder / "data_batch_1").write_bytes(pickle.dumps({b"data": RunsCode(marker)}))
     with pytest.raises(InputError, match="refused global"):
-        data.load_cifar10(tmp_path)
+        cifar10.load_cifar10(tmp_path)
     assert not marker.exists()
 
 
 def test_select_classes_keeps_those_classes_relabelled_in_cifar_order():
     y = np.repeat(np.arange(10), 3)
     x = np.arange(30)
-    x_kept, y_kept, names = data.select_classes(x, y, ["ship", "airplane", "cat"], data.CIFAR10_CLASSES)
+    x_kept, y_kept, names = stratified.select_classes(x, y, ["ship", "airplane", "cat"], cifar10.CIFAR10_CLASSES)
     assert names == ("airplane", "cat", "ship")
     np.testing.assert_array_equal(x_kept, [0, 1, 2, 9, 10, 11, 24, 25, 26])
     np.testing.assert_array_equal(y_kept, [0, 0, 0, 1, 1, 1, 2, 2, 2])
     for bad in (["ship", "car"], ["ship", "ship"], []):
         with pytest.raises(InputError, match="expected distinct names from"):
-            data.select_classes(x, y, bad, data.CIFAR10_CLASSES)
+            stratified.select_classes(x, y, bad, cifar10.CIFAR10_CLASSES)
 
 
 def test_relabel_file_applies_names_or_numbers_and_is_recorded(tmp_path):
     y = np.array([0, 0, 0, 1, 2])
     (tmp_path / "fix.csv").write_text("index,label\n1,cat\n2,1\n4,cat\n")
-    y_new, record = data.apply_relabel_file(y, tmp_path / "fix.csv", data.BENCHMARK_CLASSES)
+    y_new, record = label_files.apply_relabel_file(y, tmp_path / "fix.csv", benchmark.BENCHMARK_CLASSES)
     assert y_new.tolist() == [0, 2, 1, 1, 2]
     assert y.tolist() == [0, 0, 0, 1, 2]  # the input is left alone
     assert record["rows"] == 3 and record["labels_changed"] == 2 and len(record["sha256"]) == 64
 
 
 def test_relabel_file_round_trips_through_the_writer(tmp_path):
-    data.write_relabel_file(tmp_path / "flagged.csv", [3, 0], [2, 1], data.BENCHMARK_CLASSES)
+    label_files.write_relabel_file(tmp_path / "flagged.csv", [3, 0], [2, 1], benchmark.BENCHMARK_CLASSES)
     assert (tmp_path / "flagged.csv").read_text().splitlines() == ["index,label", "3,cat", "0,truck"]
-    y_new, _ = data.apply_relabel_file(np.zeros(4, int), tmp_path / "flagged.csv", data.BENCHMARK_CLASSES)
+    y_new, _ = label_files.apply_relabel_file(np.zeros(4, int), tmp_path / "flagged.csv", benchmark.BENCHMARK_CLASSES)
     assert y_new.tolist() == [1, 0, 0, 2]
 
 
@@ -332,35 +333,35 @@ def test_relabel_file_round_trips_through_the_writer(tmp_path):
 def test_bad_relabel_rows_are_refused(tmp_path, row, message):
     (tmp_path / "fix.csv").write_text(f"index,label\n{row}\n")
     with pytest.raises(InputError, match=message):
-        data.apply_relabel_file(np.zeros(5, int), tmp_path / "fix.csv", data.BENCHMARK_CLASSES)
+        label_files.apply_relabel_file(np.zeros(5, int), tmp_path / "fix.csv", benchmark.BENCHMARK_CLASSES)
 
 
 def test_a_relabel_file_that_is_not_utf8_is_refused(tmp_path):
     (tmp_path / "fix.csv").write_bytes("index,label\n1,caf\xe9\n".encode("latin-1"))
     with pytest.raises(InputError, match="is not UTF-8 text"):
-        data.apply_relabel_file(np.zeros(5, int), tmp_path / "fix.csv", data.BENCHMARK_CLASSES)
+        label_files.apply_relabel_file(np.zeros(5, int), tmp_path / "fix.csv", benchmark.BENCHMARK_CLASSES)
 
 
 def test_npz_files_never_hold_pickles(tmp_path):
-    data.save_arrays(tmp_path / "a.npz", x=np.arange(3), names=np.array(["a", "b"]))
-    loaded = data.load_arrays(tmp_path / "a.npz")
+    npz.save_arrays(tmp_path / "a.npz", x=np.arange(3), names=np.array(["a", "b"]))
+    loaded = npz.load_arrays(tmp_path / "a.npz")
     assert loaded["x"].tolist() == [0, 1, 2] and loaded["names"].tolist() == ["a", "b"]
     with pytest.raises(ValueError, match="object arrays"):
-        data.save_arrays(tmp_path / "b.npz", x=np.array([{"a": 1}], dtype=object))
+        npz.save_arrays(tmp_path / "b.npz", x=np.array([{"a": 1}], dtype=object))
     np.savez(tmp_path / "pickled.npz", x=np.array([{"a": 1}], dtype=object))
     with pytest.raises(InputError, match="corrupt or unsafe"):
-        data.load_arrays(tmp_path / "pickled.npz")
+        npz.load_arrays(tmp_path / "pickled.npz")
     raw = (tmp_path / "a.npz").read_bytes()
     (tmp_path / "a.npz").write_bytes(raw[: len(raw) // 2])  # truncated
     with pytest.raises(InputError, match="corrupt or unsafe .npz \\(BadZipFile"):
-        data.load_arrays(tmp_path / "a.npz")
+        npz.load_arrays(tmp_path / "a.npz")
 
 
 @pytest.mark.skipif(not REAL_DATA, reason="set KERAS_APML_DATA to a CIFAR-10 directory to run the real-data smoke test")
 def test_real_cifar10_smoke():
-    (x_train, y_train), (x_test, y_test) = data.load_cifar10(REAL_DATA)
+    (x_train, y_train), (x_test, y_test) = cifar10.load_cifar10(REAL_DATA)
     assert x_train.shape == (50000, 32, 32, 3) and x_test.shape == (10000, 32, 32, 3)
     assert np.bincount(y_train).tolist() == [5000] * 10 and np.bincount(y_test).tolist() == [1000] * 10
-    bench = data.car_truck_cat(cifar=((x_train, y_train), (x_test, y_test)))
+    bench = benchmark.car_truck_cat(cifar=((x_train, y_train), (x_test, y_test)))
     assert np.bincount(bench.y_train).tolist() == [4949, 449, 227]
     assert np.bincount(bench.y_dev).tolist() == [551, 51, 23]

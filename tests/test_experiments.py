@@ -103,7 +103,7 @@ def make_corrupt_batches(root):
 def make_wrong_shape_tree(root):
     from PIL import Image
 
-    from keras_apml.data import CIFAR10_CLASSES
+    from keras_apml.cifar10 import CIFAR10_CLASSES
 
     for split in ("train", "test"):
         for name in CIFAR10_CLASSES:

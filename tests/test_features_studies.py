@@ -8,7 +8,7 @@ import pytest
 from conftest import run_command
 
 from keras_apml import label_noise, models
-from keras_apml.data import CIFAR10_CLASSES
+from keras_apml.cifar10 import CIFAR10_CLASSES
 from keras_apml.recipe import FEATURE_HEAD
 
 SEVEN = "airplane,bird,deer,dog,frog,horse,ship"

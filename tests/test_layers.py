@@ -9,9 +9,9 @@ PACKAGE = Path(__file__).parents[1] / "keras_apml"
 
 # Bottom first, as keras_apml/__init__.py describes them; a module may import its own layer's and those below.
 LAYERS = [
-    ("errors", "atomic", "progress", "machine", "cache", "safe_pickle"),
+    ("errors", "atomic", "progress", "machine", "cache", "safe_pickle", "image_files", "npz"),
     ("recipe", "imbalance", "noise"),
-    ("data", "folders", "augmentation", "pipeline"),
+    ("stratified", "label_files", "cifar10", "benchmark", "folders", "augmentation", "pipeline"),
     ("custom_objects", "keras_internals", "models", "evaluation", "optimization", "checkpoints", "devices", "plots"),
     ("trainer",),
     ("cluster", "features", "label_noise", "adversarial", "report"),

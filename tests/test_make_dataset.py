@@ -7,7 +7,7 @@ import pytest
 from conftest import run_command
 from PIL import Image
 
-from keras_apml import data, noise
+from keras_apml import benchmark, cifar10, noise
 from keras_apml.errors import InputError
 
 
@@ -22,7 +22,7 @@ def test_the_car_truck_cat_preset_draws_the_benchmarks_images_and_labels(image_t
     assert run_command("make_dataset", ["--data-dir", str(root), "--out", str(out), "--preset", "car_truck_cat",
                                         "--train-counts", "car=20,truck=4,cat=10",
                                         "--test-counts", "car=5,truck=2,cat=3"]) == 0
-    bench = data.car_truck_cat(cifar=data.load_cifar10(root), train_counts=(20, 4, 10), dev_counts=(5, 2, 3))
+    bench = benchmark.car_truck_cat(cifar=cifar10.load_cifar10(root), train_counts=(20, 4, 10), dev_counts=(5, 2, 3))
     labels = truth(out)
     names = ("car", "truck", "cat")
     sources = {"train": sorted((root / "train").glob("*/*.png")), "test": sorted((root / "test").glob("*/*.png"))}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import run_command
 
-from keras_apml import data, trainer
+from keras_apml import benchmark, label_files, npz, trainer
 
 
 def _metrics(out):
@@ -72,10 +72,10 @@ def test_label_noise_writes_a_relabel_file_that_train_can_apply(quick_run, image
     assert "5-fold out-of-fold probabilities from `flip+class_weight` models (1 epoch), each image's averaged with " \
            f"its mirror image's; cleanlab flagged {detection['train']['flagged']} of 281 training labels" in report
     assert "| train | 24 |" in report and "| train, round" not in report and "rounds, each after" not in report
-    saved = data.load_arrays(out / "out_of_fold_probabilities.npz")
+    saved = npz.load_arrays(out / "out_of_fold_probabilities.npz")
     assert saved["probabilities"].shape == (281, 3) and len(saved["flagged"]) == detection["train"]["flagged"]
-    bench = data.load_benchmark(root, 0, quick=True)
-    relabelled, record = data.apply_relabel_file(bench.y_train, out / "flagged_relabel.csv", bench.class_names)
+    bench = benchmark.load_benchmark(root, 0, quick=True)
+    relabelled, record = label_files.apply_relabel_file(bench.y_train, out / "flagged_relabel.csv", bench.class_names)
     assert record["rows"] == detection["train"]["flagged"]
     assert run_command("train", ["--data-dir", str(root), "--out", str(tmp_path / "t"), "--quick", "--quiet",
                                  "--relabel", str(out / "flagged_relabel.csv")]) == 0
@@ -102,7 +102,7 @@ def test_label_noise_on_course_pickles_has_no_truth_to_score_or_retrain_on(image
 
     monkeypatch.setattr(trainer, "train", recorded_train)
 
-    bench = data.load_benchmark(image_tree[0], 0, quick=True)
+    bench = benchmark.load_benchmark(image_tree[0], 0, quick=True)
     write_course_pickle(tmp_path / "train.pickle", bench.x_train, bench.y_train)
     write_course_pickle(tmp_path / "dev.pickle", bench.x_dev, bench.y_dev)
     out = tmp_path / "run"
@@ -243,5 +243,5 @@ def test_a_resumed_label_noise_run_detects_again_when_its_saved_probabilities_ar
     assert run_command("label_noise", ["--data-dir", str(image_tree[0]), "--out", str(out), "--quick",
                                        "--quiet"]) == 0
     assert detections == [1] and _metrics(out)["finished"]
-    assert data.load_arrays(saved)["probabilities"].shape == (len(data.load_benchmark(image_tree[0], quick=True)
+    assert npz.load_arrays(saved)["probabilities"].shape == (len(benchmark.load_benchmark(image_tree[0], quick=True)
                                                                   .y_train), 3)
