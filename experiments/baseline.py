@@ -26,10 +26,7 @@ def parse_args(argv=None):
     p = _flags.parser("baseline", __doc__.splitlines()[0])
     _flags.add_seed(p, "training seed")
     _flags.add_benchmark(p)
-    _flags.add_training(p, COURSE.epochs, COURSE.batch_size)
-    p.add_argument("--lr", type=_flags.number(0, low_open=True), default=COURSE.lr, help="SGD learning rate")
-    p.add_argument("--momentum", type=_flags.number(0, 1, high_open=True), default=COURSE.momentum,
-                   help="SGD momentum")
+    _flags.add_recipe(p, COURSE, models=("small_cnn",), model_help="the course's network")
     return p.parse_args(argv)
 
 
@@ -98,8 +95,7 @@ def baseline_comparison_section(rows, share=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    recipe = COURSE.replace(lr=args.lr, momentum=args.momentum, batch_size=args.batch_size or COURSE.batch_size,
-                            epochs=args.epochs or (1 if args.quick else COURSE.epochs))
+    recipe = _flags.resolve_recipe(args, COURSE)
 
     from sklearn.dummy import DummyClassifier
 
