@@ -35,7 +35,7 @@ def with_features(args, bench, mirror=True):
     extractor = models.feature_extractor(model)
     digest = features.file_sha256(args.features)
     _output.say(args, f"features: layer {extractor.layers[-1].name} of {args.features}, for every image"
-              f"{' and its mirror image' if mirror else ''} (cached)")
+                f"{' and its mirror image' if mirror else ''} (cached)")
     out, info = features.cached_outputs(
         extractor, {"train": bench.x_train, "dev": bench.x_dev}, key=f"{digest}:penultimate",
         about=f"penultimate features of {Path(args.features).name} ({digest[:12]}){', mirror-averaged' * mirror}, "
@@ -58,14 +58,14 @@ def load_benchmark(args, draw=0, streams=False):
         y_true = None if truth is None else folders_true(truth, paths, args)
         y_dev_true = None if truth is None else folders_true(truth, dev_paths, args)
         bench = benchmark.CarTruckCat(x, y, y_true, np.arange(len(y)), x_dev, y_dev, y_dev_true, np.arange(len(y_dev)),
-                                 class_names=found.class_names, paths_train=tuple(paths),
-                                 paths_dev=tuple(dev_paths))
+                                      class_names=found.class_names, paths_train=tuple(paths),
+                                      paths_dev=tuple(dev_paths))
         return benchmark.quick_benchmark(bench, _flags.QUICK_TRAIN, _flags.QUICK_TEST, draw) if args.quick else bench
     if any(_flags.given_folder_flags(args)):
         raise InputError(f"{', '.join(_flags.given_folder_flags(args))} concern your own image folders; --data-dir "
                          f"{args.data_dir or '(none)'} is not such a tree")
     return benchmark.load_benchmark(args.data_dir, draw, args.train_pickle, args.dev_pickle, quick=args.quick,
-                               verbose=_output.verbosity(args))
+                                    verbose=_output.verbosity(args))
 
 
 def train_and_test(found, root):
@@ -105,7 +105,7 @@ def load_folder(args, val_fraction, seed, streams=False):
     truth = folders.read_truth(args.true_labels, found.class_names) if args.true_labels else None
     if found.skipped:
         _output.say(args, f"note: {len(found.skipped)} unreadable file(s) left out (--skip-unreadable), e.g. "
-                  f"{found.skipped[0][0]} ({found.skipped[0][1]})")
+                    f"{found.skipped[0][0]} ({found.skipped[0][1]})")
     return found, truth
 
 

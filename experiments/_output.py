@@ -107,7 +107,7 @@ def finish_trained_model(run, name, model, train_result, splits, class_names, *,
 
     scoring_model, scoring_splits = scorer or (model, splits)
     split_metrics = {} if train_result.diverged else evaluation.evaluate_splits(scoring_model, scoring_splits,
-                                                                                 class_names)
+                                                                                class_names)
     if not train_result.diverged:
         run.save_model(model, model_file or f"{name}.keras")
     extra = dict(extra or {})

@@ -222,7 +222,7 @@ def eps_sweep_section(model_path, set_name, n, true_labels, use_predictions, pgd
 def targeted_section(attack, eps, rates, examples_png, count):
     """``experiments.adversarial``: examples and the success rate per target class."""
     table = report.markdown_table(["target", "images", "success rate"],
-                           [(t, r["images"], r["success_rate"]) for t, r in rates.items()])
+                                  [(t, r["images"], r["success_rate"]) for t, r in rates.items()])
     return f"## Examples and targeted attacks ({attack}, eps {eps:g})\n\n![{count} examples]({examples_png})\n\n{table}"
 
 
@@ -262,7 +262,7 @@ def main(argv=None):
     rates = targeted(model, x, scored, predicted, args, names)
     run.record("targeted", {"attack": args.attack, "eps": args.example_eps, "per_target": rates})
     run.add_section("targeted", targeted_section(args.attack, args.example_eps, rates,
-                                                        run.save_figure(figure, "examples.png"), count))
+                                                 run.save_figure(figure, "examples.png"), count))
     return _output.finish(run, args)
 
 

@@ -115,12 +115,12 @@ def main(argv=None):
 
     # dev is scored after every epoch for the curves only: nothing is chosen on it
     model, result, _ = trainer.train("none", bench.x_train, bench.y_train, recipe, seed=args.seed,
-                                       validation=(bench.x_dev, bench.y_dev), verbose=_output.verbosity(args))
+                                     validation=(bench.x_dev, bench.y_dev), verbose=_output.verbosity(args))
     splits = {"train": (bench.x_train, bench.y_train, bench.y_train_true),
               "dev": (bench.x_dev, bench.y_dev, bench.y_dev_true)}
     run.add_section("what", baseline_what_section(recipe.describe()))
     metrics = _output.finish_trained_model(run, "small_cnn", model, result, splits, names, model_file="baseline.keras",
-                                          extra={"recipe": recipe.to_dict()}, validation="dev (observed labels)")
+                                           extra={"recipe": recipe.to_dict()}, validation="dev (observed labels)")
     rows, share = [("always " + majority, always)], None
     if metrics:
         rows.append(("small_cnn", metrics["dev"]))

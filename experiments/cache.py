@@ -21,8 +21,8 @@ from keras_apml import cache
 def parse_args(argv=None):
     """The command line of this command."""
     p = _flags.ArgumentParser(prog="python -m experiments.cache", description=__doc__.splitlines()[0],
-                               formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
-                               epilog="\n".join(__doc__.splitlines()[6:]))
+                              formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
+                              epilog="\n".join(__doc__.splitlines()[6:]))
     p.add_argument("--clear", nargs="?", const="all", choices=("all", *cache.KINDS), default=None,
                    help="delete the entries of one kind, or all of them (no kind given)")
     return p.parse_args(argv)

@@ -45,7 +45,7 @@ def parse_args(argv=None):
     p = _flags.parser("cifar_transfer", __doc__.splitlines()[0])
     _flags.add_seed(p, "seed of the validation split and of every training")
     _flags.add_training(p, f"the recipe's: {CIFAR_CONVNET.epochs} (study), {CIFAR_CONVNET_FAST.epochs} (fast), "
-                            f"{AIRBENCH.epochs} (airbench); --quick: 1", "the recipe's")
+                        f"{AIRBENCH.epochs} (airbench); --quick: 1", "the recipe's")
     p.add_argument("--runs", type=_flags.names_list(RUN_CHOICES, "--runs"), default=["1", "2", "3", "vgg19"],
                    help="which runs: 1 raw, 2 standardised, 3 standardised+augmented, vgg19, airbench "
                         "(default: 1,2,3,vgg19)")
@@ -168,7 +168,7 @@ class Study:
 
         extra = {"recipe": self.recipes[name].to_dict(), **(extra or {})}
         _output.finish_trained_model(self.run, name, model, result, self.splits, self.names, extra=extra,
-                                    scorer=scorer, detail_splits=("test",), tag=name)
+                                     scorer=scorer, detail_splits=("test",), tag=name)
 
     def conv_run(self, name):
         """One run trained on the images: the conv net raw, standardised, or standardised and augmented; airbench."""
@@ -298,7 +298,7 @@ def main(argv=None):
     study = Study(args, run, splits, planned, distribution, gpu)
     samples = run.save_figure(plots.sample_grid(splits["train"][0], splits["train"][1], study.names), "samples.png")
     run.add_section("data", cifar_data_section({k: len(v[1]) for k, v in splits.items()},
-                                                      distribution.num_replicas_in_sync, gpu, samples, planned))
+                                               distribution.num_replicas_in_sync, gpu, samples, planned))
     names = [CONV_RUNS.get(r, r) for r in args.runs]
     step = progress.StudyProgress(len(names), args.quiet)
     for name in names:

@@ -223,7 +223,7 @@ def main(argv=None):
     run.record("network", {"test": network, "timing": {"extract_seconds": cache["seconds"]},
                            "feature_cache": cache["cache"]})
     run.add_section("features", features_section(model_path, layer, (feats["train"].shape, feats["test"].shape),
-                                                        cache, len(train_eval)))
+                                                 cache, len(train_eval)))
 
     rows = [("network (softmax)", None, network["accuracy"], network["balanced_accuracy"], None, None)]
     step = progress.StudyProgress(len(args.classifiers), args.quiet)

@@ -137,8 +137,8 @@ def sweep_section(sweep, results, tied, plot_png):
                      last(r, "val_loss"), val and val["balanced_accuracy"], true and true["balanced_accuracy"],
                      dev and dev["balanced_accuracy"], r["timing"]["fit_seconds"]))
     table = report.markdown_table(["setting", "status", "epochs", "train loss", "validation loss",
-                            "validation balanced acc.", "dev balanced acc. (true)", "dev balanced acc. (observed)",
-                            "fit seconds"], rows)
+                                   "validation balanced acc.", "dev balanced acc. (true)",
+                                   "dev balanced acc. (observed)", "fit seconds"], rows)
     if not tied:
         verdict = "**Every configuration diverged.**"
     elif len(tied) == 1:
@@ -196,7 +196,7 @@ def study(args, recipe, tasks):
     splits = {"validation": (*shared[2:4], None), "dev": shared[4:]}
     jobs = trainings(args, recipe, splits)
     run.add_section("base", hyperparams_base_section(recipe.describe(), args.strategy, len(fit_idx),
-                                                            len(val_idx), len(bench.y_dev)))
+                                                     len(val_idx), len(bench.y_dev)))
     step = progress.StudyProgress(len(jobs), args.quiet)
     work = [(label, (args.strategy, args.seed, *shared[:2], config),
              {"class_names": bench.class_names, "validation": splits["validation"][:2], **settings})

@@ -132,7 +132,7 @@ def study(args, recipe, tasks):
     best = max(scored, key=lambda n: scored[n]["balanced_accuracy"][0])
     if best not in first_models:  # its first seed was trained by an earlier call: the same seed trains it again
         model, result, _ = trainer.train(best, bench.x_train, bench.y_train, recipe, seed=args.seeds[0],
-                                           validation=(bench.x_dev, bench.y_dev))
+                                         validation=(bench.x_dev, bench.y_dev))
         first_models[best] = (model, result)
     model, result = first_models[best]
     model_file = "best_head.keras" if features else "best.keras"  # a head on features is no image model to attack
@@ -141,9 +141,9 @@ def study(args, recipe, tasks):
                       "recipe": recipe.to_dict(), "chosen_on": f"mean dev balanced accuracy, {label_note} labels"})
     descriptions = {n: STRATEGIES[n].description for n in args.strategies}
     run.add_section("strategies", strategies_section(recipe.describe(), args.seeds, descriptions, summaries,
-                                                            names, bars))
+                                                     names, bars))
     run.add_section("best", best_strategy_section(best, label_note, scored[best]["balanced_accuracy"],
-                                                         args.seeds[0]))
+                                                  args.seeds[0]))
     splits = {"dev": (bench.x_dev, bench.y_dev, bench.y_dev_true)}
     _output.add_model_report(run, f"best_{best}", evaluation.evaluate_splits(model, splits, names), names, model,
                              result, validation="dev (observed labels)")

@@ -85,7 +85,7 @@ def parse_args(argv=None):
     args.seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     args.repeats = args.repeats or (1 if args.quick else 3)
     args.detect_epochs = args.detect_epochs or (1 if args.quick else DETECT_EPOCHS_INIT if args.init else
-                                                 args.epochs or FEATURE_HEAD.epochs if args.features else DETECT_EPOCHS)
+                                                args.epochs or FEATURE_HEAD.epochs if args.features else DETECT_EPOCHS)
     if args.features:
         for flag, name in (("--detect-strategy", args.detect_strategy), ("--strategy", args.strategy)):
             if name is not None and not STRATEGIES[name].on_features:
@@ -122,10 +122,10 @@ def detect(run, args, bench, recipe, tasks):
     dev_flagged = label_noise.find_issues(bench.y_dev, dev_probabilities)
 
     npz.save_arrays(run.file(PROBABILITIES), probabilities=probabilities, labels=bench.y_train,
-                     flagged=flagged)
+                    flagged=flagged)
     label_files.write_relabel_file(run.file("flagged_relabel.csv"), flagged, suggested, names, bench.paths_train)
     label_files.write_relabel_file(run.file("flagged_dev_relabel.csv"), dev_flagged,
-                            dev_probabilities[dev_flagged].argmax(axis=1), names, bench.paths_dev)
+                                   dev_probabilities[dev_flagged].argmax(axis=1), names, bench.paths_dev)
     result = {"train": {"flagged": len(flagged)}, "dev": {"flagged": len(dev_flagged)},
               "rounds": [{"flagged": len(f)} for f in flags],
               "flagged_by_observed_and_suggested": _pairs(bench.y_train[flagged], suggested, names)}
@@ -167,7 +167,7 @@ def report_detection(run, bench, images, flagged, probabilities, detection, args
              "found least likely, least likely first")
     grid = run.save_figure(plots.image_grid(images[shown], captions, title=title), "flagged.png")
     run.add_section("detection", detection_section(detection, args, (len(bench.y_train), len(bench.y_dev)),
-                                                          grid))
+                                                   grid))
 
 
 def earlier_detection(run, bench):

@@ -33,8 +33,8 @@ PRESETS = {"car_truck_cat": {"classes": "car=automobile,truck,cat", "train_count
 def parse_args(argv=None):
     """The command line of this command."""
     p = _flags.ArgumentParser(prog="python -m experiments.make_dataset", description=__doc__.splitlines()[0],
-                               formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
-                               epilog="\n".join(__doc__.splitlines()[5:]))
+                              formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
+                              epilog="\n".join(__doc__.splitlines()[5:]))
     p.add_argument("--data-dir", required=True, help="the clean source tree")
     p.add_argument("--out", required=True, help="the new dataset's directory (must not exist)")
     p.add_argument("--preset", choices=tuple(PRESETS), default=None,

@@ -35,7 +35,7 @@ def parse_args(argv=None):
     _flags.add_seed(p)
     _flags.add_benchmark(p)
     _flags.add_recipe(p, DEFAULT, models=tuple(m for m in MODELS if m != "linear"),  # linear: on features only
-                       model_help="the network (default: small_cnn on the benchmark, cifar_convnet on CIFAR-10)")
+                      model_help="the network (default: small_cnn on the benchmark, cifar_convnet on CIFAR-10)")
     p.set_defaults(model=None)
     p.add_argument("--data", choices=("cifar10", "benchmark", "folder"), default=None,
                    help="CIFAR-10, the car/truck/cat benchmark built from it, or your own image folders at "
@@ -190,14 +190,14 @@ def main(argv=None):
     figures = [run.save_figure(fig, "class_distribution.png"),
                run.save_figure(plots.sample_grid(x_train, y_train, names), "samples.png")]
     run.add_section("data", data_section(recipe.describe(), describe_data(data_record), data_record["sizes"],
-                                                figures))
+                                         figures))
     callbacks = checkpoints.run_callbacks(run.path, early_stopping=args.early_stopping, keep_best=True,
                                           announce=lambda line: _output.say(args, line), tensorboard=args.tensorboard)
     result, y_fit, weights = trainer.fit(model, x_train, y_train, recipe, seed=args.seed,
                                          validation=splits["validation"][:2], callbacks=callbacks,
                                          verbose=_output.verbosity(args))
     _output.finish_trained_model(run, args.model, model, result, splits, names, model_file="model.keras",
-                                extra={"class_weight": weights, "fit_size": len(y_fit), "recipe": recipe.to_dict()})
+                                 extra={"class_weight": weights, "fit_size": len(y_fit), "recipe": recipe.to_dict()})
     return _output.finish(run, args)
 
 

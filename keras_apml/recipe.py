@@ -28,7 +28,7 @@ def setting(default, heading, *, flag=None, choices=None, bounds=None, words=Non
     not use it (by default: the value, unless it is None, "none" or 0).
     """
     return dataclasses.field(default=default, metadata={"heading": heading, "flag": flag, "choices": choices,
-                                                         "bounds": bounds, "words": words})
+                                                        "bounds": bounds, "words": words})
 
 
 def _uses_momentum(recipe):

@@ -64,7 +64,7 @@ class TrainResult:
 
 
 def fit_dataset(model, train_data, *, epochs, validation_data=None, steps_per_epoch=None, class_weight=None,
-        callbacks=(), verbose=1):
+                callbacks=(), verbose=1):
     """``model.fit`` plus divergence detection: the first epoch whose loss is NaN or infinite.
 
     TerminateOnNaN (always on) ends the run inside that epoch, whose NaN mean
@@ -136,29 +136,28 @@ def fit(model, x, y, recipe, *, seed=0, validation=None, callbacks=(), verbose=0
     ``x`` are uint8 images (or float features, which pass unscaled);
     ``validation`` is ``(x, y)``, scored after every epoch (its balanced
     accuracy logged as ``val_balanced_accuracy``, what
-    :class:`~keras_apml.checkpoints.BestEpoch` keeps the best epoch by); ``distribution`` a
-    tf.distribute strategy to compile under. Returns ``(TrainResult, labels fitted,
-    class weights or None)``.
+    :class:`~keras_apml.checkpoints.BestEpoch` keeps the best epoch by);
+    ``distribution`` a tf.distribute strategy to compile under. Returns
+    ``(TrainResult, labels fitted, class weights or None)``.
     """
     augmentation = Augmentation.from_string(recipe.augment, seed=seed) if recipe.augment else None
     ds, steps, weights, y_fit = pipeline.training_dataset(x, y, recipe.balance, recipe.batch_size, seed=seed,
                                                           augmentation=augmentation)
     steps_per_epoch = steps or math.ceil(len(y_fit) / recipe.batch_size)
     lr, schedule_callbacks = optimization.learning_rate_schedule(recipe.schedule, recipe.lr, recipe.epochs,
-                                                             steps_per_epoch)
+                                                                 steps_per_epoch)
     with distribution.scope() if distribution is not None else contextlib.nullcontext():
-        optimization.compile_model(model, optimization.make_optimizer(recipe.optimizer, lr, recipe.momentum,
-                                                              recipe.weight_decay, recipe.ema),
-                               jit_compile=jit_compile, steps_per_execution=steps_per_execution,
-                               label_smoothing=recipe.label_smoothing)
+        optimizer = optimization.make_optimizer(recipe.optimizer, lr, recipe.momentum, recipe.weight_decay, recipe.ema)
+        optimization.compile_model(model, optimizer, jit_compile=jit_compile, steps_per_execution=steps_per_execution,
+                                   label_smoothing=recipe.label_smoothing)
     ema_callbacks = [checkpoints.EMAWeights()] if recipe.ema is not None else []  # first: the rest see the average
     validation_data, scoring = None, []
     if validation is not None:
         validation_data = pipeline.make_dataset(*validation, recipe.batch_size)
         scoring = [evaluation.balanced_accuracy_callback({"val": validation})]  # before the callbacks that read it
     result = fit_dataset(model, ds, epochs=recipe.epochs, validation_data=validation_data, steps_per_epoch=steps,
-                          class_weight=weights, verbose=verbose,
-                          callbacks=[*ema_callbacks, *scoring, *schedule_callbacks, *callbacks])
+                         class_weight=weights, verbose=verbose,
+                         callbacks=[*ema_callbacks, *scoring, *schedule_callbacks, *callbacks])
     return result, y_fit, weights
 
 

@@ -406,7 +406,7 @@ def test_a_model_for_other_inputs_is_refused_before_the_run_opens(image_tree, tm
 
 @pytest.mark.slow
 def test_an_init_model_of_another_architecture_fails_a_study_before_its_run_opens(image_tree, finished_run,
-                                                                                   tmp_path, capsys):
+                                                                                  tmp_path, capsys):
     status = run_command("imbalance", ["--data-dir", str(image_tree[0]), "--init", str(finished_run[1]),
                                        "--model", "cifar_convnet", "--out", str(tmp_path / "run"), "--quick"])
     err = capsys.readouterr().err.splitlines()

@@ -66,6 +66,7 @@ def two_workers():
         yield tasks
 
 
+@pytest.mark.slow
 def test_fold_models_on_a_cluster_give_the_out_of_fold_probabilities_of_a_run_in_turn(two_workers):
     """Twice on one cluster, the same images shared again: the second call's tasks still find them."""
     y = np.repeat(np.arange(3), (40, 12, 8))
@@ -119,6 +120,7 @@ def test_bad_cluster_flags_are_one_error_line_before_anything_is_created(flags, 
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_task_whose_process_is_killed_is_reported_by_its_signal():
     import os
     import signal

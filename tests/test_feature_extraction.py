@@ -27,7 +27,7 @@ def quick(root, out, *extra):
 
 @pytest.mark.slow
 def test_features_are_extracted_once_then_read_from_the_cache(image_tree, transfer_model_file, tmp_path,
-                                                               monkeypatch):
+                                                              monkeypatch):
     root, _ = image_tree
     argv = ["--model", str(transfer_model_file), "--classifiers", "random_forest,knn"]
     assert run_command("feature_extraction", quick(root, tmp_path / "a", *argv)) == 0

@@ -22,6 +22,7 @@ def backbone(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_the_feature_head_finds_planted_label_errors_on_separable_features():
     rng = np.random.default_rng(0)
     y_true = np.repeat([0, 1, 2], [240, 40, 40])  # imbalanced, as the benchmark

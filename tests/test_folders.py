@@ -201,7 +201,7 @@ def test_train_runs_on_a_four_class_48x48_folder_dataset(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("argv, message", [
     (["--data", "benchmark", "--image-size", "48"], "--image-size concerns your own image folders: they need --data "
-                                                     "folder"),
+     "folder"),
     (["--data", "folder", "--relabel", "missing.csv"], "cannot read relabel file missing.csv"),
     (["--data", "folder", "--image-size", "7"], "argument --image-size: expected a size like 48 or 48x64 with sides"),
     (["--data", "folder", "--model", "cifar_convnet", "--image-size", "16"], "cifar_convnet cannot take 16x16 images"),
@@ -261,9 +261,9 @@ def test_past_the_memory_budget_images_stay_in_their_files_and_predict_the_same(
     same = evaluation.predict_proba(model, x_test_arrays), evaluation.predict_proba(model, x_test_files)
     assert np.array_equal(*same)
     result, _, _ = trainer.fit(trainer.build(small, streamed.splits["train"][0], 3, seed=0),
-                              streamed.splits["train"][0], streamed.splits["train"][1],
-                              small.replace(balance="oversample"),
-                              validation=streamed.splits["val"][:2])
+                               streamed.splits["train"][0], streamed.splits["train"][1],
+                               small.replace(balance="oversample"),
+                               validation=streamed.splits["val"][:2])
     assert result.epochs_run == 1 and len(result.history["val_balanced_accuracy"]) == 1
     with pytest.raises(InputError, match="--balance smote resamples images in memory"):
         trainer.fit(model, streamed.splits["train"][0], streamed.splits["train"][1], small.replace(balance="smote"))

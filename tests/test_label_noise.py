@@ -122,6 +122,7 @@ def test_each_round_of_flagging_trains_without_the_round_befores_flags(monkeypat
         label_noise.flag_in_rounds(None, y, FIT_PREDICT, rounds=0)
 
 
+@pytest.mark.slow
 def test_repeated_out_of_fold_probabilities_average_the_repeats(skewed):
     x, y = skewed
     seen = []

@@ -48,4 +48,4 @@ def test_predicting_in_steps_gives_what_one_predict_gives(capsys):
         np.testing.assert_allclose(stepped[k], whole[k], rtol=1e-6, atol=1e-7)
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(" (")[0] for line in lines] == ["train: 32/70 images", "train: 64/70 images",
-                                                         "train: 70/70 images"]
+                                                       "train: 70/70 images"]

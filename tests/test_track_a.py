@@ -213,7 +213,7 @@ def test_a_resumed_label_noise_run_keeps_its_detection(quick_run, image_tree, tm
     monkeypatch.setattr(label_noise, "flag_in_rounds", no_detection)
     retrained, train = [], trainer.train
     monkeypatch.setattr(trainer, "train", lambda name, x, y, *a, **k: retrained.append(len(y)) or train(name, x, y,
-                                                                                                      *a, **k))
+                                                                                                        *a, **k))
     assert run_command("label_noise", ["--data-dir", str(image_tree[0]), "--out", str(out), "--quick",
                                        "--quiet"]) == 0
     after = _metrics(out)
@@ -244,4 +244,4 @@ def test_a_resumed_label_noise_run_detects_again_when_its_saved_probabilities_ar
                                        "--quiet"]) == 0
     assert detections == [1] and _metrics(out)["finished"]
     assert npz.load_arrays(saved)["probabilities"].shape == (len(benchmark.load_benchmark(image_tree[0], quick=True)
-                                                                  .y_train), 3)
+                                                                 .y_train), 3)

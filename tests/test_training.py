@@ -84,7 +84,7 @@ def interrupted_after_two_of_four_epochs(tmp_path):
     x, y = data()
     with pytest.raises(KeyboardInterrupt):
         trainer.fit_dataset(new_model(), keras_dataset(x, y), epochs=4,
-                     callbacks=checkpoints.run_callbacks(tmp_path) + [Interrupt()], verbose=0)
+                            callbacks=checkpoints.run_callbacks(tmp_path) + [Interrupt()], verbose=0)
     return x, y
 
 
@@ -94,7 +94,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
                                                                        "epoch-000002.weights.h5"]
     announced = []
     resumed = trainer.fit_dataset(new_model(), keras_dataset(x, y), epochs=4,
-                           callbacks=checkpoints.run_callbacks(tmp_path, announce=announced.append), verbose=0)
+                                  callbacks=checkpoints.run_callbacks(tmp_path, announce=announced.append), verbose=0)
     assert announced == ["training: resuming from its backup after epoch 2"]
     assert len(resumed.history["loss"]) == 4 and resumed.epochs_run == 4 and resumed.resumed_from == 2  # the whole run
     assert resumed.seconds > 0 and "epoch_seconds" not in resumed.history
@@ -110,7 +110,7 @@ def test_a_backup_that_does_not_load_is_set_aside_and_the_one_before_is_taken(tm
     newest.write_bytes(newest.read_bytes()[:1000])  # a kill in the middle of a write that was not atomic
     announced = []
     resumed = trainer.fit_dataset(new_model(), keras_dataset(x, y), epochs=4,
-                           callbacks=checkpoints.run_callbacks(tmp_path, announce=announced.append), verbose=0)
+                                  callbacks=checkpoints.run_callbacks(tmp_path, announce=announced.append), verbose=0)
     assert announced == ["training: resuming from its backup after epoch 1"]
     assert resumed.resumed_from == 1 and len(resumed.history["loss"]) == 4
     assert (tmp_path / "backup" / "epoch-000002.weights.h5.bad").is_file()
@@ -143,7 +143,7 @@ def test_a_full_disk_while_backing_up_leaves_the_earlier_backup_whole(tmp_path, 
     keras.utils.set_random_seed(0)
     fresh = optimization.compile_model(models.small_cnn(), optimization.make_optimizer("adam", 1e-3))
     resumed = trainer.fit_dataset(fresh, keras_dataset(x, y), epochs=2, callbacks=checkpoints.run_callbacks(tmp_path),
-                           verbose=0)
+                                  verbose=0)
     assert resumed.resumed_from == 1 and len(resumed.history["loss"]) == 2
 
 
@@ -178,7 +178,8 @@ def test_the_best_validation_epoch_is_the_one_kept(tmp_path):
     scripted = Scripted([0.3, 0.6, 0.4, 0.6])  # epoch 2 best; epoch 4 only ties it
     model = new_model()
     result = trainer.fit_dataset(model, keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=4,
-                          callbacks=[scripted, *checkpoints.run_callbacks(tmp_path, keep_best=True)], verbose=0)
+                                 callbacks=[scripted, *checkpoints.run_callbacks(tmp_path, keep_best=True)],
+                                 verbose=0)
     assert result.best_epoch == 2 and result.to_dict()["best_epoch"] == 2 and result.epochs_run == 4
     assert same_weights(model.get_weights(), scripted.weights[2])
     assert not same_weights(model.get_weights(), scripted.weights[4])
@@ -191,7 +192,8 @@ def test_early_stopping_stops_after_its_patience_and_keeps_the_best(tmp_path):
     scripted = Scripted([0.5, 0.7, 0.6, 0.65, 0.9, 0.9])
     model = new_model()
     result = trainer.fit_dataset(model, keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=6,
-                          callbacks=[scripted, *checkpoints.run_callbacks(tmp_path, early_stopping=2)], verbose=0)
+                                 callbacks=[scripted, *checkpoints.run_callbacks(tmp_path, early_stopping=2)],
+                                 verbose=0)
     assert result.epochs_run == 4 and result.best_epoch == 2
     assert same_weights(model.get_weights(), scripted.weights[2])
 
@@ -203,12 +205,13 @@ def test_a_resumed_run_keeps_the_best_epoch_of_all_its_calls(tmp_path, stop_afte
     first = Scripted(values)
     with pytest.raises(KeyboardInterrupt):
         trainer.fit_dataset(new_model(), keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=4,
-                     callbacks=[first, *checkpoints.run_callbacks(tmp_path, keep_best=True), StopAfter(stop_after)],
-                     verbose=0)
+                            callbacks=[first, *checkpoints.run_callbacks(tmp_path, keep_best=True),
+                                       StopAfter(stop_after)], verbose=0)
     second = Scripted(values)
     model = new_model()
     result = trainer.fit_dataset(model, keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=4,
-                          callbacks=[second, *checkpoints.run_callbacks(tmp_path, keep_best=True)], verbose=0)
+                                 callbacks=[second, *checkpoints.run_callbacks(tmp_path, keep_best=True)],
+                                 verbose=0)
     assert result.resumed_from == stop_after and result.best_epoch == best
     assert same_weights(model.get_weights(), first.weights[best])
     assert sorted(second.weights) == list(range(stop_after + 1, 5))
@@ -219,14 +222,15 @@ def test_a_damaged_best_file_is_reported_and_the_best_is_taken_from_the_epochs_l
     values = [0.3, 0.6, 0.4, 0.5]
     with pytest.raises(KeyboardInterrupt):
         trainer.fit_dataset(new_model(), keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=4,
-                     callbacks=[Scripted(values), *checkpoints.run_callbacks(tmp_path, keep_best=True), StopAfter(3)],
-                     verbose=0)
+                            callbacks=[Scripted(values), *checkpoints.run_callbacks(tmp_path, keep_best=True),
+                                       StopAfter(3)], verbose=0)
     best = tmp_path / "backup" / "best-epoch-000002.npz"
     best.write_bytes(best.read_bytes()[:100])
     second = Scripted(values)
     model = new_model()
     result = trainer.fit_dataset(model, keras_dataset(x, y), validation_data=keras_dataset(x, y), epochs=4,
-                          callbacks=[second, *checkpoints.run_callbacks(tmp_path, keep_best=True)], verbose=0)
+                                 callbacks=[second, *checkpoints.run_callbacks(tmp_path, keep_best=True)],
+                                 verbose=0)
     assert result.best_epoch == 4 and same_weights(model.get_weights(), second.weights[4])
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "best epoch so far (2) are missing or damaged" in err[0]
