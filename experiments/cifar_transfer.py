@@ -19,6 +19,7 @@ of each image and its mirror image), beside the plain figure, never in its place
 
 from experiments import _contract, _data, _flags, _output
 from keras_apml import progress, report
+from keras_apml.folders import VAL_FRACTION
 from keras_apml.recipe import (
     AIRBENCH,
     CIFAR_AUGMENT,
@@ -132,7 +133,7 @@ def load_splits(args):
     (x, y), (x_test, y_test) = _data.load_cifar10(args)
     x, y = _data.quick_subset(args, x, y, _flags.QUICK_TRAIN)
     x_test, y_test = _data.quick_subset(args, x_test, y_test, _flags.QUICK_TEST)
-    train_idx, val_idx = stratified.validation_split(y, 0.2, args.seed)
+    train_idx, val_idx = stratified.validation_split(y, VAL_FRACTION, args.seed)
     return {"train": (x[train_idx], y[train_idx], None), "validation": (x[val_idx], y[val_idx], None),
             "test": (x_test, y_test, None)}
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments import _contract, _data, _flags, _output
+from keras_apml.folders import VAL_FRACTION
 from keras_apml.recipe import BALANCE, MODELS, Recipe
 
 DEFAULT = Recipe(model="small_cnn", batch_size=64, epochs=20)  # --model: small_cnn on the benchmark, else cifar_convnet
@@ -36,7 +37,6 @@ def parse_args(argv=None):
     _flags.add_benchmark(p)
     _flags.add_recipe(p, DEFAULT, models=tuple(m for m in MODELS if m != "linear"),  # linear: on features only
                       model_help="the network (default: small_cnn on the benchmark, cifar_convnet on CIFAR-10)")
-    p.set_defaults(model=None)
     p.add_argument("--data", choices=("cifar10", "benchmark", "folder"), default=None,
                    help="CIFAR-10, the car/truck/cat benchmark built from it, or your own image folders at "
                         "--data-dir (default: folder when --data-dir is an image-folder tree other than CIFAR-10's, "
@@ -58,7 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--early-stopping", type=_flags.positive_int(100_000), default=None, metavar="PATIENCE",
                    help="stop once validation balanced accuracy has not improved for this many epochs (default: "
                         "off); either way the model keeps the weights of its best validation epoch")
-    p.add_argument("--val-split", type=_flags.number(0, 1, low_open=True, high_open=True), default=0.2,
+    p.add_argument("--val-split", type=_flags.number(0, 1, low_open=True, high_open=True), default=VAL_FRACTION,
                    help="validation fraction of the training images (stratified, seeded; your own folders: of "
                         "the images left after the test split, unless the tree has val/)")
     p.add_argument("--relabel", default=None, metavar="CSV",

@@ -37,7 +37,7 @@ from keras_apml.label_files import read_csv
 from keras_apml.progress import StepProgress
 
 SPLIT_FOLDERS = ("train", "val", "test")
-VAL_FRACTION, TEST_FRACTION = 0.1, 0.2
+VAL_FRACTION, TEST_FRACTION = 0.2, 0.2  # as experiments.train's --val-split and the studies' test split
 MAX_SIDE = 4096  # larger images are refused from their header, before a pixel is decoded (decompression bombs)
 
 
