@@ -6,7 +6,7 @@ tf.data map (online) or materialises augmented copies (offline). Images are
 float32 in [0, 1].
 """
 
-import inspect
+import dataclasses
 import math
 
 import keras
@@ -53,6 +53,7 @@ class RandomBrightnessScale(keras.layers.Layer):
                 "value_range": self.value_range, "seed": self.seed}
 
 
+@dataclasses.dataclass(frozen=True, repr=False)
 class Augmentation:
     """An augmentation spec with ImageDataGenerator's argument names, built from Keras layers.
 
@@ -65,81 +66,59 @@ class Augmentation:
     default, bilinear) resamples shifted pixels, 0 (nearest) keeps them whole,
     so a shifted image stays as sharp as the original. Colour jitter: ``contrast_range``,
     ``saturation_range`` and ``hue_range`` are factors for
-    ``keras.layers.RandomColorJitter``.
+    ``keras.layers.RandomColorJitter``. Each value is checked (and a zoom
+    written as z stored as its pair) when the spec is made.
     """
 
-    def __init__(
-        self,
-        *,
-        rotation_range=0.0,
-        width_shift_range=0.0,
-        height_shift_range=0.0,
-        shear_range=0.0,
-        zoom_range=0.0,
-        horizontal_flip=False,
-        vertical_flip=False,
-        brightness_range=None,
-        fill_mode="nearest",
-        cval=0.0,
-        interpolation_order=1,
-        contrast_range=None,
-        saturation_range=None,
-        hue_range=None,
-        seed=None,
-        **unknown,
-    ):
-        for name in unknown:
-            why = "an ImageDataGenerator argument this spec does not support" if name in UNSUPPORTED else "unknown"
-            raise InputError(f"augmentation argument {name!r} is {why}; supported: {', '.join(self.arguments())}")
-        rotation_range = _number("rotation_range", rotation_range, 0, 180)
-        width_shift_range = _number("width_shift_range", width_shift_range, 0, 1, high_open=True)
-        height_shift_range = _number("height_shift_range", height_shift_range, 0, 1, high_open=True)
-        shear_range = _number("shear_range", shear_range, 0, 90, high_open=True)  # degrees: tan(90) is infinite
-        cval = _number("cval", cval, 0, 1)  # a fill value of the [0, 1] images
-        for name, value in (("horizontal_flip", horizontal_flip), ("vertical_flip", vertical_flip)):
-            if not isinstance(value, bool):
-                raise InputError(f"augmentation argument {name} is true or false, got {value!r}")
-        if fill_mode not in FILL_MODES:
-            raise InputError(f"fill_mode must be one of {FILL_MODES}, got {fill_mode!r}")
-        if isinstance(interpolation_order, bool) or interpolation_order not in INTERPOLATIONS:
-            raise InputError(f"interpolation_order must be 0 (nearest) or 1 (bilinear), got {interpolation_order!r}")
-        if isinstance(zoom_range, tuple):
-            lower, upper = _pair("zoom_range", zoom_range, 0, None)
-            if lower == 0:
-                raise InputError(f"zoom_range factors must be above 0, got {zoom_range}")
-            zoom_range = (lower, upper)
-        else:
-            zoom = _number("zoom_range", zoom_range, 0, 1, high_open=True)
-            zoom_range = (1.0 - zoom, 1.0 + zoom) if zoom else None
-        if brightness_range is not None:
-            brightness_range = _pair("brightness_range", brightness_range, 0, None)
-        jitter = {}
-        for name, value in (("contrast_range", contrast_range), ("saturation_range", saturation_range),
-                            ("hue_range", hue_range)):
+    rotation_range: float = 0.0
+    width_shift_range: float = 0.0
+    height_shift_range: float = 0.0
+    shear_range: float = 0.0
+    zoom_range: float | tuple | None = 0.0
+    horizontal_flip: bool = False
+    vertical_flip: bool = False
+    brightness_range: tuple | None = None
+    fill_mode: str = "nearest"
+    cval: float = 0.0
+    interpolation_order: int = 1
+    contrast_range: float | tuple | None = None
+    saturation_range: float | tuple | None = None
+    hue_range: float | tuple | None = None
+    seed: int | None = None
+
+    def __post_init__(self):
+        checked = {
+            "rotation_range": _number("rotation_range", self.rotation_range, 0, 180),
+            "width_shift_range": _number("width_shift_range", self.width_shift_range, 0, 1, high_open=True),
+            "height_shift_range": _number("height_shift_range", self.height_shift_range, 0, 1, high_open=True),
+            "shear_range": _number("shear_range", self.shear_range, 0, 90, high_open=True),  # tan(90) is infinite
+            "cval": _number("cval", self.cval, 0, 1),  # a fill value of the [0, 1] images
+            "zoom_range": _zoom(self.zoom_range),
+        }
+        for name in ("horizontal_flip", "vertical_flip"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"augmentation argument {name} is true or false, got {getattr(self, name)!r}")
+        if self.fill_mode not in FILL_MODES:
+            raise InputError(f"fill_mode must be one of {FILL_MODES}, got {self.fill_mode!r}")
+        if isinstance(self.interpolation_order, bool) or self.interpolation_order not in INTERPOLATIONS:
+            raise InputError(f"interpolation_order must be 0 (nearest) or 1 (bilinear), got "
+                             f"{self.interpolation_order!r}")
+        checked["interpolation_order"] = int(self.interpolation_order)
+        if self.brightness_range is not None:
+            checked["brightness_range"] = _pair("brightness_range", self.brightness_range, 0, None)
+        for name in ("contrast_range", "saturation_range", "hue_range"):
+            value = getattr(self, name)
             if value is not None:
-                jitter[name] = _pair(name, value, 0, 1) if isinstance(value, tuple) else _number(name, value, 0, 1)
-        contrast_range, saturation_range, hue_range = (jitter.get(k) for k in ("contrast_range", "saturation_range",
-                                                                               "hue_range"))
-        self.params = dict(
-            rotation_range=rotation_range, width_shift_range=width_shift_range,
-            height_shift_range=height_shift_range, shear_range=shear_range,
-            zoom_range=zoom_range,
-            horizontal_flip=horizontal_flip, vertical_flip=vertical_flip,
-            brightness_range=brightness_range,
-            fill_mode=fill_mode, cval=cval, interpolation_order=int(interpolation_order), contrast_range=contrast_range,
-            saturation_range=saturation_range, hue_range=hue_range, seed=seed,
-        )
+                checked[name] = _pair(name, value, 0, 1) if isinstance(value, tuple) else _number(name, value, 0, 1)
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
         if not self.layers().layers:
             raise InputError(f"the augmentation spec augments nothing: {self!r}")
 
     @staticmethod
     def arguments():
         """The argument names this spec accepts."""
-        return [
-            "rotation_range", "width_shift_range", "height_shift_range", "shear_range", "zoom_range",
-            "horizontal_flip", "vertical_flip", "brightness_range", "fill_mode", "cval", "interpolation_order",
-            "contrast_range", "saturation_range", "hue_range", "seed",
-        ]
+        return [field.name for field in dataclasses.fields(Augmentation)]
 
     @classmethod
     def from_string(cls, text, seed=None):
@@ -150,6 +129,10 @@ class Augmentation:
             name = name.strip()
             if name == "seed":
                 raise InputError("the augmentation's seed is the run's (--seed), not part of the spec")
+            if name not in cls.arguments():
+                why = "an ImageDataGenerator argument this spec does not support" if name in UNSUPPORTED else \
+                    "unknown"
+                raise InputError(f"augmentation argument {name!r} is {why}; supported: {', '.join(cls.arguments())}")
             if name in kwargs:
                 raise InputError(f"augmentation argument {name!r} is given twice")
             try:
@@ -161,17 +144,14 @@ class Augmentation:
         return cls(seed=seed, **kwargs)
 
     def __repr__(self):
-        defaults = {k: v.default for k, v in inspect.signature(Augmentation).parameters.items()}
-        active = {k: v for k, v in self.params.items() if (v is not None and v != defaults[k]) or k == "fill_mode"}
+        default = {field.name: field.default for field in dataclasses.fields(self)} | {"zoom_range": None}  # checked
+        active = {name: value for name, value in dataclasses.asdict(self).items()
+                  if (value is not None and value != default[name]) or name == "fill_mode"}
         return f"Augmentation({', '.join(f'{k}={v!r}' for k, v in active.items())})"
-
-    def to_config(self):
-        """The spec's arguments as a JSON-ready dict."""
-        return dict(self.params)
 
     def layers(self):
         """Build the spec as a ``keras.layers.Pipeline`` of preprocessing layers."""
-        p, seed = self.params, self.params["seed"]
+        p, seed = dataclasses.asdict(self), self.seed
         fill = dict(fill_mode=p["fill_mode"], fill_value=p["cval"],
                     interpolation=INTERPOLATIONS[p["interpolation_order"]], seed=seed)
         layers = []
@@ -220,6 +200,19 @@ class Augmentation:
 def _number(name, value, low, high, high_open=False):
     """One augmentation argument: a finite number in [low, high] (or [low, high))."""
     return check_number(f"augmentation argument {name}", value, low, high, high_open=high_open)
+
+
+def _zoom(value):
+    """ImageDataGenerator's zoom_range: a z in [0, 1) as the factors (1 - z, 1 + z), a pair as it is; 0: None."""
+    if isinstance(value, tuple):
+        lower, upper = _pair("zoom_range", value, 0, None)
+        if lower == 0:
+            raise InputError(f"zoom_range factors must be above 0, got {value}")
+        return lower, upper
+    if value is None:
+        return None
+    zoom = _number("zoom_range", value, 0, 1, high_open=True)
+    return (1.0 - zoom, 1.0 + zoom) if zoom else None
 
 
 def _pair(name, value, low, high):

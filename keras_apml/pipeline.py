@@ -12,7 +12,6 @@ from imblearn.over_sampling import SMOTE, RandomOverSampler
 from imblearn.under_sampling import RandomUnderSampler
 from sklearn.utils.class_weight import compute_class_weight
 
-from keras_apml.augmentation import Augmentation  # noqa: F401  (public here, defined there)
 from keras_apml.errors import InputError
 from keras_apml.folders import FileImages, decode
 from keras_apml.recipe import BALANCE, RESAMPLERS
@@ -49,7 +48,7 @@ def make_dataset(x, y=None, batch_size=32, shuffle=False, seed=None, augmentatio
     """Turn arrays into a batched, prefetched ``tf.data.Dataset``; uint8 images become float32 in [0, 1].
 
     Float arrays (cached features, say) pass unscaled. ``augmentation`` (an
-    :class:`Augmentation`) runs on each batch inside the map. Images left in
+    :class:`~keras_apml.augmentation.Augmentation`) runs on each batch inside the map. Images left in
     their files (:class:`keras_apml.folders.FileImages`) are shuffled as paths
     and decoded as they stream.
     """

@@ -6,6 +6,7 @@ import pytest
 from conftest import TINY
 
 from keras_apml import imbalance, models, pipeline, trainer
+from keras_apml.augmentation import Augmentation
 from keras_apml.errors import InputError
 from keras_apml.recipe import Recipe
 
@@ -34,7 +35,7 @@ def test_oversampling_in_tf_data_keeps_an_epoch_of_the_original_size(skewed):
 
 def test_offline_augmentation_copies_every_class_but_the_largest(skewed):
     x, y = skewed
-    spec = pipeline.Augmentation.from_string(imbalance.AUGMENT, seed=0)
+    spec = Augmentation.from_string(imbalance.AUGMENT, seed=0)
     x_aug, y_aug = imbalance.augment_minority(x, y, spec, copies=2)
     assert np.bincount(y_aug).tolist() == [120, 60, 30] and x_aug.shape == (210, 32, 32, 3)
     np.testing.assert_array_equal(x_aug[:120], x[:120])  # cars untouched

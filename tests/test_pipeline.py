@@ -6,8 +6,8 @@ import pytest
 from conftest import synthetic_images
 
 from keras_apml import pipeline
+from keras_apml.augmentation import Augmentation
 from keras_apml.errors import InputError
-from keras_apml.pipeline import Augmentation
 
 
 def imbalanced(counts=(90, 6, 4), seed=0):
@@ -186,9 +186,18 @@ def test_offline_augmentation_appends_copies():
     assert not np.array_equal(xa[10:20], x)
 
 
+@pytest.mark.parametrize("spec, message", [
+    ("zca_whitening", "'zca_whitening' is an ImageDataGenerator argument this spec does not support"),
+    ("rotaton_range=10", "'rotaton_range' is unknown; supported: rotation_range, width_shift_range"),
+])
+def test_arguments_a_spec_does_not_take_are_refused_by_name(spec, message):
+    with pytest.raises(InputError, match=message):
+        Augmentation.from_string(spec)
+    with pytest.raises(TypeError, match="unexpected keyword argument"):  # from Python: as any dataclass
+        Augmentation(**{spec.split("=")[0]: True})
+
+
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(zca_whitening=True), "'zca_whitening' is an ImageDataGenerator argument this spec does not support"),
-    (dict(rotaton_range=10), "'rotaton_range' is unknown"),
     (dict(fill_mode="mirror"), "fill_mode must be one of"),
     (dict(width_shift_range=4), "width_shift_range must lie in \\[0, 1\\), got 4"),
     (dict(rotation_range="ten"), "rotation_range must be a finite number, got 'ten'"),
@@ -204,7 +213,10 @@ def test_unsupported_augmentation_arguments_are_refused_by_name(kwargs, message)
 
 def test_augmentation_spec_parses_from_the_command_line():
     spec = Augmentation.from_string("horizontal_flip,width_shift_range=0.125,fill_mode=constant,zoom_range=0.9:1.2")
-    assert spec.params["horizontal_flip"] is True and spec.params["width_shift_range"] == 0.125
-    assert spec.params["fill_mode"] == "constant" and spec.params["zoom_range"] == (0.9, 1.2)
+    assert spec.horizontal_flip is True and spec.width_shift_range == 0.125
+    assert spec.fill_mode == "constant" and spec.zoom_range == (0.9, 1.2)
+    assert spec == Augmentation(horizontal_flip=True, width_shift_range=0.125, fill_mode="constant",
+                                zoom_range=(0.9, 1.2))  # a frozen dataclass: equal specs compare equal
+    assert Augmentation(zoom_range=0.1).zoom_range == (0.9, 1.1)  # ImageDataGenerator's z, stored as its factors
     with pytest.raises(InputError, match="cannot parse augmentation argument 'zoom_range=a:b'"):
         Augmentation.from_string("zoom_range=a:b")
