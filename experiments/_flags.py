@@ -115,10 +115,29 @@ def scheduler_address(text):
     return text if "://" in text else f"tcp://{text}"
 
 
-def add_seeds(p, what):
-    """--seeds: several seeds, each a training of its own."""
+def add_seeds(p, what, defaults, quick):
+    """--seeds: several seeds, each a training of its own (``defaults`` and ``quick``: the study's blocks)."""
     p.add_argument("--seeds", type=seed_list, default=None,
-                   help=f"comma-separated seeds of {what} (default: 0,1,2; --quick: 0)")
+                   help=f"comma-separated seeds of {what} (default: {shown(defaults['seeds'])}; --quick: "
+                        f"{shown(quick['seeds'])})")
+
+
+def shown(value):
+    """A default as a help string shows it: a list comma-separated."""
+    return ",".join(map(str, value)) if isinstance(value, list) else value
+
+
+def resolve_defaults(args, defaults, *cases):
+    """Give every flag left at None its default: from ``defaults``, overridden by each ``(applies, values)`` of
+    ``cases`` that applies, in order (the last wins). The one place a study's defaults are resolved."""
+    chosen = dict(defaults)
+    for applies, values in cases:
+        if applies:
+            chosen.update(values)
+    for name, value in chosen.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
 
 
 def add_training(p, epochs, batch_size):

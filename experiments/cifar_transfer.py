@@ -35,7 +35,9 @@ CONV_RUNS = {"1": "1_raw", "2": "2_standardized", "3": "3_augmented"}
 RUN_CHOICES = (*CONV_RUNS, "vgg19", "airbench")
 CONV_RECIPES = {"study": CIFAR_CONVNET, "fast": CIFAR_CONVNET_FAST}  # the study's recipe, or what airbench taught
 AUGMENT, HEAD = CIFAR_AUGMENT, VGG19_HEAD
-FINE_TUNE_LR, FINE_TUNE_EPOCHS = 1e-5, 5
+# The defaults the recipes do not hold, then what --quick changes.
+DEFAULTS = {"head_epochs": HEAD.epochs, "fine_tune_epochs": 5, "fine_tune_lr": 1e-5}
+QUICK = {"head_epochs": 1, "fine_tune_epochs": 1}
 # Test accuracy the study reported on the original (lossless) CIFAR-10.
 STUDY = {"1_raw": "70.81%", "2_standardized": "73.26%", "3_augmented": "82%",
          "vgg19": "73.31% (first head), 77.56% (best head)", "vgg19_finetune": "—", "airbench": "—"}
@@ -68,7 +70,7 @@ def parse_args(argv=None):
                         "they come): ImageNet features of 32x32 images are weak; larger inputs cost (SIZE/32)^2 "
                         "as much")
     p.add_argument("--head-epochs", type=_flags.positive_int(100_000), default=None,
-                   help=f"VGG19 head epochs (default: {HEAD.epochs}; --quick: 1)")
+                   help=f"VGG19 head epochs (default: {DEFAULTS['head_epochs']}; --quick: {QUICK['head_epochs']})")
     p.add_argument("--head-lr", type=_flags.number(0, low_open=True), default=HEAD.lr,
                    help="VGG19 head Adam learning rate")
     p.add_argument("--head-batch-size", type=_flags.positive_int(2 ** 20), default=HEAD.batch_size,
@@ -78,9 +80,10 @@ def parse_args(argv=None):
     p.add_argument("--fine-tune", action="store_true",
                    help="then unfreeze VGG19 block4 and train on at a low learning rate")
     p.add_argument("--fine-tune-epochs", type=_flags.positive_int(100_000), default=None,
-                   help=f"fine-tuning epochs (default: {FINE_TUNE_EPOCHS}; --quick: 1)")
-    p.add_argument("--fine-tune-lr", type=_flags.number(0, low_open=True), default=FINE_TUNE_LR,
-                   help="fine-tuning learning rate")
+                   help=f"fine-tuning epochs (default: {DEFAULTS['fine_tune_epochs']}; --quick: "
+                        f"{QUICK['fine_tune_epochs']})")
+    p.add_argument("--fine-tune-lr", type=_flags.number(0, low_open=True), default=None,
+                   help=f"fine-tuning learning rate (default: {DEFAULTS['fine_tune_lr']:g})")
     p.add_argument("--distribute", choices=DISTRIBUTE, default="none",
                    help="MirroredStrategy over local GPUs (or CPUs); multiworker is refused while Keras 3 cannot "
                         "train under MultiWorkerMirroredStrategy (keras-team/keras#20585)")
@@ -101,9 +104,7 @@ def parse_args(argv=None):
         unused = _flags.given(p, args, ("fine_tune_epochs", "fine_tune_lr"))
         if unused:
             p.error(f"{', '.join(unused)} concern{'s' if len(unused) == 1 else ''} fine-tuning: add --fine-tune")
-    args.head_epochs = args.head_epochs or (1 if args.quick else HEAD.epochs)
-    args.fine_tune_epochs = args.fine_tune_epochs or (1 if args.quick else FINE_TUNE_EPOCHS)
-    return args
+    return _flags.resolve_defaults(args, DEFAULTS, (args.quick, QUICK))
 
 
 def recipes(args):

@@ -23,6 +23,9 @@ from keras_apml.errors import InputError
 CLASSIFIERS = ("logreg", "random_forest", "knn", "svm")
 SVMS = ("nystroem", "linear", "exact")
 MAKE_MODEL = "python -m experiments.cifar_transfer --runs vgg19"
+# The defaults the flags do not state themselves, then what --quick changes.
+DEFAULTS = {"max_iter": 2000}  # logistic regression's iterations
+QUICK = {"max_iter": 100}
 
 
 def parse_args(argv=None):
@@ -47,7 +50,8 @@ def parse_args(argv=None):
                         "averaged SGD (default, seconds); linear: LinearSVC; exact: sklearn.svm.SVC "
                         "(hours on 50,000 images)")
     p.add_argument("--max-iter", type=_flags.positive_int(10 ** 6), default=None,
-                   help="logistic regression iterations (default: 2000; 100 with --quick)")
+                   help=f"logistic regression iterations (default: {DEFAULTS['max_iter']}; --quick: "
+                        f"{QUICK['max_iter']})")
     p.add_argument("--train-eval-size", type=_flags.positive_int(10 ** 7), default=10000,
                    help="train accuracy is measured on a stratified sample of this many images "
                         "(KNN on all 50,000 would dominate the run)")
@@ -59,8 +63,7 @@ def parse_args(argv=None):
     args.data = args.data or ("folder" if _data.data_kind(args) == "folder" else "cifar10")
     if args.data != "folder":
         _flags.refuse_folder_flags(p, args)
-    args.max_iter = args.max_iter or (100 if args.quick else 2000)
-    return args
+    return _flags.resolve_defaults(args, DEFAULTS, (args.quick, QUICK))
 
 
 def load_images(args, model, model_path):

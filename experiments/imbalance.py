@@ -19,6 +19,11 @@ from keras_apml import progress, report
 from keras_apml.errors import InputError
 from keras_apml.imbalance import STRATEGIES
 
+# Every default of this study, then what --features and --quick change.
+DEFAULTS = {"strategies": list(STRATEGIES), "seeds": [0, 1, 2]}
+FEATURES = {"strategies": [name for name, s in STRATEGIES.items() if s.on_features]}  # no augmentation of images
+QUICK = {"seeds": [0]}
+
 
 def parse_args(argv=None):
     """The command line of this experiment."""
@@ -27,20 +32,18 @@ def parse_args(argv=None):
     _flags.add_recipe(p)
     _flags.add_features(p)
     p.add_argument("--strategies", type=_flags.names_list(tuple(STRATEGIES), "--strategies"),
-                   default=None, help="comma-separated strategies (default: all; with --features all that apply to "
-                                      "features): " + ", ".join(STRATEGIES))
-    _flags.add_seeds(p, "every strategy's training")
+                   default=None, help=f"comma-separated strategies (default: all: "
+                                      f"{', '.join(DEFAULTS['strategies'])}; --features: "
+                                      f"{', '.join(FEATURES['strategies'])})")
+    _flags.add_seeds(p, "every strategy's training", DEFAULTS, QUICK)
     _flags.add_cluster(p)
     args = p.parse_args(argv)
-    applying = [n for n, s in STRATEGIES.items() if s.on_features or not args.features]
     if args.features and args.strategies:
-        refused = [n for n in args.strategies if n not in applying]
+        refused = [n for n in args.strategies if n not in FEATURES["strategies"]]
         if refused:
             p.error(f"{', '.join(refused)} augment{'s' if len(refused) == 1 else ''} images: with --features "
-                    f"choose from {', '.join(applying)}")
-    args.strategies = args.strategies or applying
-    args.seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
-    return args
+                    f"choose from {', '.join(FEATURES['strategies'])}")
+    return _flags.resolve_defaults(args, DEFAULTS, (args.features, FEATURES), (args.quick, QUICK))
 
 
 def headline(summary):

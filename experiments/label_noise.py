@@ -51,8 +51,17 @@ from keras_apml.recipe import FEATURE_HEAD
 
 SHOWN = 32
 PROBABILITIES = "out_of_fold_probabilities.npz"  # with the flagged indices: what detection leaves for a resumed call
-DETECT_EPOCHS = 20
-DETECT_EPOCHS_INIT = 10  # a trained start learns the labels, and their noise, in fewer epochs
+# Every default of this study, then what --features, --init and --quick change (the last that applies wins).
+DEFAULTS = {
+    "seeds": [0, 1, 2],  # of the retraining; the first also seeds detection
+    "repeats": 3,  # K-fold repeats, probabilities averaged
+    "detect_epochs": 20,  # fewer than the retraining's: longer training learns more of the noise
+    "detect_strategy": "flip+class_weight",  # class weights and random mirror images
+    "strategy": BEST_STRATEGY,  # the imbalance study's best
+}
+FEATURES = {"detect_epochs": FEATURE_HEAD.epochs, "detect_strategy": "class_weight", "strategy": "class_weight"}
+INIT = {"detect_epochs": 10}  # a trained start learns the labels, and their noise, in fewer epochs
+QUICK = {"seeds": [0], "repeats": 1, "detect_epochs": 1}
 
 
 def parse_args(argv=None):
@@ -63,35 +72,34 @@ def parse_args(argv=None):
     _flags.add_features(p)
     p.add_argument("--folds", type=_flags.positive_int(100), default=5, help="cross-validation folds (at least 2)")
     p.add_argument("--repeats", type=_flags.positive_int(100), default=None,
-                   help="K-fold repeats with other splits and seeds, probabilities averaged (default: 3; --quick: 1)")
+                   help=f"K-fold repeats with other splits and seeds, probabilities averaged (default: "
+                        f"{DEFAULTS['repeats']}; --quick: {QUICK['repeats']})")
     p.add_argument("--rounds", type=_flags.positive_int(10), default=1,
                    help="rounds of flagging, each after the first with fold models trained without the round "
                         "before's flags")
     p.add_argument("--detect-epochs", type=_flags.positive_int(100_000), default=None,
-                   help="epochs of the out-of-fold models and the dev-flagging model (default: 20, 10 with --init; "
-                        "--quick: 1); fewer than the retraining's, as longer training learns more of the noise")
+                   help=f"epochs of the out-of-fold models and the dev-flagging model (default: "
+                        f"{DEFAULTS['detect_epochs']}; --init: {INIT['detect_epochs']}; --features: --epochs, else "
+                        f"{FEATURES['detect_epochs']}; --quick: {QUICK['detect_epochs']})")
     p.add_argument("--no-mirror", action="store_true",
                    help="score images as they are, not averaged with their mirror images (--features: features of "
                         "the images alone)")
     p.add_argument("--detect-strategy", default=None, choices=tuple(STRATEGIES),
-                   help="how the out-of-fold models are trained (default: flip+class_weight, class weights and random "
-                        "mirror images; --features: class_weight)")
+                   help=f"how the out-of-fold models are trained (default: {DEFAULTS['detect_strategy']}; "
+                        f"--features: {FEATURES['detect_strategy']})")
     p.add_argument("--strategy", default=None, choices=tuple(STRATEGIES),
-                   help=f"the strategy retrained on cleaned labels (default: the imbalance study's best, "
-                        f"{BEST_STRATEGY}; --features: class_weight)")
-    _flags.add_seeds(p, "the retraining (the first also seeds detection)")
+                   help=f"the strategy retrained on cleaned labels (default: {DEFAULTS['strategy']}; --features: "
+                        f"{FEATURES['strategy']})")
+    _flags.add_seeds(p, "the retraining (the first also seeds detection)", DEFAULTS, QUICK)
     _flags.add_cluster(p)
     args = p.parse_args(argv)
-    args.seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
-    args.repeats = args.repeats or (1 if args.quick else 3)
-    args.detect_epochs = args.detect_epochs or (1 if args.quick else DETECT_EPOCHS_INIT if args.init else
-                                                args.epochs or FEATURE_HEAD.epochs if args.features else DETECT_EPOCHS)
     if args.features:
         for flag, name in (("--detect-strategy", args.detect_strategy), ("--strategy", args.strategy)):
             if name is not None and not STRATEGIES[name].on_features:
                 p.error(f"{flag} {name} augments images: with --features choose one without augmentation")
-    args.detect_strategy = args.detect_strategy or ("class_weight" if args.features else "flip+class_weight")
-    args.strategy = args.strategy or ("class_weight" if args.features else BEST_STRATEGY)
+    _flags.resolve_defaults(args, DEFAULTS, (args.features, FEATURES),
+                            (args.features and args.epochs, {"detect_epochs": args.epochs}), (args.init, INIT),
+                            (args.quick, QUICK))
     if args.folds < 2:
         p.error(f"--folds must be at least 2, got {args.folds}")
     return args
