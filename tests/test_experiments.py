@@ -15,6 +15,30 @@ EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "experiments")
                      if not p.stem.startswith("_") and p.stem not in TOOLS)
 
 
+# The splits each study scores under --quick on the image_tree fixture, and their sizes: the benchmark's dev
+# set of 32 (25 cars, 3 trucks, 4 cats), its training set of 281 (baseline) or the 224 + 57 train splits into.
+QUICK_SPLITS = {
+    "adversarial": set(),  # attacks: accuracies per eps, checked below
+    "baseline": {("dev", 32), ("dev/true", 32), ("train", 281), ("train/true", 281)},
+    "cifar_transfer": {("test", 200), ("train", 400), ("validation", 100)},
+    "feature_extraction": {("test", 200), ("train", 500)},
+    "hyperparams": {("dev", 32), ("dev/true", 32), ("validation", 57)},
+    "imbalance": {("dev", 32), ("dev/true", 32)},
+    "label_noise": {("dev", 32), ("dev/true", 32)},
+    "train": {("dev", 32), ("dev/true", 32), ("train", 224), ("train/true", 224), ("validation", 57),
+              ("validation/true", 57)},
+}
+
+
+def scored_splits(metrics, path=()):
+    """``(split name, metrics)`` of every split scored anywhere in metrics.json (``dev/true``: on true labels)."""
+    if isinstance(metrics, dict):
+        if "confusion_matrix" in metrics:
+            yield "/".join(path[-2:]) if path[-1] == "true" else path[-1], metrics
+        for key, value in metrics.items():
+            yield from scored_splits(value, (*path, "true" if key == "true_labels" else key))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xdist_group(n)) for n in EXPERIMENTS])
 def test_every_experiment_runs_quick_end_to_end(name, quick_run):
@@ -25,6 +49,16 @@ def test_every_experiment_runs_quick_end_to_end(name, quick_run):
     assert list(out.glob("*.png"))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["experiment"] == name and metrics["runs"]
+    scored = list(scored_splits(metrics["runs"]))
+    assert {(split, m["n"]) for split, m in scored} == QUICK_SPLITS[name]
+    for split, m in scored:  # every image of a split counted once, every rate a count over it
+        assert np.sum(m["confusion_matrix"]) == m["n"] and round(m["accuracy"] * m["n"], 6) % 1 == 0, split
+        if split == "dev/true":
+            assert np.sum(m["confusion_matrix"], axis=1).tolist() == [25, 3, 4]
+    if name == "adversarial":  # the 32 dev images attacked at every eps, by both attacks
+        for attack in ("fgsm", "pgd"):
+            by_eps = metrics["runs"]["sweep"][attack]
+            assert "0" in by_eps and all(round(r["accuracy"] * 32, 6) % 1 == 0 for r in by_eps.values())
     config = json.loads((out / "config.json").read_text())
     assert config["arguments"].get("seed", 0) == 0 and config["arguments"].get("seeds", [0]) == [0]
     assert "tensorflow" in config["versions"] and config["device"]["device"]
