@@ -15,7 +15,7 @@ import tempfile
 
 from benchmarks.timing import median_epoch_seconds, report
 from experiments import _contract, _flags
-from keras_apml.recipe import HEAD_STEPS_PER_EXECUTION, VGG19_HEAD
+from keras_apml.recipe import VGG19_HEAD
 
 
 def parse_args(argv=None):
@@ -28,9 +28,10 @@ def parse_args(argv=None):
                         help="images the end-to-end epoch is timed on, then scaled (default: 4,000)")
     parser.add_argument("--batch-size", type=_flags.positive_int(2 ** 20), default=VGG19_HEAD.batch_size,
                         help=f"batch size, both ways (default: cifar_transfer's, {VGG19_HEAD.batch_size})")
-    parser.add_argument("--steps-per-execution", type=_flags.positive_int(2 ** 20), default=HEAD_STEPS_PER_EXECUTION,
+    parser.add_argument("--steps-per-execution", type=_flags.positive_int(2 ** 20),
+                        default=VGG19_HEAD.steps_per_execution,
                         help=f"batches per train-function call, both ways (default: cifar_transfer's, "
-                             f"{HEAD_STEPS_PER_EXECUTION})")
+                             f"{VGG19_HEAD.steps_per_execution})")
     parser.add_argument("--out", default=None, help="write the figures to this JSON file")
     return parser.parse_args(argv)
 

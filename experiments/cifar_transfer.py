@@ -26,7 +26,6 @@ from keras_apml.recipe import (
     CIFAR_CONVNET,
     CIFAR_CONVNET_FAST,
     DISTRIBUTE,
-    HEAD_STEPS_PER_EXECUTION,
     SCHEDULES,
     VGG19_HEAD,
 )
@@ -200,8 +199,7 @@ class Study:
         extra = {"weights": args.weights, "feature_cache": not args.no_feature_cache}
         scorer = None
         if args.no_feature_cache:
-            result = self.fit(model, "vgg19", self.images("train"), self.images("validation"),
-                              steps_per_execution=HEAD_STEPS_PER_EXECUTION)
+            result = self.fit(model, "vgg19", self.images("train"), self.images("validation"))
         else:
             base = models.transfer_features(model)
             _output.say(args, "vgg19: computing the frozen base's outputs for every image once (cached on disk)")
@@ -216,8 +214,7 @@ class Study:
             labels = {s: y for s, (_, y, _) in self.splits.items()}
             head = models.transfer_head(model)  # shares its layers, so training it trains the full model
             result = self.fit(head, "vgg19", (outputs["train"], labels["train"]),
-                              (outputs["validation"], labels["validation"]),
-                              steps_per_execution=HEAD_STEPS_PER_EXECUTION)
+                              (outputs["validation"], labels["validation"]))
             # the head on cached base outputs predicts as the full model, without a second pass through the base
             scorer = (head, {s: (outputs[s], y, y_true) for s, (_, y, y_true) in self.splits.items()})
         self.finish("vgg19", model, result, extra, scorer)

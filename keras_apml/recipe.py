@@ -67,6 +67,10 @@ class Recipe:
                             flag="learning-rate schedule: step (x0.1 at 1/2 and 3/4 of the run), plateau, cosine, "
                                  "onecycle (warm-up to the rate over 23%% of the steps, cosine down to 7%% of it)")
     batch_size: int = setting(32, "batch", bounds=(1, MAX_BATCH, False, False), flag="batch size")
+    steps_per_execution: int = setting(1, "batches per call", bounds=(1, 1024, False, False),
+                                       words=lambda r: r.steps_per_execution > 1 and str(r.steps_per_execution),
+                                       flag="batches per call into the compiled train function (more: less "
+                                            "overhead per batch, for a small model such as a head on features)")
     epochs: int = setting(50, "epochs", bounds=(1, MAX_EPOCHS, False, False), flag="training epochs (--quick: 1)")
     standardize: bool = setting(True, "inputs", words=_inputs)
     balance: str = setting("none", "balance", choices=BALANCE)
@@ -181,5 +185,5 @@ AIRBENCH = Recipe(model="airbench", optimizer="nesterov", lr=1.5, momentum=0.85,
 FEATURE_HEAD = Recipe(model="linear", lr=3e-3, batch_size=256, epochs=30, weight_decay=1e-4)
 # The VGG19 head on cached features: batches of 256 trained as well as 64 or 128, and faster; 32 batches per
 # train-function call cut the per-step overhead of so small a model (benchmarks.transfer).
-VGG19_HEAD = Recipe(model="vgg19_transfer", lr=1e-3, batch_size=256, epochs=10, standardize=False)
-HEAD_STEPS_PER_EXECUTION = 32
+VGG19_HEAD = Recipe(model="vgg19_transfer", lr=1e-3, batch_size=256, steps_per_execution=32, epochs=10,
+                    standardize=False)

@@ -129,8 +129,7 @@ def build(recipe, x_train, num_classes, seed):
     return model
 
 
-def fit(model, x, y, recipe, *, seed=0, validation=None, callbacks=(), verbose=0, distribution=None, jit_compile=False,
-        steps_per_execution=1):
+def fit(model, x, y, recipe, *, seed=0, validation=None, callbacks=(), verbose=0, distribution=None, jit_compile=False):
     """Compile ``model`` with the recipe's optimiser and schedule and train it on ``(x, y)`` as the recipe says.
 
     ``x`` are uint8 images (or float features, which pass unscaled);
@@ -148,7 +147,8 @@ def fit(model, x, y, recipe, *, seed=0, validation=None, callbacks=(), verbose=0
                                                                  steps_per_epoch)
     with distribution.scope() if distribution is not None else contextlib.nullcontext():
         optimizer = optimization.make_optimizer(recipe.optimizer, lr, recipe.momentum, recipe.weight_decay, recipe.ema)
-        optimization.compile_model(model, optimizer, jit_compile=jit_compile, steps_per_execution=steps_per_execution,
+        optimization.compile_model(model, optimizer, jit_compile=jit_compile,
+                                   steps_per_execution=recipe.steps_per_execution,
                                    label_smoothing=recipe.label_smoothing)
     ema_callbacks = [checkpoints.EMAWeights()] if recipe.ema is not None else []  # first: the rest see the average
     validation_data, scoring = None, []
