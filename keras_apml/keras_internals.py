@@ -2,8 +2,9 @@
 
 Keras 3 gives no public way to do these four things. They were read in the
 Keras versions pinned in requirements.txt, and ``pyproject.toml`` bounds
-``keras`` to the minor versions tested; ``tests/test_checkpoints.py``
-exercises each one, so a Keras release that renames one fails there first.
+``keras`` to the minor versions tested; the resume and EMA tests of
+``tests/test_training.py`` exercise each one, so a Keras release that renames
+one fails there first.
 """
 
 
