@@ -66,7 +66,7 @@ class Recipe:
     schedule: str = setting("constant", "schedule", choices=SCHEDULES,
                             flag="learning-rate schedule: step (x0.1 at 1/2 and 3/4 of the run), plateau, cosine, "
                                  "onecycle (warm-up to the rate over 23%% of the steps, cosine down to 7%% of it)")
-    batch_size: int = setting(32, "batch", bounds=(1, MAX_BATCH, False, False), flag="batch size")
+    batch_size: int = setting(32, "batch size", bounds=(1, MAX_BATCH, False, False), flag="batch size")
     steps_per_execution: int = setting(1, "batches per call", bounds=(1, 1024, False, False),
                                        words=lambda r: r.steps_per_execution > 1 and str(r.steps_per_execution),
                                        flag="batches per call into the compiled train function (more: less "
@@ -127,8 +127,7 @@ def check_bounds(field, value):
     name = field.metadata["heading"]
     if isinstance(low, int):
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise InputError(f"{'batch size' if field.name == 'batch_size' else name} must be an integer in "
-                             f"{low}..{high}, got {value!r}")
+            raise InputError(f"{name} must be an integer in {low}..{high}, got {value!r}")
         return
     check_number(name, value, low=low, high=high, low_open=low_open, high_open=high_open)
 

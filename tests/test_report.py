@@ -129,8 +129,8 @@ def test_recipes_print_as_a_table_of_the_settings_each_run_uses():
                                   "3_augmented": CIFAR_CONVNET.replace(augment=CIFAR_AUGMENT),
                                   "vgg19": VGG19_HEAD.replace(weights=None)})
     lines = table.splitlines()
-    assert lines[0] == ("| run | model | optimizer | learning rate | schedule | batch | batches per call | epochs | inputs "
-                        "| augmentation | dropout | VGG19 base |")
+    assert lines[0] == ("| run | model | optimizer | learning rate | schedule | batch size | batches per call | epochs "
+                        "| inputs | augmentation | dropout | VGG19 base |")
     assert lines[2] == "| 1_raw | cifar_convnet | adam | 0.001 | step | 64 | — | 140 | raw [0, 1] | — | 0.25 | — |"
     assert lines[4].endswith("| 256 | 32 | 10 | VGG19's preprocessing | — | — | none (random) |")
     assert "horizontal_flip, width_shift_range=0.125" in lines[3]
