@@ -43,7 +43,7 @@ def parse_args(argv=None):
                         help="recipe changes per setting, e.g. lr=3e-3,epochs=10 (default: FEATURE_HEAD as it is)")
     parser.add_argument("--out", default=None, help="write the figures to this JSON file")
     args = parser.parse_args(argv)
-    args.quick, args.quiet, args.train_pickle, args.dev_pickle = False, True, None, None  # load_benchmark's flags
+    args.quick, args.quiet, args.train_pickle, args.dev_pickle = False, True, None, None  # _data.load's flags
     return args
 
 
@@ -53,7 +53,7 @@ def main(argv=None):
     from keras_apml import evaluation, label_noise, trainer
     from keras_apml.recipe import FEATURE_HEAD
 
-    bench, info = _data.with_features(args, _data.load_benchmark(args))
+    bench, info = _data.with_features(args, _data.load(args, "benchmark"))
     figures = {"feature_seconds": info["seconds"], "feature_cache": info["cache"]}
     for changes in args.settings:
         name = ",".join(f"{k}={v}" for k, v in changes.items()) or "default"
@@ -61,22 +61,23 @@ def main(argv=None):
         strategy, recipe = changes.pop("strategy", "class_weight"), FEATURE_HEAD.replace(**changes)
         start = time.perf_counter()
         probabilities = label_noise.out_of_fold_probabilities(
-            bench.x_train, bench.y_train, label_noise.strategy_fit_predict(strategy, recipe), folds=5, seed=0)
-        flagged = label_noise.find_issues(bench.y_train, probabilities)
-        quality = label_noise.detection_quality(flagged, bench.y_train, bench.y_train_true)
+            bench["train"].x, bench["train"].y, label_noise.strategy_fit_predict(strategy, recipe), folds=5, seed=0)
+        flagged = label_noise.find_issues(bench["train"].y, probabilities)
+        quality = label_noise.detection_quality(flagged, bench["train"].y, bench["train"].y_true)
 
         def dev_balanced_accuracy(x, y):
             model, _, _ = trainer.train(strategy, x, y, recipe, seed=0)
-            scored = evaluation.evaluate(model, bench.x_dev, bench.y_dev, bench.class_names, y_true=bench.y_dev_true)
+            dev = bench["dev"]
+            scored = evaluation.evaluate(model, dev.x, dev.y, bench.class_names, y_true=dev.y_true)
             return round(scored["true_labels"]["balanced_accuracy"], 4)
 
         figures[name] = {
             "f1": round(quality["f1"], 4), "flagged": quality["flagged"],
             "correctly_flagged": quality["correctly_flagged"], "wrong": quality["wrong"],
             "oof_balanced_accuracy_vs_truth": round(evaluation.classification_metrics(
-                bench.y_train_true, probabilities.argmax(axis=1), bench.class_names)["balanced_accuracy"], 4),
-            "dev_every_label_right": dev_balanced_accuracy(bench.x_train, bench.y_train_true),
-            "dev_relabelled": dev_balanced_accuracy(*label_noise.clean(bench.x_train, bench.y_train, flagged,
+                bench["train"].y_true, probabilities.argmax(axis=1), bench.class_names)["balanced_accuracy"], 4),
+            "dev_every_label_right": dev_balanced_accuracy(bench["train"].x, bench["train"].y_true),
+            "dev_relabelled": dev_balanced_accuracy(*label_noise.clean(bench["train"].x, bench["train"].y, flagged,
                                                                        probabilities, "relabelled")),
             "seconds": round(time.perf_counter() - start, 1)}
     report(figures, args.out)

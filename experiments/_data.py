@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments import _flags, _output
-from keras_apml import benchmark, cache, cifar10, folders, stratified
+from keras_apml import benchmark, cache, cifar10, folders, label_files
 from keras_apml.errors import InputError
 
 
@@ -29,63 +29,77 @@ def with_features(args, bench, mirror=True):
         raise InputError(f"--features model {args.features} does not exist")
     model = models.load_model(args.features)
     shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
-    if shape != tuple(bench.x_dev.shape[1:]):
+    if shape != tuple(bench["dev"].x.shape[1:]):
         raise InputError(f"--features model {args.features} takes inputs of shape {shape}, not these "
-                         f"{'x'.join(map(str, bench.x_dev.shape[1:]))} images")
+                         f"{'x'.join(map(str, bench['dev'].x.shape[1:]))} images")
     extractor = models.feature_extractor(model)
     digest = features.file_sha256(args.features)
     _output.say(args, f"features: layer {extractor.layers[-1].name} of {args.features}, for every image"
                 f"{' and its mirror image' if mirror else ''} (cached)")
     out, info = features.cached_outputs(
-        extractor, {"train": bench.x_train, "dev": bench.x_dev}, key=f"{digest}:penultimate",
+        extractor, {"train": bench["train"].x, "dev": bench["dev"].x}, key=f"{digest}:penultimate",
         about=f"penultimate features of {Path(args.features).name} ({digest[:12]}){', mirror-averaged' * mirror}, "
-              f"on {len(bench.y_train)} train and {len(bench.y_dev)} dev images", verbose=_output.verbosity(args),
+              f"on {len(bench['train'])} train and {len(bench['dev'])} dev images", verbose=_output.verbosity(args),
         mirror=mirror)
     info.update(model=str(Path(args.features).resolve()), sha256=digest, size=int(out["train"].shape[1]),
                 mirror_averaged=mirror)
-    return dataclasses.replace(bench, x_train=out["train"].astype(np.float32),
-                               x_dev=out["dev"].astype(np.float32)), info
+    return bench.replace(**{name: bench[name].replace(x=out[name].astype(np.float32)) for name in out}), info
 
 
-def load_benchmark(args, draw=0, streams=False):
-    """The study's data: the car/truck/cat benchmark (the studies all draw 0, so all see the same images), the
-    course's pickles, or your own image folders (train, and test as "dev"; ``streams``: past --memory-budget,
-    left in their files)."""
+def load(args, kind, *, seed=0, validation=0.0, streams=False):
+    """The study's data from its flags, as one :class:`~keras_apml.dataset.Dataset`.
+
+    ``kind`` is "cifar10", "folder" (your own image folders at --data-dir, as
+    they are split) or "benchmark": the car/truck/cat benchmark drawn with
+    ``seed`` (--quick: drawn at 1/20 of its size), the course's pickles, or
+    your own folders standing in for it (train with val/ joined, and test,
+    called "dev"). Then, in this order: the --classes chosen and --relabel's
+    corrections applied (where the study has those flags), the one stratified
+    --quick subset (``seed``), and ``validation`` (a fraction) of the training
+    images split off (``seed``) where the data has no validation split.
+    ``streams``: a study that can stream images past --memory-budget.
+    """
     use_cache(args)
-    if data_kind(args) == "folder":
-        found, truth = load_folder(args, val_fraction=0.0, seed=draw, streams=streams)
-        (x, y, paths), (x_dev, y_dev, dev_paths) = train_and_test(found, args.data_dir)
-        y_true = None if truth is None else folders_true(truth, paths, args)
-        y_dev_true = None if truth is None else folders_true(truth, dev_paths, args)
-        bench = benchmark.CarTruckCat(x, y, y_true, np.arange(len(y)), x_dev, y_dev, y_dev_true, np.arange(len(y_dev)),
-                                      class_names=found.class_names, paths_train=tuple(paths),
-                                      paths_dev=tuple(dev_paths))
-        return benchmark.quick_benchmark(bench, _flags.QUICK_TRAIN, _flags.QUICK_TEST, draw) if args.quick else bench
-    if any(_flags.given_folder_flags(args)):
-        raise InputError(f"{', '.join(_flags.given_folder_flags(args))} concern your own image folders; --data-dir "
-                         f"{args.data_dir or '(none)'} is not such a tree")
-    return benchmark.load_benchmark(args.data_dir, draw, args.train_pickle, args.dev_pickle, quick=args.quick,
-                                    verbose=_output.verbosity(args))
+    drawn_small = False  # the benchmark drawn from CIFAR-10 at its --quick size
+    if kind == "folder":
+        data = load_folder(args, validation, seed, streams)
+    elif kind == "benchmark" and data_kind(args) == "folder":
+        data = load_folder(args, 0.0, seed, streams).train_and_test("dev")
+    else:
+        if any(_flags.given_folder_flags(args)):
+            raise InputError(f"{', '.join(_flags.given_folder_flags(args))} concern your own image folders; "
+                             f"--data-dir {args.data_dir or '(none)'} is not such a tree")
+        if kind == "cifar10":
+            data = cifar10.dataset(args.data_dir, verbose=_output.verbosity(args))
+        else:
+            pickles = getattr(args, "train_pickle", None), getattr(args, "dev_pickle", None)  # the studies' flags
+            data = benchmark.load_benchmark(args.data_dir, seed, *pickles, quick=args.quick,
+                                            verbose=_output.verbosity(args))
+            drawn_small = pickles[0] is None
+    if getattr(args, "classes", None) is not None:
+        data = data.only_classes([c.strip() for c in args.classes.split(",") if c.strip()])
+    if getattr(args, "relabel", None):
+        data = relabelled(data, args.relabel)
+    if args.quick and not drawn_small:
+        data = data.quick(_flags.QUICK_TRAIN, _flags.QUICK_TEST, seed)
+    return data.with_validation(validation, seed) if validation else data
 
 
-def train_and_test(found, root):
-    """``(x, y, paths)`` of a folder tree's training images (a val/ folder's joined to train/'s) and of its test
-    images, for a study that scores on test images."""
-    if "test" not in found.splits:
-        raise InputError(f"{root} has no test split: add test/<class>/ folders, or use a tree of class folders "
-                         "(split by --test-fraction)")
-    train = [found.splits[s] for s in ("train", "val") if s in found.splits]
-    if found.streamed and len(train) > 1:
-        raise InputError("streamed images of train/ and val/ cannot be joined here: raise --memory-budget")
-    x, y = (train[0][0], train[0][1]) if len(train) == 1 else (
-        np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train]))
-    return (x, y, [p for t in train for p in t[2]]), found.splits["test"]
+def relabelled(data, path):
+    """``data`` with a relabel file's corrections applied to its training images (and validation images, where
+    they are split already): rows name images by index into train, or by path where the images have files."""
+    parts = [name for name in ("train", "validation") if name in data.splits]
+    paths = data["train"].paths and [p for name in parts for p in data[name].paths]
+    y, record = label_files.apply_relabel_file(np.concatenate([data[name].y for name in parts]), path,
+                                               data.class_names, paths=paths)
+    bounds = np.cumsum([len(data[name]) for name in parts])[:-1]
+    data = data.replace(**{name: data[name].replace(y=part) for name, part in zip(parts, np.split(y, bounds))})
+    return dataclasses.replace(data, notes={**data.notes, "relabel": record})
 
 
 def load_folder(args, val_fraction, seed, streams=False):
-    """Your own image folders (``folders.load`` with the flags, split with ``seed``) and the truth file's
-    mapping, or None; ``streams``: a study that can stream images past --memory-budget from their files."""
-    use_cache(args)
+    """Your own image folders (``folders.load`` with the flags, split with ``seed``, with --true-labels' truth);
+    ``streams``: a study that can stream images past --memory-budget from their files."""
     root = args.data_dir or os.environ.get(cifar10.DATA_ENV)
     if not root:
         raise InputError("your own image folders need --data-dir ROOT")
@@ -96,28 +110,16 @@ def load_folder(args, val_fraction, seed, streams=False):
     if streams:
         budget = args.memory_budget * 1e6 if args.memory_budget else os.sysconf("SC_PAGE_SIZE") * os.sysconf(
             "SC_PHYS_PAGES") / 4
-    found = folders.load(root, args.image_size, val_fraction=val_fraction, test_fraction=args.test_fraction,
-                         seed=seed, skip_unreadable=args.skip_unreadable, verbose=_output.verbosity(args),
-                         memory_budget=budget)
-    if found.streamed:
+    data = folders.load(root, args.image_size, val_fraction=val_fraction, test_fraction=args.test_fraction,
+                        seed=seed, skip_unreadable=args.skip_unreadable, verbose=_output.verbosity(args),
+                        memory_budget=budget, truth=args.true_labels)
+    if data.streamed:
         _output.say(args, f"the images would take more than {budget / 1e6:.0f} MB decoded: streaming them from "
                           "their files")
-    truth = folders.read_truth(args.true_labels, found.class_names) if args.true_labels else None
-    if found.skipped:
-        _output.say(args, f"note: {len(found.skipped)} unreadable file(s) left out (--skip-unreadable), e.g. "
-                    f"{found.skipped[0][0]} ({found.skipped[0][1]})")
-    return found, truth
-
-
-def folders_true(truth, paths, args):
-    """The true labels of ``paths`` from the truth file."""
-    return folders.true_labels(truth, paths, args.true_labels)
-
-
-def load_cifar10(args):
-    """CIFAR-10 from --data-dir (or Keras's download): ``(x_train, y_train), (x_test, y_test)``."""
-    use_cache(args)
-    return cifar10.load_cifar10(args.data_dir, verbose=_output.verbosity(args))
+    if data.skipped:
+        _output.say(args, f"note: {len(data.skipped)} unreadable file(s) left out (--skip-unreadable), e.g. "
+                    f"{data.skipped[0][0]} ({data.skipped[0][1]})")
+    return data
 
 
 def data_kind(args):
@@ -128,8 +130,3 @@ def data_kind(args):
     if getattr(args, "train_pickle", None) or root is None or not root.is_dir() or cifar10.is_cifar10(root):
         return "benchmark"
     return "folder" if any(p.is_dir() for p in root.iterdir()) else "benchmark"  # no subfolders: neither
-
-
-def quick_subset(args, x, y, n):
-    """``(x, y)``, or under --quick a stratified subset of ``n`` of them."""
-    return stratified.stratified_subset(x, y, n, args.seed) if args.quick else (x, y)

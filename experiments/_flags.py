@@ -140,13 +140,6 @@ def resolve_defaults(args, defaults, *cases):
     return args
 
 
-def add_training(p, epochs, batch_size):
-    """--epochs and --batch-size, with their defaults stated (None: the recipe's)."""
-    p.add_argument("--epochs", type=positive_int(100_000), default=None, help=f"training epochs (default: {epochs})")
-    p.add_argument("--batch-size", type=positive_int(2 ** 20), default=None,
-                   help=f"batch size (default: {batch_size})")
-
-
 def add_benchmark(p):
     """The study's data: the benchmark drawn from CIFAR-10, the course's pickles, or your own image folders."""
     group = p.add_argument_group("car/truck/cat data")
@@ -195,13 +188,17 @@ def image_size(text):
     return sides * 2 if len(sides) == 1 else sides
 
 
-def add_recipe(p, default=Recipe(), models=("small_cnn", "cifar_convnet", "airbench"), model_help=None):
+def add_recipe(p, default=Recipe(), models=("small_cnn", "cifar_convnet", "airbench"), model_help=None,
+               leave_out=(), about=None):
     """The training recipe's flags, one per field :func:`keras_apml.recipe.flag_fields` names (its help, choices or
-    bounds from the field), plus --no-standardize and --init; a flag not given takes ``default``'s value, or that
-    of the recipe the model brings (:func:`resolve_recipe`)."""
-    group = p.add_argument_group("training recipe", "airbench (--model airbench) and the head on --features come "
-                                                    "with their own recipe, which the flags given change")
+    bounds from the field), plus --no-standardize and --init, but those ``leave_out`` names; a flag not given takes
+    ``default``'s value, or that of the recipe the model brings (:func:`resolve_recipe`)."""
+    group = p.add_argument_group("training recipe", about or "airbench (--model airbench) and the head on --features "
+                                                              "come with their own recipe, which the flags given "
+                                                              "change")
     for field in recipe_settings.flag_fields():
+        if field.name in leave_out:
+            continue
         meta, value = field.metadata, getattr(default, field.name)
         text = model_help if field.name == "model" and model_help else meta["flag"]
         if "default" not in text:
@@ -209,11 +206,13 @@ def add_recipe(p, default=Recipe(), models=("small_cnn", "cifar_convnet", "airbe
         kwargs = {"choices": models if field.name == "model" else meta["choices"]} if meta["choices"] else {
             "type": bounded(*meta["bounds"])}
         group.add_argument(f"--{field.name.replace('_', '-')}", default=None, help=text, **kwargs)
-    group.add_argument("--no-standardize", action="store_true",
-                       help="feed [0, 1] pixels without per-channel z-scoring")
-    group.add_argument("--init", default=None, metavar="MODEL.keras",
-                       help="start every model from this one's weights, all but the classifier (e.g. --model's "
-                            "architecture pretrained with experiments.train --data cifar10 --classes ...)")
+    if "no_standardize" not in leave_out:
+        group.add_argument("--no-standardize", action="store_true",
+                           help="feed [0, 1] pixels without per-channel z-scoring")
+    if "init" not in leave_out:
+        group.add_argument("--init", default=None, metavar="MODEL.keras",
+                           help="start every model from this one's weights, all but the classifier (e.g. --model's "
+                                "architecture pretrained with experiments.train --data cifar10 --classes ...)")
 
 
 def bounded(low, high, low_open, high_open):
@@ -234,14 +233,16 @@ def resolve_recipe(args, default=Recipe(), **settings):
     epoch under --quick); ``settings`` set the fields the flags do not. The resolved values are written back into
     ``args``, so that a run records (and a resumed run compares) what it trains with."""
     base = base_recipe(args, default)
-    names = [field.name for field in recipe_settings.flag_fields()]
+    names = [field.name for field in recipe_settings.flag_fields() if hasattr(args, field.name)]
     values = {name: getattr(base, name) if getattr(args, name) is None else getattr(args, name) for name in names}
-    if args.momentum is not None and values["optimizer"] not in ("sgd", "nesterov"):
+    if getattr(args, "momentum", None) is not None and values["optimizer"] not in ("sgd", "nesterov"):
         raise InputError(f"--momentum is SGD's: --optimizer {values['optimizer']} has none")
-    values.update(epochs=args.epochs or (1 if args.quick else base.epochs), init=args.init,
-                  standardize=base.standardize and not args.no_standardize, **settings)
+    values.update(epochs=args.epochs or (1 if args.quick else base.epochs), init=getattr(args, "init", None),
+                  standardize=base.standardize and not getattr(args, "no_standardize", False), **settings)
     recipe = Recipe(**values)
-    vars(args).update({name: getattr(recipe, name) for name in names}, no_standardize=not recipe.standardize)
+    vars(args).update({name: getattr(recipe, name) for name in names})
+    if hasattr(args, "no_standardize"):
+        args.no_standardize = not recipe.standardize
     return recipe
 
 

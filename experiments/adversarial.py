@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments import _contract, _data, _flags, _output
-from keras_apml import benchmark, cifar10, progress, report, stratified
+from keras_apml import progress, report
 from keras_apml.errors import InputError
 
 EPS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
@@ -38,7 +38,8 @@ def eps_list(text):
 def parse_args(argv=None):
     """The command line of this experiment."""
     p = _flags.parser("adversarial", __doc__.splitlines()[0])
-    _flags.add_seed(p, "seed of the image draws and PGD's random starts")
+    _flags.add_seed(p, "seed of PGD's random starts and of the images attacked and shown (the data is drawn with "
+                       "seed 0, as every study's)")
     p.add_argument("--model", default=None, help="a .keras model (default: see above)")
     p.add_argument("--data", choices=("benchmark", "cifar10", "folder"), default=None,
                    help="evaluation set: the benchmark's dev set, CIFAR-10's test set, or the test split of your own "
@@ -76,26 +77,29 @@ def resolve_model(path):
 
 
 def load_evaluation_set(args, num_classes, input_size):
-    """``(x in [0, 1], observed labels, true labels or None, class names, set name)``; ``input_size`` (height,
-    width) is the model's, which your own images are resized to unless --image-size says otherwise."""
-    if args.data == "folder":
-        return load_folder_test_set(args, num_classes, input_size)
+    """``(x in [0, 1], observed labels, true labels or None, class names, set name)``: the benchmark's dev set,
+    CIFAR-10's or your own folders' test set; ``input_size`` (height, width) is the model's, which your own
+    images are resized to unless --image-size says otherwise."""
     kind = args.data or {3: "benchmark", 10: "cifar10"}.get(num_classes)
     if kind is None:
         raise InputError(f"the model has {num_classes} classes; pass --data benchmark (3) or cifar10 (10)")
-    if (kind == "benchmark") != (num_classes == 3) or (kind == "cifar10") != (num_classes == 10):
+    if kind == "folder":
+        args.image_size = args.image_size or tuple(input_size)
+        if tuple(args.image_size) != tuple(input_size):
+            raise InputError(f"the model takes {input_size[0]}x{input_size[1]} images, not --image-size "
+                             f"{args.image_size[0]}x{args.image_size[1]}")
+        data = _data.load(args, "folder").train_and_test()
+    elif (kind == "benchmark") != (num_classes == 3) or (kind == "cifar10") != (num_classes == 10):
         raise InputError(f"the model has {num_classes} classes but --data {kind} has "
                          f"{3 if kind == 'benchmark' else 10}")
-    if kind == "benchmark":
-        bench = benchmark.load_benchmark(args.data_dir, 0, quick=args.quick, verbose=_output.verbosity(args))
-        x, y, y_true, names, name = bench.x_dev, bench.y_dev, bench.y_dev_true, bench.class_names, "dev"
     else:
-        _, (x, y) = _data.load_cifar10(args)
-        y_true, names, name = None, cifar10.CIFAR10_CLASSES, "test"
-    if args.quick:
-        idx = np.random.default_rng(args.seed).permutation(len(y))[:_flags.QUICK_TEST]
-        x, y, y_true = x[idx], y[idx], None if y_true is None else y_true[idx]
-    return x.astype(np.float32) / 255.0, y, y_true, tuple(names), name
+        data = _data.load(args, kind)
+    if len(data.class_names) != num_classes:
+        raise InputError(f"the model has {num_classes} classes; {args.data_dir} has {len(data.class_names)}: "
+                         f"{', '.join(data.class_names)}")
+    name = "dev" if kind == "benchmark" else "test"
+    scored = data[name]
+    return scored.x.astype(np.float32) / 255.0, scored.y, scored.y_true, tuple(data.class_names), name
 
 
 def sweep(model, x, labels, scored, args, names):
@@ -185,24 +189,6 @@ def example_figure(model, x, labels, predicted, args, names):
     budget = "unbounded, Adam + L1" if args.attack == "optimize" else f"eps {args.example_eps:g}"
     title = f"{args.attack}, {budget}\noriginal | perturbation | adversarial"
     return plots.image_grid(images, captions, columns=3, title=title), len(chosen)
-
-
-def load_folder_test_set(args, num_classes, input_size):
-    """The test split of your own image folders, at the model's input size, checked against its classes."""
-    args.image_size = args.image_size or tuple(input_size)
-    found, truth = _data.load_folder(args, val_fraction=0.0, seed=0)
-    if tuple(args.image_size) != tuple(input_size):
-        raise InputError(f"the model takes {input_size[0]}x{input_size[1]} images, not --image-size "
-                         f"{args.image_size[0]}x{args.image_size[1]}")
-    if len(found.class_names) != num_classes:
-        raise InputError(f"the model has {num_classes} classes; {args.data_dir} has {len(found.class_names)}: "
-                         f"{', '.join(found.class_names)}")
-    _, (x, y, paths) = _data.train_and_test(found, args.data_dir)
-    y_true = None if truth is None else _data.folders_true(truth, paths, args)
-    if args.quick:  # the same stratified draw as every --quick
-        idx = stratified.stratified_indices(y, _flags.QUICK_TEST, args.seed)
-        x, y, y_true = x[idx], y[idx], None if y_true is None else y_true[idx]
-    return x.astype(np.float32) / 255.0, y, y_true, found.class_names, "test"
 
 
 def eps_sweep_section(model_path, set_name, n, true_labels, use_predictions, pgd_steps, results, curves_png,

@@ -34,26 +34,26 @@ def inspect_data(run, bench):
     """Class counts, samples per class and wrongly labelled images, as report sections."""
     from keras_apml import plots
 
-    names = bench.class_names
-    label_sets = {"train observed": bench.y_train, "dev observed": bench.y_dev}
-    if bench.y_train_true is not None:
-        label_sets = {"train observed": bench.y_train, "train true": bench.y_train_true,
-                      "dev observed": bench.y_dev, "dev true": bench.y_dev_true}
+    names, train, dev = bench.class_names, bench["train"], bench["dev"]
+    label_sets = {"train observed": train.y, "dev observed": dev.y}
+    if train.y_true is not None:
+        label_sets = {"train observed": train.y, "train true": train.y_true, "dev observed": dev.y,
+                      "dev true": dev.y_true}
     counts = run.save_figure(plots.class_distribution(label_sets, names, "Images per class"), "class_distribution.png")
-    shown = bench.y_train if bench.y_train_true is None else bench.y_train_true
-    samples = run.save_figure(plots.sample_grid(bench.x_train, shown, names), "samples.png")
+    samples = run.save_figure(plots.sample_grid(train.x, train.y if train.y_true is None else train.y_true, names),
+                              "samples.png")
     mislabelled = None
     table = {name: {"n": len(y), **{c: int(np.sum(y == i)) for i, c in enumerate(names)}}
              for name, y in label_sets.items()}
-    if bench.y_train_true is not None:
-        wrong = np.flatnonzero(bench.y_train != bench.y_train_true)
+    if train.y_true is not None:
+        wrong = np.flatnonzero(train.y != train.y_true)
         shown = wrong[:MISLABELLED_SHOWN]
-        captions = [f"label {names[bench.y_train[i]]}\nis {names[bench.y_train_true[i]]}" for i in shown]
-        grid = run.save_figure(plots.image_grid(bench.x_train[shown], captions,
+        captions = [f"label {names[train.y[i]]}\nis {names[train.y_true[i]]}" for i in shown]
+        grid = run.save_figure(plots.image_grid(train.x[shown], captions,
                                                 title=f"Wrongly labelled training images ({len(wrong)} in all)"),
                                "mislabelled.png")
-        dev_wrong = int(np.sum(bench.y_dev != bench.y_dev_true))
-        mislabelled = (grid, len(wrong), len(bench.y_train), dev_wrong, len(bench.y_dev))
+        dev_wrong = int(np.sum(dev.y != dev.y_true))
+        mislabelled = (grid, len(wrong), len(train), dev_wrong, len(dev))
         table["wrong labels"] = {"train": int(len(wrong)), "dev": dev_wrong}
     run.add_section("data", benchmark_data_section(counts, samples, mislabelled))
     return table
@@ -101,30 +101,29 @@ def main(argv=None):
 
     from keras_apml import evaluation, trainer
 
-    bench = _data.load_benchmark(args)
+    bench = _data.load(args, "benchmark")
     run = _output.open_run("baseline", args, recipe=recipe.to_dict())
-    names = bench.class_names
+    names, train, dev = bench.class_names, bench["train"], bench["dev"]
     counts = inspect_data(run, bench)
     run.note("data", counts)
 
     flat = lambda x: x.reshape(len(x), -1)  # noqa: E731
-    dummy = DummyClassifier(strategy="most_frequent").fit(flat(bench.x_train), bench.y_train)
-    always = evaluation.evaluate(dummy.predict(flat(bench.x_dev)), None, bench.y_dev, names, y_true=bench.y_dev_true)
-    majority = names[int(dummy.predict(flat(bench.x_dev[:1]))[0])]
+    dummy = DummyClassifier(strategy="most_frequent").fit(flat(train.x), train.y)
+    always = evaluation.evaluate(dummy.predict(flat(dev.x)), None, dev.y, names, y_true=dev.y_true)
+    majority = names[int(dummy.predict(flat(dev.x[:1]))[0])]
     run.record("always_majority", {"dev": always, "class": majority})
 
     # dev is scored after every epoch for the curves only: nothing is chosen on it
-    model, result, _ = trainer.train("none", bench.x_train, bench.y_train, recipe, seed=args.seed,
-                                     validation=(bench.x_dev, bench.y_dev), verbose=_output.verbosity(args))
-    splits = {"train": (bench.x_train, bench.y_train, bench.y_train_true),
-              "dev": (bench.x_dev, bench.y_dev, bench.y_dev_true)}
+    model, result, _ = trainer.train("none", train.x, train.y, recipe, seed=args.seed, validation=(dev.x, dev.y),
+                                     verbose=_output.verbosity(args))
     run.add_section("what", baseline_what_section(recipe.describe()))
-    metrics = _output.finish_trained_model(run, "small_cnn", model, result, splits, names, model_file="baseline.keras",
-                                           extra={"recipe": recipe.to_dict()}, validation="dev (observed labels)")
+    metrics = _output.finish_trained_model(run, "small_cnn", model, result, bench.splits, names,
+                                           model_file="baseline.keras", extra={"recipe": recipe.to_dict()},
+                                           validation="dev (observed labels)")
     rows, share = [("always " + majority, always)], None
     if metrics:
         rows.append(("small_cnn", metrics["dev"]))
-        predicted = evaluation.predict_labels(model, bench.x_dev)
+        predicted = evaluation.predict_labels(model, dev.x)
         share = {c: float(np.mean(predicted == i)) for i, c in enumerate(names)}
         run.update("small_cnn", dev_predicted_share=share)
     run.add_section("comparison", baseline_comparison_section(rows, share))

@@ -26,13 +26,15 @@ from keras_apml.recipe import (
     CIFAR_CONVNET,
     CIFAR_CONVNET_FAST,
     DISTRIBUTE,
-    SCHEDULES,
     VGG19_HEAD,
+    flag_fields,
 )
 
 CONV_RUNS = {"1": "1_raw", "2": "2_standardized", "3": "3_augmented"}
 RUN_CHOICES = (*CONV_RUNS, "vgg19", "airbench")
 CONV_RECIPES = {"study": CIFAR_CONVNET, "fast": CIFAR_CONVNET_FAST}  # the study's recipe, or what airbench taught
+# The shared recipe flags that change the conv net runs only (--epochs and --batch-size size airbench's too).
+CONV_FLAGS = tuple(f.name for f in flag_fields() if f.name not in ("model", "epochs", "batch_size"))
 AUGMENT, HEAD = CIFAR_AUGMENT, VGG19_HEAD
 # The defaults the recipes do not hold, then what --quick changes.
 DEFAULTS = {"head_epochs": HEAD.epochs, "fine_tune_epochs": 5, "fine_tune_lr": 1e-5}
@@ -46,8 +48,6 @@ def parse_args(argv=None):
     """The command line of this experiment."""
     p = _flags.parser("cifar_transfer", __doc__.splitlines()[0])
     _flags.add_seed(p, "seed of the validation split and of every training")
-    _flags.add_training(p, f"the recipe's: {CIFAR_CONVNET.epochs} (study), {CIFAR_CONVNET_FAST.epochs} (fast), "
-                        f"{AIRBENCH.epochs} (airbench); --quick: 1", "the recipe's")
     p.add_argument("--runs", type=_flags.names_list(RUN_CHOICES, "--runs"), default=["1", "2", "3", "vgg19"],
                    help="which runs: 1 raw, 2 standardised, 3 standardised+augmented, vgg19, airbench "
                         "(default: 1,2,3,vgg19)")
@@ -56,13 +56,10 @@ def parse_args(argv=None):
                    help=f"the conv net runs' recipe: the study's (Adam, step schedule, batch {study.batch_size}, "
                         f"{study.epochs} epochs) or fast (one-cycle, batch {fast.batch_size}, label smoothing, weight "
                         f"EMA, {fast.epochs} epochs); docs/RESULTS.md compares them")
-    p.add_argument("--lr", type=_flags.number(0, low_open=True), default=None,
-                   help="conv net Adam learning rate (default: the recipe's)")
-    p.add_argument("--schedule", choices=SCHEDULES, default=None,
-                   help="conv net schedule: step (x0.1 at 1/2 and 3/4 of the run), constant, plateau, cosine, "
-                        "onecycle (default: the recipe's)")
-    p.add_argument("--dropout", type=_flags.number(0, 1, high_open=True), default=None,
-                   help="conv net dropout rate (default: the recipe's)")
+    _flags.add_recipe(p, CIFAR_CONVNET, leave_out=("model", "no_standardize", "init"),
+                      about="the conv net runs' recipe (--recipe; the study's defaults shown), which the flags given "
+                            f"change; --epochs and --batch-size size the airbench run too (its own: {AIRBENCH.epochs} "
+                            f"epochs, batches of {AIRBENCH.batch_size}); the VGG19 head has its own flags")
     p.add_argument("--weights", default="imagenet", help="VGG19 base weights: imagenet, none, or a .h5 file")
     p.add_argument("--vgg19-size", type=_flags.positive_int(512), default=None, metavar="SIZE",
                    help="resize the images to SIZExSIZE inside the VGG19 model (32..512, e.g. 96; default: 32x32 as "
@@ -92,7 +89,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     conv_runs = [r for r in args.runs if r in CONV_RUNS]
     for runs, flags, what in ((conv_runs or "airbench" in args.runs, ("epochs",), "the conv net and airbench runs"),
-                              (conv_runs, ("recipe", "lr", "schedule", "dropout"), "the conv net runs"),
+                              (conv_runs, ("recipe", *CONV_FLAGS), "the conv net runs"),
                               ("vgg19" in args.runs, ("weights", "vgg19_size", "head_epochs", "head_lr",
                                                       "head_batch_size", "no_feature_cache", "fine_tune"),
                                "the vgg19 run")):
@@ -108,49 +105,40 @@ def parse_args(argv=None):
 
 def recipes(args):
     """The recipe of every run asked for (each checked): ``{run name: Recipe}``."""
-    def sized(recipe):  # --epochs and --batch-size where given
-        return recipe.replace(epochs=args.epochs or (1 if args.quick else recipe.epochs),
-                              batch_size=args.batch_size or recipe.batch_size)
+    given = {name: getattr(args, name) for name in ("epochs", "batch_size")}  # before the conv net's are written back
 
-    conv = CONV_RECIPES[args.recipe]
-    conv = sized(conv.replace(**{k: getattr(args, k) for k in ("lr", "schedule", "dropout")
-                                 if getattr(args, k) is not None}))
+    def sized(recipe):  # --epochs and --batch-size where given
+        return recipe.replace(epochs=given["epochs"] or (1 if args.quick else recipe.epochs),
+                              batch_size=given["batch_size"] or recipe.batch_size)
+
+    conv = _flags.resolve_recipe(args, CONV_RECIPES[args.recipe])
     out = {"1_raw": conv.replace(standardize=False), "2_standardized": conv,
            "3_augmented": conv.replace(augment=AUGMENT), "airbench": sized(AIRBENCH)}
     weights = None if args.weights.lower() == "none" else args.weights
     out["vgg19"] = HEAD.replace(lr=args.head_lr, batch_size=args.head_batch_size, epochs=args.head_epochs,
                                 weights=weights, upsample=args.vgg19_size)
     out["vgg19_finetune"] = out["vgg19"].replace(lr=args.fine_tune_lr, epochs=args.fine_tune_epochs,
-                                                 batch_size=args.batch_size or CIFAR_CONVNET.batch_size)
+                                                 batch_size=given["batch_size"] or CIFAR_CONVNET.batch_size)
     return {name: r for name, r in out.items()
             if name in [CONV_RUNS.get(k, k) for k in args.runs] or (name == "vgg19_finetune" and args.fine_tune)}
 
 
-def load_splits(args):
-    """Train/validation (stratified 80/20 of CIFAR train) and test, as ``{split: (x, y, None)}``."""
-    from keras_apml import stratified
-
-    (x, y), (x_test, y_test) = _data.load_cifar10(args)
-    x, y = _data.quick_subset(args, x, y, _flags.QUICK_TRAIN)
-    x_test, y_test = _data.quick_subset(args, x_test, y_test, _flags.QUICK_TEST)
-    train_idx, val_idx = stratified.validation_split(y, VAL_FRACTION, args.seed)
-    return {"train": (x[train_idx], y[train_idx], None), "validation": (x[val_idx], y[val_idx], None),
-            "test": (x_test, y_test, None)}
+def load_data(args):
+    """CIFAR-10: train and validation (a stratified 80/20 split of CIFAR train, with --seed) and test."""
+    return _data.load(args, "cifar10", seed=args.seed, validation=VAL_FRACTION)
 
 
 class Study:
     """One cifar_transfer invocation: its run directory, data, recipes, distribution and GPU settings."""
 
-    def __init__(self, args, run, splits, recipes, distribution, gpu):
-        from keras_apml.cifar10 import CIFAR10_CLASSES
-
-        self.args, self.run, self.splits, self.recipes, self.distribution, self.gpu = args, run, splits, recipes, \
+    def __init__(self, args, run, data, recipes, distribution, gpu):
+        self.args, self.run, self.data, self.recipes, self.distribution, self.gpu = args, run, data, recipes, \
             distribution, gpu
-        self.names = CIFAR10_CLASSES
+        self.names = data.class_names
 
     def images(self, split):
         """``(x, y)`` of one split."""
-        return self.splits[split][:2]
+        return self.data[split].x, self.data[split].y
 
     def fit(self, model, name, train, validation, **kwargs):
         """Train ``model`` with run ``name``'s recipe on ``train`` arrays (images or cached features)."""
@@ -168,7 +156,7 @@ class Study:
         """Evaluate, save, record and report one run; only the test split gets confusion matrices."""
 
         extra = {"recipe": self.recipes[name].to_dict(), **(extra or {})}
-        _output.finish_trained_model(self.run, name, model, result, self.splits, self.names, extra=extra,
+        _output.finish_trained_model(self.run, name, model, result, self.data.splits, self.names, extra=extra,
                                      scorer=scorer, detail_splits=("test",), tag=name)
 
     def conv_run(self, name):
@@ -203,7 +191,7 @@ class Study:
         else:
             base = models.transfer_features(model)
             _output.say(args, "vgg19: computing the frozen base's outputs for every image once (cached on disk)")
-            images = {s: x for s, (x, _, _) in self.splits.items()}
+            images = {name: split.x for name, split in self.data.splits.items()}
             size = args.vgg19_size or 32  # the weights and the size the images are resized to make the outputs
             outputs, info = features.cached_outputs(
                 base, images, key=f"{features.weights_sha256(base)}:{size}",
@@ -211,12 +199,11 @@ class Study:
                       + ", ".join(f"{s} {len(x)}" for s, x in images.items()),
                 verbose=_output.verbosity(args))
             extra["timing"] = {"feature_cache": info["cache"], "feature_seconds": info["seconds"]}
-            labels = {s: y for s, (_, y, _) in self.splits.items()}
             head = models.transfer_head(model)  # shares its layers, so training it trains the full model
-            result = self.fit(head, "vgg19", (outputs["train"], labels["train"]),
-                              (outputs["validation"], labels["validation"]))
+            result = self.fit(head, "vgg19", (outputs["train"], self.data["train"].y),
+                              (outputs["validation"], self.data["validation"].y))
             # the head on cached base outputs predicts as the full model, without a second pass through the base
-            scorer = (head, {s: (outputs[s], y, y_true) for s, (_, y, y_true) in self.splits.items()})
+            scorer = (head, {name: split.replace(x=outputs[name]) for name, split in self.data.splits.items()})
         self.finish("vgg19", model, result, extra, scorer)
         if args.fine_tune and not result.diverged:
             self.fine_tune(model)
@@ -285,18 +272,18 @@ def main(argv=None):
 
     distribution = devices.distribution_strategy(args.distribute)  # refused first: its error line is the only line
     gpu = devices.gpu_options(args.mixed_precision, args.jit)
-    splits = load_splits(args)
+    data = load_data(args)
     vgg19 = None
     if "vgg19" in planned:  # its weights load now (or fail now), not after the conv nets' hours
         with distribution.scope():
             vgg19 = trainer.build(planned["vgg19"], None, 10, args.seed)
 
     run = _output.open_run("cifar_transfer", args, gpu=gpu, replicas=distribution.num_replicas_in_sync,
-                           sizes={k: len(v[1]) for k, v in splits.items()},
+                           sizes={name: len(split) for name, split in data.splits.items()},
                            recipes={k: r.to_dict() for k, r in planned.items()})
-    study = Study(args, run, splits, planned, distribution, gpu)
-    samples = run.save_figure(plots.sample_grid(splits["train"][0], splits["train"][1], study.names), "samples.png")
-    run.add_section("data", cifar_data_section({k: len(v[1]) for k, v in splits.items()},
+    study = Study(args, run, data, planned, distribution, gpu)
+    samples = run.save_figure(plots.sample_grid(data["train"].x, data["train"].y, study.names), "samples.png")
+    run.add_section("data", cifar_data_section({name: len(split) for name, split in data.splits.items()},
                                                distribution.num_replicas_in_sync, gpu, samples, planned))
     names = [CONV_RUNS.get(r, r) for r in args.runs]
     step = progress.StudyProgress(len(names), args.quiet)

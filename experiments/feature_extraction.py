@@ -67,26 +67,23 @@ def parse_args(argv=None):
 
 
 def load_images(args, model, model_path):
-    """``(x_train, y_train), (x_test, y_test), class names``: CIFAR-10, or your own folders at the model's size."""
-    from keras_apml import cifar10, models
+    """The train and test splits of CIFAR-10, or of your own folders at the model's size."""
+    from keras_apml import models
 
     if args.data == "cifar10":
         models.check_input_shape(model, model_path)
-        (x_train, y_train), (x_test, y_test) = _data.load_cifar10(args)
-        names = cifar10.CIFAR10_CLASSES
     else:
         size = tuple(model.input_shape[1:3])
         args.image_size = args.image_size or size
         if tuple(args.image_size) != size:
             raise InputError(f"model {model_path} takes {size[0]}x{size[1]} images, not --image-size "
                              f"{args.image_size[0]}x{args.image_size[1]}")
-        found, _ = _data.load_folder(args, val_fraction=0.0, seed=0, streams=True)
-        (x_train, y_train, _), (x_test, y_test, _) = _data.train_and_test(found, args.data_dir)
-        names = found.class_names
+    data = _data.load(args, args.data, streams=True).train_and_test()  # drawn with seed 0, as every study's
+    names = data.class_names
     if int(model.output_shape[-1]) != len(names):
         raise InputError(f"model {model_path} has {model.output_shape[-1]} classes; these features are scored on "
                          f"{len(names)}: {', '.join(names)}")
-    return (x_train, y_train), (x_test, y_test), tuple(names)
+    return data
 
 
 def resolve_model(path):
@@ -203,26 +200,25 @@ def main(argv=None):
     model_path = resolve_model(args.model)
     model = models.load_model(model_path)
     layer = models.feature_extractor(model, args.layer).layers[-1].name
-    (x_train, y_train), (x_test, y_test), names = load_images(args, model, model_path)
-    x_train, y_train = _data.quick_subset(args, x_train, y_train, _flags.QUICK_TRAIN)
-    x_test, y_test = _data.quick_subset(args, x_test, y_test, _flags.QUICK_TEST)
+    data = load_images(args, model, model_path)
+    names, train, test = data.class_names, data["train"], data["test"]
     run = _output.open_run("feature_extraction", args, model_file=str(model_path.resolve()), layer=layer)
 
     extractor = keras.Model(model.inputs, {"features": model.get_layer(layer).output, "probabilities": model.output})
     _output.say(args, f"computing layer {layer}'s features and the model's probabilities for every image once")
     outputs, cache = features.cached_outputs(
-        extractor, {"train": x_train, "test": x_test}, key=f"{features.file_sha256(model_path)}:{layer}",
+        extractor, {"train": train.x, "test": test.x}, key=f"{features.file_sha256(model_path)}:{layer}",
         about=f"layer {layer} features and probabilities of {model_path.resolve()} on "
               f"{'CIFAR-10' if args.data == 'cifar10' else args.data_dir} "
-              f"({len(y_train)} train, {len(y_test)} test images)",
+              f"({len(train)} train, {len(test)} test images)",
         batch_size=args.batch_size, verbose=_output.verbosity(args))
     feats = {split: outputs[f"{split}.features"].reshape(len(outputs[f"{split}.features"]), -1)
              for split in ("train", "test")}
-    labels = {"train": y_train, "test": y_test}
-    train_eval = np.arange(len(y_train))
-    if args.train_eval_size < len(y_train):
-        train_eval = np.sort(stratified.validation_split(y_train, args.train_eval_size, args.seed)[1])
-    network = evaluation.evaluate(outputs["test.probabilities"], None, y_test, names)
+    labels = {"train": train.y, "test": test.y}
+    train_eval = np.arange(len(train))
+    if args.train_eval_size < len(train):
+        train_eval = np.sort(stratified.validation_split(train.y, args.train_eval_size, args.seed)[1])
+    network = evaluation.evaluate(outputs["test.probabilities"], None, test.y, names)
     run.record("network", {"test": network, "timing": {"extract_seconds": cache["seconds"]},
                            "feature_cache": cache["cache"]})
     run.add_section("features", features_section(model_path, layer, (feats["train"].shape, feats["test"].shape),

@@ -17,6 +17,7 @@ from experiments import _contract, _data, _flags, _output
 from keras_apml import progress, report
 from keras_apml.imbalance import BEST_STRATEGY, STRATEGIES
 
+VALIDATION_FRACTION = 0.2  # of the training images: the set that picks each sweep's best setting
 SWEEPS = {
     "lr": ("lr", (1e-10, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)),
     "batch": ("batch_size", (4, 8, 16, 32, 64)),
@@ -184,19 +185,18 @@ def main(argv=None):
 
 def study(args, recipe, tasks):
     """Every sweep's trainings (in turn, or as ``tasks`` on a cluster), each sweep reported in the flags' order."""
-    from keras_apml import stratified, trainer
+    from keras_apml import trainer
 
-    bench = _data.load_benchmark(args)
-    fit_idx, val_idx = stratified.validation_split(bench.y_train, 0.2, args.seed)
-    trainer.check(recipe, bench.x_train, len(bench.class_names))
+    bench = _data.load(args, "benchmark").with_validation(VALIDATION_FRACTION, args.seed)  # drawn as every study's
+    fit, val, dev = bench["train"], bench["validation"], bench["dev"]
+    trainer.check(recipe, fit.x, len(bench.class_names))
     _output.start_tasks(args, tasks)
     run = _output.open_run("hyperparams", args, recipe=recipe.to_dict())
-    shared = tasks.share(bench.x_train[fit_idx], bench.y_train[fit_idx], bench.x_train[val_idx],
-                         bench.y_train[val_idx], bench.x_dev, bench.y_dev, bench.y_dev_true)
+    shared = tasks.share(fit.x, fit.y, val.x, val.y, dev.x, dev.y, dev.y_true)
     splits = {"validation": (*shared[2:4], None), "dev": shared[4:]}
     jobs = trainings(args, recipe, splits)
-    run.add_section("base", hyperparams_base_section(recipe.describe(), args.strategy, len(fit_idx),
-                                                     len(val_idx), len(bench.y_dev)))
+    run.add_section("base", hyperparams_base_section(recipe.describe(), args.strategy, len(fit), len(val),
+                                                     len(dev)))
     step = progress.StudyProgress(len(jobs), args.quiet)
     work = [(label, (args.strategy, args.seed, *shared[:2], config),
              {"class_names": bench.class_names, "validation": splits["validation"][:2], **settings})

@@ -77,12 +77,12 @@ def study(args, recipe, tasks):
     """Every strategy and seed trained (in turn, or as ``tasks`` on a cluster), compared, the best one saved."""
     from keras_apml import evaluation, plots, trainer
 
-    bench = _data.load_benchmark(args)
+    bench = _data.load(args, "benchmark")
     features = None
     if args.features:
         bench, features = _data.with_features(args, bench)
     names = bench.class_names
-    trainer.check(recipe, bench.x_train, len(bench.class_names))
+    trainer.check(recipe, bench["train"].x, len(bench.class_names))
     _output.start_tasks(args, tasks)
     run = _output.open_run("imbalance", args, recipe=recipe.to_dict(), features=features)
     if features:
@@ -96,8 +96,8 @@ def study(args, recipe, tasks):
             per_seed.setdefault(name, {})[str(seed)] = earlier
         else:
             jobs[f"{name} seed {seed}"] = (name, seed)
-    x_train, y_train, x_dev, y_dev, y_dev_true = tasks.share(bench.x_train, bench.y_train, bench.x_dev, bench.y_dev,
-                                                             bench.y_dev_true)
+    x_train, y_train, x_dev, y_dev, y_dev_true = tasks.share(bench["train"].x, bench["train"].y, bench["dev"].x,
+                                                             bench["dev"].y, bench["dev"].y_true)
     # dev is scored after every epoch for the curves only: strategies are compared on the final models
     work = [(label, (name, seed, x_train, y_train, recipe, {"dev": (x_dev, y_dev, y_dev_true)}, names),
              {"validation": (x_dev, y_dev), "keep_model": seed == args.seeds[0]})
@@ -122,7 +122,7 @@ def study(args, recipe, tasks):
     scored = {n: headline(s) for n, s in summaries.items() if s}
     if not scored:
         raise InputError("every run diverged: lower --lr")
-    label_note = "true" if bench.y_dev_true is not None else "observed"
+    label_note = "true" if bench["dev"].y_true is not None else "observed"
     series = {f"{labels} dev labels": (
         [summaries[n].get(labels, {}).get("balanced_accuracy", (0, None))[0] or 0 for n in scored],
         [summaries[n].get(labels, {}).get("balanced_accuracy", (0, None))[1] for n in scored])
@@ -134,8 +134,8 @@ def study(args, recipe, tasks):
                            "balanced_accuracy.png")
     best = max(scored, key=lambda n: scored[n]["balanced_accuracy"][0])
     if best not in first_models:  # its first seed was trained by an earlier call: the same seed trains it again
-        model, result, _ = trainer.train(best, bench.x_train, bench.y_train, recipe, seed=args.seeds[0],
-                                         validation=(bench.x_dev, bench.y_dev))
+        model, result, _ = trainer.train(best, bench["train"].x, bench["train"].y, recipe, seed=args.seeds[0],
+                                         validation=(bench["dev"].x, bench["dev"].y))
         first_models[best] = (model, result)
     model, result = first_models[best]
     model_file = "best_head.keras" if features else "best.keras"  # a head on features is no image model to attack
@@ -147,9 +147,8 @@ def study(args, recipe, tasks):
                                                      names, bars))
     run.add_section("best", best_strategy_section(best, label_note, scored[best]["balanced_accuracy"],
                                                   args.seeds[0]))
-    splits = {"dev": (bench.x_dev, bench.y_dev, bench.y_dev_true)}
-    _output.add_model_report(run, f"best_{best}", evaluation.evaluate_splits(model, splits, names), names, model,
-                             result, validation="dev (observed labels)")
+    _output.add_model_report(run, f"best_{best}", evaluation.evaluate_splits(model, {"dev": bench["dev"]}, names),
+                             names, model, result, validation="dev (observed labels)")
     return _output.finish(run, args, f"best strategy: {best}")
 
 

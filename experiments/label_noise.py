@@ -110,7 +110,7 @@ def detect(run, args, bench, recipe, tasks):
     out-of-fold probabilities, metrics)``."""
     from keras_apml import label_files, label_noise, npz
 
-    names = bench.class_names
+    names, train, dev = bench.class_names, bench["train"], bench["dev"]
     recipe = recipe.replace(epochs=args.detect_epochs)
     models = args.rounds * args.folds * args.repeats
     step = progress.StudyProgress(models + 1, args.quiet)
@@ -118,29 +118,29 @@ def detect(run, args, bench, recipe, tasks):
     fit_predict = label_noise.strategy_fit_predict(args.detect_strategy, recipe,
                                                    mirror=not args.no_mirror and not args.features)
     probabilities, flags = label_noise.flag_in_rounds(
-        bench.x_train, bench.y_train, fit_predict, args.rounds, folds=args.folds, seed=args.seeds[0],
+        train.x, train.y, fit_predict, args.rounds, folds=args.folds, seed=args.seeds[0],
         on_fold=lambda i, _: step(f"out-of-fold model {i}/{models}"), repeats=args.repeats, tasks=tasks)
     flagged = flags[-1]
     suggested = probabilities[flagged].argmax(axis=1)
     left_out = flags[-2] if len(flags) > 1 else []  # trained as the last round's fold models were
-    x_fit, y_fit = label_noise.clean(bench.x_train, bench.y_train, left_out, probabilities, "removed")
-    job = ("model on the training labels, to flag dev labels", (*tasks.share(x_fit, y_fit, bench.x_dev),
+    x_fit, y_fit = label_noise.clean(train.x, train.y, left_out, probabilities, "removed")
+    job = ("model on the training labels, to flag dev labels", (*tasks.share(x_fit, y_fit, dev.x),
                                                                 args.seeds[0]), {})
     [(_, dev_probabilities)] = tasks.run(fit_predict, [job], announce=step)
-    dev_flagged = label_noise.find_issues(bench.y_dev, dev_probabilities)
+    dev_flagged = label_noise.find_issues(dev.y, dev_probabilities)
 
-    npz.save_arrays(run.file(PROBABILITIES), probabilities=probabilities, labels=bench.y_train,
+    npz.save_arrays(run.file(PROBABILITIES), probabilities=probabilities, labels=train.y,
                     flagged=flagged)
-    label_files.write_relabel_file(run.file("flagged_relabel.csv"), flagged, suggested, names, bench.paths_train)
+    label_files.write_relabel_file(run.file("flagged_relabel.csv"), flagged, suggested, names, train.paths)
     label_files.write_relabel_file(run.file("flagged_dev_relabel.csv"), dev_flagged,
-                                   dev_probabilities[dev_flagged].argmax(axis=1), names, bench.paths_dev)
+                                   dev_probabilities[dev_flagged].argmax(axis=1), names, dev.paths)
     result = {"train": {"flagged": len(flagged)}, "dev": {"flagged": len(dev_flagged)},
               "rounds": [{"flagged": len(f)} for f in flags],
-              "flagged_by_observed_and_suggested": _pairs(bench.y_train[flagged], suggested, names)}
-    if bench.y_train_true is not None:
-        result["train"] = label_noise.detection_quality(flagged, bench.y_train, bench.y_train_true)
-        result["dev"] = label_noise.detection_quality(dev_flagged, bench.y_dev, bench.y_dev_true)
-        result["rounds"] = [label_noise.detection_quality(f, bench.y_train, bench.y_train_true) for f in flags]
+              "flagged_by_observed_and_suggested": _pairs(train.y[flagged], suggested, names)}
+    if train.y_true is not None:
+        result["train"] = label_noise.detection_quality(flagged, train.y, train.y_true)
+        result["dev"] = label_noise.detection_quality(dev_flagged, dev.y, dev.y_true)
+        result["rounds"] = [label_noise.detection_quality(f, train.y, train.y_true) for f in flags]
     return flagged, probabilities, result
 
 
@@ -156,11 +156,12 @@ def _pairs(observed, suggested, names):
 def flag_caption(i, bench, probabilities):
     """``car -> cat`` (observed -> suggested), the probability the models gave the observed label, and where the
     truth is known whether that label really is wrong."""
-    names, observed = bench.class_names, bench.y_train[i]
+    names, train = bench.class_names, bench["train"]
+    observed = train.y[i]
     lines = [f"{names[observed]} -> {names[probabilities[i].argmax()]}",
              f"p({names[observed]}) = {probabilities[i, observed]:.2f}"]
-    if bench.y_train_true is not None:
-        true = bench.y_train_true[i]
+    if train.y_true is not None:
+        true = train.y_true[i]
         lines.append(f"wrong: is {names[true]}" if true != observed else "label was right")
     return "\n".join(lines)
 
@@ -174,8 +175,7 @@ def report_detection(run, bench, images, flagged, probabilities, detection, args
     title = (f"Flagged training labels: the {len(shown)} of {len(flagged)} whose label the out-of-fold models "
              "found least likely, least likely first")
     grid = run.save_figure(plots.image_grid(images[shown], captions, title=title), "flagged.png")
-    run.add_section("detection", detection_section(detection, args, (len(bench.y_train), len(bench.y_dev)),
-                                                   grid))
+    run.add_section("detection", detection_section(detection, args, (len(bench["train"]), len(bench["dev"])), grid))
 
 
 def earlier_detection(run, bench):
@@ -188,9 +188,9 @@ def earlier_detection(run, bench):
     except InputError:
         return None
     flagged, probabilities = saved.get("flagged"), saved.get("probabilities")
-    if (flagged is None or probabilities is None or probabilities.shape != (len(bench.y_train), len(bench.class_names))
-            or not np.array_equal(saved.get("labels"), bench.y_train)
-            or flagged.size and not 0 <= flagged.min() <= flagged.max() < len(bench.y_train)):
+    if (flagged is None or probabilities is None or probabilities.shape != (len(bench["train"]), len(bench.class_names))
+            or not np.array_equal(saved.get("labels"), bench["train"].y)
+            or flagged.size and not 0 <= flagged.min() <= flagged.max() < len(bench["train"])):
         return None
     return flagged, probabilities, run.recorded("detection")
 
@@ -256,17 +256,18 @@ def study(args, recipe, tasks):
     a cluster."""
     from keras_apml import imbalance, label_noise, trainer
 
-    bench = _data.load_benchmark(args, streams=True)
-    names, images, features = bench.class_names, bench.x_train, None
-    label_noise.check_folds(bench.y_train, args.folds, len(names))
+    bench = _data.load(args, "benchmark", streams=True)
+    names, images, features = bench.class_names, bench["train"].x, None
+    label_noise.check_folds(bench["train"].y, args.folds, len(names))
     if args.features:
         bench, features = _data.with_features(args, bench, mirror=not args.no_mirror)
-    if not isinstance(bench.x_train, np.ndarray):  # streamed from their files: strategies that need them in memory
+    if bench.streamed:  # the images are left in their files: strategies that need them in memory are refused
         for flag, name in (("--detect-strategy", args.detect_strategy), ("--strategy", args.strategy)):
             if not imbalance.strategy(name).streams:
                 raise InputError(f"{flag} {name} needs the images in memory; these are streamed from their files "
                                  "(past --memory-budget): choose a strategy without resampling or offline copies")
-    trainer.check(recipe, bench.x_train, len(bench.class_names))
+    train = bench["train"]
+    trainer.check(recipe, train.x, len(bench.class_names))
     _output.start_tasks(args, tasks)
     run = _output.open_run("label_noise", args, recipe=recipe.to_dict(), features=features)
     if features:
@@ -281,14 +282,14 @@ def study(args, recipe, tasks):
         run.record("detection", detection)
         report_detection(run, bench, images, flagged, probabilities, detection, args)
 
-    training_sets = {how: label_noise.clean(bench.x_train, bench.y_train, flagged, probabilities, how)
+    training_sets = {how: label_noise.clean(train.x, train.y, flagged, probabilities, how)
                      for how in label_noise.CLEANING}
-    if bench.y_train_true is not None:  # every label right: the most any cleaning can give this recipe
-        training_sets["true"] = bench.x_train, bench.y_train_true
+    if train.y_true is not None:  # every label right: the most any cleaning can give this recipe
+        training_sets["true"] = train.x, train.y_true
     entries = {how: run.recorded(how) or {"training_images": len(y), "seeds": {}}
                for how, (_, y) in training_sets.items()}
     step = progress.StudyProgress(len(training_sets) * len(args.seeds), args.quiet)
-    dev = {"dev": tasks.share(bench.x_dev, bench.y_dev, bench.y_dev_true)}
+    dev = {"dev": tasks.share(bench["dev"].x, bench["dev"].y, bench["dev"].y_true)}
     jobs = {}
     for how, seed in ((h, s) for h in training_sets for s in args.seeds):
         if str(seed) in entries[how]["seeds"]:  # trained by an earlier call of this run

@@ -18,11 +18,6 @@ trained model as model.keras: the weights of the epoch of highest validation
 balanced accuracy, which the report names beside the last epoch's figure.
 """
 
-import os
-from pathlib import Path
-
-import numpy as np
-
 from experiments import _contract, _data, _flags, _output
 from keras_apml.folders import VAL_FRACTION
 from keras_apml.recipe import BALANCE, MODELS, Recipe
@@ -46,8 +41,6 @@ def parse_args(argv=None):
                         "e.g. to pretrain a model for the car/truck/cat studies' --init")
     p.add_argument("--weights", default="imagenet",
                    help="vgg19_transfer: imagenet, none, or a weights file")
-    p.add_argument("--dropout", type=_flags.number(0, 1, high_open=True), default=None,
-                   help="dropout rate of cifar_convnet and the VGG19 head (default: the model's own)")
     p.add_argument("--augment", default=None, metavar="SPEC",
                    help="online augmentation with ImageDataGenerator's names, e.g. "
                         "horizontal_flip,width_shift_range=0.125,fill_mode=constant (default: none)")
@@ -83,76 +76,19 @@ def recipe_of(args):
     """The training recipe the flags describe (checked: a bad value or augmentation spec is refused here)."""
     weights = None if args.weights.lower() == "none" else args.weights
     augment = args.augment or _flags.base_recipe(args, DEFAULT).augment  # airbench's own, unless given
-    return _flags.resolve_recipe(args, DEFAULT, balance=args.balance, augment=augment, dropout=args.dropout,
-                                 weights=weights)
+    return _flags.resolve_recipe(args, DEFAULT, balance=args.balance, augment=augment, weights=weights)
 
 
 def load_data(args):
-    """Return a dict of splits -> (x, y, y_true or None), the class names and a data record."""
-    from keras_apml import cifar10, label_files, stratified
-
-    record = {"data": args.data}
+    """The run's data (train, validation and test, or the benchmark's dev) and a record of it for metrics.json."""
+    data = _data.load(args, args.data, seed=args.seed, validation=args.val_split, streams=args.data == "folder")
+    record = {"data": args.data, **data.notes}
     if args.data == "folder":
-        return load_folder(args, record)
-    if args.data == "benchmark":
-        bench = _data.load_benchmark(args, draw=args.seed)
-        x, y, y_true = bench.x_train, bench.y_train, bench.y_train_true
-        test = (bench.x_dev, bench.y_dev, bench.y_dev_true)
-        names, test_name = bench.class_names, "dev"
-    else:
-        (x, y), (x_test, y_test) = _data.load_cifar10(args)
-        names = cifar10.CIFAR10_CLASSES
-        if args.classes is not None:
-            chosen = [c.strip() for c in args.classes.split(",") if c.strip()]
-            x, y, _ = stratified.select_classes(x, y, chosen, names)
-            x_test, y_test, names = stratified.select_classes(x_test, y_test, chosen, names)
-            record["classes"] = list(names)
-        x, y = _data.quick_subset(args, x, y, _flags.QUICK_TRAIN)
-        x_test, y_test = _data.quick_subset(args, x_test, y_test, _flags.QUICK_TEST)
-        y_true, test = None, (x_test, y_test, None)
-        test_name = "test"
-    if args.relabel:
-        y, record["relabel"] = label_files.apply_relabel_file(y, args.relabel, names)
-    train_idx, val_idx = stratified.validation_split(y, args.val_split, args.seed)
-    pick = lambda idx: (x[idx], y[idx], None if y_true is None else y_true[idx])  # noqa: E731
-    splits = {"train": pick(train_idx), "validation": pick(val_idx), test_name: test}
-    record["sizes"] = {k: len(v[1]) for k, v in splits.items()}
-    return splits, tuple(names), record
-
-
-def load_folder(args, record):
-    """Your own image folders: train, validation (split off train where the tree has no val/) and test splits."""
-    from keras_apml import cifar10, label_files
-
-    found, truth = _data.load_folder(args, val_fraction=args.val_split, seed=args.seed, streams=True)
-    observed = {s: y for s, (_, y, _) in found.splits.items()}
-    if args.relabel:  # corrections name images by path: those of train and validation, never test's
-        parts = [s for s in ("train", "val") if s in found.splits]
-        relabelled, record["relabel"] = label_files.apply_relabel_file(
-            np.concatenate([observed[s] for s in parts]), args.relabel, found.class_names,
-            paths=[p for s in parts for p in found.splits[s][2]])
-        bounds = np.cumsum([len(observed[s]) for s in parts])[:-1]
-        observed.update(zip(parts, np.split(relabelled, bounds)))
-    names = {"train": "train", "val": "validation", "test": "test"}
-    splits = {names[s]: (x, observed[s], None if truth is None else _data.folders_true(truth, paths, args))
-              for s, (x, _, paths) in found.splits.items()}
-    if args.quick:
-        splits = {s: quick_split(args, *v, _flags.QUICK_TRAIN if s == "train" else _flags.QUICK_TEST)
-                  for s, v in splits.items()}
-    record.update(root=str(Path(args.data_dir or os.environ.get(cifar10.DATA_ENV)).expanduser().resolve()),
-                  layout=found.layout, image_size=list(found.image_size), classes=list(found.class_names),
-                  skipped=[{"path": p, "reason": r} for p, r in found.skipped],
-                  sizes={k: len(v[1]) for k, v in splits.items()}, true_labels=args.true_labels,
-                  streamed=found.streamed)
-    return splits, found.class_names, record
-
-
-def quick_split(args, x, y, y_true, n):
-    """A stratified subset of at most ``n`` of one split's images (--quick), true labels kept in step."""
-    from keras_apml import stratified
-
-    idx = np.sort(stratified.stratified_indices(y, n, args.seed))
-    return x[idx], y[idx], None if y_true is None else y_true[idx]
+        record.update(root=data.source, layout=data.layout, image_size=list(data.image_size),
+                      classes=list(data.class_names), skipped=[{"path": p, "reason": r} for p, r in data.skipped],
+                      true_labels=args.true_labels, streamed=data.streamed)
+    record["sizes"] = {name: len(split) for name, split in data.splits.items()}
+    return data, record
 
 
 def describe_data(record):
@@ -181,22 +117,22 @@ def main(argv=None):
 
     from keras_apml import checkpoints, plots, trainer
 
-    splits, names, data_record = load_data(args)
-    x_train, y_train, _ = splits["train"]
-    model = trainer.build(recipe, x_train, len(names), args.seed)  # weights files load now, or fail now
+    data, data_record = load_data(args)
+    names, train = data.class_names, data["train"]
+    model = trainer.build(recipe, train.x, len(names), args.seed)  # weights files load now, or fail now
 
     run = _output.open_run("train", args, data=data_record, recipe=recipe.to_dict())
-    fig = plots.class_distribution({name: s[1] for name, s in splits.items()}, names, "Observed labels per split")
+    fig = plots.class_distribution({name: s.y for name, s in data.splits.items()}, names, "Observed labels per split")
     figures = [run.save_figure(fig, "class_distribution.png"),
-               run.save_figure(plots.sample_grid(x_train, y_train, names), "samples.png")]
+               run.save_figure(plots.sample_grid(train.x, train.y, names), "samples.png")]
     run.add_section("data", data_section(recipe.describe(), describe_data(data_record), data_record["sizes"],
                                          figures))
     callbacks = checkpoints.run_callbacks(run.path, early_stopping=args.early_stopping, keep_best=True,
                                           announce=lambda line: _output.say(args, line), tensorboard=args.tensorboard)
-    result, y_fit, weights = trainer.fit(model, x_train, y_train, recipe, seed=args.seed,
-                                         validation=splits["validation"][:2], callbacks=callbacks,
+    result, y_fit, weights = trainer.fit(model, train.x, train.y, recipe, seed=args.seed,
+                                         validation=(data["validation"].x, data["validation"].y), callbacks=callbacks,
                                          verbose=_output.verbosity(args))
-    _output.finish_trained_model(run, args.model, model, result, splits, names, model_file="model.keras",
+    _output.finish_trained_model(run, args.model, model, result, data.splits, names, model_file="model.keras",
                                  extra={"class_weight": weights, "fit_size": len(y_fit), "recipe": recipe.to_dict()})
     return _output.finish(run, args)
 

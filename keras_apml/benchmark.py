@@ -1,15 +1,12 @@
 """The car/truck/cat benchmark: drawn from CIFAR-10 with known label noise, or read from the course's pickles."""
 
-import dataclasses
-
 import numpy as np
 
 from keras_apml import noise
 from keras_apml.cifar10 import CIFAR10_CLASSES, checked_images, integer_labels, load_cifar10
+from keras_apml.dataset import Dataset, Split
 from keras_apml.errors import InputError
-from keras_apml.npz import load_arrays, save_arrays
 from keras_apml.safe_pickle import load_pickle
-from keras_apml.stratified import stratified_indices
 
 BENCHMARK_CLASSES = ("car", "truck", "cat")
 # Benchmark class -> CIFAR-10 label: car=automobile, truck=truck, cat=cat.
@@ -17,43 +14,6 @@ BENCHMARK_FROM_CIFAR = (1, 9, 3)
 # True car/truck/cat counts of the course data's train and dev splits.
 TRAIN_COUNTS, DEV_COUNTS = (4476, 449, 700), (503, 51, 71)
 QUICK_SCALE = 20  # --quick draws the benchmark with 1/20 of its images
-
-
-@dataclasses.dataclass
-class CarTruckCat:
-    """The car/truck/cat benchmark: observed (noisy) and true labels, with CIFAR indices."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    y_train_true: np.ndarray | None
-    idx_train: np.ndarray
-    x_dev: np.ndarray
-    y_dev: np.ndarray
-    y_dev_true: np.ndarray | None
-    idx_dev: np.ndarray
-    class_names: tuple = BENCHMARK_CLASSES
-    paths_train: tuple | None = None  # your own folders: each image's path relative to the dataset's root
-    paths_dev: tuple | None = None
-
-    def save(self, path):
-        """Save as .npz (no pickles); true labels are left out when unknown."""
-        arrays = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        arrays["class_names"] = np.array(self.class_names)
-        save_arrays(path, **{k: v for k, v in arrays.items() if v is not None})
-
-    @classmethod
-    def load(cls, path):
-        """Load a benchmark saved with :meth:`save`."""
-        arrays = load_arrays(path)
-        try:
-            fields = {f.name: arrays.get(f.name) for f in dataclasses.fields(cls)}
-            fields["class_names"] = tuple(str(c) for c in arrays["class_names"])
-            for name in ("paths_train", "paths_dev"):
-                if fields[name] is not None:
-                    fields[name] = tuple(str(p) for p in fields[name])
-            return cls(**fields)
-        except KeyError as e:
-            raise InputError(f"{path}: not a saved benchmark (missing {e})") from None
 
 
 def car_truck_cat(
@@ -76,11 +36,11 @@ def car_truck_cat(
     (x_tr, y_tr), (x_te, y_te) = cifar if cifar is not None else load_cifar10(data_dir)
     train = _draw_split(x_tr, y_tr, train_counts, cat_to_car, np.random.default_rng([seed, 0]), "train")
     dev = _draw_split(x_te, y_te, dev_counts, cat_to_car, np.random.default_rng([seed, 1]), "test")
-    return CarTruckCat(*train, *dev)
+    return Dataset({"train": Split(*train), "dev": Split(*dev)}, BENCHMARK_CLASSES, "car/truck/cat from CIFAR-10")
 
 
 def _draw_split(x, y, counts, cat_to_car, rng, split):
-    """Draw one split: images, observed labels, true labels, CIFAR indices (:func:`keras_apml.noise.draw`)."""
+    """Draw one split: images, observed labels, true labels, no paths, CIFAR indices (:func:`keras_apml.noise.draw`)."""
     for cifar_label, count in zip(BENCHMARK_FROM_CIFAR, counts):
         available = int(np.sum(y == cifar_label))
         if count > available:
@@ -88,7 +48,7 @@ def _draw_split(x, y, counts, cat_to_car, rng, split):
                              f"the benchmark asks for {count}")
     idx, y_true, y_observed = noise.draw(y, list(zip(BENCHMARK_FROM_CIFAR, counts)), rng,
                                          pairs=[(2, 0, cat_to_car)], split=f"CIFAR-10 {split}")
-    return x[idx], y_observed, y_true, idx
+    return x[idx], y_observed, y_true, None, idx
 
 
 def load_course_pickle(path, num_classes=3):
@@ -117,9 +77,9 @@ def course_benchmark(train_pickle, dev_pickle):
     """The benchmark from the course's own pickles: observed labels only."""
     x_train, y_train = load_course_pickle(train_pickle)
     x_dev, y_dev = load_course_pickle(dev_pickle)
-    return CarTruckCat(
-        x_train, y_train, None, np.arange(len(y_train)), x_dev, y_dev, None, np.arange(len(y_dev))
-    )
+    return Dataset({"train": Split(x_train, y_train, index=np.arange(len(y_train))),
+                    "dev": Split(x_dev, y_dev, index=np.arange(len(y_dev)))}, BENCHMARK_CLASSES,
+                   f"the course's pickles {train_pickle} and {dev_pickle}")
 
 
 def load_benchmark(data_dir=None, seed=0, train_pickle=None, dev_pickle=None, quick=False, verbose=0):
@@ -137,17 +97,3 @@ def load_benchmark(data_dir=None, seed=0, train_pickle=None, dev_pickle=None, qu
         counts = {name: tuple(max(2, round(c / QUICK_SCALE)) for c in default)
                   for name, default in (("train_counts", TRAIN_COUNTS), ("dev_counts", DEV_COUNTS))}
     return car_truck_cat(seed=seed, cifar=load_cifar10(data_dir, verbose), **counts)
-
-
-def quick_benchmark(bench, n_train, n_dev, seed=0):
-    """A stratified subset (by observed label) of at most ``n_train`` and ``n_dev`` images, for --quick runs."""
-    t = np.sort(stratified_indices(bench.y_train, n_train, seed))
-    d = np.sort(stratified_indices(bench.y_dev, n_dev, seed))
-
-    def some(a, i):
-        return None if a is None else tuple(a[k] for k in i) if isinstance(a, tuple) else a[i]
-
-    return CarTruckCat(bench.x_train[t], bench.y_train[t], some(bench.y_train_true, t), bench.idx_train[t],
-                       bench.x_dev[d], bench.y_dev[d], some(bench.y_dev_true, d), bench.idx_dev[d],
-                       class_names=bench.class_names, paths_train=some(bench.paths_train, t),
-                       paths_dev=some(bench.paths_dev, d))

@@ -100,7 +100,6 @@ def save(name, arrays, about):
                   f"going on without the cache (set {CACHE_ENV} to another directory)", file=sys.stderr)
 
 
-
 def entries(kinds=tuple(KINDS)):
     """The cache's files of ``kinds``, oldest first: ``[{"path", "kind", "bytes", "modified", "about"}]``.
 

@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from keras_apml import cache
+from keras_apml.dataset import Dataset, Split
 from keras_apml.errors import InputError
 from keras_apml.image_files import is_hidden, is_image_file
 from keras_apml.progress import StepProgress
@@ -42,6 +43,12 @@ def load_cifar10(data_dir=None, verbose=0):
     if (root / "train").is_dir() and (root / "test").is_dir():
         return _read_image_folders_cached(root, verbose)
     raise InputError(f"data directory {root} holds no CIFAR-10 data; {EXPECTED_LAYOUT}")
+
+
+def dataset(data_dir=None, verbose=0):
+    """CIFAR-10 as a :class:`~keras_apml.dataset.Dataset` of "train" and "test" splits (see :func:`load_cifar10`)."""
+    (x_train, y_train), (x_test, y_test) = load_cifar10(data_dir, verbose)
+    return Dataset({"train": Split(x_train, y_train), "test": Split(x_test, y_test)}, CIFAR10_CLASSES, "CIFAR-10")
 
 
 def is_cifar10(data_dir):

@@ -69,9 +69,10 @@ def evaluate(model_or_predictions, x, y, class_names, y_true=None, batch_size=25
 
 
 def evaluate_splits(model, splits, class_names):
-    """Evaluate ``model`` on each named split ``(x, y, y_true or None)``; returns ``{split: metrics}``."""
-    return {name: evaluate(model, x, y, class_names, y_true=y_true)
-            for name, (x, y, y_true) in splits.items()}
+    """Evaluate ``model`` on each named :class:`~keras_apml.dataset.Split` (observed labels, and true labels where
+    known); returns ``{split: metrics}``."""
+    return {name: evaluate(model, split.x, split.y, class_names, y_true=split.y_true)
+            for name, split in splits.items()}
 
 
 def classification_metrics(y, y_pred, class_names):

@@ -21,7 +21,6 @@ CIFAR-10's (:mod:`keras_apml.cache`); past a memory budget the images stay
 in their files instead (:class:`FileImages`) and are streamed.
 """
 
-import dataclasses
 import hashlib
 import warnings
 from pathlib import Path, PurePath
@@ -31,12 +30,14 @@ from PIL import Image, ImageOps
 from sklearn.model_selection import train_test_split
 
 from keras_apml import cache
+from keras_apml.dataset import Dataset, Split
 from keras_apml.errors import InputError
 from keras_apml.image_files import IMAGE_EXTENSIONS, is_hidden, is_image_file
 from keras_apml.label_files import read_csv
 from keras_apml.progress import StepProgress
 
 SPLIT_FOLDERS = ("train", "val", "test")
+SPLIT_NAMES = dict(zip(SPLIT_FOLDERS, ("train", "validation", "test")))  # the folder val/ holds the validation split
 VAL_FRACTION, TEST_FRACTION = 0.2, 0.2  # as experiments.train's --val-split and the studies' test split
 MAX_SIDE = 4096  # larger images are refused from their header, before a pixel is decoded (decompression bombs)
 
@@ -76,19 +77,6 @@ class FileImages:
         if isinstance(index, tuple):
             raise TypeError("images streamed from their files are indexed by image, not by pixel")
         return FileImages(self.root, self.paths[index], self.size)
-
-
-@dataclasses.dataclass
-class FolderData:
-    """A decoded image-folder dataset: ``splits`` maps "train", "val", "test" (those present) to
-    ``(x uint8 NHWC, y int64, relative paths)``; ``skipped`` lists ``(relative path, reason)``."""
-
-    class_names: tuple
-    splits: dict
-    image_size: tuple
-    layout: str
-    skipped: list
-    streamed: bool = False  # the images are FileImages, read from their files as they are needed
 
 
 def scan(root):
@@ -191,8 +179,9 @@ def _reason(error):
 
 
 def load(root, image_size=None, val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION, seed=0,
-         skip_unreadable=False, verbose=0, memory_budget=None):
-    """Decode an image-folder tree into a :class:`FolderData`, from the cache when it was decoded before.
+         skip_unreadable=False, verbose=0, memory_budget=None, truth=None):
+    """Decode an image-folder tree into a :class:`~keras_apml.dataset.Dataset`, from the cache when it was
+    decoded before.
 
     ``image_size`` is ``(height, width)``; None takes the size every image
     shares, and refuses a tree of mixed sizes. ``val_fraction``,
@@ -200,9 +189,20 @@ def load(root, image_size=None, val_fraction=VAL_FRACTION, test_fraction=TEST_FR
     module's text). ``verbose`` shows the progress of decoding (Keras's
     convention). Past ``memory_budget`` bytes of decoded images, every
     file is decoded once to check it and then left where it is: the splits
-    hold :class:`FileImages`, streamed through tf.data.
+    hold :class:`FileImages`, streamed through tf.data. ``truth`` is a
+    truth file (:func:`read_truth`) giving every image's true class.
     """
     root = Path(root).expanduser().resolve()
+    data = _load(root, image_size, val_fraction, test_fraction, seed, skip_unreadable, verbose, memory_budget)
+    if truth is None:
+        return data
+    mapping = read_truth(truth, data.class_names)
+    return data.replace(**{name: split.replace(y_true=true_labels(mapping, split.paths, truth))
+                           for name, split in data.splits.items()})
+
+
+def _load(root, image_size, val_fraction, test_fraction, seed, skip_unreadable, verbose, memory_budget):
+    """:func:`load` without the truth file."""
     classes, listing, layout = scan(root)
     everything = [path for files in listing.values() for path, _ in files]
     key = hashlib.sha256(f"{root}|{image_size}|{val_fraction}|{test_fraction}|{seed}|{skip_unreadable}".encode())
@@ -215,7 +215,7 @@ def load(root, image_size=None, val_fraction=VAL_FRACTION, test_fraction=TEST_FR
     fits = memory_budget is None or (image_size is not None and _bytes(len(everything), image_size) <= memory_budget)
     cached = cache.load(name) if fits else None
     if cached is not None:
-        return _from_arrays(cached, layout)
+        return _from_arrays(cached, root, layout)
     sizes, skipped = {}, []
     for path in everything:
         got = header(root / path)
@@ -238,7 +238,7 @@ def load(root, image_size=None, val_fraction=VAL_FRACTION, test_fraction=TEST_FR
                          (val_fraction, test_fraction, seed), verbose)
     cached = None if fits else cache.load(name)
     if cached is not None:
-        return _from_arrays(cached, layout)
+        return _from_arrays(cached, root, layout)
     decoded = dict(_decode_all(root, sizes, image_size, skip_unreadable, skipped,
                                StepProgress("decoding images", len(sizes), verbose)))
     splits = _splits(listing, decoded, classes, val_fraction, test_fraction, seed)
@@ -246,7 +246,7 @@ def load(root, image_size=None, val_fraction=VAL_FRACTION, test_fraction=TEST_FR
     for split, (x, y, paths) in splits.items():
         arrays.update({f"x_{split}": x, f"y_{split}": y, f"paths_{split}": np.array(paths, dtype=str)})
     cache.save(name, arrays, about=f"{len(decoded)} images decoded from {root} at {image_size[1]}x{image_size[0]}")
-    return _from_arrays(arrays, layout)
+    return _from_arrays(arrays, root, layout)
 
 
 def _bytes(count, image_size):
@@ -255,12 +255,13 @@ def _bytes(count, image_size):
 
 
 def _streamed(root, listing, sizes, classes, image_size, layout, skipped, skip_unreadable, split, verbose):
-    """A :class:`FolderData` of :class:`FileImages`: every file decoded once to check it, none kept."""
+    """A :class:`~keras_apml.dataset.Dataset` of :class:`FileImages`: every file decoded once to check it, none
+    kept."""
     readable = {path: path for path, _ in _decode_all(root, sizes, image_size, skip_unreadable, skipped,
                                                       StepProgress("checking images", len(sizes), verbose))}
     splits = _splits(listing, readable, classes, *split, stack=lambda paths: FileImages(root, paths, image_size))
-    splits = {s: (x, y, tuple(paths)) for s, (x, y, paths) in splits.items()}
-    return FolderData(tuple(classes), splits, tuple(image_size), layout, skipped, streamed=True)
+    return Dataset({SPLIT_NAMES[s]: Split(x, y, paths=tuple(paths)) for s, (x, y, paths) in splits.items()},
+                   tuple(classes), str(root), layout, tuple(skipped))
 
 
 def _decode_all(root, paths, image_size, skip_unreadable, skipped, progress):
@@ -309,13 +310,13 @@ def _splits(listing, decoded, classes, val_fraction, test_fraction, seed, stack=
     return out
 
 
-def _from_arrays(arrays, layout):
-    """A :class:`FolderData` from the arrays :func:`load` caches (the image size is the training images')."""
-    splits = {s: (arrays[f"x_{s}"], arrays[f"y_{s}"], tuple(str(p) for p in arrays[f"paths_{s}"]))
+def _from_arrays(arrays, root, layout):
+    """A :class:`~keras_apml.dataset.Dataset` from the arrays :func:`load` caches."""
+    splits = {SPLIT_NAMES[s]: Split(arrays[f"x_{s}"], arrays[f"y_{s}"],
+                                    paths=tuple(str(p) for p in arrays[f"paths_{s}"]))
               for s in SPLIT_FOLDERS if f"x_{s}" in arrays}
-    skipped = [tuple(str(line).split("\t", 1)) for line in arrays["skipped"]]
-    image_size = tuple(int(v) for v in splits["train"][0].shape[1:3])
-    return FolderData(tuple(str(c) for c in arrays["class_names"]), splits, image_size, layout, skipped)
+    skipped = tuple(tuple(str(line).split("\t", 1)) for line in arrays["skipped"])
+    return Dataset(splits, tuple(str(c) for c in arrays["class_names"]), str(root), layout, skipped)
 
 
 def read_truth(path, class_names):

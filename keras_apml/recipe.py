@@ -75,7 +75,9 @@ class Recipe:
     standardize: bool = setting(True, "inputs", words=_inputs)
     balance: str = setting("none", "balance", choices=BALANCE)
     augment: str | None = setting(None, "augmentation", words=lambda r: r.augment and r.augment.replace(",", ", "))
-    dropout: float | None = setting(None, "dropout", bounds=(0.0, 1.0, False, True))
+    dropout: float | None = setting(None, "dropout", bounds=(0.0, 1.0, False, True),
+                                    flag="dropout rate of the network's dropout layers (none: the network's own; "
+                                         "airbench has none)")
     label_smoothing: float = setting(0.0, "label smoothing", bounds=(0.0, 1.0, False, True),
                                      flag="label smoothing of the cross-entropy (0: none)")
     ema: float | None = setting(None, "weight EMA", bounds=(0.0, 1.0, True, True),

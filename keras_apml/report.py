@@ -159,5 +159,3 @@ def recipes_table(recipes):
     used = [i for i in range(len(recipe_settings.headings())) if any(row[i] is not None for row in rows.values())]
     return markdown_table(["run", *(recipe_settings.headings()[i] for i in used)],
                           [(name, *(row[i] for i in used)) for name, row in rows.items()])
-
-

@@ -1,20 +1,9 @@
-"""Stratified draws: a class subset, a validation split, the --quick subset."""
+"""Stratified draws: a validation split, a random subset."""
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
 from keras_apml.errors import InputError
-
-
-def select_classes(x, y, names, class_names):
-    """Only the images of the classes called ``names``, relabelled 0.. in ``class_names`` order; returns x, y, names."""
-    unknown = [n for n in names if n not in class_names]
-    if unknown or not names or len(set(names)) != len(names):
-        raise InputError(f"classes {list(names)}: expected distinct names from {list(class_names)}")
-    kept = [c for c in class_names if c in names]
-    old_labels = np.array([class_names.index(c) for c in kept])
-    keep = np.isin(y, old_labels)
-    return x[keep], np.searchsorted(old_labels, y[keep]).astype(y.dtype), tuple(kept)
 
 
 def validation_split(y, size=0.2, seed=0):
@@ -31,11 +20,3 @@ def stratified_indices(y, n, seed=0):
     if n >= len(y):
         return np.arange(len(y))
     return train_test_split(np.arange(len(y)), train_size=n, random_state=seed, stratify=y)[0]
-
-
-def stratified_subset(x, y, n, seed=0):
-    """A stratified random subset of at most ``n`` images (for --quick runs)."""
-    if n >= len(y):
-        return x, y
-    idx = stratified_indices(y, n, seed)
-    return x[idx], y[idx]

@@ -21,7 +21,7 @@ def quick(root, out, *extra):
 
 @pytest.mark.slow
 def test_the_head_on_cached_features_predicts_as_the_full_model(image_tree, tmp_path):
-    from experiments.cifar_transfer import load_splits, parse_args
+    from experiments.cifar_transfer import load_data, parse_args
     from keras_apml import features, models
 
     root, _ = image_tree
@@ -30,16 +30,16 @@ def test_the_head_on_cached_features_predicts_as_the_full_model(image_tree, tmp_
     run = json.loads((tmp_path / "run" / "metrics.json").read_text())["runs"]["vgg19"]
     assert run["feature_cache"] is True and run["timing"]["feature_cache"] == "miss"
     model = keras.models.load_model(tmp_path / "run" / "vgg19.keras")
-    splits = load_splits(parse_args(argv))
+    data = load_data(parse_args(argv))
     base = models.transfer_features(model)
-    cached, info = features.cached_outputs(base, {s: x for s, (x, _, _) in splits.items()},
+    cached, info = features.cached_outputs(base, {name: split.x for name, split in data.splits.items()},
                                            key=f"{features.weights_sha256(base)}:32", about="test")
     assert info["cache"] == "hit"  # the experiment's own cache, found again from the saved model's weights
-    x_test = splits["test"][0]
+    x_test = data["test"].x
     np.testing.assert_allclose(models.transfer_head(model).predict(cached["test"], verbose=0),
                                model.predict(x_test.astype(np.float32) / 255.0, verbose=0), atol=1e-5)
     assert run["test"]["accuracy"] == np.mean(
-        model.predict(x_test.astype(np.float32) / 255.0, verbose=0).argmax(1) == splits["test"][1])
+        model.predict(x_test.astype(np.float32) / 255.0, verbose=0).argmax(1) == data["test"].y)
 
 
 @pytest.mark.slow
@@ -128,6 +128,27 @@ def test_gpu_options_stay_off_on_a_cpu_with_a_note(image_tree, tmp_path, capsys)
     assert keras.mixed_precision.global_policy().name == "float32"
 
 
+def test_the_shared_recipe_flags_change_the_conv_net_runs_and_size_airbench(tmp_path):
+    from experiments.cifar_transfer import parse_args, recipes
+    from keras_apml.errors import InputError
+    from keras_apml.recipe import AIRBENCH, CIFAR_AUGMENT, CIFAR_CONVNET_FAST, VGG19_HEAD
+
+    argv = ["--runs", "1,2,3,vgg19,airbench", "--recipe", "fast", "--optimizer", "sgd", "--momentum", "0.8",
+            "--weight-decay", "1e-4", "--dropout", "0.1", "--epochs", "3", "--fine-tune", "--weights", "none"]
+    planned = recipes(parse_args(argv))
+    changed = {"optimizer": "sgd", "momentum": 0.8, "weight_decay": 1e-4, "dropout": 0.1, "epochs": 3}
+    assert planned["2_standardized"] == CIFAR_CONVNET_FAST.replace(**changed)
+    assert planned["1_raw"] == planned["2_standardized"].replace(standardize=False)
+    assert planned["3_augmented"].augment == CIFAR_AUGMENT and planned["3_augmented"].optimizer == "sgd"
+    assert planned["airbench"] == AIRBENCH.replace(epochs=3)  # sized by --epochs, its recipe otherwise its own
+    assert planned["vgg19"] == VGG19_HEAD.replace(weights=None)  # the head has its own flags
+    assert planned["vgg19_finetune"].batch_size == 64 and planned["vgg19_finetune"].lr == 1e-5
+    with pytest.raises(InputError, match="--lr concerns the conv net runs, which --runs leaves out"):
+        parse_args(["--runs", "airbench", "--lr", "0.1"])
+    with pytest.raises(InputError, match="--momentum is SGD's: --optimizer adam has none"):
+        recipes(parse_args(["--momentum", "0.5"]))
+
+
 @pytest.mark.slow
 def test_bad_flags_are_error_lines(image_tree, tmp_path, capsys):
     root, _ = image_tree
@@ -147,7 +168,7 @@ def test_bad_flags_are_error_lines(image_tree, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_the_fast_recipe_and_airbench_report_flip_tta_beside_the_plain_figure(image_tree, tmp_path):
-    from experiments.cifar_transfer import load_splits, parse_args
+    from experiments.cifar_transfer import load_data, parse_args
     from keras_apml import evaluation, models
 
     root, _ = image_tree
@@ -158,8 +179,8 @@ def test_the_fast_recipe_and_airbench_report_flip_tta_beside_the_plain_figure(im
     fast = runs["1_raw"]["recipe"]
     assert (fast["schedule"], fast["batch_size"], fast["label_smoothing"], fast["ema"]) == ("onecycle", 256, 0.1, 0.99)
     assert runs["airbench"]["recipe"]["optimizer"] == "nesterov" and runs["airbench"]["recipe"]["batch_size"] == 1024
-    splits = load_splits(parse_args(argv))
-    (x_train, _, _), (x, y, _) = splits["train"], splits["test"]
+    data = load_data(parse_args(argv))
+    x_train, x, y = data["train"].x, data["test"].x, data["test"].y
     model = keras.models.load_model(out / "airbench.keras")
     # the whitening layer is fitted on the training images and never trained
     np.testing.assert_array_equal(model.get_layer("whiten").get_weights()[0],

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import REAL_DATA, synthetic_images, write_image_tree
 
-from keras_apml import benchmark, cifar10, label_files, npz, stratified
+from keras_apml import benchmark, cifar10, label_files, npz
 from keras_apml.errors import InputError
 
 
@@ -167,48 +167,39 @@ def test_download_without_network_names_the_offline_options(monkeypatch):
 def test_benchmark_has_the_course_statistics_exactly(cifar_arrays):
     bench = benchmark.car_truck_cat(cifar=cifar_arrays, seed=0)
     assert bench.class_names == ("car", "truck", "cat")
-    assert np.bincount(bench.y_train_true).tolist() == [4476, 449, 700]
-    assert np.bincount(bench.y_train).tolist() == [4949, 449, 227]
-    assert np.bincount(bench.y_dev_true).tolist() == [503, 51, 71]
-    assert np.bincount(bench.y_dev).tolist() == [551, 51, 23]
-    for y, y_true, flips in ((bench.y_train, bench.y_train_true, 473), (bench.y_dev, bench.y_dev_true, 48)):
+    assert np.bincount(bench["train"].y_true).tolist() == [4476, 449, 700]
+    assert np.bincount(bench["train"].y).tolist() == [4949, 449, 227]
+    assert np.bincount(bench["dev"].y_true).tolist() == [503, 51, 71]
+    assert np.bincount(bench["dev"].y).tolist() == [551, 51, 23]
+    for y, y_true, flips in ((bench["train"].y, bench["train"].y_true, 473), (bench["dev"].y, bench["dev"].y_true, 48)):
         wrong = y != y_true
         assert wrong.sum() == flips
         assert set(y_true[wrong]) == {2} and set(y[wrong]) == {0}  # only cats, only to car
     (x_tr, y_tr), (x_te, y_te) = cifar_arrays
     cifar_label = np.array(benchmark.BENCHMARK_FROM_CIFAR)
-    np.testing.assert_array_equal(y_tr[bench.idx_train], cifar_label[bench.y_train_true])
-    np.testing.assert_array_equal(y_te[bench.idx_dev], cifar_label[bench.y_dev_true])
-    np.testing.assert_array_equal(bench.x_train, x_tr[bench.idx_train])
-    assert len(np.unique(bench.idx_train)) == 5625 and len(np.unique(bench.idx_dev)) == 625
+    np.testing.assert_array_equal(y_tr[bench["train"].index], cifar_label[bench["train"].y_true])
+    np.testing.assert_array_equal(y_te[bench["dev"].index], cifar_label[bench["dev"].y_true])
+    np.testing.assert_array_equal(bench["train"].x, x_tr[bench["train"].index])
+    assert len(np.unique(bench["train"].index)) == 5625 and len(np.unique(bench["dev"].index)) == 625
 
 
 def test_benchmark_is_deterministic_per_seed(cifar_arrays):
     a = benchmark.car_truck_cat(cifar=cifar_arrays, seed=3)
     b = benchmark.car_truck_cat(cifar=cifar_arrays, seed=3)
     c = benchmark.car_truck_cat(cifar=cifar_arrays, seed=4)
-    np.testing.assert_array_equal(a.idx_train, b.idx_train)
-    np.testing.assert_array_equal(a.y_train, b.y_train)
-    assert not np.array_equal(a.idx_train, c.idx_train)
-    assert not np.array_equal(a.y_dev != a.y_dev_true, c.y_dev != c.y_dev_true)
+    np.testing.assert_array_equal(a["train"].index, b["train"].index)
+    np.testing.assert_array_equal(a["train"].y, b["train"].y)
+    assert not np.array_equal(a["train"].index, c["train"].index)
+    assert not np.array_equal(a["dev"].y != a["dev"].y_true, c["dev"].y != c["dev"].y_true)
 
 
 def test_benchmark_counts_and_noise_are_parameters(cifar_arrays):
     bench = benchmark.car_truck_cat(cifar=cifar_arrays, train_counts=(100, 20, 10), dev_counts=(10, 5, 4),
                                     cat_to_car=0.5)
-    assert np.bincount(bench.y_train).tolist() == [105, 20, 5]
-    assert np.bincount(bench.y_dev).tolist() == [12, 5, 2]
+    assert np.bincount(bench["train"].y).tolist() == [105, 20, 5]
+    assert np.bincount(bench["dev"].y).tolist() == [12, 5, 2]
     with pytest.raises(InputError, match="has 5000 automobile images, the benchmark asks for 6000"):
         benchmark.car_truck_cat(cifar=cifar_arrays, train_counts=(6000, 1, 1))
-
-
-def test_benchmark_saves_and_loads_without_pickle(cifar_arrays, tmp_path):
-    bench = benchmark.car_truck_cat(cifar=cifar_arrays, train_counts=(30, 5, 6), dev_counts=(5, 2, 3))
-    bench.save(tmp_path / "bench.npz")
-    loaded = benchmark.CarTruckCat.load(tmp_path / "bench.npz")
-    assert loaded.class_names == bench.class_names
-    np.testing.assert_array_equal(loaded.x_train, bench.x_train)
-    np.testing.assert_array_equal(loaded.y_dev_true, bench.y_dev_true)
 
 
 def write_course_pickle(path, x_uint8, labels):
@@ -223,7 +214,7 @@ def test_course_pickle_is_read_as_uint8_channels_last(tmp_path):
     np.testing.assert_array_equal(images, x)
     assert labels.tolist() == [0, 1, 2, 0, 1, 2]
     bench = benchmark.course_benchmark(tmp_path / "train.pickle", tmp_path / "train.pickle")
-    assert bench.y_train_true is None and bench.idx_dev.tolist() == list(range(6))
+    assert bench["train"].y_true is None and bench["dev"].index.tolist() == list(range(6))
 
 
 def test_course_pickle_with_bad_labels_or_shapes_is_refused(tmp_path):
@@ -297,18 +288,6 @@ def test_restricted_unpickler_refuses_code_and_runs_none(tmp_path):
     assert not marker.exists()
 
 
-def test_select_classes_keeps_those_classes_relabelled_in_cifar_order():
-    y = np.repeat(np.arange(10), 3)
-    x = np.arange(30)
-    x_kept, y_kept, names = stratified.select_classes(x, y, ["ship", "airplane", "cat"], cifar10.CIFAR10_CLASSES)
-    assert names == ("airplane", "cat", "ship")
-    np.testing.assert_array_equal(x_kept, [0, 1, 2, 9, 10, 11, 24, 25, 26])
-    np.testing.assert_array_equal(y_kept, [0, 0, 0, 1, 1, 1, 2, 2, 2])
-    for bad in (["ship", "car"], ["ship", "ship"], []):
-        with pytest.raises(InputError, match="expected distinct names from"):
-            stratified.select_classes(x, y, bad, cifar10.CIFAR10_CLASSES)
-
-
 def test_relabel_file_applies_names_or_numbers_and_is_recorded(tmp_path):
     y = np.array([0, 0, 0, 1, 2])
     (tmp_path / "fix.csv").write_text("index,label\n1,cat\n2,1\n4,cat\n")
@@ -363,5 +342,5 @@ def test_real_cifar10_smoke():
     assert x_train.shape == (50000, 32, 32, 3) and x_test.shape == (10000, 32, 32, 3)
     assert np.bincount(y_train).tolist() == [5000] * 10 and np.bincount(y_test).tolist() == [1000] * 10
     bench = benchmark.car_truck_cat(cifar=((x_train, y_train), (x_test, y_test)))
-    assert np.bincount(bench.y_train).tolist() == [4949, 449, 227]
-    assert np.bincount(bench.y_dev).tolist() == [551, 51, 23]
+    assert np.bincount(bench["train"].y).tolist() == [4949, 449, 227]
+    assert np.bincount(bench["dev"].y).tolist() == [551, 51, 23]

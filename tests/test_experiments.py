@@ -97,12 +97,12 @@ def test_train_on_cifar10_standardises_on_the_training_split_only(image_tree, tm
             "--balance", "oversample",
             "--augment", "horizontal_flip,width_shift_range=0.125,height_shift_range=0.125,fill_mode=constant"]
     assert run_command("train", argv) == 0
-    splits, _, _ = train.load_data(train.parse_args(argv))
+    data, _ = train.load_data(train.parse_args(argv))
     assert len(fitted_on) == 1
-    np.testing.assert_array_equal(fitted_on[0], splits["train"][0])  # not validation, not test
+    np.testing.assert_array_equal(fitted_on[0], data["train"].x)  # not validation, not test
     model = keras.models.load_model(tmp_path / "run" / "model.keras")
     mean = keras.ops.convert_to_numpy(model.get_layer("standardize").mean).ravel()
-    np.testing.assert_allclose(mean, (splits["train"][0] / 255.0).mean(axis=(0, 1, 2)), atol=1e-4)
+    np.testing.assert_allclose(mean, (data["train"].x / 255.0).mean(axis=(0, 1, 2)), atol=1e-4)
     run = json.loads((tmp_path / "run" / "metrics.json").read_text())["runs"]["cifar_convnet"]
     assert run["test"]["n"] == 200 and "true_labels" not in run["test"]  # --quick: 200 test images
 
@@ -112,10 +112,10 @@ def test_train_on_some_cifar10_classes_relabels_them_from_0(image_tree, tmp_path
 
     root, _ = image_tree
     argv = ["--data", "cifar10", "--data-dir", str(root), "--classes", "ship,airplane,dog"]
-    splits, names, record = train.load_data(train.parse_args(argv))
-    assert names == ("airplane", "dog", "ship") and record["classes"] == ["airplane", "dog", "ship"]
+    data, record = train.load_data(train.parse_args(argv))
+    assert data.class_names == ("airplane", "dog", "ship") and record["classes"] == ["airplane", "dog", "ship"]
     assert record["sizes"] == {"train": 576, "validation": 144, "test": 90}
-    assert np.bincount(splits["test"][1]).tolist() == [30, 30, 30]
+    assert np.bincount(data["test"].y).tolist() == [30, 30, 30]
 
 
 @pytest.mark.slow

@@ -30,17 +30,17 @@ def test_a_class_folder_tree_splits_stratified_with_exact_counts(tmp_path, k):
     classes = [f"class_{c:02d}" for c in range(k)]
     data = folders.load(class_tree(tmp_path / "tree", classes, per_class=10), val_fraction=0.25, seed=3)
     assert data.class_names == tuple(classes) and data.layout == "class folders" and data.image_size == (16, 16)
-    assert {s: len(y) for s, (_, y, _) in data.splits.items()} == {"train": 6 * k, "val": 2 * k, "test": 2 * k}
-    for split, (x, y, paths) in data.splits.items():
-        assert np.array_equal(np.bincount(y, minlength=k), np.full(k, {"train": 6, "val": 2, "test": 2}[split]))
-        for image, label, path in zip(x, y, paths):  # each image is the file its path names
+    assert {s: len(split) for s, split in data.splits.items()} == {"train": 6 * k, "validation": 2 * k, "test": 2 * k}
+    for name, split in data.splits.items():
+        assert np.array_equal(np.bincount(split.y, minlength=k), np.full(k, 6 if name == "train" else 2))
+        for image, label, path in zip(split.x, split.y, split.paths):  # each image is the file its path names
             assert path.startswith(classes[label] + "/") and image[0, 0, 0] == label * 20
             assert image[0, 0, 1] == int(path.split("/")[1][:3])
     again = folders.load(tmp_path / "tree", val_fraction=0.25, seed=3)
-    assert again.splits["test"][2] == data.splits["test"][2]
-    assert folders.load(tmp_path / "tree", val_fraction=0.5, seed=3).splits["test"][2] == data.splits["test"][2]
+    assert again["test"].paths == data["test"].paths
+    assert folders.load(tmp_path / "tree", val_fraction=0.5, seed=3)["test"].paths == data["test"].paths
     other = folders.load(tmp_path / "tree", val_fraction=0.25, seed=4)
-    assert other.splits["test"][2] != data.splits["test"][2]
+    assert other["test"].paths != data["test"].paths
 
 
 def test_split_folders_are_kept_as_given(tmp_path):
@@ -49,14 +49,14 @@ def test_split_folders_are_kept_as_given(tmp_path):
     class_tree(root / "test", ["a", "b", "c"], per_class=2)
     data = folders.load(root, val_fraction=0)
     assert data.layout == "split folders (train, test)" and set(data.splits) == {"train", "test"}
-    assert data.splits["train"][2][:2] == ("train/a/000.png", "train/a/001.png")
-    assert np.array_equal(data.splits["test"][1], [0, 0, 1, 1, 2, 2])
+    assert data["train"].paths[:2] == ("train/a/000.png", "train/a/001.png")
+    assert np.array_equal(data["test"].y, [0, 0, 1, 1, 2, 2])
     split = folders.load(root, val_fraction=0.25, seed=1)  # no val/: one image of each class split off train
-    assert [len(split.splits[s][1]) for s in ("train", "val", "test")] == [9, 3, 6]
-    assert set(split.splits["train"][2]) | set(split.splits["val"][2]) == set(data.splits["train"][2])
+    assert [len(split[s].y) for s in ("train", "validation", "test")] == [9, 3, 6]
+    assert set(split["train"].paths) | set(split["validation"].paths) == set(data["train"].paths)
     class_tree(root / "val", ["a", "b", "c"], per_class=1)
     given = folders.load(root, val_fraction=0.25)
-    assert given.layout == "split folders (train, val, test)" and given.splits["val"][2][0] == "val/a/000.png"
+    assert given.layout == "split folders (train, val, test)" and given["validation"].paths[0] == "val/a/000.png"
 
 
 def test_every_format_and_mode_becomes_rgb_uint8(tmp_path):
@@ -71,7 +71,7 @@ def test_every_format_and_mode_becomes_rgb_uint8(tmp_path):
     write(root / "b" / "plain.bmp", rgb(3))
     write(root / "b" / "image.webp", rgb(4))
     data = folders.load(root, val_fraction=0, test_fraction=0)
-    x, y, paths = data.splits["train"]
+    x, y, paths = data["train"].x, data["train"].y, data["train"].paths
     images = dict(zip(paths, x))
     assert x.dtype == np.uint8 and x.shape == (7, 16, 16, 3)
     assert np.array_equal(images["a/gray.png"], np.repeat(gray[..., None], 3, axis=2))
@@ -91,7 +91,7 @@ def test_mixed_sizes_need_an_image_size_and_are_resized_with_antialiasing(tmp_pa
     with pytest.raises(InputError, match=r"come in 2 sizes \(48x32, 64x64, \.\.\.\): pass --image-size"):
         folders.load(root, val_fraction=0, test_fraction=0)
     data = folders.load(root, image_size=(8, 8), val_fraction=0, test_fraction=0)
-    x, _, paths = data.splits["train"]
+    x, paths = data["train"].x, data["train"].paths
     assert x.shape == (2, 8, 8, 3) and data.image_size == (8, 8)
     big = x[paths.index("a/big.png")]
     assert 100 < big.mean() < 155 and big.std() < 30  # averaged grey, not aliased stripes
@@ -131,15 +131,15 @@ def test_hidden_files_and_folders_are_not_images_of_the_data_set(tmp_path):
     write(root / ".thumbnails" / "0.png", rgb(9))  # a hidden folder is not a class
     data = folders.load(root, val_fraction=0, test_fraction=0)
     assert data.class_names == ("a", "b")
-    assert sorted(data.splits["train"][2]) == ["a/000.png", "a/001.png", "a/002.png", "b/000.png", "b/001.png",
-                                               "b/002.png"]
+    assert sorted(data["train"].paths) == ["a/000.png", "a/001.png", "a/002.png", "b/000.png", "b/001.png",
+                                           "b/002.png"]
 
 
 def test_unreadable_files_can_be_skipped_and_are_listed(tmp_path):
     root = class_tree(tmp_path / "tree", ["a", "b"], per_class=3)
     (root / "b" / "broken.png").write_bytes(b"\x89PNG not really")
     data = folders.load(root, val_fraction=0, test_fraction=0, skip_unreadable=True)
-    assert len(data.splits["train"][1]) == 6
+    assert len(data["train"].y) == 6
     assert [p for p, _ in data.skipped] == ["b/broken.png"]
 
 
@@ -156,11 +156,11 @@ def test_the_decoded_tree_is_cached_and_a_changed_file_is_decoded_again(tmp_path
         m.setattr(folders, "header", no_decoding)  # not even a header read again
         cached = folders.load(root, val_fraction=0, test_fraction=0)
         assert cached.image_size == (16, 16)
-    assert cached.splits["train"][2] == first.splits["train"][2]
-    assert np.array_equal(cached.splits["train"][0], first.splits["train"][0])
+    assert cached["train"].paths == first["train"].paths
+    assert np.array_equal(cached["train"].x, first["train"].x)
     write(root / "a" / "000.png", np.full((16, 16, 3), 99, np.uint8))
     changed = folders.load(root, val_fraction=0, test_fraction=0)
-    assert changed.splits["train"][0][0, 0, 0, 0] == 99
+    assert changed["train"].x[0, 0, 0, 0] == 99
 
 
 def test_too_few_images_to_split_is_refused(tmp_path):
@@ -251,22 +251,22 @@ def test_past_the_memory_budget_images_stay_in_their_files_and_predict_the_same(
     streamed = folders.load(root, image_size=(32, 32), val_fraction=0.25, memory_budget=36 * 32 * 32 * 3 - 1)
     assert not arrays.streamed and streamed.streamed
     assert len(list((tmp_path / "cache").glob("images-*.npz"))) == 1  # nothing decoded to cache for a stream
-    for split in ("train", "val", "test"):
-        (xa, ya, pa), (xs, ys, ps) = arrays.splits[split], streamed.splits[split]
+    for split in ("train", "validation", "test"):
+        (xa, ya, pa), (xs, ys, ps) = ((d[split].x, d[split].y, d[split].paths) for d in (arrays, streamed))
         assert isinstance(xs, folders.FileImages) and xs.shape == xa.shape and pa == ps and np.array_equal(ya, ys)
         assert np.array_equal(xs[0], xa[0]) and isinstance(xs[1:], folders.FileImages)
     small = recipe.Recipe(model="small_cnn", epochs=1, batch_size=8)
-    model = trainer.build(small, arrays.splits["train"][0], 3, seed=0)
-    x_test_arrays, x_test_files = arrays.splits["test"][0], streamed.splits["test"][0]
+    model = trainer.build(small, arrays["train"].x, 3, seed=0)
+    x_test_arrays, x_test_files = arrays["test"].x, streamed["test"].x
     same = evaluation.predict_proba(model, x_test_arrays), evaluation.predict_proba(model, x_test_files)
     assert np.array_equal(*same)
-    result, _, _ = trainer.fit(trainer.build(small, streamed.splits["train"][0], 3, seed=0),
-                               streamed.splits["train"][0], streamed.splits["train"][1],
+    result, _, _ = trainer.fit(trainer.build(small, streamed["train"].x, 3, seed=0),
+                               streamed["train"].x, streamed["train"].y,
                                small.replace(balance="oversample"),
-                               validation=streamed.splits["val"][:2])
+                               validation=(streamed["validation"].x, streamed["validation"].y))
     assert result.epochs_run == 1 and len(result.history["val_balanced_accuracy"]) == 1
     with pytest.raises(InputError, match="--balance smote resamples images in memory"):
-        trainer.fit(model, streamed.splits["train"][0], streamed.splits["train"][1], small.replace(balance="smote"))
+        trainer.fit(model, streamed["train"].x, streamed["train"].y, small.replace(balance="smote"))
 
 
 @pytest.mark.slow

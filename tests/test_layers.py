@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).parents[1] / "keras_apml"
 LAYERS = [
     ("errors", "atomic", "progress", "machine", "cache", "safe_pickle", "image_files", "npz"),
     ("recipe", "imbalance", "noise"),
-    ("stratified", "label_files", "cifar10", "benchmark", "folders", "augmentation", "pipeline"),
+    ("stratified", "label_files", "dataset", "cifar10", "benchmark", "folders", "augmentation", "pipeline"),
     ("custom_objects", "keras_internals", "models", "evaluation", "optimization", "checkpoints", "devices", "plots"),
     ("trainer",),
     ("cluster", "features", "label_noise", "adversarial", "report"),

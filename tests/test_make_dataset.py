@@ -26,8 +26,8 @@ def test_the_car_truck_cat_preset_draws_the_benchmarks_images_and_labels(image_t
     labels = truth(out)
     names = ("car", "truck", "cat")
     sources = {"train": sorted((root / "train").glob("*/*.png")), "test": sorted((root / "test").glob("*/*.png"))}
-    for split, observed, true, idx in (("train", bench.y_train, bench.y_train_true, bench.idx_train),
-                                       ("test", bench.y_dev, bench.y_dev_true, bench.idx_dev)):
+    for split, observed, true, idx in (("train", bench["train"].y, bench["train"].y_true, bench["train"].index),
+                                       ("test", bench["dev"].y, bench["dev"].y_true, bench["dev"].index)):
         files = sorted((out / split).glob("*/*.png"), key=lambda p: p.name)
         assert [p.name for p in files] == [f"{i:06d}.png" for i in range(len(observed))]
         assert [p.parent.name for p in files] == [names[k] for k in observed]

@@ -137,16 +137,15 @@ def test_recipes_print_as_a_table_of_the_settings_each_run_uses():
 
 
 def test_flagged_captions_say_what_p_is_and_whether_the_label_is_wrong():
-    from types import SimpleNamespace
-
     from experiments.label_noise import flag_caption
+    from keras_apml.dataset import Dataset, Split
 
-    bench = SimpleNamespace(class_names=("car", "truck", "cat"), y_train=np.array([0, 0]),
-                            y_train_true=np.array([2, 0]))
+    bench = Dataset({"train": Split(np.zeros((2, 1, 1, 3)), np.array([0, 0]), np.array([2, 0]))},
+                    ("car", "truck", "cat"))
     probabilities = np.array([[0.03, 0.90, 0.07], [0.41, 0.59, 0.0]])
     assert flag_caption(0, bench, probabilities) == "car -> truck\np(car) = 0.03\nwrong: is cat"
     assert flag_caption(1, bench, probabilities) == "car -> truck\np(car) = 0.41\nlabel was right"
-    bench.y_train_true = None
+    bench = bench.replace(train=bench["train"].replace(y_true=None))
     assert flag_caption(0, bench, probabilities) == "car -> truck\np(car) = 0.03"
 
 

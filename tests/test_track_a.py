@@ -75,7 +75,8 @@ def test_label_noise_writes_a_relabel_file_that_train_can_apply(quick_run, image
     saved = npz.load_arrays(out / "out_of_fold_probabilities.npz")
     assert saved["probabilities"].shape == (281, 3) and len(saved["flagged"]) == detection["train"]["flagged"]
     bench = benchmark.load_benchmark(root, 0, quick=True)
-    relabelled, record = label_files.apply_relabel_file(bench.y_train, out / "flagged_relabel.csv", bench.class_names)
+    relabelled, record = label_files.apply_relabel_file(bench["train"].y, out / "flagged_relabel.csv",
+                                                        bench.class_names)
     assert record["rows"] == detection["train"]["flagged"]
     assert run_command("train", ["--data-dir", str(root), "--out", str(tmp_path / "t"), "--quick", "--quiet",
                                  "--relabel", str(out / "flagged_relabel.csv")]) == 0
@@ -103,8 +104,8 @@ def test_label_noise_on_course_pickles_has_no_truth_to_score_or_retrain_on(image
     monkeypatch.setattr(trainer, "train", recorded_train)
 
     bench = benchmark.load_benchmark(image_tree[0], 0, quick=True)
-    write_course_pickle(tmp_path / "train.pickle", bench.x_train, bench.y_train)
-    write_course_pickle(tmp_path / "dev.pickle", bench.x_dev, bench.y_dev)
+    write_course_pickle(tmp_path / "train.pickle", bench["train"].x, bench["train"].y)
+    write_course_pickle(tmp_path / "dev.pickle", bench["dev"].x, bench["dev"].y)
     out = tmp_path / "run"
     argv = ["--train-pickle", str(tmp_path / "train.pickle"), "--dev-pickle", str(tmp_path / "dev.pickle"),
             "--out", str(out), "--quick", "--quiet", "--folds", "2", "--repeats", "2", "--model", "small_cnn",
@@ -119,7 +120,7 @@ def test_label_noise_on_course_pickles_has_no_truth_to_score_or_retrain_on(image
     first_round = detection["rounds"][0]["flagged"]
     sizes = [t[2] for t in trained]
     assert first_round > 0 and sum(sizes[4:8]) == sum(sizes[:4]) - 2 * first_round  # each image in 1 fit a repeat
-    assert sizes[8] == len(bench.y_train) - first_round  # the dev-flagging model, trained as round 2's were
+    assert sizes[8] == len(bench["train"].y) - first_round  # the dev-flagging model, trained as round 2's were
     report = (out / "report.md").read_text()
     assert "2-fold out-of-fold probabilities from `flip+class_weight` models (2 epochs), averaged over 2 repeats; " \
            in report
@@ -243,5 +244,5 @@ def test_a_resumed_label_noise_run_detects_again_when_its_saved_probabilities_ar
     assert run_command("label_noise", ["--data-dir", str(image_tree[0]), "--out", str(out), "--quick",
                                        "--quiet"]) == 0
     assert detections == [1] and _metrics(out)["finished"]
-    assert npz.load_arrays(saved)["probabilities"].shape == (len(benchmark.load_benchmark(image_tree[0], quick=True)
-                                                                 .y_train), 3)
+    train = benchmark.load_benchmark(image_tree[0], quick=True)["train"]
+    assert npz.load_arrays(saved)["probabilities"].shape == (len(train), 3)
