@@ -7,7 +7,8 @@ A refactoring that keeps the results keeps every value: each study runs
 files, for the studies that take a trained model) in a fresh process with
 each checkout first on ``PYTHONPATH``; the two metrics.json files are then
 compared value by value, timings and dates left out. Prints each difference
-(none: ``same``) and exits 1 if there is any.
+(none: ``same``) and exits 1 if there is any. Every run is made afresh: a
+``--work`` directory that holds an earlier comparison's runs is refused.
 """
 
 import argparse
@@ -54,12 +55,12 @@ def make_inputs(work):
 
 
 def run_study(checkout, name, root, out, work):
-    """``python -m experiments.<name> --quick`` with ``checkout`` first on the path; its metrics.json."""
-    if not (out / "metrics.json").is_file():
-        extra = [a.format(work=work) for a in EXTRA.get(name, [])]
-        env = {**os.environ, "PYTHONPATH": str(checkout), "KERAS_APML_CACHE": str(out.parent / "cache")}
-        subprocess.run([sys.executable, "-m", f"experiments.{name}", "--data-dir", str(root), "--out", str(out),
-                        "--quick", "--quiet", *extra], env=env, cwd=checkout, check=True)
+    """``python -m experiments.<name> --quick`` with ``checkout`` first on the path, into the new directory
+    ``out``; its metrics.json."""
+    extra = [a.format(work=work) for a in EXTRA.get(name, [])]
+    env = {**os.environ, "PYTHONPATH": str(checkout), "KERAS_APML_CACHE": str(out.parent / "cache")}
+    subprocess.run([sys.executable, "-m", f"experiments.{name}", "--data-dir", str(root), "--out", str(out),
+                    "--quick", "--quiet", *extra], env=env, cwd=checkout, check=True)
     return json.loads((out / "metrics.json").read_text())
 
 
@@ -84,6 +85,9 @@ def main(argv=None):
     p.add_argument("--work", type=Path, default=Path("/tmp/same_metrics"), help="the inputs and run directories")
     p.add_argument("--studies", default=",".join(STUDIES), help="comma-separated studies")
     args = p.parse_args(argv)
+    earlier = [args.work / side for side in ("before", "after") if (args.work / side).exists()]
+    if earlier:  # their runs would be taken for this comparison's: results of other checkouts, or of older code
+        p.error(f"{earlier[0]} holds the runs of an earlier comparison: give another --work")
     args.work.mkdir(parents=True, exist_ok=True)
     root = make_inputs(args.work)
     found = 0

@@ -193,9 +193,9 @@ def add_recipe(p, default=Recipe(), models=("small_cnn", "cifar_convnet", "airbe
     """The training recipe's flags, one per field :func:`keras_apml.recipe.flag_fields` names (its help, choices or
     bounds from the field), plus --no-standardize and --init, but those ``leave_out`` names; a flag not given takes
     ``default``'s value, or that of the recipe the model brings (:func:`resolve_recipe`)."""
-    group = p.add_argument_group("training recipe", about or "airbench (--model airbench) and the head on --features "
-                                                              "come with their own recipe, which the flags given "
-                                                              "change")
+    about = about or ("airbench (--model airbench) and the head on --features come with their own recipe, which the "
+                      "flags given change")
+    group = p.add_argument_group("training recipe", about)
     for field in recipe_settings.flag_fields():
         if field.name in leave_out:
             continue

@@ -120,7 +120,7 @@ def _files(root, split, classes, required):
     return files
 
 
-def split_stratified(y, val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION, seed=0):
+def _split_stratified(y, val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION, seed=0):
     """Indices ``(train, val, test)``: scikit-learn's stratified ``train_test_split``, ``test_fraction`` of all
     images first, then ``val_fraction`` of the rest, so that the test images of a seed do not depend on
     ``val_fraction``."""
@@ -295,13 +295,13 @@ def _splits(listing, decoded, classes, val_fraction, test_fraction, seed, stack=
         out = {split: arrays(files) for split, files in listing.items()}
         if "val" not in out and val_fraction:  # validation images split off train/, stratified and seeded
             x, y, paths = out.pop("train")
-            train, val, _ = split_stratified(y, val_fraction, 0.0, seed)
+            train, val, _ = _split_stratified(y, val_fraction, 0.0, seed)
             out = {"train": (x[train], y[train], [paths[i] for i in train]),
                    "val": (x[val], y[val], [paths[i] for i in val]), **out}
     else:
         x, y, paths = arrays(listing["all"])
         out = {}
-        for split, idx in zip(SPLIT_FOLDERS, split_stratified(y, val_fraction, test_fraction, seed)):
+        for split, idx in zip(SPLIT_FOLDERS, _split_stratified(y, val_fraction, test_fraction, seed)):
             if len(idx):
                 out[split] = (x[idx], y[idx], [paths[i] for i in idx])
     missing = [classes[c] for c in range(len(classes)) if not np.any(out["train"][1] == c)]

@@ -14,7 +14,7 @@ def start_from_epoch(model, epoch):
     model._initial_epoch = epoch
 
 
-def backup_epoch(callback):
+def _backup_epoch(callback):
     """The number of epochs a BackupAndRestore callback has seen end (``_current_epoch``): its backup's name."""
     return callback._current_epoch
 
@@ -33,4 +33,4 @@ class BackupWriter:
     """
 
     def _save_model(self):
-        self.write_backup(backup_epoch(self))
+        self.write_backup(_backup_epoch(self))

@@ -140,7 +140,7 @@ def linear(num_classes=3, dropout=0.0, standardizer=None, input_shape=(256,)):
     return keras.Model(inputs, _classifier(x, num_classes), name="linear")
 
 
-def vgg19_base(weights="imagenet", input_shape=INPUT_SHAPE):
+def _vgg19_base(weights="imagenet", input_shape=INPUT_SHAPE):
     """VGG19 without its top, cut at ``block4_pool`` and frozen. ``weights``: "imagenet", None or a file;
     images of 32x32 and up."""
     if min(input_shape[:2]) < 32:
@@ -180,12 +180,12 @@ def vgg19_transfer(weights="imagenet", num_classes=10, dropout=0.5, base=None, i
     """Frozen VGG19 (cut at block4_pool, preprocessing inside) plus a dense head.
 
     13,219,402 parameters for 10 classes of 32x32 images: 2,631,178 trainable,
-    10,588,224 not. ``base`` takes an already-built :func:`vgg19_base`;
+    10,588,224 not. ``base`` takes an already-built :func:`_vgg19_base`;
     ``upsample`` (a size) resizes the images to that square inside the model
     first (bilinear): ImageNet features of 32x32 images are weak.
     """
     size = (upsample, upsample, 3) if upsample else tuple(input_shape)
-    base = base or vgg19_base(weights, size)
+    base = base or _vgg19_base(weights, size)
     inputs = keras.Input(tuple(input_shape), name="pixels")
     x = inputs
     if upsample:

@@ -19,7 +19,7 @@ from keras_apml.recipe import BALANCE, RESAMPLERS
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def to_unit_float(images):
+def _to_unit_float(images):
     """Cast uint8 images to float32 in [0, 1] (works on tensors and arrays)."""
     return tf.cast(images, tf.float32) / 255.0
 
@@ -103,7 +103,7 @@ def _finish(ds, augmentation, labelled):
     pipeline = augmentation.layers() if augmentation is not None else None
 
     def prepare(*batch):
-        images = to_unit_float(batch[0]) if batch[0].dtype == tf.uint8 else batch[0]
+        images = _to_unit_float(batch[0]) if batch[0].dtype == tf.uint8 else batch[0]
         if pipeline is not None:
             images = pipeline(images, training=True)
         return (images, *batch[1:]) if labelled else images

@@ -69,7 +69,7 @@ def confusion_matrix(counts, class_names, title="Confusion matrix"):
     counts = np.asarray(counts)
     k = len(class_names)
     if k > MAX_MATRIX_CLASSES:
-        return top_confusions(counts, class_names, title)
+        return _top_confusions(counts, class_names, title)
     with np.errstate(invalid="ignore", divide="ignore"):
         rates = np.nan_to_num(counts / counts.sum(axis=1, keepdims=True))
     size = min(2.5 + 0.45 * k, 4 + 0.22 * k)
@@ -86,7 +86,7 @@ def confusion_matrix(counts, class_names, title="Confusion matrix"):
     return fig
 
 
-def top_confusions(counts, class_names, title, shown=30):
+def _top_confusions(counts, class_names, title, shown=30):
     """The ``shown`` largest off-diagonal counts as horizontal bars, ``true -> predicted``."""
     off = np.asarray(counts, dtype=float).copy()
     np.fill_diagonal(off, 0)
@@ -101,7 +101,7 @@ def top_confusions(counts, class_names, title, shown=30):
     return fig
 
 
-def epoch_axis(ax, epochs):
+def _epoch_axis(ax, epochs):
     """An x axis of whole epochs 1..``epochs`` (one epoch shows as one tick, not a fractional scale)."""
     ax.set_xlim(0.5, max(1, epochs) + 0.5)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1))
@@ -132,7 +132,7 @@ def training_curves(history, title="Training curves", diverged_epoch=None, best_
                        label=f"weights kept (epoch {best_epoch})")
         if diverged_epoch is not None:
             ax.axvline(diverged_epoch, color="red", linestyle=":", label=f"diverged (epoch {diverged_epoch})")
-        epoch_axis(ax, max(len(v) for v in history.values() if isinstance(v, list)))
+        _epoch_axis(ax, max(len(v) for v in history.values() if isinstance(v, list)))
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -183,7 +183,7 @@ def loss_curves(runs, title="Loss per epoch"):
             finite = [v for v in history.get("loss", [])[:diverged_epoch - 1] if v is not None and np.isfinite(v)]
             ax.plot([diverged_epoch], [finite[-1] if finite else 1.0], "x", color="red", markersize=10)
     ax.set_yscale("log")
-    epoch_axis(ax, max((len(h.get("loss", [])) for h, _ in runs.values()), default=1))
+    _epoch_axis(ax, max((len(h.get("loss", [])) for h, _ in runs.values()), default=1))
     ax.set_ylabel("loss")
     handles, labels = ax.get_legend_handles_labels()
     styles = [matplotlib.lines.Line2D([], [], color="black", linestyle="-", label="train (solid)"),
@@ -202,7 +202,7 @@ def metric_curves(series, ylabel, title, best=None):
         ax.plot(np.arange(1, len(values) + 1), values, marker=".", label=name)
     if best is not None:
         ax.axvline(best, color="green", linestyle="-.", linewidth=1, label=f"best on validation (epoch {best})")
-    epoch_axis(ax, max((len(v) for v in series.values()), default=1))
+    _epoch_axis(ax, max((len(v) for v in series.values()), default=1))
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)

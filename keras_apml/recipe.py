@@ -95,7 +95,7 @@ class Recipe:
             if choices and value not in choices:
                 raise InputError(f"unknown {field.name} {value!r}; choose from {', '.join(choices)}")
             if bounds and value is not None:
-                check_bounds(field, value)
+                _check_bounds(field, value)
         if self.dropout is not None and self.model == "airbench":
             raise InputError("airbench has no dropout (its recipe regularises with label smoothing)")
         if self.upsample is not None and self.model != "vgg19_transfer":
@@ -123,7 +123,7 @@ class Recipe:
         return ", ".join(f"{heading} {words}" for heading, words in self.settings().items())
 
 
-def check_bounds(field, value):
+def _check_bounds(field, value):
     """Refuse a value of a bounded field outside its bounds (integer bounds: a whole number in them)."""
     low, high, low_open, high_open = field.metadata["bounds"]
     name = field.metadata["heading"]

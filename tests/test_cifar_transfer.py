@@ -20,29 +20,6 @@ def quick(root, out, *extra):
 
 
 @pytest.mark.slow
-def test_the_head_on_cached_features_predicts_as_the_full_model(image_tree, tmp_path):
-    from experiments.cifar_transfer import load_data, parse_args
-    from keras_apml import features, models
-
-    root, _ = image_tree
-    argv = quick(root, tmp_path / "run", "--runs", "vgg19")
-    assert run_command("cifar_transfer", argv) == 0
-    run = json.loads((tmp_path / "run" / "metrics.json").read_text())["runs"]["vgg19"]
-    assert run["feature_cache"] is True and run["timing"]["feature_cache"] == "miss"
-    model = keras.models.load_model(tmp_path / "run" / "vgg19.keras")
-    data = load_data(parse_args(argv))
-    base = models.transfer_features(model)
-    cached, info = features.cached_outputs(base, {name: split.x for name, split in data.splits.items()},
-                                           key=f"{features.weights_sha256(base)}:32", about="test")
-    assert info["cache"] == "hit"  # the experiment's own cache, found again from the saved model's weights
-    x_test = data["test"].x
-    np.testing.assert_allclose(models.transfer_head(model).predict(cached["test"], verbose=0),
-                               model.predict(x_test.astype(np.float32) / 255.0, verbose=0), atol=1e-5)
-    assert run["test"]["accuracy"] == np.mean(
-        model.predict(x_test.astype(np.float32) / 255.0, verbose=0).argmax(1) == data["test"].y)
-
-
-@pytest.mark.slow
 def test_end_to_end_and_fine_tuning_runs(image_tree, tmp_path):
     root, _ = image_tree
     out = tmp_path / "run"
@@ -57,10 +34,15 @@ def test_end_to_end_and_fine_tuning_runs(image_tree, tmp_path):
 
 
 @pytest.mark.slow
-def test_conv_runs_record_the_study_numbers_beside_theirs(image_tree, tmp_path):
+def test_conv_runs_record_the_study_numbers_beside_theirs_and_gpu_options_stay_off_on_a_cpu(
+        image_tree, tmp_path, capsys):
     root, _ = image_tree
     out = tmp_path / "run"
-    assert run_command("cifar_transfer", quick(root, out, "--runs", "1")) == 0
+    argv = quick(root, out, "--runs", "1", "--mixed-precision", "--jit")
+    assert run_command("cifar_transfer", argv) == 0
+    assert "note: --mixed-precision needs a GPU" in capsys.readouterr().err
+    assert json.loads((out / "config.json").read_text())["gpu"] == {"mixed_precision": False, "jit": False}
+    assert keras.mixed_precision.global_policy().name == "float32"
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics["runs"]) == ["1_raw"]
     assert metrics["runs"]["1_raw"]["test"]["n"] == 200 and metrics["runs"]["1_raw"]["validation"]["n"] == 100
@@ -68,14 +50,16 @@ def test_conv_runs_record_the_study_numbers_beside_theirs(image_tree, tmp_path):
     assert "| 1_raw |" in table and "70.81%" in table and "73.26%" not in table
     assert keras.models.load_model(out / "1_raw.keras").count_params() == 72922
     stamp = (out / "1_raw.keras").stat().st_mtime_ns
-    assert run_command("cifar_transfer", quick(root, out, "--runs", "1")) == 0  # the same --out again
+    assert run_command("cifar_transfer", argv) == 0  # the same --out again
     assert (out / "1_raw.keras").stat().st_mtime_ns == stamp  # kept, not trained again
     assert json.loads((out / "metrics.json").read_text()) == metrics
 
 
 @pytest.mark.slow
-def test_the_conv_net_and_the_head_take_their_own_dropout_and_batch_size(image_tree, tmp_path, monkeypatch):
-    from keras_apml import trainer
+def test_the_conv_net_and_the_head_on_cached_features_take_their_own_dropout_and_batch_size(image_tree, tmp_path,
+                                                                                            monkeypatch):
+    from experiments.cifar_transfer import load_data, parse_args
+    from keras_apml import features, models, trainer
 
     batches = {}
     fit = trainer.fit_dataset
@@ -92,9 +76,24 @@ def test_the_conv_net_and_the_head_take_their_own_dropout_and_batch_size(image_t
     assert batches == {"cifar_convnet": 7, "transfer_head": 4}  # 400 training images in 64s, then in 100s
     model = keras.models.load_model(out / "3_augmented.keras")
     assert model.get_layer("dropout1").rate == model.get_layer("dropout2").rate == 0.1
-    run = json.loads((out / "metrics.json").read_text())["runs"]["3_augmented"]
-    assert run["recipe"]["dropout"] == 0.1 and "width_shift_range=0.125" in run["recipe"]["augment"]
-    assert "interpolation_order=0" in run["recipe"]["augment"]  # whole-pixel shifts
+    runs = json.loads((out / "metrics.json").read_text())["runs"]
+    assert runs["3_augmented"]["recipe"]["dropout"] == 0.1 and "width_shift_range=0.125" in runs["3_augmented"][
+        "recipe"]["augment"]
+    assert "interpolation_order=0" in runs["3_augmented"]["recipe"]["augment"]  # whole-pixel shifts
+
+    # the head trained on the frozen base's cached outputs predicts as the full model saved
+    vgg19 = runs["vgg19"]
+    assert vgg19["feature_cache"] is True and vgg19["timing"]["feature_cache"] == "miss"
+    model = keras.models.load_model(out / "vgg19.keras")
+    data = load_data(parse_args(argv))
+    base = models.transfer_features(model)
+    cached, info = features.cached_outputs(base, {name: split.x for name, split in data.splits.items()},
+                                           key=f"{features.weights_sha256(base)}:32", about="test")
+    assert info["cache"] == "hit"  # the experiment's own cache, found again from the saved model's weights
+    x_test = data["test"].x.astype(np.float32) / 255.0
+    np.testing.assert_allclose(models.transfer_head(model).predict(cached["test"], verbose=0),
+                               model.predict(x_test, verbose=0), atol=1e-5)
+    assert vgg19["test"]["accuracy"] == np.mean(model.predict(x_test, verbose=0).argmax(1) == data["test"].y)
 
 
 @pytest.mark.slow
@@ -115,17 +114,6 @@ def test_mirrored_strategy_on_two_logical_cpus(image_tree, tmp_path):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["runs"]["2_standardized"]["test"]["n"] == 200
     standardized = keras.models.load_model(tmp_path / "run" / "2_standardized.keras")
     assert standardized.count_params() == 72922 + 7  # Normalization's mean, variance and count
-
-
-@pytest.mark.slow
-def test_gpu_options_stay_off_on_a_cpu_with_a_note(image_tree, tmp_path, capsys):
-    root, _ = image_tree
-    assert run_command("cifar_transfer", quick(root, tmp_path / "run", "--runs", "1", "--mixed-precision",
-                                               "--jit")) == 0
-    assert "note: --mixed-precision needs a GPU" in capsys.readouterr().err
-    config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["gpu"] == {"mixed_precision": False, "jit": False}
-    assert keras.mixed_precision.global_policy().name == "float32"
 
 
 def test_the_shared_recipe_flags_change_the_conv_net_runs_and_size_airbench(tmp_path):

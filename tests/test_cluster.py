@@ -14,15 +14,23 @@ TINY = Recipe(model="small_cnn", epochs=1, batch_size=16)
 ON_THE_CLUSTER = ("under", "two_stage")  # a resampled training set; two models joined into one
 
 
+@pytest.fixture(scope="module")
+def two_workers():
+    """A local cluster of two worker processes (their TensorFlow imported once), shared by the tests of
+    ``xdist_group("imbalance")``, which run on one pytest-xdist worker."""
+    with cluster.Tasks(local_workers=2) as tasks:
+        yield tasks.start()
+
+
 @pytest.mark.slow
-@pytest.mark.xdist_group("imbalance")
-def test_a_quick_imbalance_study_on_two_local_workers_gives_the_table_of_a_run_in_turn(quick_run, image_tree,
-                                                                                       tmp_path):
+@pytest.mark.xdist_group("imbalance")  # with the quick imbalance run it compares with, and the cluster's other test
+def test_a_quick_imbalance_study_on_a_cluster_of_two_workers_gives_the_table_of_a_run_in_turn(
+        quick_run, image_tree, tmp_path, two_workers):
     status, in_turn = quick_run("imbalance")
     assert status == 0
     out = tmp_path / "run"
     argv = ["--data-dir", str(image_tree[0]), "--out", str(out), "--quick", "--quiet",
-            "--strategies", ",".join(ON_THE_CLUSTER), "--local-workers", "2"]
+            "--strategies", ",".join(ON_THE_CLUSTER), "--scheduler", two_workers.cluster.scheduler_address]
     assert run_command("imbalance", argv) == 0
     expected = json.loads((in_turn / "metrics.json").read_text())["runs"]
     runs = json.loads((out / "metrics.json").read_text())["runs"]
@@ -59,14 +67,8 @@ def test_a_task_that_fails_twice_ends_the_study_with_one_error_line_naming_it(im
     assert not (out / "best.keras").exists()
 
 
-@pytest.fixture
-def two_workers():
-    """A local cluster of two worker processes, for a test that needs no command line."""
-    with cluster.Tasks(local_workers=2) as tasks:
-        yield tasks
-
-
 @pytest.mark.slow
+@pytest.mark.xdist_group("imbalance")  # on the imbalance study's cluster
 def test_fold_models_on_a_cluster_give_the_out_of_fold_probabilities_of_a_run_in_turn(two_workers):
     """Twice on one cluster, the same images shared again: the second call's tasks still find them."""
     y = np.repeat(np.arange(3), (40, 12, 8))
