@@ -27,7 +27,10 @@ class PatchWhitening(layers.Layer):
         dims = size * size * channels
         self.kernel = self.add_weight(shape=(size, size, channels, 2 * dims), initializer="zeros",
                                       trainable=False, name="kernel")
-        self.bias = self.add_weight(shape=(2 * dims,), initializer="zeros", trainable=False, name="bias")
+        # The bias is a trainable variable of a frozen layer: made trainable (``layer.trainable = True``), it can
+        # train for a recipe's first epochs (airbench's; keras_apml.optimization.TrainFor).
+        self.bias = self.add_weight(shape=(2 * dims,), initializer="zeros", trainable=True, name="bias")
+        self.bias.trainable = self.trainable
 
     def patches(self, images):
         """Every ``patch_size`` square of ``images`` (NHWC) as rows, in the kernel's (row, column, channel) order."""
@@ -59,6 +62,14 @@ class PatchWhitening(layers.Layer):
 
     def call(self, images):
         return keras.ops.conv(images, self.kernel, padding="valid") + self.bias
+
+    def save_own_variables(self, store):
+        # the kernel first, then the bias, as files saved before the bias could train hold them
+        store["0"], store["1"] = keras.ops.convert_to_numpy(self.kernel), keras.ops.convert_to_numpy(self.bias)
+
+    def load_own_variables(self, store):
+        self.kernel.assign(store["0"])
+        self.bias.assign(store["1"])
 
     def get_config(self):
         return {**super().get_config(), "patch_size": self.patch_size, "epsilon": self.epsilon}

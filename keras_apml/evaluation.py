@@ -11,13 +11,13 @@ from keras_apml.pipeline import make_dataset
 from keras_apml.progress import StepProgress
 
 
-def predict(model, x, batch_size=256, verbose=0, what="predicting", mirror=False):
+def predict(model, x, batch_size=256, verbose=0, what="predicting", view=None):
     """``model.predict`` on uint8 images, [0, 1] float images or float features: an array, or a dict of arrays for
     a model with named outputs; ``verbose`` shows the progress of ``what`` (see :mod:`keras_apml.progress`);
-    ``mirror`` predicts on the images' left-right mirror images instead."""
+    ``view`` (a function of a batch of images) predicts on a view of the images instead (:data:`VIEWS`)."""
     def dataset(images):
         ds = make_dataset(images, batch_size=batch_size)
-        return ds.map(lambda batch: batch[:, :, ::-1]) if mirror else ds
+        return ds.map(view) if view is not None else ds
 
     if not verbose or not len(x):
         return model.predict(dataset(x), verbose=0)
@@ -30,6 +30,30 @@ def predict(model, x, batch_size=256, verbose=0, what="predicting", mirror=False
     return np.concatenate(parts)
 
 
+def _mirror(batch):
+    return batch[:, :, ::-1]
+
+
+def _shifted(rows, columns):
+    """A view of the images moved by ``rows`` and ``columns`` pixels (-1, 0 or 1), reflect-padded as airbench's."""
+    def view(batch):
+        height, width = batch.shape[1], batch.shape[2]
+        padded = keras.ops.pad(batch, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")
+        return padded[:, 1 - rows:1 - rows + height, 1 - columns:1 - columns + width]
+    return view
+
+
+# airbench94's test-time augmentation: the views of each level with their weights. Level 1: each image and its
+# mirror image, 1/2 each; level 2: those at 1/4 each and the two one-pixel translations (up-left and
+# down-right, reflect-padded), each with its mirror image, at 1/8 each.
+VIEWS = {
+    0: ((None, 1.0),),
+    1: ((None, 0.5), (_mirror, 0.5)),
+    2: ((None, 0.25), (_mirror, 0.25), (_shifted(1, 1), 0.125), (lambda b: _mirror(_shifted(1, 1)(b)), 0.125),
+        (_shifted(-1, -1), 0.125), (lambda b: _mirror(_shifted(-1, -1)(b)), 0.125)),
+}
+
+
 def predict_proba(model, x, batch_size=256, mirror=False, verbose=0, what="predicting"):
     """A model's class probabilities (or any outputs) for uint8 images, [0, 1] float images or float features,
     batch by batch.
@@ -40,8 +64,20 @@ def predict_proba(model, x, batch_size=256, mirror=False, verbose=0, what="predi
     probabilities = np.asarray(predict(model, x, batch_size, verbose, what))
     if mirror:
         probabilities = (probabilities + np.asarray(predict(model, x, batch_size, verbose, f"{what} mirrored",
-                                                            mirror=True))) / 2
+                                                            view=_mirror))) / 2
     return probabilities
+
+
+def predict_tta(model, x, level, batch_size=256):
+    """Class probabilities with airbench94's test-time augmentation of ``level`` (0, 1 or 2; :data:`VIEWS`): the
+    views' log-probabilities weighted as airbench weighs its views' logits (the same, up to a constant per image),
+    then normalised."""
+    if level not in VIEWS:
+        raise ValueError(f"test-time augmentation level {level!r}: expected 0, 1 or 2")
+    total = sum(weight * np.log(np.maximum(np.asarray(predict(model, x, batch_size, view=view), np.float64), 1e-30))
+                for view, weight in VIEWS[level])
+    total = np.exp(total - total.max(axis=1, keepdims=True))
+    return total / total.sum(axis=1, keepdims=True)
 
 
 def predict_labels(model_or_predictions, x=None, batch_size=256):

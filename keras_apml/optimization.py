@@ -77,3 +77,56 @@ def compile_model(model, optimizer, jit_compile=False, steps_per_execution=1, la
         steps_per_execution=steps_per_execution,
     )
     return model
+
+
+class Lookahead(keras.callbacks.Callback):
+    """airbench's lookahead: every ``every`` steps the weights (BatchNorm's moving statistics too) are averaged
+    into a copy, ``average = a * average + (1 - a) * weights`` with ``a = decay ** every * (step / total_steps) ** 3``,
+    and training goes on from the average; the run ends on the average.
+
+    The average starts from the weights at the start of the run (at a resumed
+    run's start: from the weights restored, as a run of airbench's kind does
+    not resume).
+    """
+
+    def __init__(self, total_steps, decay=0.95, every=5):
+        super().__init__()
+        self.total_steps, self.decay, self.every = int(total_steps), float(decay), int(every)
+        self.average = None
+
+    def _weights(self):
+        return [w for w in self.model.weights if keras.backend.standardize_dtype(w.dtype).startswith("float")]
+
+    def on_train_begin(self, logs=None):
+        self.average = [keras.ops.convert_to_numpy(w).copy() for w in self._weights()]
+
+    def update(self, rate):
+        """Average the weights into the copy with ``rate`` (the copy's share) and set the weights to it."""
+        for average, weight in zip(self.average, self._weights()):
+            average *= rate
+            average += (1.0 - rate) * keras.ops.convert_to_numpy(weight)
+            weight.assign(average)
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        if step % self.every == 0:
+            self.update(self.decay ** self.every * min(step / self.total_steps, 1.0) ** 3)
+
+    def on_train_end(self, logs=None):
+        if self.average is not None:
+            self.update(1.0)
+
+
+class TrainFor(keras.callbacks.Callback):
+    """Train ``variable`` for the first ``epochs`` epochs of the run, then freeze it (airbench's whitening bias);
+    the train function is traced again once, when it is frozen."""
+
+    def __init__(self, variable, epochs):
+        super().__init__()
+        self.variable, self.epochs = variable, int(epochs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        trainable = epoch < self.epochs
+        if trainable != self.variable.trainable:
+            self.variable.trainable = trainable
+            self.model.make_train_function(force=True)

@@ -83,6 +83,15 @@ class Recipe:
     ema: float | None = setting(None, "weight EMA", bounds=(0.0, 1.0, True, True),
                                 flag="keep an exponential moving average of the weights with this momentum (e.g. "
                                      "0.99) and validate and save the averaged weights")
+    lookahead: float | None = setting(None, "lookahead", bounds=(0.0, 1.0, True, True),
+                                      flag="airbench's lookahead with this decay (e.g. 0.95): every 5 steps the "
+                                           "weights, BatchNorm statistics too, are averaged into a copy at "
+                                           "decay^5 x (step/steps)^3 and training goes on from it; it ends on it")
+    whiten_bias_epochs: int | None = setting(None, "whitening bias trained", bounds=(1, MAX_EPOCHS, False, False),
+                                             words=lambda r: r.whiten_bias_epochs and
+                                             f"{r.whiten_bias_epochs} epochs",
+                                             flag="airbench: train its whitening layer's bias for this many first "
+                                                  "epochs, then freeze it (airbench94: 3)")
     init: str | None = setting(None, "start from")
     weights: str | None = setting("imagenet", "VGG19 base", words=lambda r: (r.weights or "none (random)")
                                   if r.model == "vgg19_transfer" else None)
@@ -98,6 +107,11 @@ class Recipe:
                 _check_bounds(field, value)
         if self.dropout is not None and self.model == "airbench":
             raise InputError("airbench has no dropout (its recipe regularises with label smoothing)")
+        if self.whiten_bias_epochs is not None and self.model != "airbench":
+            raise InputError("only airbench has a whitening layer whose bias could train")
+        if self.lookahead is not None and self.steps_per_execution != 1:
+            raise InputError("the lookahead averages the weights every 5 steps: it needs one batch per call "
+                             "(steps_per_execution 1)")
         if self.upsample is not None and self.model != "vgg19_transfer":
             raise InputError(f"upsampling inside the model is VGG19's; {self.model} takes images as they come")
         if self.init is not None and not Path(self.init).is_file():

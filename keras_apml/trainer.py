@@ -150,14 +150,20 @@ def fit(model, x, y, recipe, *, seed=0, validation=None, callbacks=(), verbose=0
         optimization.compile_model(model, optimizer, jit_compile=jit_compile,
                                    steps_per_execution=recipe.steps_per_execution,
                                    label_smoothing=recipe.label_smoothing)
-    ema_callbacks = [checkpoints.EMAWeights()] if recipe.ema is not None else []  # first: the rest see the average
+    recipe_callbacks = [checkpoints.EMAWeights()] if recipe.ema is not None else []  # first: the rest see the average
+    if recipe.whiten_bias_epochs is not None:  # the whitening layer's kernel stays frozen; its bias trains a while
+        whitening = model.get_layer("whiten")
+        whitening.trainable = True
+        recipe_callbacks.append(optimization.TrainFor(whitening.bias, recipe.whiten_bias_epochs))
+    if recipe.lookahead is not None:
+        recipe_callbacks.append(optimization.Lookahead(recipe.epochs * steps_per_epoch, decay=recipe.lookahead))
     validation_data, scoring = None, []
     if validation is not None:
         validation_data = pipeline.make_dataset(*validation, recipe.batch_size)
         scoring = [evaluation.balanced_accuracy_callback({"val": validation})]  # before the callbacks that read it
     result = fit_dataset(model, ds, epochs=recipe.epochs, validation_data=validation_data, steps_per_epoch=steps,
                          class_weight=weights, verbose=verbose,
-                         callbacks=[*ema_callbacks, *scoring, *schedule_callbacks, *callbacks])
+                         callbacks=[*recipe_callbacks, *scoring, *schedule_callbacks, *callbacks])
     return result, y_fit, weights
 
 

@@ -76,3 +76,38 @@ def test_validation_balanced_accuracy_is_sklearns_and_equals_accuracy_on_equal_c
     assert result.best_epoch is None  # no BestEpoch: the last epoch's weights
     if not imbalanced:
         assert result.history["val_balanced_accuracy"] == result.history["val_accuracy"]
+
+
+def _position_sensitive_model():
+    """A softmax over 3 classes of a fixed linear map of every pixel: each view of an image gives other
+    probabilities."""
+    import keras
+
+    inputs = keras.Input((6, 5, 3))
+    dense = keras.layers.Dense(3, activation="softmax", kernel_initializer=keras.initializers.RandomNormal(seed=1))
+    return keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
+
+
+def test_tta_level_2_weighs_the_six_views_log_probabilities_as_airbench_weighs_its_logits():
+    model = _position_sensitive_model()
+    x = synthetic_images(4, seed=2)[:, :6, :5]
+    images = x.astype(np.float32) / 255.0
+
+    def log_p(view):
+        return np.log(model.predict(view, verbose=0).astype(np.float64))
+
+    def shifted(a, rows, columns):  # moved down by rows and right by columns, the border reflected
+        padded = np.pad(a, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="reflect")
+        return padded[:, 1 - rows:7 - rows, 1 - columns:6 - columns]
+
+    mirror = images[:, :, ::-1]
+    level1 = 0.5 * log_p(images) + 0.5 * log_p(mirror)
+    translated = [0.5 * log_p(shifted(images, r, r)) + 0.5 * log_p(shifted(images, r, r)[:, :, ::-1]) for r in (1, -1)]
+    level2 = 0.5 * level1 + 0.5 * (translated[0] + translated[1]) / 2
+    for level, expected in ((0, log_p(images)), (1, level1), (2, level2)):
+        expected = np.exp(expected) / np.exp(expected).sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(evaluation.predict_tta(model, x, level), expected, rtol=1e-5, atol=1e-7)
+    assert shifted(images, 1, 1)[0, 1, 1, 0] == images[0, 0, 0, 0]  # a view moves the image, one pixel
+    assert not np.allclose(evaluation.predict_tta(model, x, 2), evaluation.predict_tta(model, x, 1))
+    with pytest.raises(ValueError, match="level 3: expected 0, 1 or 2"):
+        evaluation.predict_tta(model, x, 3)

@@ -348,3 +348,97 @@ def test_keras_still_cannot_train_under_multiworker_mirrored_strategy():
     for (out, err), worker in zip(outputs, workers):
         assert worker.returncode != 0 and "trained" not in out
         assert "PerReplica" in err and "_maybe_symbolic_build" in err, err[-2000:]
+
+
+def _batchnorm_net():
+    """A conv, a BatchNorm (with its moving statistics) and a softmax: weights of both kinds."""
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="out")(x))
+
+
+def test_the_lookahead_update_is_its_definition_at_chosen_steps():
+    model = _batchnorm_net()
+    model.compile(optimizer=keras.optimizers.SGD(), loss="sparse_categorical_crossentropy")
+    lookahead = optimization.Lookahead(total_steps=100, decay=0.95, every=5)
+    lookahead.set_model(model)
+    lookahead.on_train_begin()
+    start = [w.numpy().copy() for w in model.weights]
+    moving_mean = model.get_layer("bn").moving_mean
+    for step, shift in ((3, 1.0), (5, 2.0), (10, 3.0)):
+        for w in model.weights:
+            w.assign(w.numpy() + shift)
+        model.optimizer.iterations.assign(step)
+        before = [w.numpy().copy() for w in model.weights]
+        lookahead.on_train_batch_end(0)
+        if step == 3:  # not a multiple of 5: nothing happens
+            assert all(np.array_equal(w.numpy(), b) for w, b in zip(model.weights, before))
+            continue
+        rate = 0.95 ** 5 * (step / 100) ** 3
+        expected = [rate * a + (1 - rate) * b for a, b in zip(start, before)]
+        for w, e in zip(model.weights, expected):
+            np.testing.assert_allclose(w.numpy(), e, rtol=1e-6)
+        start = expected  # the copy is the weights now
+    np.testing.assert_allclose(moving_mean.numpy(), expected[[w.path for w in model.weights].index(moving_mean.path)])
+    model.optimizer.iterations.assign(100)
+    for w in model.weights:
+        w.assign(w.numpy() + 1.0)
+    lookahead.on_train_end()  # the run ends on the average
+    for w, e in zip(model.weights, start):
+        np.testing.assert_allclose(w.numpy(), e, rtol=1e-6)
+
+
+def test_a_recipe_with_lookahead_trains_and_ends_on_the_average(monkeypatch):
+    from keras_apml.recipe import Recipe
+
+    made = []
+
+    class Recorded(optimization.Lookahead):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(optimization, "Lookahead", Recorded)
+    y = np.repeat(np.arange(3), 16)
+    x = synthetic_images(len(y), seed=4, labels=y)
+    recipe = Recipe(model="small_cnn", epochs=2, batch_size=8, optimizer="nesterov", lr=0.01, lookahead=0.95)
+    model = trainer.build(recipe, x, 3, seed=0)
+    result, _, _ = trainer.fit(model, x, y, recipe, seed=0)
+    assert result.epochs_run == 2 and not result.diverged
+    [lookahead] = made
+    assert (lookahead.total_steps, lookahead.decay, lookahead.every) == (12, 0.95, 5)  # 2 epochs of 6 batches
+    floats = [w for w in model.weights if "float" in str(w.dtype)]
+    assert len(floats) == len(lookahead.average)
+    for weight, average in zip(floats, lookahead.average):
+        np.testing.assert_array_equal(weight.numpy(), average)
+    with pytest.raises(InputError, match="lookahead averages the weights every 5 steps"):
+        recipe.replace(steps_per_execution=4)
+
+
+def test_the_whitening_bias_trains_for_exactly_its_first_epochs(tmp_path):
+    from keras_apml.recipe import Recipe
+
+    y = np.repeat(np.arange(3), 16)
+    x = synthetic_images(len(y), seed=5, labels=y)
+    recipe = Recipe(model="airbench", epochs=4, batch_size=16, optimizer="nesterov", lr=0.05, standardize=False,
+                    whiten_bias_epochs=2)
+    model = trainer.build(recipe, x, 3, seed=0)
+    whitening = model.get_layer("whiten")
+    seen = [(whitening.kernel.numpy().copy(), whitening.bias.numpy().copy())]
+
+    class PerEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append((whitening.kernel.numpy().copy(), whitening.bias.numpy().copy()))
+
+    trainer.fit(model, x, y, recipe, seed=0, callbacks=[PerEpoch()])
+    moved = [not np.array_equal(seen[e][1], seen[e + 1][1]) for e in range(4)]
+    assert moved == [True, True, False, False]
+    assert all(np.array_equal(seen[0][0], kernel) for kernel, _ in seen)  # the kernel never trains
+    model.save(tmp_path / "airbench.keras")
+    loaded = models.load_model(tmp_path / "airbench.keras").get_layer("whiten")
+    np.testing.assert_array_equal(loaded.kernel.numpy(), seen[-1][0])  # saved kernel first, then bias, as ever
+    np.testing.assert_array_equal(loaded.bias.numpy(), seen[-1][1])
+    with pytest.raises(InputError, match="only airbench has a whitening layer"):
+        Recipe(model="small_cnn", whiten_bias_epochs=3)
