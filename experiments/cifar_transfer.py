@@ -7,14 +7,16 @@ airbench's net.
     python -m experiments.cifar_transfer --runs airbench
     python -m experiments.cifar_transfer --runs vgg19 --weights PATH.h5 --fine-tune
 
-Validation is a stratified 80/20 split of the training set; the test set is
-used only for the final numbers. The VGG19 base is frozen and deterministic,
+Validation is a stratified 80/20 split of the training set (``--val-split``;
+0: every training image trains and each run keeps its last epoch's weights,
+as airbench does); the test set is used only for the final numbers. The VGG19 base is frozen and deterministic,
 so its outputs are computed once per image (and cached on disk) and the head
 trains on them; ``--no-feature-cache`` trains end to end through the base.
 Run again with the same ``--out`` to resume: finished runs are kept and an
 interrupted one continues from its last finished epoch. Every run trained on images
-also reports its test accuracy with test-time flips (the mean of the probabilities
-of each image and its mirror image), beside the plain figure, never in its place.
+also reports its test accuracy with airbench's test-time augmentation
+(``keras_apml.evaluation.predict_tta``): flips (level 1) and flips with
+one-pixel translations (level 2), each beside the plain figure, never in its place.
 """
 
 from experiments import _contract, _data, _flags, _output
@@ -48,6 +50,10 @@ def parse_args(argv=None):
     """The command line of this experiment."""
     p = _flags.parser("cifar_transfer", __doc__.splitlines()[0])
     _flags.add_seed(p, "seed of the validation split and of every training")
+    p.add_argument("--val-split", type=_flags.number(0, 1, high_open=True), default=VAL_FRACTION,
+                   help="validation fraction of the training images (stratified, seeded; each run keeps the weights "
+                        "of its best validation epoch); 0: every training image trains and each run keeps its last "
+                        "epoch's weights, as airbench does")
     p.add_argument("--runs", type=_flags.names_list(RUN_CHOICES, "--runs"), default=["1", "2", "3", "vgg19"],
                    help="which runs: 1 raw, 2 standardised, 3 standardised+augmented, vgg19, airbench "
                         "(default: 1,2,3,vgg19)")
@@ -124,8 +130,9 @@ def recipes(args):
 
 
 def load_data(args):
-    """CIFAR-10: train and validation (a stratified 80/20 split of CIFAR train, with --seed) and test."""
-    return _data.load(args, "cifar10", seed=args.seed, validation=VAL_FRACTION)
+    """CIFAR-10: train and validation (a stratified split of CIFAR train by --val-split, with --seed; none at 0) and
+    test."""
+    return _data.load(args, "cifar10", seed=args.seed, validation=args.val_split)
 
 
 class Study:
@@ -137,14 +144,17 @@ class Study:
         self.names = data.class_names
 
     def images(self, split):
-        """``(x, y)`` of one split."""
+        """``(x, y)`` of one split; None for a validation split there is not (--val-split 0)."""
+        if split not in self.data.splits:
+            return None
         return self.data[split].x, self.data[split].y
 
     def fit(self, model, name, train, validation, **kwargs):
-        """Train ``model`` with run ``name``'s recipe on ``train`` arrays (images or cached features)."""
+        """Train ``model`` with run ``name``'s recipe on ``train`` arrays (images or cached features), keeping its best
+        validation epoch, or without ``validation`` its last."""
         from keras_apml import checkpoints, trainer
 
-        callbacks = checkpoints.run_callbacks(self.run.path, keep_best=True, tag=name,
+        callbacks = checkpoints.run_callbacks(self.run.path, keep_best=validation is not None, tag=name,
                                               announce=lambda line: _output.say(self.args, line),
                                               tensorboard=self.args.tensorboard)
         result, _, _ = trainer.fit(model, *train, self.recipes[name], seed=self.args.seed, validation=validation,
@@ -167,16 +177,18 @@ class Study:
         with self.distribution.scope():
             model = trainer.build(self.recipes[name], x, len(self.names), self.args.seed)
         result = self.fit(model, name, (x, y), self.images("validation"))
-        extra = None if result.diverged else {"test_flip_tta": self.flip_tta(model)}
+        extra = None if result.diverged else {"test_flip_tta": self.tta(model, 1),
+                                              "test_tta_level2": self.tta(model, 2)}
         self.finish(name, model, result, extra)
 
-    def flip_tta(self, model):
-        """Test accuracy and balanced accuracy with test-time flips (a figure of its own, beside the plain one)."""
+    def tta(self, model, level):
+        """Test accuracy and balanced accuracy with airbench's test-time augmentation of ``level`` (a figure of its
+        own, beside the plain one)."""
         from keras_apml import evaluation
 
         x, y = self.images("test")
-        m = evaluation.classification_metrics(y, evaluation.predict_labels(
-            evaluation.predict_proba(model, x, mirror=True)), self.names)
+        m = evaluation.classification_metrics(y, evaluation.predict_labels(evaluation.predict_tta(model, x, level)),
+                                              self.names)
         return {"accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"]}
 
     def vgg19_run(self, model):
@@ -200,8 +212,8 @@ class Study:
                 verbose=_output.verbosity(args))
             extra["timing"] = {"feature_cache": info["cache"], "feature_seconds": info["seconds"]}
             head = models.transfer_head(model)  # shares its layers, so training it trains the full model
-            result = self.fit(head, "vgg19", (outputs["train"], self.data["train"].y),
-                              (outputs["validation"], self.data["validation"].y))
+            validation = self.images("validation") and (outputs["validation"], self.data["validation"].y)
+            result = self.fit(head, "vgg19", (outputs["train"], self.data["train"].y), validation)
             # the head on cached base outputs predicts as the full model, without a second pass through the base
             scorer = (head, {name: split.replace(x=outputs[name]) for name, split in self.data.splits.items()})
         self.finish("vgg19", model, result, extra, scorer)
@@ -220,7 +232,9 @@ class Study:
 
 def cifar_data_section(sizes, replicas, gpu, samples_png, recipes):
     """``experiments.cifar_transfer``: the splits, the devices and every run's recipe."""
-    return (f"CIFAR-10, {sizes['train']} train / {sizes['validation']} validation / {sizes['test']} test images; "
+    validation = (f"{sizes['validation']} validation" if "validation" in sizes else
+                  "no validation (--val-split 0: each run keeps its last epoch)")
+    return (f"CIFAR-10, {sizes['train']} train / {validation} / {sizes['test']} test images; "
             f"{replicas} replica(s); mixed precision {gpu['mixed_precision']}, XLA {gpu['jit']}.\n\n"
             f"{report.recipes_table(recipes)}\n\n![samples]({samples_png})")
 
@@ -250,16 +264,19 @@ def cifar_comparison(results, study):
             cached = " (from the cache)" if timing.get("feature_cache") == "hit" else ""
             seconds += f" + {timing['feature_seconds']:.0f} s base outputs{cached}"
         if "test" not in m:
-            rows.append((label, training["status"], seconds, None, None, None, None, None, study.get(name, "—")))
+            rows.append((label, training["status"], seconds, *[None] * 6, study.get(name, "—")))
             continue
-        tta = m.get("test_flip_tta")
-        rows.append((label, epochs, seconds, percent(m["train"]["accuracy"]), percent(m["validation"]["accuracy"]),
+        ttas = [m.get(key) for key in ("test_flip_tta", "test_tta_level2")]
+        rows.append((label, epochs, seconds, percent(m["train"]["accuracy"]),
+                     percent(m["validation"]["accuracy"]) if "validation" in m else "—",
                      percent(m["test"]["accuracy"]), percent(m["test"]["balanced_accuracy"]),
-                     percent(tta["accuracy"]) if tta else "—", study.get(name, "—")))
+                     *[percent(tta["accuracy"]) if tta else "—" for tta in ttas], study.get(name, "—")))
     table = report.markdown_table(["run", "epochs (kept)", "time", "train acc", "val acc", "test acc",
-                                   "test balanced acc", "test acc, flip TTA", "study test acc"], rows)
-    notes.append("Flip TTA: each test image's probabilities averaged with its mirror image's; the plain test "
-                 "accuracy is without it.")
+                                   "test balanced acc", "test acc, flip TTA", "test acc, TTA level 2",
+                                   "study test acc"], rows)
+    notes.append("TTA as airbench's (keras_apml.evaluation.predict_tta): flip, each test image with its mirror "
+                 "image; level 2, those and the two one-pixel translations of each, weighted 1/4, 1/4, 1/8 x 4; "
+                 "the views' log-probabilities are averaged. The plain test accuracy is without it.")
     notes.append("The study's figures are on the original CIFAR-10; JPEG copies score a little lower.")
     return "## Comparison\n\n" + table + "\n\n" + " ".join(notes)
 

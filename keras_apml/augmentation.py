@@ -53,6 +53,30 @@ class RandomBrightnessScale(keras.layers.Layer):
                 "value_range": self.value_range, "seed": self.seed}
 
 
+class _AlternatingFlip(keras.layers.Layer):
+    """Every image of a batch mirrored left-right in the odd epochs of the run (``epoch``: a variable the training
+    sets as each epoch begins, :meth:`Augmentation.epoch_callback`)."""
+
+    def __init__(self, epoch, **kwargs):
+        super().__init__(**kwargs)
+        self.epoch = epoch
+
+    def call(self, images, training=True):
+        if not training:
+            return images
+        odd = keras.ops.equal(keras.ops.mod(keras.ops.convert_to_tensor(self.epoch), 2), 1)
+        return keras.ops.where(odd, keras.ops.flip(images, axis=2), images)
+
+
+class _SetEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(epoch)
+
+
 @dataclasses.dataclass(frozen=True, repr=False)
 class Augmentation:
     """An augmentation spec with ImageDataGenerator's argument names, built from Keras layers.
@@ -66,8 +90,13 @@ class Augmentation:
     default, bilinear) resamples shifted pixels, 0 (nearest) keeps them whole,
     so a shifted image stays as sharp as the original. Colour jitter: ``contrast_range``,
     ``saturation_range`` and ``hue_range`` are factors for
-    ``keras.layers.RandomColorJitter``. Each value is checked (and a zoom
-    written as z stored as its pair) when the spec is made.
+    ``keras.layers.RandomColorJitter``. ``alternating_flip`` is airbench's
+    flip in place of a random one: each image mirrored at random once
+    (:meth:`preflip`, seeded), then every image mirrored together in every
+    other epoch, so that an image is seen both ways in any two epochs in a row
+    (the training sets the epoch through :meth:`epoch_callback`). Each value
+    is checked (and a zoom written as z stored as its pair) when the spec is
+    made.
     """
 
     rotation_range: float = 0.0
@@ -77,6 +106,7 @@ class Augmentation:
     zoom_range: float | tuple | None = 0.0
     horizontal_flip: bool = False
     vertical_flip: bool = False
+    alternating_flip: bool = False
     brightness_range: tuple | None = None
     fill_mode: str = "nearest"
     cval: float = 0.0
@@ -95,9 +125,11 @@ class Augmentation:
             "cval": _number("cval", self.cval, 0, 1),  # a fill value of the [0, 1] images
             "zoom_range": _zoom(self.zoom_range),
         }
-        for name in ("horizontal_flip", "vertical_flip"):
+        for name in ("horizontal_flip", "vertical_flip", "alternating_flip"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"augmentation argument {name} is true or false, got {getattr(self, name)!r}")
+        if self.alternating_flip and self.horizontal_flip:
+            raise InputError("alternating_flip is a left-right flip of its own: give it or horizontal_flip, not both")
         if self.fill_mode not in FILL_MODES:
             raise InputError(f"fill_mode must be one of {FILL_MODES}, got {self.fill_mode!r}")
         if isinstance(self.interpolation_order, bool) or self.interpolation_order not in INTERPOLATIONS:
@@ -112,6 +144,8 @@ class Augmentation:
                 checked[name] = _pair(name, value, 0, 1) if isinstance(value, tuple) else _number(name, value, 0, 1)
         for name, value in checked.items():
             object.__setattr__(self, name, value)
+        if self.alternating_flip:  # the epoch, as the training tells it (epoch_callback)
+            object.__setattr__(self, "_epoch", keras.Variable(0, dtype="int32", trainable=False, name="epoch"))
         if not self.layers().layers:
             raise InputError(f"the augmentation spec augments nothing: {self!r}")
 
@@ -159,6 +193,8 @@ class Augmentation:
             (bool(p["horizontal_flip"]), bool(p["vertical_flip"])))
         if flip:
             layers.append(keras.layers.RandomFlip(flip, seed=seed))
+        if p["alternating_flip"]:
+            layers.append(_AlternatingFlip(self._epoch, name="alternating_flip"))
         if p["rotation_range"]:
             layers.append(keras.layers.RandomRotation(p["rotation_range"] / 360.0, **fill))
         if p["shear_range"]:
@@ -178,6 +214,18 @@ class Augmentation:
                 value_range=(0, 1), **{f"{k}_factor": v for k, v in jitter.items()}, seed=seed
             ))
         return keras.layers.Pipeline(layers, name="augmentation")
+
+    def preflip(self, x):
+        """``x`` with each image mirrored left-right at random (seeded by the spec's seed), once, for
+        ``alternating_flip``; the images themselves are left alone."""
+        flipped = np.random.default_rng(self.seed).random(len(x)) < 0.5
+        out = np.array(x, copy=True)
+        out[flipped] = out[flipped][:, :, ::-1]
+        return out
+
+    def epoch_callback(self):
+        """The Keras callback that tells ``alternating_flip`` the epoch as each one begins."""
+        return _SetEpoch(self._epoch)
 
     def apply_offline(self, x, y, copies=1, batch_size=256):
         """Return ``x`` and ``y`` followed by ``copies`` augmented copies (uint8 in, uint8 out)."""

@@ -85,6 +85,11 @@ def training_dataset(x, y, balance="none", batch_size=32, seed=None, augmentatio
     """
     if balance not in BALANCE:
         raise InputError(f"unknown balance strategy {balance!r}; choose from {', '.join(BALANCE)}")
+    if augmentation is not None and augmentation.alternating_flip:  # mirrored at random once, then by epoch
+        if balance == "oversample" or isinstance(x, FileImages):
+            raise InputError("alternating_flip mirrors whole epochs of images held in memory: not with --balance "
+                             "oversample, nor with images streamed from their files")
+        x = augmentation.preflip(x)
     if balance == "oversample":
         ds, steps = balanced_dataset(x, y, batch_size, seed=seed, augmentation=augmentation)
         return ds, steps, None, y

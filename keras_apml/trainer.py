@@ -151,6 +151,8 @@ def fit(model, x, y, recipe, *, seed=0, validation=None, callbacks=(), verbose=0
                                    steps_per_execution=recipe.steps_per_execution,
                                    label_smoothing=recipe.label_smoothing)
     recipe_callbacks = [checkpoints.EMAWeights()] if recipe.ema is not None else []  # first: the rest see the average
+    if augmentation is not None and augmentation.alternating_flip:
+        recipe_callbacks.append(augmentation.epoch_callback())
     if recipe.whiten_bias_epochs is not None:  # the whitening layer's kernel stays frozen; its bias trains a while
         whitening = model.get_layer("whiten")
         whitening.trainable = True

@@ -155,15 +155,19 @@ def test_bad_flags_are_error_lines(image_tree, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_the_fast_recipe_and_airbench_report_flip_tta_beside_the_plain_figure(image_tree, tmp_path):
+def test_the_fast_recipe_and_airbench_on_every_training_image_report_tta_beside_the_plain_figure(image_tree, tmp_path):
     from experiments.cifar_transfer import load_data, parse_args
     from keras_apml import evaluation, models
 
     root, _ = image_tree
     out = tmp_path / "run"
-    argv = quick(root, out, "--runs", "1,airbench", "--recipe", "fast")
+    argv = quick(root, out, "--runs", "1,airbench", "--recipe", "fast", "--val-split", "0")
     assert run_command("cifar_transfer", argv) == 0
     runs = json.loads((out / "metrics.json").read_text())["runs"]
+    # --val-split 0: every training image trains (500 under --quick), each run keeps its last epoch, as airbench
+    assert runs["airbench"]["train"]["n"] == 500 and "validation" not in runs["airbench"]
+    assert runs["airbench"]["training"]["best_epoch"] is None
+    assert "no validation (--val-split 0: each run keeps its last epoch)" in (out / "report.md").read_text()
     fast = runs["1_raw"]["recipe"]
     assert (fast["schedule"], fast["batch_size"], fast["label_smoothing"], fast["ema"]) == ("onecycle", 256, 0.1, 0.99)
     assert runs["airbench"]["recipe"]["optimizer"] == "nesterov" and runs["airbench"]["recipe"]["batch_size"] == 1024
@@ -176,6 +180,10 @@ def test_the_fast_recipe_and_airbench_report_flip_tta_beside_the_plain_figure(im
     plain = evaluation.predict_proba(model, x)
     mirrored = model.predict(x[:, :, ::-1].astype(np.float32) / 255.0, batch_size=256, verbose=0)
     assert runs["airbench"]["test"]["accuracy"] == np.mean(plain.argmax(1) == y)
-    assert runs["airbench"]["test_flip_tta"]["accuracy"] == np.mean(((plain + mirrored) / 2).argmax(1) == y)
+    flip = np.log(plain) + np.log(mirrored)  # airbench's flip TTA: the log-probabilities' mean, times 2
+    assert runs["airbench"]["test_flip_tta"]["accuracy"] == np.mean(flip.argmax(1) == y)
+    level2 = evaluation.predict_tta(model, x, 2)
+    assert runs["airbench"]["test_tta_level2"]["accuracy"] == np.mean(level2.argmax(1) == y)
     table = (out / "report.md").read_text().split("## Comparison")[1]
-    assert "| test acc, flip TTA |" in table and "| 1_raw |" in table and "| airbench |" in table
+    assert "| test acc, flip TTA | test acc, TTA level 2 |" in table and "| 1_raw |" in table
+    assert "| airbench |" in table

@@ -220,3 +220,31 @@ def test_augmentation_spec_parses_from_the_command_line():
     assert Augmentation(zoom_range=0.1).zoom_range == (0.9, 1.1)  # ImageDataGenerator's z, stored as its factors
     with pytest.raises(InputError, match="cannot parse augmentation argument 'zoom_range=a:b'"):
         Augmentation.from_string("zoom_range=a:b")
+
+
+def test_the_alternating_flip_mirrors_the_same_images_every_other_epoch():
+    n = 40
+    x = synthetic_images(n, seed=6)
+    x[:, :, 0] = 255  # a white left column: an image shows which way round it is
+    augmentation = Augmentation(alternating_flip=True, seed=3)
+    ds, _, _, _ = pipeline.training_dataset(x, np.arange(n), "none", batch_size=8, seed=0, augmentation=augmentation)
+    epoch = augmentation.epoch_callback()
+    mirrored = []
+    for e in range(4):
+        epoch.on_epoch_begin(e)
+        seen = {}
+        for images, index in ds:  # a new pass each epoch, in a new order, as Keras makes one
+            for image, i in zip(images.numpy(), index.numpy()):
+                seen[int(i)] = bool(image[:, -1].min() == 1.0)  # the white column on the right: mirrored
+        assert sorted(seen) == list(range(n))
+        mirrored.append(np.array([seen[i] for i in range(n)]))
+    assert 10 < mirrored[0].sum() < 30  # about half mirrored at random once
+    np.testing.assert_array_equal(mirrored[1], ~mirrored[0])  # then all of them together, every other epoch
+    np.testing.assert_array_equal(mirrored[2], mirrored[0])
+    np.testing.assert_array_equal(mirrored[3], mirrored[1])
+    preflipped = augmentation.preflip(x)
+    np.testing.assert_array_equal(mirrored[0], preflipped[:, :, -1].min(axis=(1, 2)) == 255)
+    with pytest.raises(InputError, match="give it or horizontal_flip, not both"):
+        Augmentation(alternating_flip=True, horizontal_flip=True)
+    with pytest.raises(InputError, match="not with --balance oversample"):
+        pipeline.training_dataset(x, np.arange(n) % 2, "oversample", 8, seed=0, augmentation=augmentation)

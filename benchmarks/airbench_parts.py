@@ -1,0 +1,67 @@
+"""Our airbench port with each of airbench94's parts on or off: test accuracy (plain, flip TTA, TTA level 2).
+
+    python -m benchmarks.airbench_parts --data-dir /tmp/data/cifar10-jpeg --epochs 2 --variants port,lookahead
+
+Each variant is ``recipe.AIRBENCH`` with some of airbench94's parts changed
+(:data:`VARIANTS`), trained on the same 40,000 CIFAR-10 training images
+cifar_transfer trains on (its stratified 80/20 split, seed 0), without a
+validation pass, the weights of its last epoch kept, as airbench does; then
+scored on the 10,000 test images plainly, with flip TTA and with TTA level 2
+(:func:`keras_apml.evaluation.predict_tta`). Prints one JSON line per variant.
+"""
+
+import json
+import time
+
+from benchmarks.timing import report
+from experiments import _contract, _flags
+from keras_apml.recipe import AIRBENCH, AIRBENCH_AUGMENT
+
+# The port as it is, and the parts of airbench94 it gains: its lookahead in place of Keras's EMA of the weights,
+# the whitening bias trained for the first 3 epochs, the alternating flip in place of a random one per image, all.
+ALTERNATING = {"augment": AIRBENCH_AUGMENT.replace("horizontal_flip", "alternating_flip")}
+VARIANTS = {
+    "port": {},
+    "lookahead": {"ema": None, "lookahead": 0.95},
+    "whiten_bias": {"whiten_bias_epochs": 3},
+    "alternating_flip": ALTERNATING,
+    "lookahead+whiten_bias": {"ema": None, "lookahead": 0.95, "whiten_bias_epochs": 3},
+    "all": {"ema": None, "lookahead": 0.95, "whiten_bias_epochs": 3, **ALTERNATING},
+}
+
+
+def parse_args(argv=None):
+    """The benchmark's command line."""
+    parser = _flags.ArgumentParser(prog="python -m benchmarks.airbench_parts", description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True, help="CIFAR-10 directory (image-folder tree or batches)")
+    parser.add_argument("--epochs", type=_flags.positive_int(100), default=2, help="epochs of every variant")
+    parser.add_argument("--variants", type=_flags.names_list(tuple(VARIANTS), "--variants"), default=list(VARIANTS),
+                        help=f"comma-separated, from {', '.join(VARIANTS)}")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every training")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+
+    from keras_apml import cifar10, evaluation, trainer
+
+    data = cifar10.dataset(args.data_dir).with_validation(0.2, seed=0)  # cifar_transfer's 40,000 training images
+    train, test, results = data["train"], data["test"], []
+    for name in args.variants:
+        recipe = AIRBENCH.replace(epochs=args.epochs, **VARIANTS[name])
+        model = trainer.build(recipe, train.x, 10, args.seed)
+        start = time.perf_counter()
+        result, _, _ = trainer.fit(model, train.x, train.y, recipe, seed=args.seed)
+        seconds = time.perf_counter() - start
+        scores = {f"tta{level}": float((evaluation.predict_tta(model, test.x, level).argmax(1) == test.y).mean())
+                  for level in (0, 1, 2)}
+        results.append({"variant": name, "changes": VARIANTS[name], **scores, "train_seconds": round(seconds, 1),
+                        "images_per_second": round(args.epochs * len(train) / seconds, 1),
+                        "loss": [round(v, 4) for v in result.history["loss"]]})
+        print(json.dumps(results[-1]), flush=True)
+    report({"epochs": args.epochs, "seed": args.seed, "training_images": len(train), "results": results})
+
+
+if __name__ == "__main__":
+    _contract.run(main)
