@@ -76,6 +76,15 @@ def balanced_dataset(x, y, batch_size=32, seed=None, augmentation=None):
     return _finish(_decoded(ds, x).batch(batch_size), augmentation, labelled=True), math.ceil(len(y) / batch_size)
 
 
+def check_augmentation(x, balance, augmentation):
+    """Refuse an augmentation these images or this balance cannot take: ``alternating_flip`` mirrors whole epochs
+    of images held in memory."""
+    if augmentation is not None and augmentation.alternating_flip and (
+            balance == "oversample" or isinstance(x, FileImages)):
+        raise InputError("alternating_flip mirrors whole epochs of images held in memory: not with --balance "
+                         "oversample, nor with images streamed from their files")
+
+
 def training_dataset(x, y, balance="none", batch_size=32, seed=None, augmentation=None):
     """Training data for one of BALANCE: ``(dataset, steps_per_epoch or None, class_weight or None, labels)``.
 
@@ -85,10 +94,8 @@ def training_dataset(x, y, balance="none", batch_size=32, seed=None, augmentatio
     """
     if balance not in BALANCE:
         raise InputError(f"unknown balance strategy {balance!r}; choose from {', '.join(BALANCE)}")
+    check_augmentation(x, balance, augmentation)
     if augmentation is not None and augmentation.alternating_flip:  # mirrored at random once, then by epoch
-        if balance == "oversample" or isinstance(x, FileImages):
-            raise InputError("alternating_flip mirrors whole epochs of images held in memory: not with --balance "
-                             "oversample, nor with images streamed from their files")
         x = augmentation.preflip(x)
     if balance == "oversample":
         ds, steps = balanced_dataset(x, y, batch_size, seed=seed, augmentation=augmentation)

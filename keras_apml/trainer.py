@@ -106,7 +106,7 @@ def build(recipe, x_train, num_classes, seed):
     the inputs they were trained on.
     """
     if recipe.augment:  # a bad spec is refused here, with the model, before anything is trained
-        Augmentation.from_string(recipe.augment)
+        pipeline.check_augmentation(x_train, recipe.balance, Augmentation.from_string(recipe.augment))
     set_seed(seed)
     kwargs = {} if recipe.dropout is None else {"dropout": recipe.dropout}
     if x_train is not None:
