@@ -232,12 +232,18 @@ class BestEpoch(keras.callbacks.EarlyStopping):
 
 
 def read_history(path):
-    """A CSVLogger file as ``{metric: [value per epoch]}``, one row per epoch (the last where one repeats)."""
+    """A CSVLogger file as ``{metric: [value per epoch]}``, one row per epoch (the last where one repeats).
+
+    A ``val_`` column with no value at all is left out: CSVLogger writes one
+    for every metric of a run that has no validation data.
+    """
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     by_epoch = {int(row["epoch"]): row for row in rows if row.get("epoch", "").isdigit()}
     keys = [k for k in (rows[0] if rows else {}) if k != "epoch"]
-    return {k: [_float(by_epoch[e].get(k)) for e in sorted(by_epoch)] for k in keys}
+    history = {k: [_float(by_epoch[e].get(k)) for e in sorted(by_epoch)] for k in keys}
+    return {k: values for k, values in history.items()
+            if not (k.startswith("val_") and all(math.isnan(v) for v in values))}
 
 
 def _float(text):

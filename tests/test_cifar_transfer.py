@@ -167,6 +167,7 @@ def test_the_fast_recipe_and_airbench_on_every_training_image_report_tta_beside_
     # --val-split 0: every training image trains (500 under --quick), each run keeps its last epoch, as airbench
     assert runs["airbench"]["train"]["n"] == 500 and "validation" not in runs["airbench"]
     assert runs["airbench"]["training"]["best_epoch"] is None
+    assert sorted(runs["airbench"]["training"]["history"]) == ["accuracy", "loss"]  # no empty val_ columns
     assert "no validation (--val-split 0: each run keeps its last epoch)" in (out / "report.md").read_text()
     fast = runs["1_raw"]["recipe"]
     assert (fast["schedule"], fast["batch_size"], fast["label_smoothing"], fast["ema"]) == ("onecycle", 256, 0.1, 0.99)
