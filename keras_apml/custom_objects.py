@@ -152,3 +152,25 @@ class SmoothedSparseCrossentropy(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+@keras.saving.register_keras_serializable(package="keras_apml")
+class Triangle(keras.optimizers.schedules.LearningRateSchedule):
+    """airbench's learning-rate schedule (Keras has no piecewise-linear one): linear from ``start`` times the rate
+    at step 0 up to the rate at step ``int(peak_at * total_steps)``, then linear down to ``end`` times it at
+    ``total_steps``."""
+
+    def __init__(self, learning_rate, total_steps, start=0.2, peak_at=0.23, end=0.07):
+        self.learning_rate, self.total_steps = float(learning_rate), int(total_steps)
+        self.start, self.peak_at, self.end = float(start), float(peak_at), float(end)
+
+    def __call__(self, step):
+        peak = int(self.peak_at * self.total_steps)
+        x = keras.ops.cast(step, "float32")
+        up = self.start + (1.0 - self.start) * x / max(peak, 1)
+        down = 1.0 + (self.end - 1.0) * (x - peak) / max(self.total_steps - peak, 1)
+        return self.learning_rate * keras.ops.where(x < peak, up, down)
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "total_steps": self.total_steps, "start": self.start,
+                "peak_at": self.peak_at, "end": self.end}

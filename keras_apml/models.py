@@ -105,11 +105,11 @@ def cifar_convnet(num_classes=10, dropout=0.25, l2=0.0, standardizer=None, input
 
 
 def airbench(num_classes=10, whitening=None, widths=(64, 256, 256), batchnorm_momentum=0.6, bias_scale=8.0,
-             input_shape=INPUT_SHAPE):
+             batchnorm_epsilon=1e-12, input_shape=INPUT_SHAPE):
     """airbench94's net in Keras: a :class:`PatchWhitening` layer, three blocks of conv-pool-BN-GELU-conv-BN-GELU
-    of ``widths`` channels (BatchNorm without scale, momentum 0.6 as airbench's, its bias a :class:`ScaledBias`;
-    convolutions started as :class:`PartialIdentity`), a global max pool and a softmax on the pooled features
-    over 9. 1,973,954 parameters for 10 classes (16x16 images and up).
+    of ``widths`` channels (BatchNorm without scale, momentum 0.6 and epsilon 1e-12 as airbench's, its bias a
+    :class:`ScaledBias`; convolutions started as :class:`PartialIdentity`), a global max pool and a softmax on
+    the pooled features over 9. 1,973,954 parameters for 10 classes (16x16 images and up).
 
     ``whitening``: a fitted layer (:func:`fit_whitening`); None leaves one to be fitted or loaded.
     """
@@ -122,8 +122,8 @@ def airbench(num_classes=10, whitening=None, widths=(64, 256, 256), batchnorm_mo
                               name=f"block{block}_conv{conv}")(x)
             if conv == 1:
                 x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
-            x = layers.BatchNormalization(momentum=batchnorm_momentum, center=False, scale=False,
-                                          name=f"block{block}_bn{conv}")(x)
+            x = layers.BatchNormalization(momentum=batchnorm_momentum, epsilon=batchnorm_epsilon, center=False,
+                                          scale=False, name=f"block{block}_bn{conv}")(x)
             x = ScaledBias(bias_scale, name=f"block{block}_bias{conv}")(x)
             x = layers.Activation("gelu", name=f"block{block}_gelu{conv}")(x)
     x = layers.GlobalMaxPooling2D(name="features")(x)

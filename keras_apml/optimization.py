@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_apml.custom_objects import SmoothedSparseCrossentropy
+from keras_apml.custom_objects import SmoothedSparseCrossentropy, Triangle
 from keras_apml.errors import InputError
 from keras_apml.recipe import OPTIMIZERS, SCHEDULES
 
@@ -36,7 +36,8 @@ def learning_rate_schedule(schedule, learning_rate, epochs, steps_per_epoch, dro
     Keras's PiecewiseConstantDecay over the optimiser's steps; ``plateau``: ReduceLROnPlateau on the validation
     loss; ``cosine``: keras.optimizers.schedules.CosineDecay over the run; ``onecycle``: the same CosineDecay
     with its linear warm-up, from ``ONECYCLE["start"]`` times the rate up to the rate over the first
-    ``peak_at`` of the steps, then down to ``end`` times it.
+    ``peak_at`` of the steps, then down to ``end`` times it; ``triangle``: airbench's, the same three points
+    joined by straight lines (:class:`~keras_apml.custom_objects.Triangle`).
     """
     if schedule == "constant":
         return learning_rate, []
@@ -57,6 +58,8 @@ def learning_rate_schedule(schedule, learning_rate, epochs, steps_per_epoch, dro
         return keras.optimizers.schedules.CosineDecay(
             ONECYCLE["start"] * learning_rate, decay_steps=total - warmup, alpha=ONECYCLE["end"],
             warmup_target=learning_rate, warmup_steps=warmup), []
+    if schedule == "triangle":
+        return Triangle(learning_rate, max(2, epochs * steps_per_epoch), **ONECYCLE), []
     raise InputError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
 
 
@@ -80,25 +83,26 @@ def compile_model(model, optimizer, jit_compile=False, steps_per_execution=1, la
 
 
 class Lookahead(keras.callbacks.Callback):
-    """airbench's lookahead: every ``every`` steps the weights (BatchNorm's moving statistics too) are averaged
-    into a copy, ``average = a * average + (1 - a) * weights`` with ``a = decay ** every * (step / total_steps) ** 3``,
-    and training goes on from the average; the run ends on the average.
+    """airbench's lookahead: from epoch ``start_epoch`` (counted from 0) on, every ``every`` steps the weights
+    (BatchNorm's moving statistics too) are averaged into a copy, ``average = a * average + (1 - a) * weights``
+    with ``a = decay ** every * (step / total_steps) ** 3``, and training goes on from the average; each epoch
+    ends on the average.
 
-    The average starts from the weights at the start of the run (at a resumed
-    run's start: from the weights restored, as a run of airbench's kind does
-    not resume).
+    The average is a copy of the weights at the first step of ``start_epoch``
+    or later that is a multiple of ``every``, as airbench94's: a run of
+    ``start_epoch`` epochs or fewer is not averaged.
     """
 
-    def __init__(self, total_steps, decay=0.95, every=5):
+    def __init__(self, total_steps, decay=0.95, every=5, start_epoch=3):
         super().__init__()
         self.total_steps, self.decay, self.every = int(total_steps), float(decay), int(every)
-        self.average = None
+        self.start_epoch, self.epoch, self.average = int(start_epoch), 0, None
 
     def _weights(self):
         return [w for w in self.model.weights if keras.backend.standardize_dtype(w.dtype).startswith("float")]
 
-    def on_train_begin(self, logs=None):
-        self.average = [keras.ops.convert_to_numpy(w).copy() for w in self._weights()]
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
 
     def update(self, rate):
         """Average the weights into the copy with ``rate`` (the copy's share) and set the weights to it."""
@@ -109,10 +113,14 @@ class Lookahead(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-        if step % self.every == 0:
+        if self.epoch < self.start_epoch or step % self.every:
+            return
+        if self.average is None:
+            self.average = [keras.ops.convert_to_numpy(w).copy() for w in self._weights()]
+        else:
             self.update(self.decay ** self.every * min(step / self.total_steps, 1.0) ** 3)
 
-    def on_train_end(self, logs=None):
+    def on_epoch_end(self, epoch, logs=None):
         if self.average is not None:
             self.update(1.0)
 

@@ -44,7 +44,7 @@ def _decoded(ds, x):
     return ds.map(load, num_parallel_calls=AUTOTUNE)
 
 
-def make_dataset(x, y=None, batch_size=32, shuffle=False, seed=None, augmentation=None):
+def make_dataset(x, y=None, batch_size=32, shuffle=False, seed=None, augmentation=None, drop_remainder=False):
     """Turn arrays into a batched, prefetched ``tf.data.Dataset``; uint8 images become float32 in [0, 1].
 
     Float arrays (cached features, say) pass unscaled. ``augmentation`` (an
@@ -55,7 +55,8 @@ def make_dataset(x, y=None, batch_size=32, shuffle=False, seed=None, augmentatio
     ds = _slices(x, y)
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    return _finish(_decoded(ds, x).batch(batch_size), augmentation, labelled=y is not None)
+    return _finish(_decoded(ds, x).batch(batch_size, drop_remainder=drop_remainder), augmentation,
+                   labelled=y is not None)
 
 
 def balanced_dataset(x, y, batch_size=32, seed=None, augmentation=None):
@@ -85,12 +86,20 @@ def check_augmentation(x, balance, augmentation):
                          "oversample, nor with images streamed from their files")
 
 
-def training_dataset(x, y, balance="none", batch_size=32, seed=None, augmentation=None):
+def drops_remainder(n, batch_size, drop_remainder):
+    """Whether an epoch of ``n`` images leaves out its last partial batch: asked to, and with a full batch to keep
+    (fewer images than a batch train as one batch)."""
+    return bool(drop_remainder) and n >= batch_size
+
+
+def training_dataset(x, y, balance="none", batch_size=32, seed=None, augmentation=None, drop_remainder=False):
     """Training data for one of BALANCE: ``(dataset, steps_per_epoch or None, class_weight or None, labels)``.
 
     ``class_weight``: balanced loss weights; ``oversample``: balanced batches in
-    tf.data (an endless stream, hence the steps); the others resample offline
-    with imbalanced-learn (see :func:`resample`).
+    tf.data (an endless stream, hence the steps, every batch full); the others
+    resample offline with imbalanced-learn (see :func:`resample`).
+    ``drop_remainder``: each epoch leaves out the last partial batch of its shuffled images (as airbench), where
+    there is a full batch (:func:`drops_remainder`).
     """
     if balance not in BALANCE:
         raise InputError(f"unknown balance strategy {balance!r}; choose from {', '.join(BALANCE)}")
@@ -106,7 +115,8 @@ def training_dataset(x, y, balance="none", batch_size=32, seed=None, augmentatio
                              "(past the memory budget): use class_weight or oversample")
         x, y = resample(x, y, balance, seed=seed)
     weights = class_weights(y) if balance == "class_weight" else None
-    ds = make_dataset(x, y, batch_size, shuffle=True, seed=seed, augmentation=augmentation)
+    ds = make_dataset(x, y, batch_size, shuffle=True, seed=seed, augmentation=augmentation,
+                      drop_remainder=drops_remainder(len(y), batch_size, drop_remainder))
     return ds, None, weights, y
 
 

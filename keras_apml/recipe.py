@@ -12,7 +12,7 @@ from keras_apml.errors import InputError, check_number
 
 MODELS = ("small_cnn", "cifar_convnet", "airbench", "vgg19_transfer", "linear")
 OPTIMIZERS = ("sgd", "nesterov", "adam", "rmsprop")
-SCHEDULES = ("constant", "step", "plateau", "cosine", "onecycle")
+SCHEDULES = ("constant", "step", "plateau", "cosine", "onecycle", "triangle")
 RESAMPLERS = ("random_over", "under", "smote", "over+under", "smote+under")
 BALANCE = ("none", "class_weight", "oversample", *RESAMPLERS)
 DISTRIBUTE = ("none", "mirrored", "multiworker")  # tf.distribute strategies (not imbalance strategies)
@@ -65,8 +65,11 @@ class Recipe:
                                   flag="decoupled weight decay")
     schedule: str = setting("constant", "schedule", choices=SCHEDULES,
                             flag="learning-rate schedule: step (x0.1 at 1/2 and 3/4 of the run), plateau, cosine, "
-                                 "onecycle (warm-up to the rate over 23%% of the steps, cosine down to 7%% of it)")
+                                 "onecycle (warm-up to the rate over 23%% of the steps, cosine down to 7%% of it), "
+                                 "triangle (airbench's: linear from 20%% of the rate up to it at 23%% of the steps, "
+                                 "linear down to 7%%)")
     batch_size: int = setting(32, "batch size", bounds=(1, MAX_BATCH, False, False), flag="batch size")
+    drop_remainder: bool = setting(False, "last partial batch", words=lambda r: r.drop_remainder and "dropped")
     steps_per_execution: int = setting(1, "batches per call", bounds=(1, 1024, False, False),
                                        words=lambda r: r.steps_per_execution > 1 and str(r.steps_per_execution),
                                        flag="batches per call into the compiled train function (more: less "
@@ -84,9 +87,10 @@ class Recipe:
                                 flag="keep an exponential moving average of the weights with this momentum (e.g. "
                                      "0.99) and validate and save the averaged weights")
     lookahead: float | None = setting(None, "lookahead", bounds=(0.0, 1.0, True, True),
-                                      flag="airbench's lookahead with this decay (e.g. 0.95): every 5 steps the "
-                                           "weights, BatchNorm statistics too, are averaged into a copy at "
-                                           "decay^5 x (step/steps)^3 and training goes on from it; it ends on it")
+                                      flag="airbench's lookahead with this decay (e.g. 0.95): from the 4th epoch "
+                                           "on, every 5 steps the weights, BatchNorm statistics too, are averaged "
+                                           "into a copy at decay^5 x (step/steps)^3 and training goes on from it; "
+                                           "each epoch ends on it")
     whiten_bias_epochs: int | None = setting(None, "whitening bias trained", bounds=(1, MAX_EPOCHS, False, False),
                                              words=lambda r: r.whiten_bias_epochs and
                                              f"{r.whiten_bias_epochs} epochs",
@@ -186,17 +190,18 @@ CIFAR_CONVNET_FAST = CIFAR_CONVNET.replace(lr=2e-3, batch_size=256, epochs=70, s
                                            label_smoothing=0.1, ema=0.99)
 # The strong model (models.airbench) and airbench94's recipe in Keras terms: Nesterov SGD at momentum 0.85 with
 # airbench's rate per mean loss (11.5 per kilostep, summed loss: 1.5), label smoothing 0.2, 2-pixel whole-pixel
-# translation and airbench's alternating flip, batches of 1024, a one-cycle schedule, airbench's lookahead (decay
-# 0.95, BatchNorm statistics averaged too) and the whitening bias trained for the first 3 epochs; 10 epochs,
-# airbench94's. Its weight decay per step, 0.0153 * 1024 / kilostep_scale through the momentum (/ (1 - 0.85)), is
-# 0.0133 of each weight at the peak rate; Keras decays by rate * weight_decay, outside the momentum: 0.0133 / 1.5.
-# The lookahead, the whitening bias and the alternating flip took 2 epochs from 0.694 to 0.763 test accuracy
-# (benchmarks.airbench_parts, docs/RESULTS.md).
+# translation and airbench's alternating flip, full batches of 1024 (airbench drops the last partial one, which
+# its summed loss would weigh little and a mean loss weighs like any other), its triangular schedule, its
+# lookahead (decay 0.95, BatchNorm statistics averaged too, from the 4th epoch) and the whitening bias trained for
+# the first 3 epochs; 10 epochs (airbench94: 9.9). Its weight decay per step, 0.0153 * 1024 / kilostep_scale
+# through the momentum (/ (1 - 0.85)), is 0.0133 of each weight at the peak rate; Keras decays by rate *
+# weight_decay, outside the momentum: 0.0133 / 1.5. Each part measured in docs/RESULTS.md
+# (benchmarks.airbench_parts; against airbench94 in PyTorch: benchmarks.airbench_side_by_side).
 AIRBENCH_AUGMENT = ("alternating_flip,width_shift_range=0.0625,height_shift_range=0.0625,fill_mode=reflect,"
                     "interpolation_order=0")
 AIRBENCH = Recipe(model="airbench", optimizer="nesterov", lr=1.5, momentum=0.85, weight_decay=8.87e-3,
-                  batch_size=1024, epochs=10, schedule="onecycle", standardize=False, augment=AIRBENCH_AUGMENT,
-                  label_smoothing=0.2, lookahead=0.95, whiten_bias_epochs=3)
+                  batch_size=1024, drop_remainder=True, epochs=10, schedule="triangle", standardize=False,
+                  augment=AIRBENCH_AUGMENT, label_smoothing=0.2, lookahead=0.95, whiten_bias_epochs=3)
 # The head on a backbone's cached features (the studies' --features): a standardised softmax, trained with class
 # weights or a sampler like any model, in seconds; its rate chosen by one K-fold's detection F1 (docs/RESULTS.md).
 FEATURE_HEAD = Recipe(model="linear", lr=3e-3, batch_size=256, epochs=30, weight_decay=1e-4)

@@ -141,8 +141,11 @@ def fit(model, x, y, recipe, *, seed=0, validation=None, callbacks=(), verbose=0
     """
     augmentation = Augmentation.from_string(recipe.augment, seed=seed) if recipe.augment else None
     ds, steps, weights, y_fit = pipeline.training_dataset(x, y, recipe.balance, recipe.batch_size, seed=seed,
-                                                          augmentation=augmentation)
-    steps_per_epoch = steps or math.ceil(len(y_fit) / recipe.batch_size)
+                                                          augmentation=augmentation,
+                                                          drop_remainder=recipe.drop_remainder)
+    steps_per_epoch = steps or (len(y_fit) // recipe.batch_size
+                                if pipeline.drops_remainder(len(y_fit), recipe.batch_size, recipe.drop_remainder)
+                                else math.ceil(len(y_fit) / recipe.batch_size))
     lr, schedule_callbacks = optimization.learning_rate_schedule(recipe.schedule, recipe.lr, recipe.epochs,
                                                                  steps_per_epoch)
     with distribution.scope() if distribution is not None else contextlib.nullcontext():

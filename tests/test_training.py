@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import synthetic_images
 
-from keras_apml import checkpoints, custom_objects, models, optimization, trainer
+from keras_apml import checkpoints, custom_objects, models, optimization, pipeline, trainer
 from keras_apml.errors import InputError
 
 
@@ -245,6 +245,18 @@ def test_onecycle_warms_up_linearly_then_decays_as_a_cosine():
     assert [float(lr(s)) for s in (0, 10, 23, 50, 100)] == pytest.approx(warm + cool, abs=1e-6)
 
 
+def test_triangle_is_airbenchs_piecewise_linear_schedule_and_saves_with_the_model(tmp_path):
+    lr, callbacks = optimization.learning_rate_schedule("triangle", 2.0, epochs=10, steps_per_epoch=10)
+    assert callbacks == []
+    # 100 steps: 0.2x at step 0, linear up to the rate at step int(0.23 * 100) = 23, linear down to 0.07x at 100
+    expected = [0.4, 0.4 + 1.6 * 10 / 23, 2.0, 2.0 - 1.86 * 27 / 77, 0.14]
+    assert [float(lr(s)) for s in (0, 10, 23, 50, 100)] == pytest.approx(expected, abs=1e-6)
+    model = one_weight_model(keras.optimizers.SGD(learning_rate=lr))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras").optimizer.learning_rate
+    assert float(keras.ops.convert_to_numpy(loaded)) == pytest.approx(0.4)  # the rate at step 0, from the schedule
+
+
 def one_weight_model(optimizer):
     """w * x with w = 1 and a squared loss towards 0: plain SGD at rate 0.1 multiplies w by 0.8 per step."""
     inputs = keras.Input((1,))
@@ -362,18 +374,29 @@ def _batchnorm_net():
 def test_the_lookahead_update_is_its_definition_at_chosen_steps():
     model = _batchnorm_net()
     model.compile(optimizer=keras.optimizers.SGD(), loss="sparse_categorical_crossentropy")
-    lookahead = optimization.Lookahead(total_steps=100, decay=0.95, every=5)
+    lookahead = optimization.Lookahead(total_steps=100, decay=0.95, every=5, start_epoch=3)
     lookahead.set_model(model)
-    lookahead.on_train_begin()
-    start = [w.numpy().copy() for w in model.weights]
     moving_mean = model.get_layer("bn").moving_mean
-    for step, shift in ((3, 1.0), (5, 2.0), (10, 3.0)):
+
+    def batch(epoch, step, shift):
+        """Move every weight by ``shift``, then end batch ``step`` of ``epoch``."""
+        lookahead.on_epoch_begin(epoch)
         for w in model.weights:
             w.assign(w.numpy() + shift)
         model.optimizer.iterations.assign(step)
         before = [w.numpy().copy() for w in model.weights]
         lookahead.on_train_batch_end(0)
-        if step == 3:  # not a multiple of 5: nothing happens
+        return before
+
+    before = batch(2, 25, 1.0)  # a multiple of 5 before the start epoch: nothing happens, nothing is copied
+    assert lookahead.average is None and all(np.array_equal(w.numpy(), b) for w, b in zip(model.weights, before))
+    before = batch(3, 33, 1.0)  # the start epoch, not a multiple of 5: still nothing
+    assert lookahead.average is None
+    start = batch(3, 35, 1.0)  # the first multiple of 5 of the start epoch: the copy is made, the weights stay
+    assert all(np.array_equal(w.numpy(), b) for w, b in zip(model.weights, start))
+    for step, shift in ((37, 2.0), (40, 2.0), (50, 3.0)):
+        before = batch(3, step, shift)
+        if step == 37:  # not a multiple of 5: nothing happens
             assert all(np.array_equal(w.numpy(), b) for w, b in zip(model.weights, before))
             continue
         rate = 0.95 ** 5 * (step / 100) ** 3
@@ -382,10 +405,9 @@ def test_the_lookahead_update_is_its_definition_at_chosen_steps():
             np.testing.assert_allclose(w.numpy(), e, rtol=1e-6)
         start = expected  # the copy is the weights now
     np.testing.assert_allclose(moving_mean.numpy(), expected[[w.path for w in model.weights].index(moving_mean.path)])
-    model.optimizer.iterations.assign(100)
     for w in model.weights:
         w.assign(w.numpy() + 1.0)
-    lookahead.on_train_end()  # the run ends on the average
+    lookahead.on_epoch_end(3)  # each epoch ends on the average
     for w, e in zip(model.weights, start):
         np.testing.assert_allclose(w.numpy(), e, rtol=1e-6)
 
@@ -403,18 +425,43 @@ def test_a_recipe_with_lookahead_trains_and_ends_on_the_average(monkeypatch):
     monkeypatch.setattr(optimization, "Lookahead", Recorded)
     y = np.repeat(np.arange(3), 16)
     x = synthetic_images(len(y), seed=4, labels=y)
-    recipe = Recipe(model="small_cnn", epochs=2, batch_size=8, optimizer="nesterov", lr=0.01, lookahead=0.95)
+    recipe = Recipe(model="small_cnn", epochs=5, batch_size=8, optimizer="nesterov", lr=0.01, lookahead=0.95)
     model = trainer.build(recipe, x, 3, seed=0)
     result, _, _ = trainer.fit(model, x, y, recipe, seed=0)
-    assert result.epochs_run == 2 and not result.diverged
+    assert result.epochs_run == 5 and not result.diverged
     [lookahead] = made
-    assert (lookahead.total_steps, lookahead.decay, lookahead.every) == (12, 0.95, 5)  # 2 epochs of 6 batches
+    assert (lookahead.total_steps, lookahead.decay, lookahead.every, lookahead.start_epoch) == (30, 0.95, 5, 3)
     floats = [w for w in model.weights if "float" in str(w.dtype)]
-    assert len(floats) == len(lookahead.average)
+    assert len(floats) == len(lookahead.average)  # made at step 20, the first multiple of 5 of epoch 3
     for weight, average in zip(floats, lookahead.average):
         np.testing.assert_array_equal(weight.numpy(), average)
     with pytest.raises(InputError, match="lookahead averages the weights every 5 steps"):
         recipe.replace(steps_per_execution=4)
+    made.clear()
+    short = recipe.replace(epochs=3)  # airbench94's: a run of 3 epochs or fewer is not averaged
+    trainer.fit(trainer.build(short, x, 3, seed=0), x, y, short, seed=0)
+    assert made[0].average is None
+
+
+def test_drop_remainder_leaves_out_each_epochs_last_partial_batch():
+    from keras_apml.recipe import Recipe
+
+    y = np.repeat(np.arange(2), 10)  # 20 images, batches of 8: two full batches, 4 images left out each epoch
+    x = synthetic_images(len(y), seed=6, labels=y)
+    ds, _, _, _ = pipeline.training_dataset(x, y, batch_size=8, seed=0, drop_remainder=True)
+    assert [len(labels) for _, labels in ds] == [8, 8]
+    recipe = Recipe(model="small_cnn", epochs=2, batch_size=8, drop_remainder=True)
+    model = trainer.build(recipe, x, 2, seed=0)
+    trainer.fit(model, x, y, recipe, seed=0)
+    assert int(model.optimizer.iterations.numpy()) == 4
+    kept = recipe.replace(drop_remainder=False)
+    model = trainer.build(kept, x, 2, seed=0)
+    trainer.fit(model, x, y, kept, seed=0)
+    assert int(model.optimizer.iterations.numpy()) == 6
+    few = recipe.replace(batch_size=32)  # fewer images than a batch: they train as one batch
+    model = trainer.build(few, x, 2, seed=0)
+    trainer.fit(model, x, y, few, seed=0)
+    assert int(model.optimizer.iterations.numpy()) == 2
 
 
 def test_the_whitening_bias_trains_for_exactly_its_first_epochs(tmp_path):
