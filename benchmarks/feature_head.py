@@ -2,10 +2,12 @@
 
     python -m benchmarks.feature_head --data-dir /tmp/data/cifar10-jpeg --features runs/source/model.keras \
         --settings default lr=1e-3 epochs=10 epochs=60,lr=3e-3 strategy=oversample
+    python -m benchmarks.feature_head --data-dir /tmp/data/cifar10-jpeg --features runs/source/model.keras \
+        --feature-layers block1_gelu2,block2_gelu2,features
 
 For each setting (changes to ``recipe.FEATURE_HEAD``, plus ``strategy=`` for
 the imbalance strategy, class_weight by default) on the backbone's cached,
-mirror-averaged penultimate features: one 5-fold out-of-fold run on the noisy
+mirror-averaged features (``--features``'s penultimate layer or ``--feature-layers``, or ``--backbone``'s): one 5-fold out-of-fold run on the noisy
 training labels, cleanlab's flags scored against the true labels (F1), the
 out-of-fold predictions' balanced accuracy against the truth, and the dev
 balanced accuracy (true labels) of the head trained on every label right and
@@ -38,11 +40,13 @@ def parse_args(argv=None):
     """The benchmark's command line."""
     parser = _flags.ArgumentParser(prog="python -m benchmarks.feature_head", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True, help="CIFAR-10 directory (image-folder tree or batches)")
-    parser.add_argument("--features", required=True, metavar="MODEL.keras", help="the backbone")
+    _flags.add_features(parser)  # --features (with --feature-layers) or --backbone: the features
     parser.add_argument("--settings", nargs="+", type=setting, default=[{}],
                         help="recipe changes per setting, e.g. lr=3e-3,epochs=10 (default: FEATURE_HEAD as it is)")
     parser.add_argument("--out", default=None, help="write the figures to this JSON file")
     args = parser.parse_args(argv)
+    if not _flags.on_features(args):
+        parser.error("give --features MODEL.keras or --backbone NAME")
     args.quick, args.quiet, args.train_pickle, args.dev_pickle = False, True, None, None  # _data.load's flags
     return args
 

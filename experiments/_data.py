@@ -18,31 +18,47 @@ def use_cache(args):
 
 
 def with_features(args, bench, mirror=True):
-    """The benchmark with its images replaced by ``--features``'s penultimate features (``mirror``: each image's
-    averaged with its mirror image's), computed once and cached;
-    returns ``(bench, info)`` with the model, its file's hash, the feature size and the cache's record."""
-    from keras_apml import features, models  # here, not at the top: they import TensorFlow, --help does not
+    """The benchmark with its images replaced by the features of ``--features``'s penultimate layer or
+    ``--backbone``'s pooled output (``mirror``: each image's averaged with its mirror image's), computed once and
+    cached; returns ``(bench, info)`` with the model, its weights' hash, the feature size and the cache's record."""
+    from keras_apml import backbones, features, models  # here, not at the top: they import TensorFlow, --help not
 
     use_cache(args)
-
-    if not Path(args.features).is_file():
-        raise InputError(f"--features model {args.features} does not exist")
-    model = models.load_model(args.features)
-    shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
-    if shape != tuple(bench["dev"].x.shape[1:]):
-        raise InputError(f"--features model {args.features} takes inputs of shape {shape}, not these "
-                         f"{'x'.join(map(str, bench['dev'].x.shape[1:]))} images")
-    extractor = models.feature_extractor(model)
-    digest = features.file_sha256(args.features)
-    _output.say(args, f"features: layer {extractor.layers[-1].name} of {args.features}, for every image"
-                f"{' and its mirror image' if mirror else ''} (cached)")
+    shape = tuple(bench["dev"].x.shape[1:])
+    if args.backbone:
+        weights = {None: "imagenet", "none": None}.get(args.weights, args.weights)
+        extractor = backbones.backbone(args.backbone, weights, args.backbone_size, input_shape=shape)
+        if weights == "imagenet":
+            digest, whose = "imagenet", "ImageNet weights"
+        elif weights is None:
+            digest, whose = features.weights_sha256(extractor), "RANDOM weights"
+        else:
+            digest, whose = features.file_sha256(weights), Path(weights).name
+        size = extractor.get_layer("resize").output.shape[1]
+        described = f"{args.backbone} ({whose}), pooled, images resized to {size}x{size}"
+        key, source = f"{args.backbone}:{digest}:{size}:pooled", {"backbone": args.backbone, "weights": weights,
+                                                                  "input_size": size}
+    else:
+        if not Path(args.features).is_file():
+            raise InputError(f"--features model {args.features} does not exist")
+        model = models.load_model(args.features)
+        taken = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
+        if taken != shape:
+            raise InputError(f"--features model {args.features} takes inputs of shape {taken}, not these "
+                             f"{'x'.join(map(str, shape))} images")
+        chosen = args.feature_layers
+        extractor = models.pooled_features(model, chosen) if chosen else models.feature_extractor(model)
+        digest = features.file_sha256(args.features)
+        described = (f"layers {', '.join(chosen)} of {args.features}, pooled" if chosen else
+                     f"layer {extractor.layers[-1].name} of {args.features}")
+        key = f"{digest}:{'pooled:' + ','.join(chosen) if chosen else 'penultimate'}"
+        source = {"model": str(Path(args.features).resolve()), "layers": chosen}
+    _output.say(args, f"features: {described}, for every image{' and its mirror image' if mirror else ''} (cached)")
     out, info = features.cached_outputs(
-        extractor, {"train": bench["train"].x, "dev": bench["dev"].x}, key=f"{digest}:penultimate",
-        about=f"penultimate features of {Path(args.features).name} ({digest[:12]}){', mirror-averaged' * mirror}, "
-              f"on {len(bench['train'])} train and {len(bench['dev'])} dev images", verbose=_output.verbosity(args),
-        mirror=mirror)
-    info.update(model=str(Path(args.features).resolve()), sha256=digest, size=int(out["train"].shape[1]),
-                mirror_averaged=mirror)
+        extractor, {"train": bench["train"].x, "dev": bench["dev"].x}, key=key,
+        about=f"features of {described} ({digest[:12]}){', mirror-averaged' * mirror}, on {len(bench['train'])} "
+              f"train and {len(bench['dev'])} dev images", verbose=_output.verbosity(args), mirror=mirror)
+    info.update(source, sha256=digest, size=int(out["train"].shape[1]), mirror_averaged=mirror)
     return bench.replace(**{name: bench[name].replace(x=out[name].astype(np.float32)) for name in out}), info
 
 

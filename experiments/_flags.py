@@ -33,11 +33,16 @@ class ArgumentParser(argparse.ArgumentParser):
     def parse_args(self, args=None, namespace=None):
         """Parse once and check what the flags say together; nothing outside the namespace is changed."""
         parsed = super().parse_args(args, namespace)
-        if getattr(parsed, "features", None):
+        if on_features(parsed):
             for flag, value in (("--model", getattr(parsed, "model", None)), ("--init", getattr(parsed, "init", None))):
                 if value is not None:
-                    self.error(f"{flag} concerns a network trained on the images; with --features a softmax head "
-                               "trains on the features")
+                    self.error(f"{flag} concerns a network trained on the images; with --features or --backbone a "
+                               "softmax head trains on the features")
+        for needed, flags in (("backbone", ("weights", "backbone_size")), ("features", ("feature_layers",))):
+            if hasattr(parsed, needed) and getattr(parsed, needed) is None:
+                for flag in flags:
+                    if getattr(parsed, flag) is not None:
+                        self.error(f"--{flag.replace('_', '-')} concerns --{needed}, which is not given")
         if getattr(parsed, "tensorboard", False) and importlib.util.find_spec("tensorboard") is None:
             self.error("--tensorboard writes logs with the tensorboard package, which is not installed: "
                        "pip install tensorboard (or keras_apml[tensorboard])")
@@ -86,13 +91,34 @@ def add_seed(p, what="random seed for data draws and training"):
 
 
 def add_features(p):
-    """--features: the study on a trained model's cached features instead of images (a head, not a conv net)."""
-    p.add_argument("--features", default=None, metavar="MODEL.keras",
-                   help="train on this model's penultimate-layer features instead of the images: each image's "
-                        "computed once (averaged with its mirror image's) and cached, a standardised softmax head "
-                        "trained on them (recipe.FEATURE_HEAD; the recipe flags change it). E.g. the offline source: "
-                        "experiments.train --data cifar10 --classes airplane,bird,deer,dog,frog,horse,ship "
-                        "--model airbench")
+    """--features or --backbone: the study on a model's cached features instead of images (a head, not a conv
+    net)."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--features", default=None, metavar="MODEL.keras",
+                       help="train on this model's penultimate-layer features instead of the images: each image's "
+                            "computed once (averaged with its mirror image's) and cached, a standardised softmax "
+                            "head trained on them (recipe.FEATURE_HEAD; the recipe flags change it). E.g. the "
+                            "offline source: experiments.train --data cifar10 --classes "
+                            "airplane,bird,deer,dog,frog,horse,ship --model airbench")
+    group.add_argument("--backbone", default=None, metavar="NAME",
+                       help="as --features, with the pooled features of a pretrained keras.applications model "
+                            "(e.g. EfficientNetV2B0, ResNet50V2, ConvNeXtTiny, MobileNetV3Small, VGG19): the "
+                            "images resized inside it to the size it was trained at, its own preprocessing; "
+                            "ImageNet weights downloaded by Keras (online), or --weights")
+    p.add_argument("--feature-layers", type=layer_names, default=None, metavar="NAMES",
+                   help="--features from these layers of the model (comma-separated, e.g. airbench's "
+                        "block1_gelu2,block2_gelu2,features), each image-shaped output pooled to its channels' means "
+                        "and maxima, concatenated; default: the penultimate layer")
+    p.add_argument("--weights", default=None, metavar="PATH",
+                   help="--backbone's weights: a weights file (offline), or none (random weights: for tests, its "
+                        "figures mean nothing); default: ImageNet's, downloaded")
+    p.add_argument("--backbone-size", type=positive_int(1024), default=None, metavar="N",
+                   help="--backbone's input size (default: the size it was trained at, 224 for most)")
+
+
+def on_features(args):
+    """Whether the study trains a head on cached features (--features or --backbone) instead of images."""
+    return bool(getattr(args, "features", None) or getattr(args, "backbone", None))
 
 
 def add_cluster(p):
@@ -223,15 +249,16 @@ def bounded(low, high, low_open, high_open):
 def base_recipe(args, default=Recipe()):
     """The recipe the flags given change: airbench's (``--model airbench``), the feature head's (``--features``),
     else the study's own ``default``."""
-    if getattr(args, "features", None):
+    if on_features(args):
         return FEATURE_HEAD
     return AIRBENCH if getattr(args, "model", None) == "airbench" else default
 
 
 def resolve_recipe(args, default=Recipe(), **settings):
     """The :class:`Recipe` of :func:`add_recipe`'s flags, each flag not given taken from :func:`base_recipe` (one
-    epoch under --quick); ``settings`` set the fields the flags do not. The resolved values are written back into
-    ``args``, so that a run records (and a resumed run compares) what it trains with."""
+    epoch under --quick); ``settings`` set fields the flags do not, the others are the base recipe's. The resolved
+    values are written back into ``args``, so that a run records (and a resumed run compares) what it trains
+    with."""
     base = base_recipe(args, default)
     names = [field.name for field in recipe_settings.flag_fields() if hasattr(args, field.name)]
     values = {name: getattr(base, name) if getattr(args, name) is None else getattr(args, name) for name in names}
@@ -239,7 +266,7 @@ def resolve_recipe(args, default=Recipe(), **settings):
         raise InputError(f"--momentum is SGD's: --optimizer {values['optimizer']} has none")
     values.update(epochs=args.epochs or (1 if args.quick else base.epochs), init=getattr(args, "init", None),
                   standardize=base.standardize and not getattr(args, "no_standardize", False), **settings)
-    recipe = Recipe(**values)
+    recipe = base.replace(**values)
     vars(args).update({name: getattr(recipe, name) for name in names})
     if hasattr(args, "no_standardize"):
         args.no_standardize = not recipe.standardize
@@ -261,6 +288,14 @@ def positive_int(high):
         return value
     parse.__name__ = "positive integer"
     return parse
+
+
+def layer_names(text):
+    """argparse type: comma-separated layer names, none empty, none twice."""
+    names = text.split(",")
+    if not all(names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer names, each once, got {text!r}")
+    return names
 
 
 def seed(text):

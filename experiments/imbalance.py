@@ -38,12 +38,12 @@ def parse_args(argv=None):
     _flags.add_seeds(p, "every strategy's training", DEFAULTS, QUICK)
     _flags.add_cluster(p)
     args = p.parse_args(argv)
-    if args.features and args.strategies:
+    if _flags.on_features(args) and args.strategies:
         refused = [n for n in args.strategies if n not in FEATURES["strategies"]]
         if refused:
             p.error(f"{', '.join(refused)} augment{'s' if len(refused) == 1 else ''} images: with --features "
                     f"choose from {', '.join(FEATURES['strategies'])}")
-    return _flags.resolve_defaults(args, DEFAULTS, (args.features, FEATURES), (args.quick, QUICK))
+    return _flags.resolve_defaults(args, DEFAULTS, (_flags.on_features(args), FEATURES), (args.quick, QUICK))
 
 
 def headline(summary):
@@ -79,7 +79,7 @@ def study(args, recipe, tasks):
 
     bench = _data.load(args, "benchmark")
     features = None
-    if args.features:
+    if _flags.on_features(args):
         bench, features = _data.with_features(args, bench)
     names = bench.class_names
     trainer.check(recipe, bench["train"].x, len(bench.class_names))

@@ -93,12 +93,12 @@ def parse_args(argv=None):
     _flags.add_seeds(p, "the retraining (the first also seeds detection)", DEFAULTS, QUICK)
     _flags.add_cluster(p)
     args = p.parse_args(argv)
-    if args.features:
+    if _flags.on_features(args):
         for flag, name in (("--detect-strategy", args.detect_strategy), ("--strategy", args.strategy)):
             if name is not None and not STRATEGIES[name].on_features:
                 p.error(f"{flag} {name} augments images: with --features choose one without augmentation")
-    _flags.resolve_defaults(args, DEFAULTS, (args.features, FEATURES),
-                            (args.features and args.epochs, {"detect_epochs": args.epochs}), (args.init, INIT),
+    _flags.resolve_defaults(args, DEFAULTS, (_flags.on_features(args), FEATURES),
+                            (_flags.on_features(args) and args.epochs, {"detect_epochs": args.epochs}), (args.init, INIT),
                             (args.quick, QUICK))
     if args.folds < 2:
         p.error(f"--folds must be at least 2, got {args.folds}")
@@ -116,7 +116,7 @@ def detect(run, args, bench, recipe, tasks):
     step = progress.StudyProgress(models + 1, args.quiet)
     # features are already each image's and its mirror image's mean
     fit_predict = label_noise.strategy_fit_predict(args.detect_strategy, recipe,
-                                                   mirror=not args.no_mirror and not args.features)
+                                                   mirror=not args.no_mirror and not _flags.on_features(args))
     probabilities, flags = label_noise.flag_in_rounds(
         train.x, train.y, fit_predict, args.rounds, folds=args.folds, seed=args.seeds[0],
         on_fold=lambda i, _: step(f"out-of-fold model {i}/{models}"), repeats=args.repeats, tasks=tasks)
@@ -138,9 +138,15 @@ def detect(run, args, bench, recipe, tasks):
               "rounds": [{"flagged": len(f)} for f in flags],
               "flagged_by_observed_and_suggested": _pairs(train.y[flagged], suggested, names)}
     if train.y_true is not None:
-        result["train"] = label_noise.detection_quality(flagged, train.y, train.y_true)
-        result["dev"] = label_noise.detection_quality(dev_flagged, dev.y, dev.y_true)
+        scores = {"train": label_noise.label_quality(train.y, probabilities),
+                  "dev": label_noise.label_quality(dev.y, dev_probabilities)}
+        result["train"] = {**label_noise.detection_quality(flagged, train.y, train.y_true),
+                           **label_noise.ranking_quality(scores["train"], train.y, train.y_true)}
+        result["dev"] = {**label_noise.detection_quality(dev_flagged, dev.y, dev.y_true),
+                         **label_noise.ranking_quality(scores["dev"], dev.y, dev.y_true)}
         result["rounds"] = [label_noise.detection_quality(f, train.y, train.y_true) for f in flags]
+        result["rounds"][-1] = result["train"]
+        result["train_by_pair"] = label_noise.flags_by_pair(flagged, train.y, train.y_true, suggested, names)
     return flagged, probabilities, result
 
 
@@ -203,12 +209,12 @@ def detection_section(detection, settings, sizes, grid_png):
     """
     s = settings
     repeated = f", averaged over {s.repeats} repeats" if s.repeats > 1 else ""
-    features = getattr(s, "features", None)
+    features = getattr(s, "features", None) or getattr(s, "backbone", None)
     mirrored = "" if s.no_mirror else \
         f", each image's {'features ' if features else ''}averaged with its mirror image's"
     epochs = f"{s.detect_epochs} epoch" + ("s" if s.detect_epochs > 1 else "")
     if features:
-        epochs += f", a softmax head on the penultimate features of `{features}`"
+        epochs += f", a softmax head on the {'penultimate' if s.features else 'pooled'} features of `{features}`"
     rounds = ""
     if s.rounds > 1:
         counts = ", ".join(str(r["flagged"]) for r in detection["rounds"])
@@ -220,10 +226,21 @@ def detection_section(detection, settings, sizes, grid_png):
     if "f1" in detection["train"]:
         train = [(f"train, round {i}" if s.rounds > 1 else "train", d)
                  for i, d in enumerate(detection["rounds"], start=1)]
-        rows = [(split, d["wrong"], d["flagged"], d["correctly_flagged"], d["precision"], d["recall"], d["f1"])
-                for split, d in (*train, ("dev", detection["dev"]))]
+        rows = [(split, d["wrong"], d["flagged"], d["correctly_flagged"], d["precision"], d["recall"], d["f1"],
+                 d.get("roc_auc"), d.get("average_precision")) for split, d in (*train, ("dev", detection["dev"]))]
         lines.append(report.markdown_table(["split", "wrong labels", "flagged", "flagged and wrong", "precision",
-                                            "recall", "F1"], rows))
+                                            "recall", "F1", "ROC AUC", "average precision"], rows))
+        lines.append("ROC AUC and average precision rank every label by its label-quality score (cleanlab's "
+                     "self-confidence) against the truth, without the threshold of the flags.")
+    if "train_by_pair" in detection:
+        pairs = detection["train_by_pair"]
+        lines.append("Wrong training labels by kind (observed, really), and how many were flagged:\n\n" +
+                     report.markdown_table(["labelled", "really", "wrong", "flagged"],
+                                           [(p["observed"], p["true"], p["wrong"], p["flagged"])
+                                            for p in pairs["wrong"]]))
+        if pairs["right_flagged"]:
+            lines.append("Right training labels flagged, and what the models took them for: " + ", ".join(
+                f"{p['label']} as {p['taken_for']}: {p['flagged']}" for p in pairs["right_flagged"]) + ".")
     lines.append("Flagged (observed -> suggested): " + ", ".join(
         f"{k}: {v}" for k, v in detection["flagged_by_observed_and_suggested"].items()) + ".")
     lines.append(f"![flagged images]({grid_png})\n\nEach image: observed label -> the class the models suggest; "
@@ -259,7 +276,7 @@ def study(args, recipe, tasks):
     bench = _data.load(args, "benchmark", streams=True)
     names, images, features = bench.class_names, bench["train"].x, None
     label_noise.check_folds(bench["train"].y, args.folds, len(names))
-    if args.features:
+    if _flags.on_features(args):
         bench, features = _data.with_features(args, bench, mirror=not args.no_mirror)
     if bench.streamed:  # the images are left in their files: strategies that need them in memory are refused
         for flag, name in (("--detect-strategy", args.detect_strategy), ("--strategy", args.strategy)):

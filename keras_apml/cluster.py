@@ -117,8 +117,11 @@ class Tasks:
         # the outcome, and a failure is its one error line.
         logging.getLogger("distributed").setLevel(logging.CRITICAL)
         if self.local_workers is not None:
+            # No dashboard; the scheduler's own HTTP routes on a free port of 127.0.0.1, not Dask's default 8787
+            # (taken by a second cluster, it warned on the user's stderr)
             self.cluster = LocalCluster(n_workers=self.local_workers, threads_per_worker=1, processes=True,
-                                        dashboard_address=None, env=WORKER_ENV, silence_logs=logging.CRITICAL)
+                                        dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                                        env=WORKER_ENV, silence_logs=logging.CRITICAL)
             self.client = Client(self.cluster)
         else:
             try:

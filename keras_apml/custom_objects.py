@@ -174,3 +174,20 @@ class Triangle(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self):
         return {"learning_rate": self.learning_rate, "total_steps": self.total_steps, "start": self.start,
                 "peak_at": self.peak_at, "end": self.end}
+
+
+@keras.saving.register_keras_serializable(package="keras_apml")
+class ApplicationPreprocess(layers.Layer):
+    """Map [0, 1] RGB pixels to a ``keras.applications`` model's input with its family's own ``preprocess_input``
+    (``family``: the module, e.g. "resnet_v2"; a pass-through for the families whose models preprocess inside)."""
+
+    def __init__(self, family, **kwargs):
+        super().__init__(**kwargs)
+        self.family = str(family)
+        self._preprocess = getattr(keras.applications, self.family).preprocess_input
+
+    def call(self, images):
+        return self._preprocess(images * 255.0)
+
+    def get_config(self):
+        return {**super().get_config(), "family": self.family}

@@ -2,6 +2,7 @@
 
 import numpy as np
 from cleanlab.filter import find_label_issues
+from cleanlab.rank import get_label_quality_scores
 from sklearn import metrics as skm
 from sklearn.model_selection import StratifiedKFold
 
@@ -133,6 +134,44 @@ def detection_quality(flagged, y_observed, y_true):
     return {"flagged": int(predicted.sum()), "wrong": int(wrong.sum()),
             "correctly_flagged": int(np.sum(wrong & predicted)),
             "precision": float(precision), "recall": float(recall), "f1": float(f1)}
+
+
+def label_quality(labels, probabilities):
+    """cleanlab's label-quality score of each label (self-confidence: the probability the models give it; the
+    lower, the likelier wrong)."""
+    return get_label_quality_scores(np.asarray(labels), np.asarray(probabilities), method="self_confidence")
+
+
+def ranking_quality(scores, y_observed, y_true):
+    """How well label-quality ``scores`` rank the wrong labels first, without a threshold: the area under the ROC
+    curve and the average precision (scikit-learn), None where every label or none is wrong."""
+    wrong = np.asarray(y_observed) != np.asarray(y_true)
+    if wrong.all() or not wrong.any():
+        return {"roc_auc": None, "average_precision": None}
+    suspicion = -np.asarray(scores, dtype=np.float64)
+    return {"roc_auc": float(skm.roc_auc_score(wrong, suspicion)),
+            "average_precision": float(skm.average_precision_score(wrong, suspicion))}
+
+
+def flags_by_pair(flagged, y_observed, y_true, suggested, class_names):
+    """The flags per class pair: for each kind of wrong label (observed, true), how many there are and how many
+    were flagged; for the right labels flagged, what they were taken for (observed, suggested)."""
+    y_observed, y_true = np.asarray(y_observed), np.asarray(y_true)
+    flagged = np.asarray(flagged, dtype=np.int64)
+    is_flagged = np.zeros(len(y_observed), dtype=bool)
+    is_flagged[flagged] = True
+    wrong = y_observed != y_true
+    pairs = sorted({(int(o), int(t)) for o, t in zip(y_observed[wrong], y_true[wrong])})
+    missed = [{"observed": class_names[o], "true": class_names[t],
+               "wrong": int(np.sum(wrong & (y_observed == o) & (y_true == t))),
+               "flagged": int(np.sum(is_flagged & wrong & (y_observed == o) & (y_true == t)))} for o, t in pairs]
+    right = ~wrong[flagged]
+    taken = {}
+    for o, s in zip(y_observed[flagged][right], np.asarray(suggested)[right]):
+        key = (class_names[int(o)], class_names[int(s)])
+        taken[key] = taken.get(key, 0) + 1
+    return {"wrong": missed, "right_flagged": [{"label": o, "taken_for": s, "flagged": n}
+                                               for (o, s), n in sorted(taken.items(), key=lambda kv: -kv[1])]}
 
 
 def clean(x, y, flagged, probabilities, how):

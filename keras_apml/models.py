@@ -229,11 +229,34 @@ def feature_extractor(model, layer=None):
             raise InputError(f"model {model.name} has no layer before its output")
         target = candidates[-1]
     else:
-        names = [lyr.name for lyr in model.layers]
-        if layer not in names:
-            raise InputError(f"model {model.name} has no layer {layer!r}; layers: {', '.join(names)}")
-        target = model.get_layer(layer)
+        target = _named_layer(model, layer)
     return keras.Model(model.inputs, target.output, name=f"{model.name}_features")
+
+
+def pooled_features(model, names):
+    """Features from several depths: the named layers' outputs, each image-shaped one pooled to its channels'
+    means and maxima, concatenated in order."""
+    parts = []
+    for name in names:
+        out = _named_layer(model, name).output
+        if len(out.shape) == 4:
+            parts += [layers.GlobalAveragePooling2D(name=f"{name}_mean")(out),
+                      layers.GlobalMaxPooling2D(name=f"{name}_max")(out)]
+        elif len(out.shape) == 2:
+            parts.append(out)
+        else:
+            raise InputError(f"layer {name!r} of {model.name} has outputs of shape {tuple(out.shape)}: "
+                             "expected images (batch, height, width, channels) or vectors")
+    pooled = parts[0] if len(parts) == 1 else layers.Concatenate(name="depths")(parts)
+    return keras.Model(model.inputs, pooled, name=f"{model.name}_pooled")
+
+
+def _named_layer(model, name):
+    """The layer called ``name``, or an InputError listing the model's layers."""
+    names = [lyr.name for lyr in model.layers]
+    if name not in names:
+        raise InputError(f"model {model.name} has no layer {name!r}; layers: {', '.join(names)}")
+    return model.get_layer(name)
 
 
 def two_stage(first, rest):

@@ -148,8 +148,21 @@ def backbone_section(info):
     """A study on cached features (``--features``): whose features, how many per image, what they cost."""
     cost = "read from the cache" if info["cache"] == "hit" else f"computed in {info['seconds']:.0f} s"
     mirror = ", each image's averaged with its mirror image's" if info["mirror_averaged"] else ""
-    return (f"## Features\n\nEvery model here is a softmax head on the penultimate features of `{info['model']}` "
-            f"({info['size']} per image{mirror}; {cost}), not a network trained on the images.")
+    if "backbone" not in info and info.get("layers"):
+        whose = (f"the features of layers {', '.join(info['layers'])} of `{info['model']}` (image-shaped ones "
+                 "pooled to their channels' means and maxima)")
+    elif "backbone" not in info:
+        whose = f"the penultimate features of `{info['model']}`"
+    else:
+        weights = {"imagenet": "ImageNet weights", None: "random weights"}.get(info["weights"], info["weights"])
+        whose = (f"the pooled features of {info['backbone']} from keras.applications ({weights}; the images "
+                 f"resized inside it to {info['input_size']}x{info['input_size']})")
+    text = (f"## Features\n\nEvery model here is a softmax head on {whose} ({info['size']} per image{mirror}; "
+            f"{cost}), not a network trained on the images.")
+    if "backbone" in info and info["weights"] is None:
+        text += ("\n\n**The backbone's weights are random (`--weights none`): these figures test the path and mean "
+                 "nothing about the data.**")
+    return text
 
 
 def recipes_table(recipes):

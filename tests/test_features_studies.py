@@ -79,6 +79,31 @@ def test_label_noise_on_features_flags_from_a_heads_out_of_fold_probabilities(im
 
 
 @pytest.mark.slow
+def test_label_noise_on_a_keras_applications_backbone_reports_ranking_and_pairs(image_tree, tmp_path):
+    root, _ = image_tree
+    out = tmp_path / "run"
+    assert run_command("label_noise", ["--data-dir", str(root), "--quick", "--quiet", "--out", str(out),
+                                       "--backbone", "MobileNetV3Small", "--weights", "none", "--backbone-size",
+                                       "32"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert {k: config["features"][k] for k in ("backbone", "weights", "input_size", "size")} == \
+        {"backbone": "MobileNetV3Small", "weights": None, "input_size": 32, "size": 576}
+    assert config["recipe"]["model"] == "linear"
+    metrics = json.loads((out / "metrics.json").read_text())["runs"]
+    detection = metrics["detection"]
+    assert detection["train"]["wrong"] > 0 and 0 <= detection["train"]["roc_auc"] <= 1
+    assert 0 < detection["train"]["average_precision"] <= 1
+    assert sum(p["wrong"] for p in detection["train_by_pair"]["wrong"]) == detection["train"]["wrong"]
+    assert sum(p["flagged"] for p in detection["train_by_pair"]["wrong"]) == detection["train"]["correctly_flagged"]
+    report = (out / "report.md").read_text()
+    assert "the pooled features of MobileNetV3Small from keras.applications (random weights; the images resized " \
+           "inside it to 32x32)" in report
+    assert "these figures test the path and mean nothing about the data" in report
+    assert "| split | wrong labels | flagged | flagged and wrong | precision | recall | F1 | ROC AUC | average " \
+           "precision |" in report and "| labelled | really | wrong | flagged |" in report
+
+
+@pytest.mark.slow
 def test_the_seven_class_source_never_sees_a_car_truck_or_cat(image_tree, tmp_path, monkeypatch):
     from keras_apml import trainer
 
@@ -103,4 +128,16 @@ def test_the_seven_class_source_never_sees_a_car_truck_or_cat(image_tree, tmp_pa
     assert not any(image.tobytes() in excluded for image in np.concatenate([x, x_val]))
     config = json.loads((out / "config.json").read_text())
     assert config["recipe"]["optimizer"] == "nesterov" and config["recipe"]["label_smoothing"] == 0.2
+    assert config["recipe"]["drop_remainder"] is True and config["recipe"]["schedule"] == "triangle"
     assert config["data"]["classes"] == SEVEN.split(",")
+
+
+def test_a_study_given_model_airbench_trains_with_the_whole_of_airbenchs_recipe():
+    from experiments import _flags
+    from experiments import label_noise as study
+    from keras_apml.recipe import AIRBENCH
+
+    # the fields without a flag (full batches only, the augmentation) are airbench's too, not Recipe()'s defaults
+    assert _flags.resolve_recipe(study.parse_args(["--model", "airbench"])) == AIRBENCH
+    given = study.parse_args(["--model", "airbench", "--lr", "0.5", "--batch-size", "256"])
+    assert _flags.resolve_recipe(given) == AIRBENCH.replace(lr=0.5, batch_size=256)

@@ -46,9 +46,10 @@ def test_the_flip_strategy_weights_the_loss_and_trains_on_images_or_their_mirror
     x, y = skewed
     seen, make = {}, pipeline.training_dataset
 
-    def recorded(x_fit, y_fit, balance, batch_size, seed, augmentation):
+    def recorded(x_fit, y_fit, balance, batch_size, seed, augmentation, drop_remainder):
         seen["balance"] = balance
-        seen["data"] = make(x_fit, y_fit, balance, batch_size, seed=seed, augmentation=augmentation)
+        seen["data"] = make(x_fit, y_fit, balance, batch_size, seed=seed, augmentation=augmentation,
+                            drop_remainder=drop_remainder)
         return seen["data"]
 
     monkeypatch.setattr(pipeline, "training_dataset", recorded)

@@ -43,6 +43,35 @@ def test_detection_quality_is_precision_and_recall_of_the_flagged_set():
                        "recall": pytest.approx(2 / 3), "f1": pytest.approx(2 / 3)}
 
 
+def test_the_ranking_quality_is_roc_auc_and_average_precision_of_the_label_quality_scores(planted):
+    _, y, y_true, _ = planted
+    # models sure of the truth give every planted error a lower score than every right label: a perfect ranking
+    probabilities = np.full((len(y), 3), 0.05)
+    probabilities[np.arange(len(y)), y_true] = 0.9
+    scores = label_noise.label_quality(y, probabilities)
+    np.testing.assert_allclose(scores, probabilities[np.arange(len(y)), y])  # self-confidence
+    assert label_noise.ranking_quality(scores, y, y_true) == {"roc_auc": 1.0, "average_precision": 1.0}
+    # a hand-checked ranking: wrong labels at positions 1 and 3 of four, scores ranked 0.1 < 0.2 < 0.3 < 0.4
+    y_observed, truth = np.array([0, 1, 0, 1]), np.array([0, 0, 0, 0])
+    ranked = label_noise.ranking_quality(np.array([0.1, 0.2, 0.3, 0.4]), y_observed, truth)
+    # of the four (wrong, right) pairs only (position 1, position 2) ranks the wrong label first
+    assert ranked == {"roc_auc": pytest.approx(1 / 4), "average_precision": pytest.approx((1 / 2 + 2 / 4) / 2)}
+    assert label_noise.ranking_quality(np.array([0.1, 0.2]), np.array([0, 1]), np.array([0, 1])) == \
+        {"roc_auc": None, "average_precision": None}  # no wrong label: nothing to rank
+
+
+def test_flags_by_pair_count_each_kind_of_wrong_label_and_what_right_ones_were_taken_for():
+    names = ["car", "truck", "cat"]
+    y_observed = np.array([0, 0, 0, 0, 0, 1, 1, 2])
+    y_true = np.array([2, 2, 2, 0, 0, 1, 0, 2])  # cats called car (3), a car called truck (1)
+    flagged, suggested = [0, 2, 3, 6, 7], [2, 2, 1, 0, 0]  # two of the cats, the car called truck; two right ones
+    pairs = label_noise.flags_by_pair(flagged, y_observed, y_true, suggested, names)
+    assert pairs == {"wrong": [{"observed": "car", "true": "cat", "wrong": 3, "flagged": 2},
+                               {"observed": "truck", "true": "car", "wrong": 1, "flagged": 1}],
+                     "right_flagged": [{"label": "car", "taken_for": "truck", "flagged": 1},
+                                       {"label": "cat", "taken_for": "car", "flagged": 1}]}
+
+
 def test_cleaning_removes_or_relabels_exactly_the_flagged_images():
     x, y = np.arange(6)[:, None], np.array([0, 0, 1, 1, 2, 2])
     probabilities = np.eye(3)[[0, 2, 1, 0, 2, 2]]

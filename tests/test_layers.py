@@ -12,7 +12,8 @@ LAYERS = [
     ("errors", "atomic", "progress", "machine", "cache", "safe_pickle", "image_files", "npz"),
     ("recipe", "imbalance", "noise"),
     ("stratified", "label_files", "dataset", "cifar10", "benchmark", "folders", "augmentation", "pipeline"),
-    ("custom_objects", "keras_internals", "models", "evaluation", "optimization", "checkpoints", "devices", "plots"),
+    ("custom_objects", "keras_internals", "models", "backbones", "evaluation", "optimization", "checkpoints", "devices",
+     "plots"),
     ("trainer",),
     ("cluster", "features", "label_noise", "adversarial", "report"),
 ]

@@ -188,3 +188,18 @@ def test_scaled_bias_learns_scale_squared_times_as_fast_under_sgd():
     np.testing.assert_allclose(model.predict(np.zeros((1, 3), np.float32), verbose=0), [[0.64 / 3] * 3], rtol=1e-6)
     twin = custom_objects.ScaledBias.from_config(model.layers[-1].get_config())
     assert twin.scale == 8.0
+
+
+def test_pooled_features_are_each_depths_channel_means_and_maxima_by_hand():
+    inputs = keras.Input((4, 4, 2))
+    conv = keras.layers.Conv2D(3, 1, name="conv")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(conv)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(pooled))
+    x = np.random.default_rng(0).random((2, 4, 4, 2)).astype(np.float32)
+    kernel, bias = (w.numpy() for w in model.get_layer("conv").weights)
+    by_hand = x @ kernel[0, 0] + bias  # a 1x1 convolution: each pixel's channels times the kernel
+    expected = np.concatenate([by_hand.mean(axis=(1, 2)), by_hand.max(axis=(1, 2)), by_hand.mean(axis=(1, 2))], 1)
+    features = models.pooled_features(model, ["conv", "pool"]).predict(x, verbose=0)
+    np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(InputError, match="has no layer 'nope'; layers: "):
+        models.pooled_features(model, ["conv", "nope"])
