@@ -7,8 +7,9 @@
 
 For each setting (changes to ``recipe.FEATURE_HEAD``, plus ``strategy=`` for
 the imbalance strategy, class_weight by default) on the backbone's cached,
-mirror-averaged features (``--features``'s penultimate layer or ``--feature-layers``, or ``--backbone``'s): one 5-fold out-of-fold run on the noisy
-training labels, cleanlab's flags scored against the true labels (F1), the
+mirror-averaged features (``--features``'s penultimate layer or
+``--feature-layers``, or ``--backbone``'s): one 5-fold out-of-fold run on
+the noisy training labels, cleanlab's flags scored against the true labels (F1), the
 out-of-fold predictions' balanced accuracy against the truth, and the dev
 balanced accuracy (true labels) of the head trained on every label right and
 on the flagged labels relabelled; seed 0 throughout. This is how

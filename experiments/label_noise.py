@@ -97,9 +97,10 @@ def parse_args(argv=None):
         for flag, name in (("--detect-strategy", args.detect_strategy), ("--strategy", args.strategy)):
             if name is not None and not STRATEGIES[name].on_features:
                 p.error(f"{flag} {name} augments images: with --features choose one without augmentation")
-    _flags.resolve_defaults(args, DEFAULTS, (_flags.on_features(args), FEATURES),
-                            (_flags.on_features(args) and args.epochs, {"detect_epochs": args.epochs}), (args.init, INIT),
-                            (args.quick, QUICK))
+    features = _flags.on_features(args)
+    _flags.resolve_defaults(args, DEFAULTS, (features, FEATURES), (features and args.epochs,
+                                                                   {"detect_epochs": args.epochs}),
+                            (args.init, INIT), (args.quick, QUICK))
     if args.folds < 2:
         p.error(f"--folds must be at least 2, got {args.folds}")
     return args

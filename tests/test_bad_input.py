@@ -203,8 +203,8 @@ ROWS = [
     ("label_noise", ["--backbone", "NoSuchNet"], "unknown backbone 'NoSuchNet': a keras.applications model"),
     ("imbalance", ["--backbone", "MobileNetV3Small", "--weights", "missing.weights.h5"],
      "backbone weights file missing.weights.h5 does not exist"),
-    ("label_noise", ["--backbone", "MobileNetV3Small", "--weights", "{model3}"], "backbone weights file .*model3.keras: "
-     "expected an .h5 file"),
+    ("label_noise", ["--backbone", "MobileNetV3Small", "--weights", "{model3}"],
+     "backbone weights file .*model3.keras: expected an .h5 file"),
     ("imbalance", ["--weights", "none"], "--weights concerns --backbone, which is not given"),
     ("label_noise", ["--feature-layers", "features"], "--feature-layers concerns --features, which is not given"),
     ("label_noise", ["--features", "{model3}", "--feature-layers", "conv1,nope"],
