@@ -18,6 +18,7 @@ whitening fit included on both sides. Prints one JSON line per training,
 then the means per side and epoch count.
 """
 
+import importlib.util
 import json
 import statistics
 import subprocess
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from benchmarks.timing import report
 from experiments import _contract, _flags
+from keras_apml.errors import InputError
 
 SIDES = {"pytorch": "benchmarks.airbench_torch", "keras": "benchmarks.airbench_keras"}
 
@@ -61,6 +63,9 @@ def one_training(side, data, epochs, seed):
 
 def main(argv=None):
     args = parse_args(argv)
+    if "pytorch" in args.sides and importlib.util.find_spec("torch") is None:
+        raise InputError("the PyTorch side needs PyTorch, installed for this benchmark only: pip install "
+                         "torch==2.13.0+cpu --index-url https://download.pytorch.org/whl/cpu (or --sides keras)")
     import numpy as np
 
     from keras_apml import cifar10
