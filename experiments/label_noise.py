@@ -139,14 +139,15 @@ def detect(run, args, bench, recipe, tasks):
               "rounds": [{"flagged": len(f)} for f in flags],
               "flagged_by_observed_and_suggested": _pairs(train.y[flagged], suggested, names)}
     if train.y_true is not None:
-        scores = {"train": label_noise.label_quality(train.y, probabilities),
-                  "dev": label_noise.label_quality(dev.y, dev_probabilities)}
         result["train"] = {**label_noise.detection_quality(flagged, train.y, train.y_true),
-                           **label_noise.ranking_quality(scores["train"], train.y, train.y_true)}
+                           **label_noise.ranking_quality(label_noise.label_quality(train.y, probabilities),
+                                                         train.y, train.y_true)}
         result["dev"] = {**label_noise.detection_quality(dev_flagged, dev.y, dev.y_true),
-                         **label_noise.ranking_quality(scores["dev"], dev.y, dev.y_true)}
-        result["rounds"] = [label_noise.detection_quality(f, train.y, train.y_true) for f in flags]
-        result["rounds"][-1] = result["train"]
+                         **label_noise.ranking_quality(label_noise.label_quality(dev.y, dev_probabilities),
+                                                       dev.y, dev.y_true)}
+        # the earlier rounds' flags, then the last round's (ranked too)
+        result["rounds"] = [label_noise.detection_quality(f, train.y, train.y_true) for f in flags[:-1]]
+        result["rounds"].append(result["train"])
         result["train_by_pair"] = label_noise.flags_by_pair(flagged, train.y, train.y_true, suggested, names)
     return flagged, probabilities, result
 

@@ -1,5 +1,7 @@
 """Label-noise detection by confident learning (cleanlab) on out-of-fold predicted probabilities."""
 
+from collections import Counter
+
 import numpy as np
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
@@ -166,12 +168,10 @@ def flags_by_pair(flagged, y_observed, y_true, suggested, class_names):
                "wrong": int(np.sum(wrong & (y_observed == o) & (y_true == t))),
                "flagged": int(np.sum(is_flagged & wrong & (y_observed == o) & (y_true == t)))} for o, t in pairs]
     right = ~wrong[flagged]
-    taken = {}
-    for o, s in zip(y_observed[flagged][right], np.asarray(suggested)[right]):
-        key = (class_names[int(o)], class_names[int(s)])
-        taken[key] = taken.get(key, 0) + 1
+    taken = Counter((class_names[int(o)], class_names[int(s)])
+                    for o, s in zip(y_observed[flagged][right], np.asarray(suggested)[right]))
     return {"wrong": missed, "right_flagged": [{"label": o, "taken_for": s, "flagged": n}
-                                               for (o, s), n in sorted(taken.items(), key=lambda kv: -kv[1])]}
+                                               for (o, s), n in taken.most_common()]}
 
 
 def clean(x, y, flagged, probabilities, how):
