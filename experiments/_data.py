@@ -103,14 +103,20 @@ def load(args, kind, *, seed=0, validation=0.0, streams=False):
 
 def relabelled(data, path):
     """``data`` with a relabel file's corrections applied to its training images (and validation images, where
-    they are split already): rows name images by index into train, or by path where the images have files."""
+    they are split already): rows name images by index into train, or by path where the images have files; the
+    images labelled ``drop`` are left out."""
     parts = [name for name in ("train", "validation") if name in data.splits]
     paths = data["train"].paths and [p for name in parts for p in data[name].paths]
     y, record = label_files.apply_relabel_file(np.concatenate([data[name].y for name in parts]), path,
                                                data.class_names, paths=paths)
     bounds = np.cumsum([len(data[name]) for name in parts])[:-1]
-    data = data.replace(**{name: data[name].replace(y=part) for name, part in zip(parts, np.split(y, bounds))})
-    return dataclasses.replace(data, notes={**data.notes, "relabel": record})
+    splits = {}
+    for name, part in zip(parts, np.split(y, bounds)):
+        kept = np.flatnonzero(part != label_files.DROPPED)
+        if not len(kept):
+            raise InputError(f"{path} drops every image of {name}: nothing is left to train on")
+        splits[name] = data[name].replace(y=part).take(kept) if len(kept) < len(part) else data[name].replace(y=part)
+    return dataclasses.replace(data.replace(**splits), notes={**data.notes, "relabel": record})
 
 
 def load_folder(args, val_fraction, seed, streams=False):

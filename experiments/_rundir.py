@@ -225,6 +225,18 @@ def _plain(value):
     return value
 
 
+def read_metrics(path):
+    """The metrics.json of the run in directory ``path``: ``{}`` when it has none, an InputError when it cannot be
+    read as this tool's."""
+    try:
+        content = json.loads((Path(path) / METRICS).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{Path(path) / METRICS} cannot be read as JSON ({type(e).__name__})") from None
+    return content if isinstance(content, dict) else {}
+
+
 def _read_json(path, kind, missing=None):
     """A JSON file's content, which must be a ``kind``; ``missing`` when there is no file."""
     try:
@@ -249,10 +261,16 @@ def _rename(source, target):
         raise InputError(f"cannot move {source} aside to {target}: {e.strerror or e}") from None
 
 
+def lock(path, hint="wait for it"):
+    """Hold run directory ``path``'s lock until ``release()``, or one InputError ending in ``hint`` when another
+    process holds it."""
+    return _Lock(Path(path), hint)
+
+
 class _Lock:
     """An exclusive lock on ``path/.lock``, or one InputError: one process per run directory."""
 
-    def __init__(self, path):
+    def __init__(self, path, hint="wait for it or give another --out"):
         try:
             self.handle = open(path / LOCK, "a+")
         except OSError as e:
@@ -261,8 +279,7 @@ class _Lock:
             fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self.handle.close()
-            raise InputError(f"another process is writing run directory {path}; wait for it or give another "
-                             "--out") from None
+            raise InputError(f"another process is writing run directory {path}; {hint}") from None
 
     def release(self):
         if not self.handle.closed:

@@ -1,7 +1,8 @@
 """Car/truck/cat: find the wrong labels with confident learning (cleanlab), then retrain without them.
 
     python -m experiments.label_noise --data-dir /tmp/data/cifar10-jpeg
-    python -m experiments.train --relabel runs/label_noise/<stamp>/flagged_relabel.csv   # after review
+    python -m experiments.review runs/label_noise/<stamp>     # review the flags in your browser
+    python -m experiments.train --relabel runs/label_noise/<stamp>/reviewed_relabel.csv
 
 Out-of-fold probabilities come from K-fold cross-validation (K=5) of the
 recipe's network trained on the noisy labels with class weights and random
@@ -51,6 +52,7 @@ from keras_apml.recipe import FEATURE_HEAD
 
 SHOWN = 32
 PROBABILITIES = "out_of_fold_probabilities.npz"  # with the flagged indices: what detection leaves for a resumed call
+REVIEW_SET = "review.npz"  # the flagged images and their labels, for experiments.review
 # Every default of this study, then what --features, --init and --quick change (the last that applies wins).
 DEFAULTS = {
     "seeds": [0, 1, 2],  # of the retraining; the first also seeds detection
@@ -161,6 +163,18 @@ def _pairs(observed, suggested, names):
     return dict(sorted(pairs.items(), key=lambda kv: -kv[1]))
 
 
+def save_review_set(run, bench, images, flagged, probabilities, seed):
+    """The flagged training ``images`` with their labels and scores, and unflagged ones to compare, for
+    ``experiments.review``."""
+    from keras_apml import label_noise, review
+
+    train = bench["train"]
+    reviewed = review.review_set(images, train.y, probabilities, flagged,
+                                 label_noise.label_quality(train.y, probabilities), bench.class_names,
+                                 truth=train.y_true, paths=train.paths, seed=seed)
+    review.save_review_set(run.file(REVIEW_SET), reviewed)
+
+
 def flag_caption(i, bench, probabilities):
     """``car -> cat`` (observed -> suggested), the probability the models gave the observed label, and where the
     truth is known whether that label really is wrong."""
@@ -249,8 +263,10 @@ def detection_section(detection, settings, sizes, grid_png):
                  "`p(label)`, the out-of-fold probability of the observed label (cleanlab's self-confidence: the "
                  "lower, the surer the flag; the grid is in that order); where the truth is known, whether the "
                  "observed label really is wrong, and what the image is. The flagged training labels, with the "
-                 "suggested class, are in `flagged_relabel.csv` (dev: `flagged_dev_relabel.csv`): review and edit "
-                 "it, then `python -m experiments.train --relabel flagged_relabel.csv` applies it.")
+                 "suggested class, are in `flagged_relabel.csv` (dev: `flagged_dev_relabel.csv`). Review them in your "
+                 "browser with `python -m experiments.review RUN_DIR` (one key per decision, each saved as it is "
+                 "made), then `python -m experiments.train --relabel RUN_DIR/reviewed_relabel.csv` trains on the "
+                 "labels you chose.")
     return "\n\n".join(lines)
 
 
@@ -300,6 +316,8 @@ def study(args, recipe, tasks):
         flagged, probabilities, detection = detect(run, args, bench, recipe, tasks)
         run.record("detection", detection)
         report_detection(run, bench, images, flagged, probabilities, detection, args)
+    if not earlier or not run.file(REVIEW_SET).is_file():
+        save_review_set(run, bench, images, flagged, probabilities, args.seeds[0])
 
     training_sets = {how: label_noise.clean(train.x, train.y, flagged, probabilities, how)
                      for how in label_noise.CLEANING}

@@ -56,7 +56,8 @@ def parse_args(argv=None):
                         "the images left after the test split, unless the tree has val/)")
     p.add_argument("--relabel", default=None, metavar="CSV",
                    help="apply manual label corrections to the training labels: index,label rows, or path,label "
-                        "for your own folders (label_noise's flagged_relabel.csv, reviewed)")
+                        "for your own folders, a label of drop leaving the image out (label_noise's "
+                        "flagged_relabel.csv edited, or experiments.review's reviewed_relabel.csv)")
     _flags.add_tensorboard(p)
     args = p.parse_args(argv)
     args.data = args.data or _data.data_kind(args)
@@ -93,15 +94,18 @@ def load_data(args):
 
 def describe_data(record):
     """The data in words, for the report: its name, or where your own folders are and what was read."""
+    relabel = record.get("relabel")
+    changed = (f"; training labels corrected by `{relabel['relabel_file']}` ({relabel['labels_changed']} labels "
+               f"changed, {relabel['dropped']} images dropped)") if relabel else ""
     if record["data"] != "folder":
-        return f"`{record['data']}`"
+        return f"`{record['data']}`{changed}"
     h, w = record["image_size"]
     text = (f"your image folders `{record['root']}` ({record['layout']}; {len(record['classes'])} classes: "
             f"{', '.join(record['classes'])}; images at {h}x{w})")
     if record["skipped"]:
         shown = "; ".join(f"`{s['path']}` ({s['reason']})" for s in record["skipped"][:10])
         text += f"; {len(record['skipped'])} unreadable file(s) left out: {shown}"
-    return text
+    return text + changed
 
 
 # The experiments' own sections: each returns markdown for the run directory's ``add_section``.

@@ -9,7 +9,8 @@ augmentation, pipeline: every source returns one dataset.Dataset); Keras's
 pieces (custom_objects, keras_internals, models, backbones, evaluation,
 optimization, checkpoints, devices, plots); the trainer,
 the one way a model is built and trained (trainer); the studies' library
-modules (cluster, features, label_noise, adversarial, report). The command
+modules (cluster, features, label_noise, adversarial, report, review,
+review_server). The command
 lines in ``experiments/`` stand on top and are the only place for argparse and
 run directories.
 """

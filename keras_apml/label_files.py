@@ -26,12 +26,17 @@ def read_csv(path, what, header):
     return text, rows
 
 
+DROP, DROPPED = "drop", -1  # a relabel file's label that leaves the image out of training, and its new label
+
+
 def apply_relabel_file(y, path, class_names, paths=None):
     """Apply a CSV relabel file to labels ``y``; return the new labels and a record.
 
     Its rows are ``index,label`` (the benchmark's and CIFAR-10's training
     images) or, for images that have ``paths`` (your own folders), ``path,label``
-    with the path relative to the dataset's root, as the studies write them.
+    with the path relative to the dataset's root, as the studies write them. A
+    label of ``drop`` (where no class has that name) leaves the image out of
+    training: its new label is ``DROPPED`` (-1).
     """
     path = Path(path)
     key = "index" if paths is None else "path"
@@ -58,14 +63,17 @@ def apply_relabel_file(y, path, class_names, paths=None):
             label = class_names.index(label)
         elif _is_number(label) and int(label) < len(class_names):
             label = int(label)
+        elif label == DROP:
+            label = DROPPED
         else:
-            raise InputError(f"{path}: row {line}: label {label[:40]!r} is not one of {list(class_names)}")
+            raise InputError(f"{path}: row {line}: label {label[:40]!r} is not one of {list(class_names)} or {DROP!r}")
         y_new[index] = label
     record = {
         "relabel_file": str(path.resolve()),
         "sha256": hashlib.sha256(text.encode()).hexdigest(),
         "rows": len(rows),
-        "labels_changed": int(np.sum(y_new != np.asarray(y))),
+        "labels_changed": int(np.sum((y_new != np.asarray(y)) & (y_new != DROPPED))),
+        "dropped": int(np.sum(y_new == DROPPED)),
     }
     return y_new, record
 
@@ -76,10 +84,11 @@ def _is_number(text):
 
 
 def write_relabel_file(path, indices, labels, class_names, paths=None):
-    """Write a CSV relabel file that apply_relabel_file reads: ``index,label`` with class names, or
-    ``path,label`` naming each image by its path (your own folders: a file a person can open)."""
+    """Write a CSV relabel file that apply_relabel_file reads: ``index,label`` with class names (``drop`` for a
+    label of ``DROPPED``), or ``path,label`` naming each image by its path (your own folders: a file a person can
+    open)."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["index" if paths is None else "path", "label"])
-        writer.writerows((int(i) if paths is None else paths[int(i)], class_names[int(label)])
-                         for i, label in zip(indices, labels))
+        writer.writerows((int(i) if paths is None else paths[int(i)],
+                          DROP if label == DROPPED else class_names[int(label)]) for i, label in zip(indices, labels))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import run_command
 
-TOOLS = {"cache", "make_dataset"}  # commands beside the studies: they train nothing and open no run directory
+TOOLS = {"cache", "make_dataset", "review"}  # commands beside the studies: they train nothing, open no run directory
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "experiments").glob("*.py")
                      if not p.stem.startswith("_") and p.stem not in TOOLS)
 

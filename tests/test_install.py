@@ -26,9 +26,12 @@ def test_the_installed_package_runs_a_quick_experiment_from_another_directory(im
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site)}
     where = subprocess.run([sys.executable, "-c", "import experiments.train, keras_apml.recipe as r; "
-                            "print(experiments.train.__file__); print(r.__file__)"],
+                            "import keras_apml.review_server as s; "
+                            "print(experiments.train.__file__); print(r.__file__); print(s.PAGE)"],
                            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60, check=True)
-    assert [Path(p).parent.parent for p in where.stdout.split()] == [site, site]  # the installed copy, not ours
+    *modules, page = where.stdout.split()
+    assert [Path(p).parent.parent for p in modules] == [site, site]  # the installed copy, not ours
+    assert Path(page) == site / "keras_apml" / "review_page.html" and Path(page).is_file()  # package data too
     done = subprocess.run([sys.executable, "-m", "experiments.train", "--data-dir", str(image_tree[0]), "--out",
                            "run", "--quick", "--quiet"], cwd=elsewhere, env=env, capture_output=True, text=True,
                           timeout=300)

@@ -36,6 +36,22 @@ def test_confident_learning_finds_planted_label_errors(planted):
     assert quality["correctly_flagged"] == len(set(flagged) & set(flipped))
 
 
+@pytest.mark.slow
+def test_the_features_detector_ranks_planted_errors_first_and_flags_them(planted):
+    """What ``label_noise --features`` runs: out-of-fold probabilities of the softmax head (the FEATURE_HEAD recipe,
+    class weights), cleanlab's flags and self-confidence ranking."""
+    from keras_apml.recipe import FEATURE_HEAD
+
+    x, y, y_true, flipped = planted
+    x = x + np.array([[0, 0], [6, 0], [0, 6]])[y_true]  # the blobs' centres 12 apart: a linear head ranks exactly
+    fit_predict = label_noise.strategy_fit_predict("class_weight", FEATURE_HEAD.replace(batch_size=16, epochs=100))
+    probabilities = label_noise.out_of_fold_probabilities(x.astype(np.float32), y, fit_predict, folds=5, seed=0)
+    ranking = label_noise.ranking_quality(label_noise.label_quality(y, probabilities), y, y_true)
+    assert ranking == {"roc_auc": 1.0, "average_precision": 1.0}
+    flagged = label_noise.find_issues(y, probabilities)
+    assert set(flagged) == set(flipped.tolist())
+
+
 def test_detection_quality_is_precision_and_recall_of_the_flagged_set():
     y_observed, y_true = np.array([0, 1, 1, 2, 0, 0]), np.array([0, 0, 2, 0, 0, 0])
     quality = label_noise.detection_quality([0, 1, 2], y_observed, y_true)  # wrong: 1, 2, 3

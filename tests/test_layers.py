@@ -15,7 +15,7 @@ LAYERS = [
     ("custom_objects", "keras_internals", "models", "backbones", "evaluation", "optimization", "checkpoints", "devices",
      "plots"),
     ("trainer",),
-    ("cluster", "features", "label_noise", "adversarial", "report"),
+    ("cluster", "features", "label_noise", "adversarial", "report", "review", "review_server"),
 ]
 RANK = {module: rank for rank, layer in enumerate(LAYERS) for module in layer}
 
