@@ -140,9 +140,15 @@ class Decisions:
         if not isinstance(log, list) or not all(isinstance(e, dict) for e in log):
             raise InputError(f"{self.path}: its log is not a list of decisions")
         for entry in log:
+            if not isinstance(entry.get("time"), str):
+                raise InputError(f"{self.path}: an entry of its log has no time: {str(entry)[:200]}")
             if entry.get("decision") == "undo":
                 continue
             self._check(entry.get("item"), entry.get("decision"), entry.get("label"), where=str(self.path))
+            if (entry["label"] is None) != (entry["decision"] == "drop") or \
+                    entry["label"] is not None and entry["label"] not in self.reviewed.class_names:
+                raise InputError(f"{self.path}: label {entry['label']!r} of a {entry['decision']} decision is not "
+                                 "what this tool writes")
         return log
 
     def _check(self, item, decision, label, where="request"):
@@ -159,10 +165,8 @@ class Decisions:
         self._check(item, decision, label)
         names, r = self.reviewed.class_names, self.reviewed
         label = {"keep": names[r.observed[item]], "accept": names[r.suggested[item]], "drop": None}.get(decision, label)
-        with self._lock:
-            self._log.append({"time": _now(), "item": item, "index": int(r.index[item]), "decision": decision,
-                              "label": label})
-            self._save()
+        self._append({"time": _now(), "item": item, "index": int(r.index[item]), "decision": decision,
+                      "label": label})
 
     def undo(self):
         """Take back the latest decision still standing; returns its item, or None when there is none."""
@@ -171,9 +175,18 @@ class Decisions:
             if not standing:
                 return None
             item = self._log[standing[-1]]["item"]
-            self._log.append({"time": _now(), "item": item, "decision": "undo"})
-            self._save()
+            self._append({"time": _now(), "item": item, "decision": "undo"})
             return item
+
+    def _append(self, entry):
+        """Add ``entry`` to the log and write it; if writing fails the log is as it was, and the error raised."""
+        with self._lock:
+            self._log.append(entry)
+            try:
+                self._save()
+            except BaseException:
+                self._log.pop()
+                raise
 
     def _standing(self):
         """Positions in the log of the decisions not undone, oldest first."""

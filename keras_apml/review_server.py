@@ -162,4 +162,7 @@ class _Handler(BaseHTTPRequestHandler):
                 undone = decisions.undo()
         except InputError as e:
             return self._refuse(HTTPStatus.BAD_REQUEST, str(e))
+        except OSError as e:  # a full disk, a run directory gone: the decision is not kept, and the page says so
+            return self._refuse(HTTPStatus.INTERNAL_SERVER_ERROR, f"the decisions could not be written: "
+                                                                  f"{e.strerror or e}")
         self._send(HTTPStatus.OK, {**self.server.decided(), "undone": undone})

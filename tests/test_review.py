@@ -100,6 +100,33 @@ def test_a_damaged_or_foreign_decisions_file_is_refused_and_kept(tmp_path, conte
     assert (tmp_path / "d.json").read_text() == content
 
 
+def test_a_decision_that_cannot_be_written_is_not_kept(tmp_path, monkeypatch):
+    import errno
+
+    decisions = review.Decisions(tmp_path / "d.json", small_set(), tmp_path / "r.csv")
+    decisions.decide(0, "drop")
+    before = (tmp_path / "d.json").read_bytes(), (tmp_path / "r.csv").read_bytes()
+
+    def full(path, obj):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(review.atomic, "write_json", full)
+    with pytest.raises(OSError):
+        decisions.decide(1, "keep")
+    with pytest.raises(OSError):
+        decisions.undo()
+    assert list(decisions.current()) == [0]
+    assert ((tmp_path / "d.json").read_bytes(), (tmp_path / "r.csv").read_bytes()) == before
+
+
+def test_a_log_entry_this_tool_would_not_write_is_refused(tmp_path):
+    reviewed = small_set()
+    entry = {"time": "2026-12-03T00:00:00+00:00", "item": 0, "index": 10, "decision": "keep", "label": "dog"}
+    (tmp_path / "d.json").write_text(json.dumps({"review_set": reviewed.digest(), "log": [entry]}))
+    with pytest.raises(InputError, match="label 'dog' of a keep decision is not what this tool writes"):
+        review.Decisions(tmp_path / "d.json", reviewed, tmp_path / "r.csv")
+
+
 def test_a_review_set_saves_and_loads_unchanged_and_a_bad_one_is_refused(tmp_path):
     reviewed = small_set(paths=tuple(f"{i}.png" for i in range(7)))
     review.save_review_set(tmp_path / "r.npz", reviewed)
@@ -212,6 +239,19 @@ def test_a_bad_decision_request_is_refused_and_changes_nothing(server, body, mes
     status, answer = request(server, "/api/decide", body, header=True)
     assert status == 400 and message in answer
     assert not server.decisions.path.exists()
+
+
+def test_a_decision_the_server_cannot_write_is_answered_500_and_not_kept(server, monkeypatch):
+    import errno
+
+    def full(path, obj):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(review.atomic, "write_json", full)
+    status, answer = request(server, "/api/decide", {"item": 0, "decision": "drop"}, header=True)
+    assert status == 500 and json.loads(answer) == {"error": "the decisions could not be written: No space left on "
+                                                             "device"}
+    assert server.decisions.current() == {}
 
 
 def test_a_decision_request_is_saved_before_it_is_answered(server):
