@@ -48,7 +48,7 @@ from experiments import _contract, _data, _flags, _output
 from keras_apml import progress, report
 from keras_apml.errors import InputError
 from keras_apml.imbalance import BEST_STRATEGY, STRATEGIES
-from keras_apml.recipe import FEATURE_HEAD
+from keras_apml.recipe import AIRBENCH, FEATURE_HEAD, Recipe
 
 SHOWN = 32
 PROBABILITIES = "out_of_fold_probabilities.npz"  # with the flagged indices: what detection leaves for a resumed call
@@ -63,7 +63,14 @@ DEFAULTS = {
 }
 FEATURES = {"detect_epochs": FEATURE_HEAD.epochs, "detect_strategy": "class_weight", "strategy": "class_weight"}
 INIT = {"detect_epochs": 10}  # a trained start learns the labels, and their noise, in fewer epochs
+FINE_TUNED = {"repeats": 1}  # --detector fine-tune or both: each fold model fine-tunes the source, one K-fold
 QUICK = {"seeds": [0], "repeats": 1, "detect_epochs": 1}
+# --detector fine-tune and both: the --features model fine-tuned on the images of each fold, from its weights, as
+# measured (docs/RESULTS.md): an airbench source with airbench's recipe at a lower rate in smaller batches for 8
+# epochs; a model of another architecture with that architecture's recipe for INIT's epochs.
+DETECTORS = ("head", "fine-tune", "both")
+FINE_TUNE = {"airbench": AIRBENCH.replace(lr=0.5, batch_size=256, epochs=8)}
+FINE_TUNE_STRATEGY = "flip+class_weight"
 
 
 def parse_args(argv=None):
@@ -83,6 +90,11 @@ def parse_args(argv=None):
                    help=f"epochs of the out-of-fold models and the dev-flagging model (default: "
                         f"{DEFAULTS['detect_epochs']}; --init: {INIT['detect_epochs']}; --features: --epochs, else "
                         f"{FEATURES['detect_epochs']}; --quick: {QUICK['detect_epochs']})")
+    p.add_argument("--detector", choices=DETECTORS, default="head",
+                   help="with --features MODEL, the out-of-fold models: head (a softmax head on the cached "
+                        "features: about a minute), fine-tune (MODEL fine-tuned on each fold's images from its "
+                        "weights) or both (the two averaged: the most accurate, about 15 minutes on 2 CPU cores; "
+                        "docs/RESULTS.md); the retraining stays on the features")
     p.add_argument("--no-mirror", action="store_true",
                    help="score images as they are, not averaged with their mirror images (--features: features of "
                         "the images alone)")
@@ -99,18 +111,34 @@ def parse_args(argv=None):
         for flag, name in (("--detect-strategy", args.detect_strategy), ("--strategy", args.strategy)):
             if name is not None and not STRATEGIES[name].on_features:
                 p.error(f"{flag} {name} augments images: with --features choose one without augmentation")
+    if args.detector != "head" and not args.features:
+        p.error(f"--detector {args.detector} fine-tunes the model of --features MODEL on the images, which is not "
+                "given" + (" (a --backbone is not fine-tuned)" if args.backbone else ""))
     features = _flags.on_features(args)
     _flags.resolve_defaults(args, DEFAULTS, (features, FEATURES), (features and args.epochs,
                                                                    {"detect_epochs": args.epochs}),
-                            (args.init, INIT), (args.quick, QUICK))
+                            (args.init, INIT), (args.detector != "head", FINE_TUNED), (args.quick, QUICK))
     if args.folds < 2:
         p.error(f"--folds must be at least 2, got {args.folds}")
     return args
 
 
-def detect(run, args, bench, recipe, tasks):
+def fine_tune_recipe(args):
+    """The recipe of the fold models fine-tuned from --features's model (``FINE_TUNE``; --quick: 1 epoch)."""
+    from keras_apml import models
+
+    name = models.load_model(args.features).name
+    if name not in models.BUILDERS or name == "linear":
+        raise InputError(f"--detector {args.detector} fine-tunes --features {args.features} on the images, but it "
+                         f"is a {name!r}, not one of this toolkit's networks ({', '.join(sorted(models.BUILDERS))})")
+    base = FINE_TUNE.get(name, Recipe(model=name, epochs=INIT["detect_epochs"]))
+    return base.replace(init=args.features, epochs=1 if args.quick else base.epochs)
+
+
+def detect(run, args, bench, recipe, tasks, pixels=None, tuned=None):
     """Flag the training and dev labels (the fold models trained as ``tasks``); returns ``(flagged train indices,
-    out-of-fold probabilities, metrics)``."""
+    out-of-fold probabilities, metrics)``. ``tuned``: the recipe of --detector fine-tune or both, which train on
+    the images ``pixels`` ({"train", "dev"}) where the study's inputs are features."""
     from keras_apml import label_files, label_noise, npz
 
     names, train, dev = bench.class_names, bench["train"], bench["dev"]
@@ -120,14 +148,22 @@ def detect(run, args, bench, recipe, tasks):
     # features are already each image's and its mirror image's mean
     fit_predict = label_noise.strategy_fit_predict(args.detect_strategy, recipe,
                                                    mirror=not args.no_mirror and not _flags.on_features(args))
+    x_train, x_dev = train.x, dev.x
+    if tuned is not None:
+        fine_tuned = label_noise.strategy_fit_predict(FINE_TUNE_STRATEGY, tuned, mirror=not args.no_mirror)
+        if args.detector == "fine-tune":
+            fit_predict, x_train, x_dev = fine_tuned, pixels["train"], pixels["dev"]
+        else:  # both: each fold's head and fine-tuned model, on the same split, averaged
+            fit_predict = label_noise.ensemble_fit_predict(fit_predict, fine_tuned)
+            x_train, x_dev = label_noise.Views(train.x, pixels["train"]), label_noise.Views(dev.x, pixels["dev"])
     probabilities, flags = label_noise.flag_in_rounds(
-        train.x, train.y, fit_predict, args.rounds, folds=args.folds, seed=args.seeds[0],
+        x_train, train.y, fit_predict, args.rounds, folds=args.folds, seed=args.seeds[0],
         on_fold=lambda i, _: step(f"out-of-fold model {i}/{models}"), repeats=args.repeats, tasks=tasks)
     flagged = flags[-1]
     suggested = probabilities[flagged].argmax(axis=1)
     left_out = flags[-2] if len(flags) > 1 else []  # trained as the last round's fold models were
-    x_fit, y_fit = label_noise.clean(train.x, train.y, left_out, probabilities, "removed")
-    job = ("model on the training labels, to flag dev labels", (*tasks.share(x_fit, y_fit, dev.x),
+    x_fit, y_fit = label_noise.clean(x_train, train.y, left_out, probabilities, "removed")
+    job = ("model on the training labels, to flag dev labels", (*tasks.share(x_fit, y_fit, x_dev),
                                                                 args.seeds[0]), {})
     [(_, dev_probabilities)] = tasks.run(fit_predict, [job], announce=step)
     dev_flagged = label_noise.find_issues(dev.y, dev_probabilities)
@@ -138,7 +174,8 @@ def detect(run, args, bench, recipe, tasks):
     label_files.write_relabel_file(run.file("flagged_dev_relabel.csv"), dev_flagged,
                                    dev_probabilities[dev_flagged].argmax(axis=1), names, dev.paths)
     result = {"train": {"flagged": len(flagged)}, "dev": {"flagged": len(dev_flagged)},
-              "rounds": [{"flagged": len(f)} for f in flags],
+              "rounds": [{"flagged": len(f)} for f in flags], "detector": args.detector,
+              "fine_tune": tuned and {"model": tuned.init, "epochs": tuned.epochs, "strategy": FINE_TUNE_STRATEGY},
               "flagged_by_observed_and_suggested": _pairs(train.y[flagged], suggested, names)}
     if train.y_true is not None:
         result["train"] = {**label_noise.detection_quality(flagged, train.y, train.y_true),
@@ -236,9 +273,17 @@ def detection_section(detection, settings, sizes, grid_png):
         counts = ", ".join(str(r["flagged"]) for r in detection["rounds"])
         rounds = (f" In {s.rounds} rounds, each after the first with fold models trained without the images "
                   f"the round before flagged (they flagged {counts}); the last round's flags count.")
-    lines = [f"## Detection\n\n{s.folds}-fold out-of-fold probabilities from `{s.detect_strategy}` models "
-             f"({epochs}){repeated}{mirrored}; cleanlab flagged {detection['train']['flagged']} of {sizes[0]} "
-             f"training labels and {detection['dev']['flagged']} of {sizes[1]} dev labels.{rounds}"]
+    tuned = detection.get("fine_tune")
+    if tuned:
+        made = (f"`{tuned['strategy']}` models of `{tuned['model']}` fine-tuned on each fold's images from its "
+                f"weights ({tuned['epochs']} epoch{'s' if tuned['epochs'] > 1 else ''})")
+        models = made if detection["detector"] == "fine-tune" else \
+            f"`{s.detect_strategy}` models ({epochs}) averaged, fold by fold, with {made}"
+    else:
+        models = f"`{s.detect_strategy}` models ({epochs})"
+    lines = [f"## Detection\n\n{s.folds}-fold out-of-fold probabilities from {models}{repeated}{mirrored}; "
+             f"cleanlab flagged {detection['train']['flagged']} of {sizes[0]} training labels and "
+             f"{detection['dev']['flagged']} of {sizes[1]} dev labels.{rounds}"]
     if "f1" in detection["train"]:
         train = [(f"train, round {i}" if s.rounds > 1 else "train", d)
                  for i, d in enumerate(detection["rounds"], start=1)]
@@ -293,7 +338,9 @@ def study(args, recipe, tasks):
 
     bench = _data.load(args, "benchmark", streams=True)
     names, images, features = bench.class_names, bench["train"].x, None
+    pixels = {"train": images, "dev": bench["dev"].x}
     label_noise.check_folds(bench["train"].y, args.folds, len(names))
+    tuned = fine_tune_recipe(args) if args.detector != "head" else None
     if _flags.on_features(args):
         bench, features = _data.with_features(args, bench, mirror=not args.no_mirror)
     if bench.streamed:  # the images are left in their files: strategies that need them in memory are refused
@@ -303,6 +350,8 @@ def study(args, recipe, tasks):
                                  "(past --memory-budget): choose a strategy without resampling or offline copies")
     train = bench["train"]
     trainer.check(recipe, train.x, len(bench.class_names))
+    if tuned is not None:  # the --features model loads, and fits these images and classes, or fails now
+        trainer.check(tuned, images, len(bench.class_names))
     _output.start_tasks(args, tasks)
     run = _output.open_run("label_noise", args, recipe=recipe.to_dict(), features=features)
     if features:
@@ -313,7 +362,7 @@ def study(args, recipe, tasks):
         _output.say(args, "detection: recorded in an earlier call, kept")
         flagged, probabilities, detection = earlier
     else:
-        flagged, probabilities, detection = detect(run, args, bench, recipe, tasks)
+        flagged, probabilities, detection = detect(run, args, bench, recipe, tasks, pixels, tuned)
         run.record("detection", detection)
         report_detection(run, bench, images, flagged, probabilities, detection, args)
     if not earlier or not run.file(REVIEW_SET).is_file():

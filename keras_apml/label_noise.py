@@ -31,6 +31,33 @@ def strategy_fit_predict(strategy, recipe, mirror=False):
     return fit_predict
 
 
+class Views:
+    """Several inputs of the same images, indexed together (e.g. a backbone's features and the pixels), for an
+    :func:`ensemble_fit_predict` whose members each take one."""
+
+    def __init__(self, *arrays):
+        if len({len(a) for a in arrays}) != 1:
+            raise InputError(f"views of the same images must have one length each, got {[len(a) for a in arrays]}")
+        self.arrays = arrays
+
+    def __len__(self):
+        return len(self.arrays[0])
+
+    def __getitem__(self, index):
+        return Views(*(a[index] for a in self.arrays))
+
+
+def ensemble_fit_predict(*members):
+    """A fit-and-predict callable whose probabilities are the mean of its ``members``' (fit-and-predict callables),
+    member i trained and scored on view i of :class:`Views` inputs: an ensemble over the same folds and seeds."""
+    def fit_predict(x_fit, y_fit, x_held, seed):
+        return np.mean([member(part_fit, y_fit, part_held, seed)
+                        for member, part_fit, part_held in zip(members, x_fit.arrays, x_held.arrays, strict=True)],
+                       axis=0)
+
+    return fit_predict
+
+
 def check_folds(y, folds, num_classes=None):
     """Refuse a K-fold that some class cannot take part in: fewer images of it than folds."""
     if folds < 2:
