@@ -27,6 +27,14 @@ airplane,bird,deer,dog,frog,horse,ship --model airbench``): the backbone runs
 once per image, and each fold model trains in seconds (cleanlab's advice: a
 cheap model on good features, cross-validated).
 
+Most accurate: ``--features MODEL.keras --detector both``, each fold's head
+averaged with MODEL itself fine-tuned on the fold's images from its
+weights (``FINE_TUNE``: an airbench source at airbench's recipe, rate 0.5,
+batches of 256, 8 epochs, ``flip+class_weight``), one K-fold; the
+retraining stays on the features. About 15 minutes on 2 CPU cores against
+about one for the head alone (docs/RESULTS.md); ``--detector fine-tune``
+uses the fine-tuned models alone.
+
 More rounds (``--rounds 2``): the second round's fold models train without
 the images the first flagged (they are still scored) and cleanlab flags
 again against the labels as given; with mirror-image training one round finds
@@ -127,11 +135,13 @@ def fine_tune_recipe(args):
     """The recipe of the fold models fine-tuned from --features's model (``FINE_TUNE``; --quick: 1 epoch)."""
     from keras_apml import models
 
-    name = models.load_model(args.features).name
+    source = models.load_model(args.features)
+    name = source.name
     if name not in models.BUILDERS or name == "linear":
         raise InputError(f"--detector {args.detector} fine-tunes --features {args.features} on the images, but it "
                          f"is a {name!r}, not one of this toolkit's networks ({', '.join(sorted(models.BUILDERS))})")
-    base = FINE_TUNE.get(name, Recipe(model=name, epochs=INIT["detect_epochs"]))
+    standardized = any(layer.name == "standardize" for layer in source.layers)  # as it was trained
+    base = FINE_TUNE.get(name, Recipe(model=name, epochs=INIT["detect_epochs"], standardize=standardized))
     return base.replace(init=args.features, epochs=1 if args.quick else base.epochs)
 
 

@@ -45,6 +45,13 @@ def _bomb_tree(root):
     return root
 
 
+def _linear_model(path):
+    from keras_apml import models
+
+    models.linear(num_classes=3, input_shape=(32, 32, 3)).save(path)
+    return path
+
+
 def _pickles(root, name, pairs):
     root.mkdir(exist_ok=True)
     (root / f"{name}.pickle").write_bytes(pickle.dumps(pairs, protocol=2))
@@ -95,6 +102,7 @@ INPUTS = {
     "relabel_latin1": lambda d: _text(d / "r", "latin.csv", "index,label\n1,caf\xe9\n".encode("latin-1")),
     "a_file": lambda d: _text(d / "f", "file", b"not a directory"),
     "model3": lambda d: d / "model3.keras",  # made by the module fixture below
+    "linear_model": lambda d: _linear_model(d / "linear.keras"),
 }
 
 # (experiment, argv after the common flags, message): {name} is an input above, {out} the run directory copy.
@@ -207,6 +215,11 @@ ROWS = [
      "backbone weights file .*model3.keras: expected an .h5 file"),
     ("imbalance", ["--weights", "none"], "--weights concerns --backbone, which is not given"),
     ("label_noise", ["--feature-layers", "features"], "--feature-layers concerns --features, which is not given"),
+    ("label_noise", ["--detector", "both"],
+     "--detector both fine-tunes the model of --features MODEL on the images, which is not given"),
+    ("label_noise", ["--backbone", "VGG19", "--detector", "fine-tune"], "\\(a --backbone is not fine-tuned\\)"),
+    ("label_noise", ["--features", "{linear_model}", "--detector", "both"],
+     "--detector both fine-tunes --features .*linear.keras on the images, but it is a 'linear', not one of"),
     ("label_noise", ["--features", "{model3}", "--feature-layers", "conv1,nope"],
      "model .* has no layer 'nope'; layers: "),
     ("label_noise", ["--features", "{model3}", "--feature-layers", "conv1,,conv2"],

@@ -79,6 +79,23 @@ def test_label_noise_on_features_flags_from_a_heads_out_of_fold_probabilities(im
 
 
 @pytest.mark.slow
+def test_label_noise_detector_both_averages_the_head_with_the_source_fine_tuned_on_each_fold(
+        image_tree, backbone, tmp_path):
+    root, _ = image_tree
+    out = tmp_path / "run"
+    assert run_command("label_noise", ["--data-dir", str(root), "--quick", "--quiet", "--out", str(out),
+                                       "--features", str(backbone), "--detector", "both"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["arguments"]["detector"] == "both" and config["arguments"]["repeats"] == 1
+    detection = json.loads((out / "metrics.json").read_text())["runs"]["detection"]
+    assert detection["detector"] == "both" and "f1" in detection["train"]
+    assert detection["fine_tune"] == {"model": str(backbone), "epochs": 1, "strategy": "flip+class_weight"}
+    report = (out / "report.md").read_text()
+    assert f"averaged, fold by fold, with `flip+class_weight` models of `{backbone}` fine-tuned on each fold's " \
+           "images from its weights (1 epoch)" in report
+
+
+@pytest.mark.slow
 def test_label_noise_on_a_keras_applications_backbone_reports_ranking_and_pairs(image_tree, tmp_path):
     root, _ = image_tree
     out = tmp_path / "run"

@@ -52,6 +52,28 @@ def test_the_features_detector_ranks_planted_errors_first_and_flags_them(planted
     assert set(flagged) == set(flipped.tolist())
 
 
+def test_an_ensemble_averages_its_members_fold_by_fold_each_on_its_own_view(planted):
+    x, y, _, _ = planted
+    other = np.hstack([x, x ** 2, x[:, :1]])  # a second view of the same points, five columns wide
+
+    def logistic(x_fit, y_fit, x_held, seed):
+        assert x_fit.shape[1] == x_held.shape[1] == 2
+        return LogisticRegression().fit(x_fit, y_fit).predict_proba(x_held)
+
+    def fold_prior(x_fit, y_fit, x_held, seed):  # the class shares of the fold trained on: tells the folds apart
+        assert x_fit.shape[1] == x_held.shape[1] == 5
+        return np.tile(np.bincount(y_fit, minlength=3) / len(y_fit) + seed / 1000, (len(x_held), 1))
+
+    both = label_noise.out_of_fold_probabilities(label_noise.Views(x, other), y,
+                                                 label_noise.ensemble_fit_predict(logistic, fold_prior), seed=3)
+    alone = [label_noise.out_of_fold_probabilities(v, y, f, seed=3) for v, f in ((x, logistic), (other, fold_prior))]
+    np.testing.assert_allclose(both, (alone[0] + alone[1]) / 2, rtol=1e-6)  # kept as float32
+    views = label_noise.Views(x, other)[np.array([4, 2])]
+    assert len(views) == 2 and np.array_equal(views.arrays[1], other[[4, 2]])
+    with pytest.raises(InputError, match="views of the same images must have one length each, got \\[300, 2\\]"):
+        label_noise.Views(x, other[:2])
+
+
 def test_detection_quality_is_precision_and_recall_of_the_flagged_set():
     y_observed, y_true = np.array([0, 1, 1, 2, 0, 0]), np.array([0, 0, 2, 0, 0, 0])
     quality = label_noise.detection_quality([0, 1, 2], y_observed, y_true)  # wrong: 1, 2, 3
