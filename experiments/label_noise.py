@@ -31,7 +31,7 @@ Most accurate: ``--features MODEL.keras --detector both``, each fold's head
 averaged with MODEL itself fine-tuned on the fold's images from its
 weights (``FINE_TUNE``: an airbench source at airbench's recipe, rate 0.5,
 batches of 256, 8 epochs, ``flip+class_weight``), one K-fold; the
-retraining stays on the features. About 15 minutes on 2 CPU cores against
+retraining stays on the features. About 10 minutes on 2 CPU cores against
 about one for the head alone (docs/RESULTS.md); ``--detector fine-tune``
 uses the fine-tuned models alone.
 
@@ -50,6 +50,8 @@ labels: the ceiling any cleaning can reach with this recipe. Each over the
 seeds, compared on dev.
 """
 
+from collections import Counter
+
 import numpy as np
 
 from experiments import _contract, _data, _flags, _output
@@ -61,7 +63,8 @@ from keras_apml.recipe import AIRBENCH, FEATURE_HEAD, Recipe
 SHOWN = 32
 PROBABILITIES = "out_of_fold_probabilities.npz"  # with the flagged indices: what detection leaves for a resumed call
 REVIEW_SET = "review.npz"  # the flagged images and their labels, for experiments.review
-# Every default of this study, then what --features, --init and --quick change (the last that applies wins).
+# Every default of this study, then what --features, --init, --detector and --quick change (the last that applies
+# wins).
 DEFAULTS = {
     "seeds": [0, 1, 2],  # of the retraining; the first also seeds detection
     "repeats": 3,  # K-fold repeats, probabilities averaged
@@ -101,7 +104,7 @@ def parse_args(argv=None):
     p.add_argument("--detector", choices=DETECTORS, default="head",
                    help="with --features MODEL, the out-of-fold models: head (a softmax head on the cached "
                         "features: about a minute), fine-tune (MODEL fine-tuned on each fold's images from its "
-                        "weights) or both (the two averaged: the most accurate, about 15 minutes on 2 CPU cores; "
+                        "weights) or both (the two averaged: the most accurate, about 10 minutes on 2 CPU cores; "
                         "docs/RESULTS.md); the retraining stays on the features")
     p.add_argument("--no-mirror", action="store_true",
                    help="score images as they are, not averaged with their mirror images (--features: features of "
@@ -202,12 +205,8 @@ def detect(run, args, bench, recipe, tasks, pixels=None, tuned=None):
 
 
 def _pairs(observed, suggested, names):
-    """Counts of (observed label -> suggested label) among flagged images."""
-    pairs = {}
-    for o, s in zip(observed, suggested):
-        key = f"{names[o]} -> {names[s]}"
-        pairs[key] = pairs.get(key, 0) + 1
-    return dict(sorted(pairs.items(), key=lambda kv: -kv[1]))
+    """Counts of (observed label -> suggested label) among flagged images, the most common first."""
+    return dict(Counter(f"{names[o]} -> {names[s]}" for o, s in zip(observed, suggested)).most_common())
 
 
 def save_review_set(run, bench, images, flagged, probabilities, seed):
