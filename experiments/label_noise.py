@@ -19,21 +19,19 @@ on CIFAR-10's seven other classes (``experiments.train --classes``), which
 never saw a car, truck or cat label. A trained start learns the labels, noise
 included, in fewer epochs, so the fold models then train 10 instead of 20.
 
-Fastest and strongest: ``--features MODEL.keras``, detection and retraining
-with a softmax head on that model's cached penultimate features (each image's
-averaged with its mirror image's), e.g. airbench trained on the seven other
-classes (``experiments.train --data cifar10 --classes
-airplane,bird,deer,dog,frog,horse,ship --model airbench``): the backbone runs
-once per image, and each fold model trains in seconds (cleanlab's advice: a
-cheap model on good features, cross-validated).
-
-Most accurate: ``--features MODEL.keras --detector both``, each fold's head
-averaged with MODEL itself fine-tuned on the fold's images from its
-weights (``FINE_TUNE``: an airbench source at airbench's recipe, rate 0.5,
-batches of 256, 8 epochs, ``flip+class_weight``), one K-fold; the
-retraining stays on the features. About 10 minutes on 2 CPU cores against
-about one for the head alone (docs/RESULTS.md); ``--detector fine-tune``
-uses the fine-tuned models alone.
+Strongest: ``--features MODEL.keras``, e.g. airbench trained on the seven
+other classes (``experiments.train --data cifar10 --classes
+airplane,bird,deer,dog,frog,horse,ship --model airbench``). Each fold's
+out-of-fold probabilities are the mean of a softmax head on that model's
+cached penultimate features (each image's averaged with its mirror image's:
+the backbone runs once per image, the head trains in seconds; cleanlab's
+advice, a cheap model on good features) and MODEL itself fine-tuned on the
+fold's images from its weights (``FINE_TUNE``: an airbench source at
+airbench's recipe, rate 0.5, batches of 256, 8 epochs,
+``flip+class_weight``), one K-fold; the retraining is the head's. About 10
+minutes on 2 CPU cores; ``--detector head`` takes the head alone (about a
+minute, half the precision: docs/RESULTS.md), ``--detector fine-tune`` the
+fine-tuned models alone.
 
 More rounds (``--rounds 2``): the second round's fold models train without
 the images the first flagged (they are still scored) and cleanlab flags
@@ -101,11 +99,12 @@ def parse_args(argv=None):
                    help=f"epochs of the out-of-fold models and the dev-flagging model (default: "
                         f"{DEFAULTS['detect_epochs']}; --init: {INIT['detect_epochs']}; --features: --epochs, else "
                         f"{FEATURES['detect_epochs']}; --quick: {QUICK['detect_epochs']})")
-    p.add_argument("--detector", choices=DETECTORS, default="head",
-                   help="with --features MODEL, the out-of-fold models: head (a softmax head on the cached "
-                        "features: about a minute), fine-tune (MODEL fine-tuned on each fold's images from its "
-                        "weights) or both (the two averaged: the most accurate, about 10 minutes on 2 CPU cores; "
-                        "docs/RESULTS.md); the retraining stays on the features")
+    p.add_argument("--detector", choices=DETECTORS, default=None,
+                   help="with --features MODEL, the out-of-fold models: both (the default: a softmax head on the "
+                        "cached features averaged with MODEL fine-tuned on each fold's images from its weights; the "
+                        "most accurate, about 10 minutes on 2 CPU cores), head (the head alone: about a minute, "
+                        "half the precision) or fine-tune (the fine-tuned models alone); docs/RESULTS.md. The "
+                        "retraining stays on the features; with --backbone or images: head")
     p.add_argument("--no-mirror", action="store_true",
                    help="score images as they are, not averaged with their mirror images (--features: features of "
                         "the images alone)")
@@ -122,9 +121,11 @@ def parse_args(argv=None):
         for flag, name in (("--detect-strategy", args.detect_strategy), ("--strategy", args.strategy)):
             if name is not None and not STRATEGIES[name].on_features:
                 p.error(f"{flag} {name} augments images: with --features choose one without augmentation")
-    if args.detector != "head" and not args.features:
+    if args.detector not in (None, "head") and not args.features:
         p.error(f"--detector {args.detector} fine-tunes the model of --features MODEL on the images, which is not "
                 "given" + (" (a --backbone is not fine-tuned)" if args.backbone else ""))
+    if args.detector is None:
+        args.detector = "both" if args.features else "head"
     features = _flags.on_features(args)
     _flags.resolve_defaults(args, DEFAULTS, (features, FEATURES), (features and args.epochs,
                                                                    {"detect_epochs": args.epochs}),
@@ -364,7 +365,9 @@ def study(args, recipe, tasks):
     _output.start_tasks(args, tasks)
     run = _output.open_run("label_noise", args, recipe=recipe.to_dict(), features=features)
     if features:
-        run.add_section("features", report.backbone_section(features))
+        also = tuned and (f"Detection also fine-tunes `{tuned.init}` itself on each fold's images "
+                          f"(`--detector {args.detector}`; the Detection section).")
+        run.add_section("features", report.backbone_section(features, also or ""))
 
     earlier = run.recorded("detection") and earlier_detection(run, bench)
     if earlier:

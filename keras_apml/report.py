@@ -144,8 +144,9 @@ def plural(count, noun):
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def backbone_section(info):
-    """A study on cached features (``--features``): whose features, how many per image, what they cost."""
+def backbone_section(info, also=""):
+    """A study on cached features (``--features``): whose features, how many per image, what they cost; ``also``:
+    a sentence on the models that are not heads on them (label_noise's fine-tuned fold models)."""
     cost = "read from the cache" if info["cache"] == "hit" else f"computed in {info['seconds']:.0f} s"
     mirror = ", each image's averaged with its mirror image's" if info["mirror_averaged"] else ""
     if "backbone" not in info and info.get("layers"):
@@ -157,8 +158,12 @@ def backbone_section(info):
         weights = {"imagenet": "ImageNet weights", None: "random weights"}.get(info["weights"], info["weights"])
         whose = (f"the pooled features of {info['backbone']} from keras.applications ({weights}; the images "
                  f"resized inside it to {info['input_size']}x{info['input_size']})")
-    text = (f"## Features\n\nEvery model here is a softmax head on {whose} ({info['size']} per image{mirror}; "
-            f"{cost}), not a network trained on the images.")
+    if also:
+        text = (f"## Features\n\nThe heads here are softmax heads on {whose} ({info['size']} per image{mirror}; "
+                f"{cost}). {also}")
+    else:
+        text = (f"## Features\n\nEvery model here is a softmax head on {whose} ({info['size']} per image{mirror}; "
+                f"{cost}), not a network trained on the images.")
     if "backbone" in info and info["weights"] is None:
         text += ("\n\n**The backbone's weights are random (`--weights none`): these figures test the path and mean "
                  "nothing about the data.**")

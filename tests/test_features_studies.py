@@ -64,7 +64,7 @@ def test_label_noise_on_features_flags_from_a_heads_out_of_fold_probabilities(im
     root, _ = image_tree
     out = tmp_path / "run"
     assert run_command("label_noise", ["--data-dir", str(root), "--quick", "--quiet", "--out", str(out),
-                                       "--features", str(backbone)]) == 0
+                                       "--features", str(backbone), "--detector", "head"]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["arguments"]["detect_strategy"] == config["arguments"]["strategy"] == "class_weight"
     assert config["features"]["mirror_averaged"] is True
@@ -84,7 +84,7 @@ def test_label_noise_detector_both_averages_the_head_with_the_source_fine_tuned_
     root, _ = image_tree
     out = tmp_path / "run"
     assert run_command("label_noise", ["--data-dir", str(root), "--quick", "--quiet", "--out", str(out),
-                                       "--features", str(backbone), "--detector", "both"]) == 0
+                                       "--features", str(backbone)]) == 0  # --detector both: the default
     config = json.loads((out / "config.json").read_text())
     assert config["arguments"]["detector"] == "both" and config["arguments"]["repeats"] == 1
     detection = json.loads((out / "metrics.json").read_text())["runs"]["detection"]
@@ -93,6 +93,10 @@ def test_label_noise_detector_both_averages_the_head_with_the_source_fine_tuned_
     report = (out / "report.md").read_text()
     assert f"averaged, fold by fold, with `flip+class_weight` models of `{backbone}` fine-tuned on each fold's " \
            "images from its weights (1 epoch)" in report
+    assert f"## Features\n\nThe heads here are softmax heads on the penultimate features of `{backbone}` (64 per " \
+           "image" in report
+    assert f"Detection also fine-tunes `{backbone}` itself on each fold's images (`--detector both`; the Detection " \
+           "section)." in report
 
 
 @pytest.mark.slow

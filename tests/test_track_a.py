@@ -91,6 +91,19 @@ def test_detection_trains_fewer_epochs_from_a_trained_start(argv, epochs):
     assert label_noise.parse_args(argv).detect_epochs == epochs
 
 
+@pytest.mark.parametrize("argv, detector, repeats", [([], "head", 3), (["--features", "m.keras"], "both", 1),
+                                                     (["--features", "m.keras", "--detector", "head"], "head", 3),
+                                                     (["--features", "m.keras", "--detector", "fine-tune"],
+                                                      "fine-tune", 1),
+                                                     (["--features", "m.keras", "--repeats", "2"], "both", 2),
+                                                     (["--backbone", "VGG19"], "head", 3)])
+def test_a_source_detects_with_the_head_and_the_fine_tuned_source_by_default(argv, detector, repeats):
+    from experiments import label_noise
+
+    args = label_noise.parse_args(argv)
+    assert (args.detector, args.repeats) == (detector, repeats)
+
+
 @pytest.mark.slow
 def test_label_noise_on_course_pickles_has_no_truth_to_score_or_retrain_on(image_tree, tmp_path, monkeypatch):
     from test_data import write_course_pickle
