@@ -37,15 +37,24 @@ def test_confident_learning_finds_planted_label_errors(planted):
 
 
 @pytest.mark.slow
-def test_the_features_detector_ranks_planted_errors_first_and_flags_them(planted):
+@pytest.mark.parametrize("detector", ["head", "both"])
+def test_the_features_detectors_rank_planted_errors_first_and_flag_them(planted, detector):
     """What ``label_noise --features`` runs: out-of-fold probabilities of the softmax head (the FEATURE_HEAD recipe,
-    class weights), cleanlab's flags and self-confidence ranking."""
+    class weights), alone or averaged fold by fold with a second model on a second view of the same images (here a
+    scikit-learn logistic regression on the points rotated, standing in for the fine-tuned source), cleanlab's flags
+    and self-confidence ranking."""
     from keras_apml.recipe import FEATURE_HEAD
 
     x, y, y_true, flipped = planted
-    x = x + np.array([[0, 0], [6, 0], [0, 6]])[y_true]  # the blobs' centres 12 apart: a linear head ranks exactly
+    x = (x + np.array([[0, 0], [6, 0], [0, 6]])[y_true]).astype(np.float32)  # centres 12 apart: ranked exactly
     fit_predict = label_noise.strategy_fit_predict("class_weight", FEATURE_HEAD.replace(batch_size=16, epochs=100))
-    probabilities = label_noise.out_of_fold_probabilities(x.astype(np.float32), y, fit_predict, folds=3, seed=0)
+    if detector == "both":
+        def logistic(x_fit, y_fit, x_held, seed):
+            return LogisticRegression(class_weight="balanced").fit(x_fit, y_fit).predict_proba(x_held)
+
+        fit_predict = label_noise.ensemble_fit_predict(fit_predict, logistic)
+        x = label_noise.Views(x, x @ np.array([[0.6, -0.8], [0.8, 0.6]]))
+    probabilities = label_noise.out_of_fold_probabilities(x, y, fit_predict, folds=3, seed=0)
     ranking = label_noise.ranking_quality(label_noise.label_quality(y, probabilities), y, y_true)
     assert ranking == {"roc_auc": 1.0, "average_precision": 1.0}
     flagged = label_noise.find_issues(y, probabilities)
