@@ -273,8 +273,9 @@ def detection_section(detection, settings, sizes, grid_png):
     s = settings
     repeated = f", averaged over {s.repeats} repeats" if s.repeats > 1 else ""
     features = getattr(s, "features", None) or getattr(s, "backbone", None)
-    mirrored = "" if s.no_mirror else \
-        f", each image's {'features ' if features else ''}averaged with its mirror image's"
+    scored = {"head": f"each image's {'features ' if features else ''}", "fine-tune": "each image's probabilities ",
+              "both": "each image's features, and the fine-tuned models' probabilities for it, "}
+    mirrored = "" if s.no_mirror else f", {scored[detection.get('detector', 'head')]}averaged with its mirror image's"
     epochs = f"{s.detect_epochs} epoch" + ("s" if s.detect_epochs > 1 else "")
     if features:
         epochs += f", a softmax head on the {'penultimate' if s.features else 'pooled'} features of `{features}`"

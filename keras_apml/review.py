@@ -218,11 +218,17 @@ class Decisions:
                 labels.append(y)
         return np.array(index, np.int64), np.array(labels, np.int64)
 
-    def summary(self):
+    def state(self):
+        """``(current(), summary())`` read together, the log replayed once."""
+        with self._lock:
+            now = self.current()
+            return now, self.summary(now)
+
+    def summary(self, now=None):
         """How many flags are decided and left, each kind of decision, and, where the truth is known, how many
         decisions were right (keep: the label was right; accept, relabel: the new label is; drop: the label was
-        wrong)."""
-        now, r = self.current(), self.reviewed
+        wrong); ``now``: :meth:`current`'s answer, where the caller has it."""
+        now, r = self.current() if now is None else now, self.reviewed
         counts = {kind: sum(d["decision"] == kind for d in now.values()) for kind in DECISIONS}
         out = {"flags": r.flagged, "decided": len(now), "left": r.flagged - len(now), **counts}
         if r.truth is not None:

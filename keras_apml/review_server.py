@@ -70,8 +70,8 @@ class ReviewServer(ThreadingHTTPServer):
 
     def decided(self):
         """The standing decisions by flag number, and the counts."""
-        return {"decisions": {str(k): v for k, v in self.decisions.current().items()},
-                "summary": self.decisions.summary()}
+        now, summary = self.decisions.state()  # one replay of the log, so the two agree
+        return {"decisions": {str(k): v for k, v in now.items()}, "summary": summary}
 
     def png(self, item):
         """Image ``item`` of the review set as PNG bytes."""

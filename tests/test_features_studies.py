@@ -92,7 +92,8 @@ def test_label_noise_detector_both_averages_the_head_with_the_source_fine_tuned_
     assert detection["fine_tune"] == {"model": str(backbone), "epochs": 1, "strategy": "flip+class_weight"}
     report = (out / "report.md").read_text()
     assert f"averaged, fold by fold, with `flip+class_weight` models of `{backbone}` fine-tuned on each fold's " \
-           "images from its weights (1 epoch)" in report
+           "images from its weights (1 epoch), each image's features, and the fine-tuned models' probabilities for " \
+           "it, averaged with its mirror image's; cleanlab flagged" in report
     assert f"## Features\n\nThe heads here are softmax heads on the penultimate features of `{backbone}` (64 per " \
            "image" in report
     assert f"Detection also fine-tunes `{backbone}` itself on each fold's images (`--detector both`; the Detection " \
