@@ -289,11 +289,11 @@ def main(argv=None):
 
     distribution = devices.distribution_strategy(args.distribute)  # refused first: its error line is the only line
     gpu = devices.gpu_options(args.mixed_precision, args.jit)
-    data = load_data(args)
     vgg19 = None
-    if "vgg19" in planned:  # its weights load now (or fail now), not after the conv nets' hours
+    if "vgg19" in planned:  # its weights load now (or fail now), before the data is read and the conv nets' hours
         with distribution.scope():
             vgg19 = trainer.build(planned["vgg19"], None, 10, args.seed)
+    data = load_data(args)
 
     run = _output.open_run("cifar_transfer", args, gpu=gpu, replicas=distribution.num_replicas_in_sync,
                            sizes={name: len(split) for name, split in data.splits.items()},

@@ -3,6 +3,7 @@ pixels in [0, 1] (``linear``: features) and carries its own preprocessing, so a
 saved ``.keras`` file is self-contained. The classifier's softmax stays float32
 under mixed precision."""
 
+import os
 from pathlib import Path
 
 import keras
@@ -140,6 +141,12 @@ def linear(num_classes=3, dropout=0.0, standardizer=None, input_shape=(256,)):
     return keras.Model(inputs, _classifier(x, num_classes), name="linear")
 
 
+def keras_models_dir():
+    """Where ``keras.applications`` looks for weights before it downloads them: ``$KERAS_HOME/models``, else
+    ``~/.keras/models`` (as ``keras.utils.get_file``)."""
+    return Path(os.environ.get("KERAS_HOME") or Path("~/.keras").expanduser()) / "models"
+
+
 def _vgg19_base(weights="imagenet", input_shape=INPUT_SHAPE):
     """VGG19 without its top, cut at ``block4_pool`` and frozen. ``weights``: "imagenet", None or a file;
     images of 32x32 and up."""
@@ -153,8 +160,9 @@ def _vgg19_base(weights="imagenet", input_shape=INPUT_SHAPE):
         if weights != "imagenet":
             raise InputError(f"cannot load VGG19 weights from {weights}: {str(e).splitlines()[0][:200]}") from None
         raise InputError(
-            "could not download the VGG19 ImageNet weights (no network?); download "
-            f"{VGG19_NOTOP_FILE} elsewhere and pass --weights PATH (or --weights none to train from scratch)"
+            f"could not download the VGG19 ImageNet weights (no network?): put {VGG19_NOTOP_FILE} (from a machine "
+            f"online) in {keras_models_dir()} or pass --weights PATH, or try the study "
+            "without them with --weights none (random weights: its VGG19 figures mean nothing)"
         ) from None
     base = keras.Model(full.input, full.get_layer("block4_pool").output, name="vgg19_block4")
     base.trainable = False

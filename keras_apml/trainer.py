@@ -120,10 +120,12 @@ def build(recipe, x_train, num_classes, seed):
         else:
             standardizer = models.fit_standardizer(x_train) if recipe.standardize else None
             model = models.BUILDERS[recipe.model](num_classes=num_classes, standardizer=standardizer, **kwargs)
+    except InputError:  # said already, in the user's terms (unreachable weights, a weights file that is not one)
+        raise
     except ValueError as e:  # Keras: a layer's output would be empty (images too small for the architecture)
         shape = "x".join(map(str, kwargs.get("input_shape", models.INPUT_SHAPE)[:2]))
-        raise InputError(f"{recipe.model} cannot take {shape} images ({str(e).splitlines()[0][:160]}); "
-                         "pass a larger --image-size or another --model") from None
+        raise InputError(f"{recipe.model} cannot take {shape} images ({str(e).splitlines()[0][:160]}): it needs "
+                         "larger images, or another model") from None
     if recipe.init is not None:
         models.copy_weights(models.load_model(recipe.init), model)
     return model

@@ -1,6 +1,7 @@
 """experiments.cifar_transfer: cached VGG19 features, fine-tuning, distribution, its flags."""
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -188,3 +189,29 @@ def test_the_fast_recipe_and_airbench_on_every_training_image_report_tta_beside_
     table = (out / "report.md").read_text().split("## Comparison")[1]
     assert "| test acc, flip TTA | test acc, TTA level 2 |" in table and "| 1_raw |" in table
     assert "| airbench |" in table
+
+
+def test_the_main_command_offline_is_one_line_naming_only_its_own_flags_before_the_data_is_read(
+        tmp_path, monkeypatch, capsys):
+    """The README's main command with no network: the VGG19 weights cannot be downloaded. One line that says where
+    to put them and names only flags cifar_transfer has; said before the data is read (here there is none)."""
+    from experiments import cifar_transfer
+
+    def offline(**kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- no network")
+
+    monkeypatch.setattr(keras.applications, "VGG19", offline)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    out = tmp_path / "run"
+    assert run_command("cifar_transfer", ["--data-dir", str(tmp_path / "no_data_here"), "--out", str(out),
+                                          "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: could not download the VGG19 ImageNet weights")
+    assert "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5" in err and str(tmp_path / "keras_home" / "models") in err
+    assert "cannot take" not in err
+    with pytest.raises(SystemExit):
+        cifar_transfer.parse_args(["--help"])
+    own = set(re.findall(r"--[a-z][a-z0-9-]*", capsys.readouterr().out))
+    named = set(re.findall(r"--[a-z][a-z0-9-]*", err))
+    assert named == {"--weights"} and named <= own
+    assert not out.exists() and not (tmp_path / "keras_home").exists()
