@@ -95,20 +95,32 @@ def load(args, kind, *, seed=0, validation=0.0, streams=False):
     if getattr(args, "classes", None) is not None:
         data = data.only_classes([c.strip() for c in args.classes.split(",") if c.strip()])
     if getattr(args, "relabel", None):
-        data = relabelled(data, args.relabel)
+        data = relabelled(data, args.relabel, seed=seed, subset="quick" if drawn_small else "all")
     if args.quick and not drawn_small:
         data = data.quick(_flags.QUICK_TRAIN, _flags.QUICK_TEST, seed)
     return data.with_validation(validation, seed) if validation else data
 
 
-def relabelled(data, path):
+def positions_made_from(data, parts, **about):
+    """What positions into the splits ``parts`` of ``data`` (joined in that order) are positions in: their labels
+    and source indices, the data in words and ``about`` it (how it was drawn), as a file of positions records it
+    (``label_files.provenance``)."""
+    splits = [data[name] for name in parts]
+    index = None if any(s.index is None for s in splits) else np.concatenate([s.index for s in splits])
+    return label_files.provenance(np.concatenate([s.y for s in splits]), index, data=data.source,
+                                  split="+".join(parts), **about)
+
+
+def relabelled(data, path, **about):
     """``data`` with a relabel file's corrections applied to its training images (and validation images, where
     they are split already): rows name images by index into train, or by path where the images have files; the
-    images labelled ``drop`` are left out."""
+    images labelled ``drop`` are left out. A file of positions made from other data (``about``: how this was
+    drawn) is refused."""
     parts = [name for name in ("train", "validation") if name in data.splits]
     paths = data["train"].paths and [p for name in parts for p in data[name].paths]
     y, record = label_files.apply_relabel_file(np.concatenate([data[name].y for name in parts]), path,
-                                               data.class_names, paths=paths)
+                                               data.class_names, paths=paths,
+                                               made_from=positions_made_from(data, parts, **about))
     bounds = np.cumsum([len(data[name]) for name in parts])[:-1]
     splits = {}
     for name, part in zip(parts, np.split(y, bounds)):

@@ -184,9 +184,11 @@ def detect(run, args, bench, recipe, tasks, pixels=None, tuned=None):
 
     npz.save_arrays(run.file(PROBABILITIES), probabilities=probabilities, labels=train.y,
                     flagged=flagged)
-    label_files.write_relabel_file(run.file("flagged_relabel.csv"), flagged, suggested, names, train.paths)
+    label_files.write_relabel_file(run.file("flagged_relabel.csv"), flagged, suggested, names, train.paths,
+                                   made_from=made_from(bench, "train", args))
     label_files.write_relabel_file(run.file("flagged_dev_relabel.csv"), dev_flagged,
-                                   dev_probabilities[dev_flagged].argmax(axis=1), names, dev.paths)
+                                   dev_probabilities[dev_flagged].argmax(axis=1), names, dev.paths,
+                                   made_from=made_from(bench, "dev", args))
     result = {"train": {"flagged": len(flagged)}, "dev": {"flagged": len(dev_flagged)},
               "rounds": [{"flagged": len(f)} for f in flags], "detector": args.detector,
               "fine_tune": tuned and {"model": tuned.init, "epochs": tuned.epochs, "strategy": FINE_TUNE_STRATEGY},
@@ -218,8 +220,15 @@ def save_review_set(run, bench, images, flagged, probabilities, seed):
     train = bench["train"]
     reviewed = review.review_set(images, train.y, probabilities, flagged,
                                  label_noise.label_quality(train.y, probabilities), bench.class_names,
-                                 truth=train.y_true, paths=train.paths, seed=seed)
+                                 truth=train.y_true, paths=train.paths, seed=seed,
+                                 made_from=made_from(bench, "train", args))
     review.save_review_set(run.file(REVIEW_SET), reviewed)
+
+
+def made_from(bench, split, args):
+    """What this study's positions into ``split`` are positions in (the data drawn with seed 0, as every
+    study's), as its files of positions say."""
+    return _data.positions_made_from(bench, [split], seed=0, subset="quick" if args.quick else "all")
 
 
 def flag_caption(i, bench, probabilities):

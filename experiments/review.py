@@ -73,7 +73,11 @@ def review_set(run_dir):
     if not (path / REVIEW_SET).is_file():
         raise InputError(f"{run_dir} has no {REVIEW_SET}: it was made before reviews were saved; run label_noise "
                          "again (with --fresh) to review its flags")
-    return review.load_review_set(path / REVIEW_SET)
+    reviewed = review.load_review_set(path / REVIEW_SET)
+    if reviewed.paths is None and reviewed.made_from is None:
+        raise InputError(f"{run_dir} was made before a review's export said which images its positions are in; run "
+                         "label_noise again (with --fresh) to review its flags")
+    return reviewed
 
 
 def main(argv=None):

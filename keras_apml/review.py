@@ -31,7 +31,8 @@ class ReviewSet:
     ``images`` uint8 (n, height, width, 3); per image its ``index`` into the
     training images, ``observed`` and ``suggested`` labels, label-quality
     ``score`` (lower: likelier wrong), ``truth`` where known (else None), and
-    its ``paths`` where the images have files (your own folders).
+    its ``paths`` where the images have files (your own folders); ``made_from``: what the training images
+    ``index`` counts in are (:func:`keras_apml.label_files.provenance`), which the export of the decisions says.
     """
 
     images: np.ndarray
@@ -43,6 +44,7 @@ class ReviewSet:
     class_names: tuple
     truth: np.ndarray | None = None
     paths: tuple | None = None
+    made_from: dict | None = None  # what ``index`` is positions in (label_files.provenance), for the export
 
     def __len__(self):
         return len(self.index)
@@ -54,9 +56,10 @@ class ReviewSet:
 
 
 def review_set(images, labels, probabilities, flagged, scores, class_names, *, truth=None, paths=None, seed=0,
-               compare=COMPARE_PER_CLASS):
+               compare=COMPARE_PER_CLASS, made_from=None):
     """The review set of a detection: the ``flagged`` training images in their order, then up to ``compare``
-    unflagged images of each class (drawn with ``seed``); ``scores`` are every label's label-quality score."""
+    unflagged images of each class (drawn with ``seed``); ``scores`` are every label's label-quality score;
+    ``made_from``: what the training images are (:func:`keras_apml.label_files.provenance`)."""
     flagged = np.asarray(flagged, dtype=np.int64)
     rng = np.random.default_rng(seed)
     unflagged = np.ones(len(labels), dtype=bool)
@@ -70,7 +73,7 @@ def review_set(images, labels, probabilities, flagged, scores, class_names, *, t
                      suggested=np.asarray(probabilities)[index].argmax(axis=1), score=np.asarray(scores)[index],
                      flagged=len(flagged), class_names=tuple(class_names),
                      truth=None if truth is None else np.asarray(truth)[index],
-                     paths=None if paths is None else tuple(paths[int(i)] for i in index))
+                     paths=None if paths is None else tuple(paths[int(i)] for i in index), made_from=made_from)
 
 
 def save_review_set(path, reviewed):
@@ -83,7 +86,14 @@ def save_review_set(path, reviewed):
         arrays["truth"] = r.truth
     if r.paths is not None:
         arrays["paths"] = np.asarray(r.paths, dtype=str)
+    if r.made_from is not None:
+        arrays["made_from"] = np.asarray(json.dumps(r.made_from, sort_keys=True))
     npz.save_arrays(path, **arrays)
+
+
+# Each array of a saved review set: its dimensions and the kinds of its values (numpy's dtype.kind).
+SHAPES = {"images": (4, "u"), "index": (1, "iu"), "observed": (1, "iu"), "suggested": (1, "iu"), "score": (1, "fiu"),
+          "flagged": (0, "iu"), "class_names": (1, "U"), "truth": (1, "iu"), "paths": (1, "U"), "made_from": (0, "U")}
 
 
 def load_review_set(path):
@@ -93,19 +103,29 @@ def load_review_set(path):
     missing = [k for k in needed if k not in a]
     if missing:
         raise InputError(f"{path} is not a review set: it lacks {', '.join(missing)}")
+    for key, (ndim, kinds) in SHAPES.items():
+        if key in a and (a[key].ndim != ndim or a[key].dtype.kind not in kinds or a[key].dtype.fields is not None):
+            raise InputError(f"{path}: its {key} is not what this tool writes (a {ndim}-dimensional array of "
+                             f"{a[key].dtype} values, shape {a[key].shape})")
     n, names = len(a["index"]), tuple(str(c) for c in a["class_names"])
     per_image = [a[k] for k in ("index", "observed", "suggested", "score", "truth", "paths") if k in a]
-    if (a["images"].dtype != np.uint8 or a["images"].ndim != 4 or len(a["images"]) != n
-            or any(len(v) != n for v in per_image) or not 0 <= int(a["flagged"]) <= n or not names):
+    if (a["images"].dtype != np.uint8 or a["images"].shape[0] != n or a["images"].shape[-1] != 3
+            or any(len(v) != n for v in per_image) or not 0 <= int(a["flagged"]) <= n or not names
+            or len(set(names)) != len(names)):
         raise InputError(f"{path}: its arrays disagree in length or type: not a review set this tool wrote")
+    if not np.all(np.isfinite(a["score"])) or (n and a["index"].min() < 0):
+        raise InputError(f"{path}: its scores or indices are not what this tool writes")
     for k in ("observed", "suggested", "truth"):
-        if k in a and a[k].size and not (a[k].dtype.kind in "iu" and 0 <= a[k].min() and a[k].max() < len(names)):
+        if k in a and a[k].size and not (0 <= a[k].min() and a[k].max() < len(names)):
             raise InputError(f"{path}: {k} labels out of the {len(names)} classes")
+    made_from = None
+    if "made_from" in a:
+        made_from = label_files.read_made_from(label_files.MADE_FROM + str(a["made_from"]), path)
     return ReviewSet(images=a["images"], index=a["index"].astype(np.int64), observed=a["observed"].astype(np.int64),
                      suggested=a["suggested"].astype(np.int64), score=a["score"].astype(np.float64),
                      flagged=int(a["flagged"]), class_names=names,
                      truth=a["truth"].astype(np.int64) if "truth" in a else None,
-                     paths=tuple(str(p) for p in a["paths"]) if "paths" in a else None)
+                     paths=tuple(str(p) for p in a["paths"]) if "paths" in a else None, made_from=made_from)
 
 
 class Decisions:
@@ -128,9 +148,10 @@ class Decisions:
         """The log in the file, checked against the review set; empty when there is no file yet."""
         if not self.path.exists():
             return []
+        text = label_files.read_text(self.path, "decision log")
         try:
-            saved = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            saved = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as e:
             raise InputError(f"cannot read the decisions in {self.path} ({type(e).__name__}); move it aside to "
                              "start the review afresh") from None
         if not isinstance(saved, dict) or saved.get("review_set") != self.reviewed.digest():
@@ -144,11 +165,16 @@ class Decisions:
                 raise InputError(f"{self.path}: an entry of its log has no time: {str(entry)[:200]}")
             if entry.get("decision") == "undo":
                 continue
+            if not {"item", "decision", "label"} <= entry.keys():
+                raise InputError(f"{self.path}: an entry of its log lacks its item, decision or label: "
+                                 f"{str(entry)[:200]}")
             self._check(entry.get("item"), entry.get("decision"), entry.get("label"), where=str(self.path))
             if (entry["label"] is None) != (entry["decision"] == "drop") or \
                     entry["label"] is not None and entry["label"] not in self.reviewed.class_names:
                 raise InputError(f"{self.path}: label {entry['label']!r} of a {entry['decision']} decision is not "
                                  "what this tool writes")
+        self._log = log
+        self._export(text)  # the export follows the log, however a stopped review left the two
         return log
 
     def _check(self, item, decision, label, where="request"):
@@ -239,12 +265,20 @@ class Decisions:
 
     def _save(self):
         """The log, then the relabel file it exports to, each written atomically (under the lock)."""
-        atomic.write_json(self.path, {"review_set": self.reviewed.digest(), "flags": self.reviewed.flagged,
-                                      "class_names": list(self.reviewed.class_names), "log": self._log})
+        text = json.dumps({"review_set": self.reviewed.digest(), "flags": self.reviewed.flagged,
+                           "class_names": list(self.reviewed.class_names), "log": self._log}, indent=2) + "\n"
+        atomic.write_text(self.path, text)
+        self._export(text)
+
+    def _export(self, log_text):
+        """Write the relabel file of the decisions in ``log_text`` (the log file's text), naming the log it is
+        made from: ``train --relabel`` refuses an export that is not that of the log beside it."""
         paths = None
         if self.reviewed.paths is not None:  # the files' paths, by training index
             paths = dict(zip(self.reviewed.index.tolist(), self.reviewed.paths))
-        label_files.write_relabel_file(self.export_path, *self.new_labels(), self.reviewed.class_names, paths=paths)
+        label_files.write_relabel_file(self.export_path, *self.new_labels(), self.reviewed.class_names, paths=paths,
+                                       made_from=self.reviewed.made_from,
+                                       decisions=(self.path, hashlib.sha256(log_text.encode()).hexdigest()))
 
 
 def _now():

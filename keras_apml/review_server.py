@@ -149,7 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._refuse(HTTPStatus.BAD_REQUEST, f"a body of 0..{MAX_BODY} bytes is expected")
         try:
             body = json.loads(self.rfile.read(length) or b"{}")
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             return self._refuse(HTTPStatus.BAD_REQUEST, "the body is not JSON")
         if not isinstance(body, dict):
             return self._refuse(HTTPStatus.BAD_REQUEST, "the body is not a JSON object")

@@ -1,4 +1,7 @@
+import json
+import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -288,9 +291,14 @@ def test_restricted_unpickler_refuses_code_and_runs_none(tmp_path):
     assert not marker.exists()
 
 
+def made_from_line(y, index=None):
+    """The first line of a file of positions into labels ``y``, as label_noise and review write it."""
+    return label_files.MADE_FROM + json.dumps(label_files.provenance(y, index)) + "\n"
+
+
 def test_relabel_file_applies_names_or_numbers_and_is_recorded(tmp_path):
     y = np.array([0, 0, 0, 1, 2])
-    (tmp_path / "fix.csv").write_text("index,label\n1,cat\n2,1\n4,cat\n")
+    (tmp_path / "fix.csv").write_text(made_from_line(y) + "index,label\n1,cat\n2,1\n4,cat\n")
     y_new, record = label_files.apply_relabel_file(y, tmp_path / "fix.csv", benchmark.BENCHMARK_CLASSES)
     assert y_new.tolist() == [0, 2, 1, 1, 2]
     assert y.tolist() == [0, 0, 0, 1, 2]  # the input is left alone
@@ -298,19 +306,56 @@ def test_relabel_file_applies_names_or_numbers_and_is_recorded(tmp_path):
 
 
 def test_relabel_file_round_trips_through_the_writer(tmp_path):
-    label_files.write_relabel_file(tmp_path / "flagged.csv", [3, 0], [2, 1], benchmark.BENCHMARK_CLASSES)
-    assert (tmp_path / "flagged.csv").read_text().splitlines() == ["index,label", "3,cat", "0,truck"]
-    y_new, _ = label_files.apply_relabel_file(np.zeros(4, int), tmp_path / "flagged.csv", benchmark.BENCHMARK_CLASSES)
+    y, index = np.zeros(4, int), np.array([7, 3, 9, 1])
+    made_from = label_files.provenance(y, index, data="the benchmark", split="train")
+    label_files.write_relabel_file(tmp_path / "flagged.csv", [3, 0], [2, 1], benchmark.BENCHMARK_CLASSES,
+                                   made_from=made_from)
+    lines = (tmp_path / "flagged.csv").read_text().splitlines()
+    assert lines[0] == label_files.MADE_FROM + json.dumps(made_from, sort_keys=True)
+    assert lines[1:] == ["index,label", "3,cat", "0,truck"]
+    y_new, _ = label_files.apply_relabel_file(y, tmp_path / "flagged.csv", benchmark.BENCHMARK_CLASSES,
+                                              made_from=made_from)
     assert y_new.tolist() == [1, 0, 0, 2]
+    with pytest.raises(ValueError, match="must say what they are positions in"):
+        label_files.write_relabel_file(tmp_path / "other.csv", [3], [2], benchmark.BENCHMARK_CLASSES)
+
+
+@pytest.mark.parametrize("labels, index, about", [
+    ([0, 0, 0, 0, 1], None, "other labels"),
+    ([0, 0, 0, 0], None, "fewer images"),
+    ([0, 0, 0, 0], [7, 3, 9, 2], "the same labels of other images (another draw)")])
+def test_a_file_of_positions_made_from_other_data_is_refused(tmp_path, labels, index, about):
+    y, source = np.zeros(4, int), np.array([7, 3, 9, 1])
+    label_files.write_relabel_file(tmp_path / "fix.csv", [1], [2], benchmark.BENCHMARK_CLASSES,
+                                   made_from=label_files.provenance(labels, index, subset="quick"))
+    before = (tmp_path / "fix.csv").read_bytes()
+    with pytest.raises(InputError, match="was made from .* images \\(subset quick; labels .*\\), not from these "
+                                         "training images: 4 images .* its positions would name other images"):
+        label_files.apply_relabel_file(y, tmp_path / "fix.csv", benchmark.BENCHMARK_CLASSES,
+                                       made_from=label_files.provenance(y, source))
+    assert (tmp_path / "fix.csv").read_bytes() == before
+
+
+def test_a_file_of_positions_that_does_not_say_what_it_was_made_from_is_refused(tmp_path):
+    (tmp_path / "fix.csv").write_text("index,label\n1,cat\n")
+    with pytest.raises(InputError, match="names images by position but does not say what data it was made from"):
+        label_files.apply_relabel_file(np.zeros(5, int), tmp_path / "fix.csv", benchmark.BENCHMARK_CLASSES)
+    (tmp_path / "fix.csv").write_text(label_files.MADE_FROM + "[[[[\nindex,label\n1,cat\n")
+    with pytest.raises(InputError, match="its line '# made from:' is not as this tool writes it"):
+        label_files.apply_relabel_file(np.zeros(5, int), tmp_path / "fix.csv", benchmark.BENCHMARK_CLASSES)
+    (tmp_path / "fix.csv").write_text(label_files.MADE_FROM + "[" * 100_000 + "\nindex,label\n1,cat\n")
+    with pytest.raises(InputError, match="is not as this tool writes it"):
+        label_files.apply_relabel_file(np.zeros(5, int), tmp_path / "fix.csv", benchmark.BENCHMARK_CLASSES)
 
 
 @pytest.mark.parametrize("row, message", [("9,car", "index '9' is not in 0..4"), ("1,dog", "label 'dog' is not one of"),
-                                          ("1", "should be 'index,label'"), ("²,car", "index '²' is not in 0..4"),
+                                          ("1", "should be 'index,label'"), ("1,car,x", "should be 'index,label'"),
+                                          ("²,car", "index '²' is not in 0..4"),
                                           ("1,²", "label '²' is not one of"),
                                           ("1,car\n1,cat", "rows 1 and 2 both relabel index 1"),
                                           ("99999999999999999999999,car", "is not in 0..4")])
 def test_bad_relabel_rows_are_refused(tmp_path, row, message):
-    (tmp_path / "fix.csv").write_text(f"index,label\n{row}\n")
+    (tmp_path / "fix.csv").write_text(made_from_line(np.zeros(5, int)) + f"index,label\n{row}\n")
     with pytest.raises(InputError, match=message):
         label_files.apply_relabel_file(np.zeros(5, int), tmp_path / "fix.csv", benchmark.BENCHMARK_CLASSES)
 
@@ -319,6 +364,21 @@ def test_a_relabel_file_that_is_not_utf8_is_refused(tmp_path):
     (tmp_path / "fix.csv").write_bytes("index,label\n1,caf\xe9\n".encode("latin-1"))
     with pytest.raises(InputError, match="is not UTF-8 text"):
         label_files.apply_relabel_file(np.zeros(5, int), tmp_path / "fix.csv", benchmark.BENCHMARK_CLASSES)
+    (tmp_path / "fix.csv").write_bytes(b"\xef\xbb\xbfpath,label\na.png,car\n")
+    with pytest.raises(InputError, match="starts with a byte-order mark .* save it as plain UTF-8"):
+        label_files.apply_relabel_file(np.zeros(1, int), tmp_path / "fix.csv", benchmark.BENCHMARK_CLASSES,
+                                       paths=["a.png"])
+
+
+def test_only_regular_files_of_a_bounded_size_are_read(tmp_path):
+    os.mkfifo(tmp_path / "fifo")  # opened for reading, it would wait for a writer for ever
+    for path, message in ((Path("/dev/zero"), "is not a regular file"), (tmp_path / "fifo", "is not a regular file"),
+                          (tmp_path, "is not a regular file"), (tmp_path / "missing.csv", "cannot read")):
+        with pytest.raises(InputError, match=f"relabel file {path} {message}|{message} relabel file {path}"):
+            label_files.apply_relabel_file(np.zeros(5, int), path, benchmark.BENCHMARK_CLASSES)
+    (tmp_path / "big.csv").write_bytes(b"#" * 2000)
+    with pytest.raises(InputError, match="is larger than the 0 MiB such a file may be|larger than the"):
+        label_files.read_text(tmp_path / "big.csv", "relabel file", limit=1000)
 
 
 def test_npz_files_never_hold_pickles(tmp_path):

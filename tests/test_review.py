@@ -23,6 +23,14 @@ ROOT = Path(__file__).parents[1]
 NAMES = ("car", "truck", "cat")
 
 
+MADE_FROM = label_files.provenance(np.zeros(20, int), data="twenty images")  # what the positions count in
+
+
+def relabel_rows(path):
+    """A relabel file's rows, without the lines that say what it was made from."""
+    return [line for line in Path(path).read_text().splitlines() if not line.startswith("#")]
+
+
 def small_set(flags=4, truth=True, paths=None):
     """A review set of ``flags`` flags and one unflagged image per class; image i is filled with the value i."""
     n = flags + 3
@@ -30,7 +38,8 @@ def small_set(flags=4, truth=True, paths=None):
         images=np.stack([np.full((4, 4, 3), i, np.uint8) for i in range(n)]),
         index=np.arange(10, 10 + n), observed=np.array([0, 0, 2, 1, 0, 1, 2][:n]),
         suggested=np.array([1, 2, 0, 0, 0, 1, 2][:n]), score=np.linspace(0, 1, n), flagged=flags,
-        class_names=NAMES, truth=np.array([1, 0, 0, 1, 0, 1, 2][:n]) if truth else None, paths=paths)
+        class_names=NAMES, truth=np.array([1, 0, 0, 1, 0, 1, 2][:n]) if truth else None, paths=paths,
+        made_from=None if paths else MADE_FROM)
 
 
 def test_decisions_are_logged_undone_and_exported_as_a_relabel_file(tmp_path):
@@ -44,7 +53,7 @@ def test_decisions_are_logged_undone_and_exported_as_a_relabel_file(tmp_path):
     assert decisions.undo() == 2                 # back to truck
     assert {k: (v["decision"], v["label"]) for k, v in decisions.current().items()} == {
         0: ("accept", "truck"), 1: ("keep", "car"), 2: ("relabel", "truck"), 3: ("drop", None)}
-    assert (tmp_path / "r.csv").read_text().splitlines() == ["index,label", "10,truck", "12,truck", "13,drop"]
+    assert relabel_rows(tmp_path / "r.csv") == ["index,label", "10,truck", "12,truck", "13,drop"]
     assert decisions.summary() == {"flags": 4, "decided": 4, "left": 0, "keep": 1, "accept": 1, "relabel": 1,
                                    "drop": 0 + 1, "right": 2}  # right: 0 (truck is truck), 1 (car is car)
     log = json.loads((tmp_path / "d.json").read_text())["log"]
@@ -63,14 +72,14 @@ def test_undo_walks_back_through_every_decision_and_then_has_nothing(tmp_path):
     decisions.decide(0, "drop")
     decisions.decide(1, "accept")
     assert [decisions.undo(), decisions.undo(), decisions.undo()] == [1, 0, None]
-    assert decisions.current() == {} and (tmp_path / "r.csv").read_text() == "index,label\n"
+    assert decisions.current() == {} and relabel_rows(tmp_path / "r.csv") == ["index,label"]
 
 
 def test_exports_name_images_by_path_where_they_have_files(tmp_path):
     paths = tuple(f"train/x/{i}.png" for i in range(7))
     decisions = review.Decisions(tmp_path / "d.json", small_set(paths=paths), tmp_path / "r.csv")
     decisions.decide(3, "accept")
-    assert (tmp_path / "r.csv").read_text().splitlines() == ["path,label", "train/x/3.png,car"]
+    assert relabel_rows(tmp_path / "r.csv") == ["path,label", "train/x/3.png,car"]
 
 
 @pytest.mark.parametrize("item, decision, label, message", [
@@ -107,10 +116,10 @@ def test_a_decision_that_cannot_be_written_is_not_kept(tmp_path, monkeypatch):
     decisions.decide(0, "drop")
     before = (tmp_path / "d.json").read_bytes(), (tmp_path / "r.csv").read_bytes()
 
-    def full(path, obj):
+    def full(path, text):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(review.atomic, "write_json", full)
+    monkeypatch.setattr(review.atomic, "write_text", full)
     with pytest.raises(OSError):
         decisions.decide(1, "keep")
     with pytest.raises(OSError):
@@ -125,6 +134,60 @@ def test_a_log_entry_this_tool_would_not_write_is_refused(tmp_path):
     (tmp_path / "d.json").write_text(json.dumps({"review_set": reviewed.digest(), "log": [entry]}))
     with pytest.raises(InputError, match="label 'dog' of a keep decision is not what this tool writes"):
         review.Decisions(tmp_path / "d.json", reviewed, tmp_path / "r.csv")
+
+
+@pytest.mark.parametrize("log, message", [
+    ([{"time": "2026-12-03T00:00:00+00:00", "item": 0, "decision": "drop"}], "lacks its item, decision or label"),
+    ("[" * 100_000, "cannot read the decisions in .* \\(RecursionError\\)"),
+])
+def test_a_log_without_a_label_or_nested_deeper_than_json_reads_is_refused(tmp_path, log, message):
+    reviewed = small_set()
+    text = log if isinstance(log, str) else json.dumps({"review_set": reviewed.digest(), "log": log})
+    (tmp_path / "d.json").write_text(text)
+    with pytest.raises(InputError, match=message):
+        review.Decisions(tmp_path / "d.json", reviewed, tmp_path / "r.csv")
+    assert (tmp_path / "d.json").read_text() == text and not (tmp_path / "r.csv").exists()
+
+
+def test_an_export_left_behind_by_its_log_is_refused_and_written_anew_when_the_log_is_read(tmp_path):
+    """A review killed between writing the log and its export: train --relabel refuses the export, and the next
+    review (which reads the log) writes it anew."""
+    decisions = review.Decisions(tmp_path / "d.json", small_set(), tmp_path / "r.csv")
+    decisions.decide(0, "drop")
+    stale = (tmp_path / "r.csv").read_bytes()
+    decisions.decide(1, "accept")
+    (tmp_path / "r.csv").write_bytes(stale)  # as a kill between the two writes leaves them
+    with pytest.raises(InputError, match="r.csv is not the export of the decisions in .*d.json .* run python -m "
+                                         "experiments.review on its run directory once"):
+        label_files.apply_relabel_file(np.zeros(20, int), tmp_path / "r.csv", NAMES, made_from=MADE_FROM)
+    review.Decisions(tmp_path / "d.json", small_set(), tmp_path / "r.csv")
+    y, record = label_files.apply_relabel_file(np.zeros(20, int), tmp_path / "r.csv", NAMES, made_from=MADE_FROM)
+    assert y[10] == label_files.DROPPED and y[11] == 2 and record["labels_changed"] == 1
+
+
+def _crafted(reviewed, **changed):
+    arrays = dict(images=reviewed.images, index=reviewed.index, observed=reviewed.observed,
+                  suggested=reviewed.suggested, score=reviewed.score, flagged=np.int64(4), class_names=np.array(NAMES))
+    arrays.update(changed)
+    return arrays
+
+
+@pytest.mark.parametrize("changed, message", [
+    ({"flagged": np.array([1, 2])}, "its flagged is not what this tool writes"),
+    ({"flagged": np.array("4")}, "its flagged is not what this tool writes"),
+    ({"flagged": np.float64("nan")}, "its flagged is not what this tool writes"),
+    ({"index": np.int64(3)}, "its index is not what this tool writes"),
+    ({"index": np.arange(14).reshape(7, 2)}, "its index is not what this tool writes"),
+    ({"index": np.zeros(7, dtype=[("a", "i8")])}, "its index is not what this tool writes"),
+    ({"class_names": np.array("car")}, "its class_names is not what this tool writes"),
+    ({"score": np.array(["x"] * 7)}, "its score is not what this tool writes"),
+    ({"score": np.full(7, np.nan)}, "its scores or indices are not what this tool writes"),
+    ({"made_from": np.array("[" * 50_000)}, "is not as this tool writes it"),
+])
+def test_a_crafted_review_set_is_one_error(tmp_path, changed, message):
+    np.savez(tmp_path / "bad.npz", **_crafted(small_set(), **changed))
+    with pytest.raises(InputError, match=message):
+        review.load_review_set(tmp_path / "bad.npz")
 
 
 def test_a_review_set_saves_and_loads_unchanged_and_a_bad_one_is_refused(tmp_path):
@@ -153,18 +216,24 @@ def test_train_applies_a_review_export_dropping_images_and_says_so(image_tree, t
     from experiments import _data, train
 
     root = image_tree[0]
-    (tmp_path / "r.csv").write_text("index,label\n0,truck\n1,drop\n2,drop\n")
-    args = train.parse_args(["--data-dir", str(root), "--quick", "--relabel", str(tmp_path / "r.csv")])
+    quick = ["--data", "benchmark", "--data-dir", str(root), "--quick"]
+    drawn = _data.load(train.parse_args(quick), "benchmark")  # the quick draw, as label_noise --quick flags it
+    made_from = label_files.MADE_FROM + json.dumps(_data.positions_made_from(drawn, ["train"])) + "\n"
+    (tmp_path / "r.csv").write_text(made_from + "index,label\n0,truck\n1,drop\n2,drop\n")
+    args = train.parse_args([*quick, "--relabel", str(tmp_path / "r.csv")])
     data, record = train.load_data(args)
-    plain, _ = train.load_data(train.parse_args(["--data-dir", str(root), "--quick"]))
+    plain, _ = train.load_data(train.parse_args(quick))
     assert len(data["train"]) + len(data["validation"]) == len(plain["train"]) + len(plain["validation"]) - 2
     assert record["relabel"]["dropped"] == 2 and record["relabel"]["labels_changed"] == (plain["train"].y[0] != 1)
     assert "images dropped" in train.describe_data(record) and "2 images dropped" in train.describe_data(record)
     every = len(plain["train"]) + len(plain["validation"])
-    (tmp_path / "all.csv").write_text("index,label\n" + "".join(f"{i},drop\n" for i in range(every)))
+    (tmp_path / "all.csv").write_text(made_from + "index,label\n" + "".join(f"{i},drop\n" for i in range(every)))
     with pytest.raises(InputError, match="drops every image of train"):
-        _data.load(train.parse_args(["--data-dir", str(root), "--quick", "--relabel", str(tmp_path / "all.csv")]),
-                   "benchmark")
+        _data.load(train.parse_args([*quick, "--relabel", str(tmp_path / "all.csv")]), "benchmark")
+    # another draw of the benchmark (--seed 1): the positions name other images, and the file is refused
+    with pytest.raises(InputError, match="r.csv was made from .*, not from these training images: .* its positions "
+                                         "would name other images"):
+        train.load_data(train.parse_args([*quick, "--seed", "1", "--relabel", str(tmp_path / "r.csv")]))
 
 
 # the server, without a browser
@@ -234,6 +303,7 @@ def test_the_truth_is_sent_only_when_asked_for(server):
     (b"{not json", b"the body is not JSON"),
     (b"[1, 2]", b"the body is not a JSON object"),
     (b"x" * 5000, b"a body of 0..4096 bytes is expected"),
+    (b"[" * 4000, b"the body is not JSON"),  # deeper than the JSON parser recurses
 ])
 def test_a_bad_decision_request_is_refused_and_changes_nothing(server, body, message):
     status, answer = request(server, "/api/decide", body, header=True)
@@ -244,10 +314,10 @@ def test_a_bad_decision_request_is_refused_and_changes_nothing(server, body, mes
 def test_a_decision_the_server_cannot_write_is_answered_500_and_not_kept(server, monkeypatch):
     import errno
 
-    def full(path, obj):
+    def full(path, text):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(review.atomic, "write_json", full)
+    monkeypatch.setattr(review.atomic, "write_text", full)
     status, answer = request(server, "/api/decide", {"item": 0, "decision": "drop"}, header=True)
     assert status == 500 and json.loads(answer) == {"error": "the decisions could not be written: No space left on "
                                                              "device"}
@@ -387,7 +457,7 @@ def test_the_page_in_chromium_decides_by_keyboard_keeps_decisions_over_a_reload_
                  "relabel": 2}[expected[item]]
         if label != reviewed.observed[item]:
             rows.append(f"{reviewed.index[item]},{'drop' if label == -1 else NAMES[label]}")
-    assert (run / "reviewed_relabel.csv").read_text().splitlines() == ["index,label", *sorted(
+    assert relabel_rows(run / "reviewed_relabel.csv") == ["index,label", *sorted(
         rows, key=lambda r: int(r.split(",")[0]))]
     after = snapshot(run)
     assert {k: v for k, v in after.items() if k in study_files} == study_files  # the study's files untouched
