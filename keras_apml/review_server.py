@@ -62,6 +62,9 @@ class ReviewServer(ThreadingHTTPServer):
         items = [{"observed": int(r.observed[i]), "suggested": int(r.suggested[i]),
                   "score": round(float(r.score[i]), 4), "index": int(r.index[i]), "flagged": i < r.flagged}
                  for i in range(len(r))]
+        if r.paths is not None:  # shown as text, never used to reach a file
+            for item, path in zip(items, r.paths):
+                item["path"] = path
         if truth and r.truth is not None:
             for item, t in zip(items, r.truth):
                 item["truth"] = int(t)

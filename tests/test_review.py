@@ -337,6 +337,74 @@ def review_command(run_dir, *flags):
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def chromium(tmp_path):
+    """Debian's headless Chromium, driven by Selenium through its driver's path, with a profile in ``tmp_path``."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,900",
+                 f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    return webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+
+
+@pytest.mark.slow
+def test_keys_faster_than_the_server_each_decide_the_card_current_when_pressed(tmp_path, monkeypatch):
+    """20 K presses sent at once decide 20 cards, each the card current at its press, and the log agrees; K then
+    A at once decide two cards, not one twice; each waits for a server slower than the keys."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from keras_apml.review_server import ReviewServer
+
+    n = 30
+    reviewed = review.ReviewSet(
+        images=np.stack([np.full((8, 8, 3), 7 * i, np.uint8) for i in range(n + 3)]), index=np.arange(n + 3),
+        observed=np.array([0] * n + [0, 1, 2]), suggested=np.array([1] * n + [0, 1, 2]),
+        score=np.linspace(0, 1, n + 3), flagged=n, class_names=NAMES, made_from=MADE_FROM)
+    decisions = review.Decisions(tmp_path / "d.json", reviewed, tmp_path / "r.csv")
+    slow = decisions.decide
+
+    def decide_slowly(*args):  # a server slower than the keys, as a loaded machine's
+        time.sleep(0.05)
+        return slow(*args)
+
+    monkeypatch.setattr(decisions, "decide", decide_slowly)
+    server = ReviewServer(decisions, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    browser = chromium(tmp_path)
+    try:
+        wait = WebDriverWait(browser, 30)
+        browser.get(server.url)
+        wait.until(lambda b: b.find_element(By.ID, "status").text == "ready")
+        assert "its label → the suggested label" in browser.find_element(By.ID, "legend").text
+        body = browser.find_element(By.TAG_NAME, "body")
+        body.send_keys("k" * 20)
+        assert browser.find_element(By.CSS_SELECTOR, ".card.current").get_attribute("data-item") == "20"
+        wait.until(lambda b: b.find_element(By.ID, "counter").text == f"{n - 20} of {n} flags left")
+        body.send_keys("ka")
+        wait.until(lambda b: b.find_element(By.ID, "counter").text == f"{n - 22} of {n} flags left")
+        log = json.loads((tmp_path / "d.json").read_text())["log"]
+        assert [(e["item"], e["decision"]) for e in log] == [(i, "keep") for i in range(20)] + [(20, "keep"),
+                                                                                               (21, "accept")]
+        badges = [c.find_element(By.CSS_SELECTOR, ".badge").text for c in browser.find_elements(By.CSS_SELECTOR,
+                                                                                                ".card")]
+        assert badges[:23] == ["keep: car"] * 21 + ["accept: truck", ""]
+        # the current image, large, beside unflagged images of its label and of the suggestion
+        assert browser.find_element(By.ID, "big-labels").text == "#23: car → truck"
+        assert browser.find_element(By.ID, "big").size["width"] >= 256
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#near-observed img")) == 1
+        assert browser.find_element(By.ID, "near-suggested-title").text == "unflagged images labelled truck"
+        browser.save_screenshot(str(tmp_path / "page.png"))
+    finally:
+        browser.quit()
+        server.shutdown()
+        server.server_close()
+
+
 def snapshot(directory):
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
@@ -382,8 +450,6 @@ def test_review_refuses_what_is_not_a_finished_label_noise_run(quick_run, tmp_pa
 @pytest.mark.xdist_group("label_noise")
 def test_the_page_in_chromium_decides_by_keyboard_keeps_decisions_over_a_reload_and_exports(
         quick_run, image_tree, tmp_path, capsys):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -404,13 +470,7 @@ def test_the_page_in_chromium_decides_by_keyboard_keeps_decisions_over_a_reload_
     assert second.value.code == 2 and capsys.readouterr().err.splitlines() == [
         f"error: another process is writing run directory {run}; one review of a run at a time: use the page that "
         "review printed, or stop it first"]
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,900",
-                 f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    browser = chromium(tmp_path)
     try:
         wait = WebDriverWait(browser, 20)
         browser.get(url)
