@@ -5,7 +5,6 @@ InputError, a full disk), Ctrl-C and ``kill`` each end in one line, and the
 run directories it holds are released.
 """
 
-import os
 import signal
 import sys
 
@@ -13,26 +12,9 @@ from experiments._rundir import AlreadyFinished, RunDir
 from keras_apml.errors import InputError
 
 
-def import_tensorflow_quietly():
-    """Import TensorFlow and probe its devices with the C++ start-up chatter sent to /dev/null.
-
-    TensorFlow's native logging writes to file descriptor 2 before
-    TF_CPP_MIN_LOG_LEVEL takes effect; without this, ``error:`` would not be
-    the only line a failed command prints.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow as tf
-
-        tf.config.list_physical_devices()
-        tf.get_logger().setLevel("ERROR")  # retracing notes: studies build many models on purpose
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+def one_line(message):
+    """``message`` on one line: a library's text may carry newlines (HDF5's does), the contract's line may not."""
+    return " ".join(str(message).split())
 
 
 class Terminated(Exception):
@@ -54,17 +36,17 @@ def run(main, argv=None, tensorflow=True):
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         if tensorflow and not any(flag in (argv if argv is not None else sys.argv) for flag in ("-h", "--help")):
-            import_tensorflow_quietly()
+            from keras_apml import backend  # noqa: F401 - TensorFlow imported, quietly: the error line is the only line
         status = main(argv)
     except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         status = 2
     except AlreadyFinished as e:
         print(e, flush=True)
         status = 0
     except OSError as e:
         where = f" ({e.filename})" if e.filename else ""
-        print(f"error: {e.strerror or e}{where}; files written before are intact", file=sys.stderr)
+        print(f"error: {one_line(e.strerror or e)}{where}; files written before are intact", file=sys.stderr)
         status = 2
     except KeyboardInterrupt:
         print("error: interrupted; run the same command again to resume", file=sys.stderr)

@@ -157,10 +157,24 @@ def load_folder(args, val_fraction, seed, streams=False):
 
 
 def data_kind(args):
-    """"folder" when --data-dir (or $KERAS_APML_DATA) is a tree of folders other than CIFAR-10's, else
-    "benchmark" (drawn from CIFAR-10)."""
+    """The study's data: --data where given; else "folder" when --data-dir (or $KERAS_APML_DATA) is a tree of image
+    folders, whatever their class names (your data, even when its classes are named as CIFAR-10's), else
+    "benchmark" (drawn from CIFAR-10: its download, or its pickled batches at --data-dir)."""
+    if getattr(args, "data", None):
+        return args.data
     where = args.data_dir or os.environ.get(cifar10.DATA_ENV)
     root = Path(where).expanduser() if where else None
-    if getattr(args, "train_pickle", None) or root is None or not root.is_dir() or cifar10.is_cifar10(root):
+    if getattr(args, "train_pickle", None) or root is None or not root.is_dir() or cifar10.has_pickled_batches(root):
         return "benchmark"
     return "folder" if any(p.is_dir() for p in root.iterdir()) else "benchmark"  # no subfolders: neither
+
+
+def choose_data(p, args):
+    """Resolve --data once, as the flags are parsed (:func:`data_kind`), and refuse the flags that do not concern
+    it: image-folder flags without your own folders, the course's pickles but for the benchmark."""
+    args.data = data_kind(args)
+    if args.data != "folder":
+        _flags.refuse_folder_flags(p, args)
+    if (getattr(args, "train_pickle", None) or getattr(args, "dev_pickle", None)) and args.data != "benchmark":
+        p.error("--train-pickle and --dev-pickle replace the benchmark: they need --data benchmark")
+    return args

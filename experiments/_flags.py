@@ -33,6 +33,9 @@ class ArgumentParser(argparse.ArgumentParser):
     def parse_args(self, args=None, namespace=None):
         """Parse once and check what the flags say together; nothing outside the namespace is changed."""
         parsed = super().parse_args(args, namespace)
+        for action in self._actions:  # an empty value is never meant: --backbone "" is not the default
+            if action.option_strings and getattr(parsed, action.dest, None) == "":
+                self.error(f"argument {'/'.join(action.option_strings)}: expected a value, got an empty string")
         if on_features(parsed):
             for flag, value in (("--model", getattr(parsed, "model", None)), ("--init", getattr(parsed, "init", None))):
                 if value is not None:
@@ -166,9 +169,17 @@ def resolve_defaults(args, defaults, *cases):
     return args
 
 
-def add_benchmark(p):
-    """The study's data: the benchmark drawn from CIFAR-10, the course's pickles, or your own image folders."""
+DATA_DEFAULT = "folder when --data-dir is a tree of image folders, whatever their class names, else benchmark"
+
+
+def add_benchmark(p, kinds=("benchmark", "folder"), data_help=None):
+    """The study's data (--data, one of ``kinds``): the benchmark drawn from CIFAR-10, the course's pickles, or your
+    own image folders."""
     group = p.add_argument_group("car/truck/cat data")
+    group.add_argument("--data", choices=kinds, default=None,
+                       help=data_help or "the car/truck/cat benchmark drawn from CIFAR-10 at --data-dir (its "
+                                         "pickled batches or its image-folder tree), or your own image folders at "
+                                         f"--data-dir standing in for it (default: {DATA_DEFAULT})")
     group.add_argument("--train-pickle", default=None,
                        help="the course's train pickle instead of the benchmark (then only observed labels exist)")
     group.add_argument("--dev-pickle", default=None, help="the course's dev pickle (with --train-pickle)")

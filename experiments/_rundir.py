@@ -109,6 +109,8 @@ class RunDir:
         if metrics.get("finished"):
             raise AlreadyFinished(f"{path} holds a finished run of these settings ({metrics['finished']}): "
                                   "nothing to do; --fresh starts it afresh")
+        for left in [p for p in path.rglob(".*") if p.is_file() and atomic.leftover(p.name)]:
+            left.unlink()  # a write a killed call never finished; under the lock, nothing else writes here
         metrics = metrics or {"experiment": experiment, "runs": {}}
         metrics.setdefault("runs", {})
         sections = _read_json(path / SECTIONS, dict, missing={})

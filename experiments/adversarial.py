@@ -43,8 +43,8 @@ def parse_args(argv=None):
     p.add_argument("--model", default=None, help="a .keras model (default: see above)")
     p.add_argument("--data", choices=("benchmark", "cifar10", "folder"), default=None,
                    help="evaluation set: the benchmark's dev set, CIFAR-10's test set, or the test split of your own "
-                        "image folders (default: folder when --data-dir is such a tree, else from the model's "
-                        "classes: 3 benchmark, 10 CIFAR-10)")
+                        "image folders (default: folder when --data-dir is a tree of image folders, whatever their "
+                        "class names, else from the model's classes: 3 benchmark, 10 CIFAR-10)")
     p.add_argument("--attack", choices=ATTACKS, default="fgsm", help="attack of the examples and the targeted study")
     p.add_argument("--eps", type=eps_list, default=list(EPS),
                    help="comma-separated L-infinity budgets of the sweep, in [0, 1] pixels (default: "

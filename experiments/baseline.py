@@ -27,7 +27,7 @@ def parse_args(argv=None):
     _flags.add_seed(p, "training seed")
     _flags.add_benchmark(p)
     _flags.add_recipe(p, COURSE, models=("small_cnn",), model_help="the course's network")
-    return p.parse_args(argv)
+    return _data.choose_data(p, p.parse_args(argv))
 
 
 def inspect_data(run, bench):

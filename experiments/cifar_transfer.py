@@ -1,5 +1,4 @@
-"""CIFAR-10: the 72,922-parameter conv net (raw, standardised, augmented), a frozen VGG19 with a dense head, and
-airbench's net.
+"""CIFAR-10: the 72,922-parameter conv net (raw, standardised, augmented), a frozen VGG19 with a head, airbench.
 
     python -m experiments.cifar_transfer --data-dir /tmp/data/cifar10-jpeg
     python -m experiments.cifar_transfer --runs 3 --epochs 140
@@ -35,8 +34,10 @@ from keras_apml.recipe import (
 CONV_RUNS = {"1": "1_raw", "2": "2_standardized", "3": "3_augmented"}
 RUN_CHOICES = (*CONV_RUNS, "vgg19", "airbench")
 CONV_RECIPES = {"study": CIFAR_CONVNET, "fast": CIFAR_CONVNET_FAST}  # the study's recipe, or what airbench taught
-# The shared recipe flags that change the conv net runs only (--epochs and --batch-size size airbench's too).
-CONV_FLAGS = tuple(f.name for f in flag_fields() if f.name not in ("model", "epochs", "batch_size"))
+# The shared recipe flags that change the conv net runs only (--epochs and --batch-size size airbench's too;
+# --whiten-bias-epochs is airbench's alone).
+AIRBENCH_FLAGS = ("whiten_bias_epochs",)
+CONV_FLAGS = tuple(f.name for f in flag_fields() if f.name not in ("model", "epochs", "batch_size", *AIRBENCH_FLAGS))
 AUGMENT, HEAD = CIFAR_AUGMENT, VGG19_HEAD
 # The defaults the recipes do not hold, then what --quick changes.
 DEFAULTS = {"head_epochs": HEAD.epochs, "fine_tune_epochs": 5, "fine_tune_lr": 1e-5}
@@ -96,6 +97,7 @@ def parse_args(argv=None):
     conv_runs = [r for r in args.runs if r in CONV_RUNS]
     for runs, flags, what in ((conv_runs or "airbench" in args.runs, ("epochs",), "the conv net and airbench runs"),
                               (conv_runs, ("recipe", *CONV_FLAGS), "the conv net runs"),
+                              ("airbench" in args.runs, AIRBENCH_FLAGS, "the airbench run"),
                               ("vgg19" in args.runs, ("weights", "vgg19_size", "head_epochs", "head_lr",
                                                       "head_batch_size", "no_feature_cache", "fine_tune"),
                                "the vgg19 run")):
@@ -111,13 +113,16 @@ def parse_args(argv=None):
 
 def recipes(args):
     """The recipe of every run asked for (each checked): ``{run name: Recipe}``."""
-    given = {name: getattr(args, name) for name in ("epochs", "batch_size")}  # before the conv net's are written back
+    given = {name: getattr(args, name) for name in ("epochs", "batch_size", *AIRBENCH_FLAGS)}  # before resolving
 
-    def sized(recipe):  # --epochs and --batch-size where given
+    def sized(recipe):  # --epochs, --batch-size and --whiten-bias-epochs where given
         return recipe.replace(epochs=given["epochs"] or (1 if args.quick else recipe.epochs),
-                              batch_size=given["batch_size"] or recipe.batch_size)
+                              batch_size=given["batch_size"] or recipe.batch_size,
+                              whiten_bias_epochs=given["whiten_bias_epochs"] or recipe.whiten_bias_epochs)
 
+    args.whiten_bias_epochs = None  # the conv nets have no whitening layer
     conv = _flags.resolve_recipe(args, CONV_RECIPES[args.recipe])
+    args.whiten_bias_epochs = given["whiten_bias_epochs"]  # recorded as given
     out = {"1_raw": conv.replace(standardize=False), "2_standardized": conv,
            "3_augmented": conv.replace(augment=AUGMENT), "airbench": sized(AIRBENCH)}
     weights = None if args.weights.lower() == "none" else args.weights
@@ -138,10 +143,10 @@ def load_data(args):
 class Study:
     """One cifar_transfer invocation: its run directory, data, recipes, distribution and GPU settings."""
 
-    def __init__(self, args, run, data, recipes, distribution, gpu):
+    def __init__(self, args, run, data, recipes, distribution, gpu, step):
         self.args, self.run, self.data, self.recipes, self.distribution, self.gpu = args, run, data, recipes, \
             distribution, gpu
-        self.names = data.class_names
+        self.names, self.step = data.class_names, step  # step: the study's progress (progress.StudyProgress)
 
     def images(self, split):
         """``(x, y)`` of one split; None for a validation split there is not (--val-split 0)."""
@@ -156,7 +161,8 @@ class Study:
 
         callbacks = checkpoints.run_callbacks(self.run.path, keep_best=validation is not None, tag=name,
                                               announce=lambda line: _output.say(self.args, line),
-                                              tensorboard=self.args.tensorboard)
+                                              tensorboard=self.args.tensorboard,
+                                              on_epoch=lambda done: self.step.epoch(done, self.recipes[name].epochs))
         result, _, _ = trainer.fit(model, *train, self.recipes[name], seed=self.args.seed, validation=validation,
                                    callbacks=callbacks, verbose=_output.verbosity(self.args),
                                    distribution=self.distribution, jit_compile=self.gpu["jit"], **kwargs)
@@ -217,8 +223,6 @@ class Study:
             # the head on cached base outputs predicts as the full model, without a second pass through the base
             scorer = (head, {name: split.replace(x=outputs[name]) for name, split in self.data.splits.items()})
         self.finish("vgg19", model, result, extra, scorer)
-        if args.fine_tune and not result.diverged:
-            self.fine_tune(model)
 
     def fine_tune(self, model):
         """Unfreeze block4 of the base and train the whole model on at a low learning rate."""
@@ -298,19 +302,29 @@ def main(argv=None):
     run = _output.open_run("cifar_transfer", args, gpu=gpu, replicas=distribution.num_replicas_in_sync,
                            sizes={name: len(split) for name, split in data.splits.items()},
                            recipes={k: r.to_dict() for k, r in planned.items()})
-    study = Study(args, run, data, planned, distribution, gpu)
+    names = [CONV_RUNS.get(r, r) for r in args.runs] + ["vgg19_finetune"] * args.fine_tune  # after its head
+    kept = {name: run.recorded(name) is not None and run.file(f"{name}.keras").is_file() for name in names}
+    step = progress.StudyProgress(len(names), args.quiet,
+                                  epochs=[0 if kept[name] else planned[name].epochs for name in names])
+    study = Study(args, run, data, planned, distribution, gpu, step)
     samples = run.save_figure(plots.sample_grid(data["train"].x, data["train"].y, study.names), "samples.png")
     run.add_section("data", cifar_data_section({name: len(split) for name, split in data.splits.items()},
                                                distribution.num_replicas_in_sync, gpu, samples, planned))
-    names = [CONV_RUNS.get(r, r) for r in args.runs]
-    step = progress.StudyProgress(len(names), args.quiet)
     for name in names:
         epochs = planned[name].epochs
-        kept = run.recorded(name) is not None and run.file(f"{name}.keras").is_file()
-        step(f"{name} ({'head ' if name == 'vgg19' else ''}{epochs} epoch{'' if epochs == 1 else 's'})", kept=kept)
-        if kept:
+        what = {"vgg19": "head ", "vgg19_finetune": "block4 unfrozen, "}.get(name, "")
+        step(f"{name} ({what}{epochs} epoch{'' if epochs == 1 else 's'})", kept=kept[name], name=name)
+        if kept[name]:
             continue
-        study.vgg19_run(vgg19) if name == "vgg19" else study.conv_run(name)
+        if name == "vgg19_finetune":
+            head = run.recorded("vgg19")
+            if head["training"]["status"] != "completed":
+                _output.say(args, f"vgg19_finetune: not trained, the head {head['training']['status']}")
+                continue
+            from keras_apml import models  # the head trained in an earlier call: its saved model
+            study.fine_tune(models.load_model(run.file("vgg19.keras")) if kept["vgg19"] else vgg19)
+        else:
+            study.vgg19_run(vgg19) if name == "vgg19" else study.conv_run(name)
     run.add_section("comparison", cifar_comparison(run.results(), STUDY))
     return _output.finish(run, args)
 

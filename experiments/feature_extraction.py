@@ -57,7 +57,7 @@ def parse_args(argv=None):
                         "(KNN on all 50,000 would dominate the run)")
     p.add_argument("--data", choices=("cifar10", "folder"), default=None,
                    help="CIFAR-10, or your own image folders at --data-dir (train and test splits) (default: folder "
-                        "when --data-dir is such a tree, else cifar10)")
+                        "when --data-dir is a tree of image folders, whatever their class names, else cifar10)")
     _flags.add_image_folder(p)
     args = p.parse_args(argv)
     args.data = args.data or ("folder" if _data.data_kind(args) == "folder" else "cifar10")

@@ -42,7 +42,7 @@ def parse_args(argv=None):
     p.add_argument("--max-epochs", type=_flags.positive_int(100_000), default=None,
                    help="length of the epochs sweep's run (default: 3x the recipe's epochs)")
     _flags.add_cluster(p)
-    return p.parse_args(argv)
+    return _data.choose_data(p, p.parse_args(argv))
 
 
 def configurations(sweep, recipe, quick=False):

@@ -37,7 +37,7 @@ def parse_args(argv=None):
                                       f"{', '.join(FEATURES['strategies'])})")
     _flags.add_seeds(p, "every strategy's training", DEFAULTS, QUICK)
     _flags.add_cluster(p)
-    args = p.parse_args(argv)
+    args = _data.choose_data(p, p.parse_args(argv))
     if _flags.on_features(args) and args.strategies:
         refused = [n for n in args.strategies if n not in FEATURES["strategies"]]
         if refused:

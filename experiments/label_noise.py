@@ -116,7 +116,7 @@ def parse_args(argv=None):
                         f"{FEATURES['strategy']})")
     _flags.add_seeds(p, "the retraining (the first also seeds detection)", DEFAULTS, QUICK)
     _flags.add_cluster(p)
-    args = p.parse_args(argv)
+    args = _data.choose_data(p, p.parse_args(argv))
     if _flags.on_features(args):
         for flag, name in (("--detect-strategy", args.detect_strategy), ("--strategy", args.strategy)):
             if name is not None and not STRATEGIES[name].on_features:
@@ -212,7 +212,7 @@ def _pairs(observed, suggested, names):
     return dict(Counter(f"{names[o]} -> {names[s]}" for o, s in zip(observed, suggested)).most_common())
 
 
-def save_review_set(run, bench, images, flagged, probabilities, seed):
+def save_review_set(run, bench, images, flagged, probabilities, args):
     """The flagged training ``images`` with their labels and scores, and unflagged ones to compare, for
     ``experiments.review``."""
     from keras_apml import label_noise, review
@@ -220,7 +220,7 @@ def save_review_set(run, bench, images, flagged, probabilities, seed):
     train = bench["train"]
     reviewed = review.review_set(images, train.y, probabilities, flagged,
                                  label_noise.label_quality(train.y, probabilities), bench.class_names,
-                                 truth=train.y_true, paths=train.paths, seed=seed,
+                                 truth=train.y_true, paths=train.paths, seed=args.seeds[0],
                                  made_from=made_from(bench, "train", args))
     review.save_review_set(run.file(REVIEW_SET), reviewed)
 
@@ -388,7 +388,7 @@ def study(args, recipe, tasks):
         run.record("detection", detection)
         report_detection(run, bench, images, flagged, probabilities, detection, args)
     if not earlier or not run.file(REVIEW_SET).is_file():
-        save_review_set(run, bench, images, flagged, probabilities, args.seeds[0])
+        save_review_set(run, bench, images, flagged, probabilities, args)
 
     training_sets = {how: label_noise.clean(train.x, train.y, flagged, probabilities, how)
                      for how in label_noise.CLEANING}

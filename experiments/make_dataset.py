@@ -10,13 +10,16 @@ number of images of each class is drawn (default: all), shuffled, and then
 relabelled: exactly round(rate x n) images of a class per --noise pair, and
 --noise-rate of every class to another class, uniformly; all seeded by
 --seed (train and test draw separately, as the car/truck/cat benchmark
-does). The new tree OUT/train/<observed class>/NNNNNN.<ext> (and OUT/test/)
-holds copies of the files under neutral names, OUT/truth.csv the true class
-of each (path, label), and OUT/dataset.json how it was made and its counts.
+does). The new tree OUT/train/<observed class>/NNNNNN.<ext> (and OUT/test/;
+from a flat source a flat tree, OUT/<observed class>/NNNNNN.<ext>, which the
+studies split as they split any) holds copies of the files under neutral
+names, OUT/truth.csv the true class of each (path, label), and
+OUT/dataset.json how it was made and its counts.
 OUT must not exist; it appears whole or not at all.
 """
 
 import argparse
+import csv
 import json
 import os
 import shutil
@@ -110,7 +113,7 @@ def main(argv=None):
     if out.exists():
         raise InputError(f"{out} exists; make_dataset writes a new directory (remove it or choose another --out)")
     source_names, listing, _ = folders.scan(root)
-    listing = {"train": listing["all"]} if "all" in listing else {s: f for s, f in listing.items() if s != "val"}
+    listing = {s: f for s, f in listing.items() if s != "val"}  # "all": a flat source, written flat
     classes = study_classes(args.classes, source_names)
     names = [n for n, _ in classes]
     pairs = noise.parse_pairs(args.noise, names) if args.noise else []
@@ -119,8 +122,9 @@ def main(argv=None):
     plans = {}
     for split, files in listing.items():
         labels = np.array([label for _, label in files])
-        wanted = counts(args.train_counts if split == "train" else args.test_counts, classes,
-                        dict(zip(*np.unique(labels, return_counts=True))), f"--{split}-counts")
+        flag = "--test-counts" if split == "test" else "--train-counts"
+        wanted = counts(args.test_counts if split == "test" else args.train_counts, classes,
+                        dict(zip(*np.unique(labels, return_counts=True))), flag)
         plans[split] = (files, noise.draw(labels, wanted, np.random.default_rng([args.seed, len(plans)]), pairs,
                                           args.noise_rate, split=f"{root} {split}"))
     write(out, plans, names, args)
@@ -138,17 +142,18 @@ def write(out, plans, names, args):
         for split, (files, (idx, y_true, y_observed)) in plans.items():
             for i, (j, true, observed) in enumerate(zip(idx, y_true, y_observed)):
                 source = Path(args.data_dir).expanduser() / files[j][0]
-                path = Path(split) / names[observed] / f"{i:06d}{source.suffix.lower()}"
+                path = Path("" if split == "all" else split) / names[observed] / f"{i:06d}{source.suffix.lower()}"
                 (partial / path.parent).mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, partial / path)
-                rows.append(f"{path.as_posix()},{names[true]}")
+                rows.append((path.as_posix(), names[true]))
             summary[split] = {
                 "true": {n: int(np.sum(y_true == k)) for k, n in enumerate(names)},
                 "observed": {n: int(np.sum(y_observed == k)) for k, n in enumerate(names)},
                 "wrong": {f"{names[a]}->{names[b]}": int(np.sum((y_true == a) & (y_observed == b)))
                           for a in range(len(names)) for b in range(len(names))
                           if a != b and np.any((y_true == a) & (y_observed == b))}}
-        (partial / "truth.csv").write_text("path,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+        with open(partial / "truth.csv", "w", newline="", encoding="utf-8") as f:  # quoted where a name needs it
+            csv.writer(f, lineterminator="\n").writerows([("path", "label"), *rows])
         made = {k: v for k, v in vars(args).items() if k != "out"}
         (partial / "dataset.json").write_text(json.dumps({"made_with": made, "classes": names, "splits": summary},
                                                          indent=2) + "\n", encoding="utf-8")

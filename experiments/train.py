@@ -19,6 +19,7 @@ balanced accuracy, which the report names beside the last epoch's figure.
 """
 
 from experiments import _contract, _data, _flags, _output
+from keras_apml import progress, report
 from keras_apml.folders import VAL_FRACTION
 from keras_apml.recipe import BALANCE, MODELS, Recipe
 
@@ -29,13 +30,11 @@ def parse_args(argv=None):
     """The command line of this experiment."""
     p = _flags.parser("train", __doc__.splitlines()[0])
     _flags.add_seed(p)
-    _flags.add_benchmark(p)
+    _flags.add_benchmark(p, ("cifar10", "benchmark", "folder"),
+                         "CIFAR-10, the car/truck/cat benchmark built from it, or your own image folders at --data-dir "
+                         f"(default: {_flags.DATA_DEFAULT})")
     _flags.add_recipe(p, DEFAULT, models=tuple(m for m in MODELS if m != "linear"),  # linear: on features only
                       model_help="the network (default: small_cnn on the benchmark, cifar_convnet on CIFAR-10)")
-    p.add_argument("--data", choices=("cifar10", "benchmark", "folder"), default=None,
-                   help="CIFAR-10, the car/truck/cat benchmark built from it, or your own image folders at "
-                        "--data-dir (default: folder when --data-dir is an image-folder tree other than CIFAR-10's, "
-                        "else benchmark)")
     p.add_argument("--classes", default=None, metavar="NAMES",
                    help="--data cifar10: train on these classes only (comma-separated CIFAR-10 names), "
                         "e.g. to pretrain a model for the car/truck/cat studies' --init")
@@ -60,13 +59,9 @@ def parse_args(argv=None):
                         "flagged_relabel.csv edited, or experiments.review's reviewed_relabel.csv)")
     _flags.add_tensorboard(p)
     args = p.parse_args(argv)
-    args.data = args.data or _data.data_kind(args)
-    if args.data != "folder":
-        _flags.refuse_folder_flags(p, args)
+    _data.choose_data(p, args)
     if args.classes is not None and args.data != "cifar10":
         p.error("--classes selects CIFAR-10 classes: it needs --data cifar10")
-    if (args.train_pickle or args.dev_pickle) and args.data != "benchmark":
-        p.error("--train-pickle and --dev-pickle replace the benchmark: they need --data benchmark")
     args.model = args.model or ("small_cnn" if args.data == "benchmark" else "cifar_convnet")  # folder: 32x32 and up
     if args.model != "vgg19_transfer" and args.weights != "imagenet":
         p.error("--weights is the VGG19 base's: it needs --model vgg19_transfer")
@@ -95,8 +90,9 @@ def load_data(args):
 def describe_data(record):
     """The data in words, for the report: its name, or where your own folders are and what was read."""
     relabel = record.get("relabel")
-    changed = (f"; training labels corrected by `{relabel['relabel_file']}` ({relabel['labels_changed']} labels "
-               f"changed, {relabel['dropped']} images dropped)") if relabel else ""
+    changed = (f"; training labels corrected by `{relabel['relabel_file']}` "
+               f"({report.plural(relabel['labels_changed'], 'label')} changed, "
+               f"{report.plural(relabel['dropped'], 'image')} dropped)") if relabel else ""
     if record["data"] != "folder":
         return f"`{record['data']}`{changed}"
     h, w = record["image_size"]
@@ -131,8 +127,11 @@ def main(argv=None):
                run.save_figure(plots.sample_grid(train.x, train.y, names), "samples.png")]
     run.add_section("data", data_section(recipe.describe(), describe_data(data_record), data_record["sizes"],
                                          figures))
+    step = progress.StudyProgress(1, args.quiet, epochs=[recipe.epochs])  # a line per epoch, with the time left
+    step(f"{args.model} ({report.plural(recipe.epochs, 'epoch')})", name=args.model)
     callbacks = checkpoints.run_callbacks(run.path, early_stopping=args.early_stopping, keep_best=True,
-                                          announce=lambda line: _output.say(args, line), tensorboard=args.tensorboard)
+                                          announce=lambda line: _output.say(args, line), tensorboard=args.tensorboard,
+                                          on_epoch=lambda done: step.epoch(done, recipe.epochs))
     result, y_fit, weights = trainer.fit(model, train.x, train.y, recipe, seed=args.seed,
                                          validation=(data["validation"].x, data["validation"].y), callbacks=callbacks,
                                          verbose=_output.verbosity(args))

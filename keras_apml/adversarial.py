@@ -10,6 +10,7 @@ on CPU or GPU), leaves the model's weights alone, and returns
 
 import weakref
 
+from keras_apml import backend  # noqa: F401, I001 - first: TensorFlow imported quietly
 import keras
 import numpy as np
 import tensorflow as tf

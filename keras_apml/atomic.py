@@ -4,6 +4,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -23,6 +24,16 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+_LEFTOVER = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}(?P<suffix>(\.[^.]+)*)")  # mkstemp's name in atomic_path
+
+
+def leftover(name):
+    """The name of the file a temporary file named ``name`` was to become, when it is one :func:`atomic_path`
+    made and a killed process left behind; else None."""
+    match = _LEFTOVER.fullmatch(name)
+    return match["target"] if match and match["target"].endswith(match["suffix"]) else None
 
 
 @functools.cache

@@ -9,6 +9,7 @@ float32 in [0, 1].
 import dataclasses
 import math
 
+from keras_apml import backend  # noqa: F401, I001 - first: TensorFlow imported quietly
 import keras
 import numpy as np
 

@@ -3,6 +3,7 @@ inside the model to the size it expects, its own preprocessing, its pooled last 
 
 from pathlib import Path
 
+from keras_apml import backend  # noqa: F401, I001 - first: TensorFlow imported quietly
 import keras
 from keras import layers
 

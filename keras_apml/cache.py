@@ -11,6 +11,7 @@ stderr. ``python -m experiments.cache`` lists and clears the entries;
 import datetime
 import hashlib
 import os
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -18,12 +19,16 @@ from pathlib import Path
 import numpy as np
 
 from keras_apml import atomic
+from keras_apml.errors import InputError
 
 CACHE_ENV = "KERAS_APML_CACHE"
 HASH_KEY, ABOUT_KEY = "__sha256__", "__about__"
-# What this package writes there: decoded image trees and model outputs ("features"); a leading dot marks a
-# write that never finished (a killed process).
+# What this package writes there, by the names it gives: decoded image trees and model outputs ("features"),
+# named by a hash; a leading dot and tempfile's random part mark a write that never finished (a killed process).
+# A file of another name (a user's own images-holiday.npz) is not the cache's, and is never listed or removed.
 KINDS = {"images": ("cifar10-*.npz", "images-*.npz"), "features": ("features-*.npz",)}
+NAMES = {"images": re.compile(r"(cifar10|images)-[0-9a-f]{20}\.npz"),
+         "features": re.compile(r"features-[0-9a-f]{24}\.npz")}
 _warned = set()
 _enabled = True
 
@@ -107,10 +112,14 @@ def entries(kinds=tuple(KINDS)):
     cannot: an unfinished write, or a file that does not open.
     """
     directory = cache_dir()
+    if directory.exists() and not directory.is_dir():
+        raise InputError(f"the cache directory {directory} is not a directory (set {CACHE_ENV} to a directory)")
     found = []
     for kind in kinds:
         for pattern, unfinished in [(p, False) for p in KINDS[kind]] + [("." + p, True) for p in KINDS[kind]]:
             for path in directory.glob(pattern):
+                if not _named_by_cache(path.name, kind, unfinished):
+                    continue
                 try:
                     stat = path.stat()
                 except OSError:
@@ -119,6 +128,14 @@ def entries(kinds=tuple(KINDS)):
                               "modified": datetime.datetime.fromtimestamp(stat.st_mtime),
                               "about": "an unfinished write (a stopped process)" if unfinished else _about(path)})
     return sorted(found, key=lambda e: e["modified"])
+
+
+def _named_by_cache(name, kind, unfinished):
+    """Whether ``name`` is one the cache gives an entry of ``kind`` (or its unfinished write)."""
+    if unfinished:
+        target = atomic.leftover(name)
+        return bool(target) and bool(NAMES[kind].fullmatch(target))
+    return bool(NAMES[kind].fullmatch(name))
 
 
 def _about(path):

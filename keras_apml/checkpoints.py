@@ -9,6 +9,7 @@ import time
 import zipfile
 from pathlib import Path
 
+from keras_apml import backend  # noqa: F401, I001 - first: TensorFlow imported quietly
 import keras
 import numpy as np
 
@@ -36,7 +37,8 @@ class EMAWeights(keras.callbacks.SwapEMAWeights):
         super().on_epoch_begin(epoch, logs)
 
 
-def run_callbacks(run_dir, early_stopping=None, keep_best=False, tag=None, announce=print, tensorboard=False):
+def run_callbacks(run_dir, early_stopping=None, keep_best=False, tag=None, announce=print, tensorboard=False,
+                  on_epoch=None):
     """Callbacks for a run kept in ``run_dir``: its resumable backup and history, and the best epoch's weights.
 
     :class:`ResumableHistory` keeps the backup under ``backup[_tag]/`` and the
@@ -46,7 +48,8 @@ def run_callbacks(run_dir, early_stopping=None, keep_best=False, tag=None, annou
     its best validation epoch (:class:`BestEpoch`); ``early_stopping`` (a
     patience in epochs) also stops it once that many epochs bring no
     improvement. ``tensorboard`` adds Keras's TensorBoard logs under
-    ``tensorboard/<tag>/``. ``tag`` names the files of one run among several.
+    ``tensorboard/<tag>/``. ``tag`` names the files of one run among several. ``on_epoch(epoch)`` is called as
+    each epoch ends (counted from 1, epochs of an earlier call included), after the backup is written.
     """
     run_dir = Path(run_dir)
     suffix = f"_{tag}" if tag else ""
@@ -57,6 +60,8 @@ def run_callbacks(run_dir, early_stopping=None, keep_best=False, tag=None, annou
         callbacks.append(BestEpoch(history, patience=early_stopping))
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard" / (tag or "training"))))
+    if on_epoch is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: on_epoch(epoch + 1)))
     return callbacks
 
 
@@ -145,13 +150,12 @@ class ResumableHistory(keras_internals.BackupWriter, keras.callbacks.BackupAndRe
         """Write the weights (and optimiser state) after ``epoch`` epochs, atomically; keep the newest two."""
         self.backup_path.mkdir(parents=True, exist_ok=True)
         path = self.backup_path / f"epoch-{epoch:06d}.weights.h5"
-        with atomic.atomic_path(path) as tmp:
-            try:
-                self.model.save_weights(str(tmp), overwrite=True)
-            except OSError:
-                raise
-            except Exception as e:  # noqa: BLE001 - h5py reports a failed write (a full disk) in many ways
-                raise OSError(f"cannot write the training backup {path} ({type(e).__name__}: {e})") from None
+        weights = keras_internals.weights_h5_bytes(self.model)  # in memory: HDF5 never meets a full disk
+        try:
+            with atomic.atomic_path(path) as tmp, open(tmp, "wb") as f:
+                f.write(weights)
+        except OSError as e:  # a full disk, a file-size limit: said with the backup's name
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
         for _, older in self._checkpoints()[2:]:
             older.unlink(missing_ok=True)
 

@@ -51,19 +51,16 @@ def dataset(data_dir=None, verbose=0):
     return Dataset({"train": Split(x_train, y_train), "test": Split(x_test, y_test)}, CIFAR10_CLASSES, "CIFAR-10")
 
 
-def is_cifar10(data_dir):
-    """Whether ``data_dir`` holds CIFAR-10 (Keras's pickled batches, or a tree whose train/ has its ten class
-    folders) rather than some other image-folder dataset."""
+def has_pickled_batches(data_dir):
+    """Whether ``data_dir`` holds Keras's pickled CIFAR-10 batches (in it, or in its cifar-10-batches-py/)."""
     root = Path(data_dir).expanduser()
-    if any((batches / "data_batch_1").is_file() for batches in (root / "cifar-10-batches-py", root)):
-        return True
-    train = root / "train"
-    return train.is_dir() and tuple(sorted(p.name for p in train.iterdir() if p.is_dir())) == CIFAR10_CLASSES
+    return any((batches / "data_batch_1").is_file() for batches in (root / "cifar-10-batches-py", root))
 
 
 def _download_cifar10():
     """Keras's own download path, with a clear message when there is no network."""
-    import keras  # here, not at the top: folders and --help read this module without TensorFlow
+    from keras_apml import backend  # noqa: F401 - here, not at the top: folders and --help read this module
+    import keras  # without TensorFlow
 
     try:
         (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()

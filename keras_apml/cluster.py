@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from keras_apml.errors import InputError
@@ -31,7 +32,7 @@ from keras_apml.errors import InputError
 # there does, and gives the same floats (with one thread per task, a sum can round otherwise in its 7th digit,
 # and a one-epoch sweep's balanced accuracy changed with it).
 WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}
-CONNECT_TIMEOUT = "20s"  # how long a --scheduler address may take to answer
+CONNECT_SECONDS = 20  # how long a --scheduler address may take to answer as a Dask scheduler
 
 
 class TaskFailed(InputError):
@@ -124,10 +125,7 @@ class Tasks:
                                         env=WORKER_ENV, silence_logs=logging.CRITICAL)
             self.client = Client(self.cluster)
         else:
-            try:
-                self.client = Client(self.scheduler, timeout=CONNECT_TIMEOUT)
-            except OSError as e:
-                raise InputError(f"cannot reach the Dask scheduler at {self.scheduler}: {e}") from None
+            self.client = _connect(Client, self.scheduler, CONNECT_SECONDS)
         return self
 
     def describe(self):
@@ -201,3 +199,30 @@ class Tasks:
 
 if __name__ == "__main__":
     _child(*sys.argv[1:3])
+
+
+def _connect(client_class, address, seconds):
+    """A Dask ``Client`` of the scheduler at ``address``, or one InputError when none answers within ``seconds``.
+
+    Dask's own timeout covers opening the connection, not the handshake after it: a port that accepts and never
+    speaks Dask (an HTTP server, the dashboard's 8787) would hold the study for ever. The client is made in a
+    thread of its own, left behind (a daemon) when it does not return in time.
+    """
+    made = {}
+
+    def connect():
+        try:
+            made["client"] = client_class(address, timeout=f"{seconds}s")
+        except BaseException as e:  # noqa: BLE001 - said below, in the study's one line
+            made["error"] = e
+
+    thread = threading.Thread(target=connect, name="dask-connect", daemon=True)
+    thread.start()
+    thread.join(seconds + 5)
+    if "client" in made:
+        return made["client"]
+    if thread.is_alive():
+        raise InputError(f"the Dask scheduler at {address} did not answer within {seconds} s: is a Dask scheduler "
+                         "listening there? (`dask scheduler` listens on 8786; 8787 is its dashboard)")
+    error = made["error"]
+    raise InputError(f"cannot reach the Dask scheduler at {address}: {type(error).__name__}: {error}")

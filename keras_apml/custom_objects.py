@@ -5,6 +5,7 @@ module (as :func:`keras_apml.models.load_model` and a cluster task's process
 do) is what lets Keras rebuild them.
 """
 
+from keras_apml import backend  # noqa: F401, I001 - first: TensorFlow imported quietly
 import keras
 import numpy as np
 from keras import layers

@@ -10,6 +10,7 @@ was drawn from.
 """
 
 import dataclasses
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from keras_apml.stratified import stratified_indices, validation_split
 SPLIT_FIELDS = ("x", "y", "y_true", "paths", "index")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class Split:
     """One split: images ``x`` (uint8 NHWC, or :class:`keras_apml.folders.FileImages`), observed labels ``y``,
     true labels ``y_true`` where known, each image's ``paths`` (relative to its dataset's root) where it has a
@@ -34,6 +35,11 @@ class Split:
 
     def __len__(self):
         return len(self.y)
+
+    def __repr__(self):
+        known = [name for name in ("y_true", "paths", "index") if getattr(self, name) is not None]
+        shape = "x".join(map(str, self.x.shape[1:])) if hasattr(self.x, "shape") else "?"
+        return f"Split({len(self)} images of {shape}{', with ' + ', '.join(known) if known else ''})"
 
     def take(self, idx):
         """The images at the positions ``idx``, with everything known about them."""
@@ -51,12 +57,12 @@ def _take(values, idx):
     return tuple(values[i] for i in idx) if isinstance(values, tuple) else values[idx]
 
 
-@dataclasses.dataclass(frozen=True)
-class Dataset:
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
+class Dataset(Mapping):
     """Named splits ("train", then "validation" and "test", or the benchmark's "dev") and the class names, with
     where they came from: ``source`` in words, for your own folders their ``layout`` and the ``skipped``
     unreadable files as ``(path, reason)``, and JSON-ready ``notes`` on what was done to them on the way (classes
-    selected, a relabel file applied)."""
+    selected, a relabel file applied). A read-only mapping of split names to :class:`Split`."""
 
     splits: dict
     class_names: tuple
@@ -70,6 +76,17 @@ class Dataset:
             return self.splits[name]
         except KeyError:
             raise KeyError(f"no split {name!r}; this dataset has {', '.join(self.splits)}") from None
+
+    def __iter__(self):
+        return iter(self.splits)
+
+    def __len__(self):
+        return len(self.splits)
+
+    def __repr__(self):
+        splits = ", ".join(f"{name} {len(split)}" for name, split in self.splits.items())
+        classes = ", ".join(self.class_names[:10]) + (", ..." if len(self.class_names) > 10 else "")
+        return f"Dataset({self.source!r}: {len(self.class_names)} classes ({classes}); {splits} images)"
 
     @property
     def image_size(self):

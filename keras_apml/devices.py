@@ -2,6 +2,7 @@
 
 import sys
 
+from keras_apml import backend  # noqa: F401, I001 - first: TensorFlow imported quietly
 import keras
 import tensorflow as tf
 

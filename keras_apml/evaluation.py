@@ -3,6 +3,7 @@
 import math
 import warnings
 
+from keras_apml import backend  # noqa: F401, I001 - first: TensorFlow imported quietly
 import keras
 import numpy as np
 from sklearn import metrics as skm

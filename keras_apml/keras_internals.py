@@ -1,6 +1,6 @@
 """Every private Keras name keras_apml relies on, in one place, each with why.
 
-Keras 3 gives no public way to do these four things. They were read in the
+Keras 3 gives no public way to do these five things. They were read in the
 Keras versions pinned in requirements.txt, and ``pyproject.toml`` bounds
 ``keras`` to the minor versions tested; the resume and EMA tests of
 ``tests/test_training.py`` exercise each one, so a Keras release that renames
@@ -34,3 +34,19 @@ class BackupWriter:
 
     def _save_model(self):
         self.write_backup(_backup_epoch(self))
+
+
+def weights_h5_bytes(model):
+    """The bytes of the ``.weights.h5`` file ``model.save_weights`` would write, made in memory
+    (``saving_lib.H5IOStore`` on an ``io.BytesIO`` and ``saving_lib._save_state``, as ``save_weights`` does on a
+    path): written to disk with plain file I/O, a full disk is an OSError, not an HDF5 file left open whose
+    clean-up at exit crashes the process."""
+    import io
+
+    from keras.src.saving import saving_lib
+
+    buffer = io.BytesIO()
+    store = saving_lib.H5IOStore(buffer, mode="w")
+    saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
+    store.close()
+    return buffer.getvalue()

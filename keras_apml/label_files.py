@@ -190,7 +190,7 @@ def write_relabel_file(path, indices, labels, class_names, paths=None, made_from
     if paths is None and made_from is None:
         raise ValueError("a relabel file of positions must say what they are positions in (made_from)")
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        if made_from is not None:
+        if paths is None:  # positions: what they are positions in (a file of paths names its images itself)
             f.write(MADE_FROM + json.dumps(made_from, sort_keys=True) + "\n")
         if decisions is not None:
             f.write(DECISIONS_LINE + json.dumps({"file": Path(decisions[0]).name, "sha256": decisions[1]}) + "\n")

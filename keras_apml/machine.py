@@ -17,7 +17,8 @@ def library_versions():
 
 def device_description():
     """The accelerators TensorFlow sees, or the CPU."""
-    import tensorflow as tf  # here, not at the top: config.json's versions come without TensorFlow
+    from keras_apml import backend  # noqa: F401 - here, not at the top: config.json's versions come without
+    import tensorflow as tf  # TensorFlow
 
     gpus = tf.config.list_physical_devices("GPU")
     return {

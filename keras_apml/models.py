@@ -6,6 +6,7 @@ under mixed precision."""
 import os
 from pathlib import Path
 
+from keras_apml import backend  # noqa: F401, I001 - first: TensorFlow imported quietly
 import keras
 import numpy as np
 from keras import layers

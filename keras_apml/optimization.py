@@ -1,5 +1,6 @@
 """How a model learns: Keras's optimisers, learning-rate schedules and the compiled loss, from a recipe's words."""
 
+from keras_apml import backend  # noqa: F401, I001 - first: TensorFlow imported quietly
 import keras
 
 from keras_apml.custom_objects import SmoothedSparseCrossentropy, Triangle

@@ -6,6 +6,7 @@ model carries its own preprocessing after that.
 
 import math
 
+from keras_apml import backend  # noqa: F401, I001 - first: TensorFlow imported quietly
 import numpy as np
 import tensorflow as tf
 from imblearn.over_sampling import SMOTE, RandomOverSampler

@@ -13,6 +13,7 @@ import dataclasses
 import math
 import time
 
+from keras_apml import backend  # noqa: F401, I001 - first: TensorFlow imported quietly
 import keras
 import numpy as np
 

@@ -1,8 +1,19 @@
 """Shared fixtures: small synthetic stand-ins for CIFAR-10, on disk and in memory."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Nothing a test does touches the user's home: HOME, and the caches and configuration kept under it, point into a
+# directory of this process's own, set before anything reads them (Keras, matplotlib, Chromium, a fixture of module
+# or session scope, a command run as a subprocess); .ci/run checks that the real one is left as it was.
+_HOME = tempfile.mkdtemp(prefix="keras_apml-tests-home-")
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
+for _name in ("KERAS_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "MPLCONFIGDIR"):
+    os.environ.pop(_name, None)
+os.environ.update(HOME=_HOME, KERAS_APML_CACHE=os.path.join(_HOME, "keras_apml-cache"))
 
 import importlib  # noqa: E402
 
@@ -101,8 +112,13 @@ def benchmark_model_file(tmp_path_factory):
 
 
 # ImageNet weights cannot be downloaded here: experiments that use VGG19 build it untrained.
-QUICK_EXTRA = {"cifar_transfer": ["--weights", "none"], "feature_extraction": ["--model", "{transfer_model}"],
-               "adversarial": ["--model", "{benchmark_model}"]}
+# The image tree's classes are named as CIFAR-10's: the studies take it for your own folders unless told to draw the
+# benchmark from it (--data benchmark) or to read it as CIFAR-10 (--data cifar10).
+BENCHMARK = ["--data", "benchmark"]
+QUICK_EXTRA = {"cifar_transfer": ["--weights", "none"],
+               "feature_extraction": ["--data", "cifar10", "--model", "{transfer_model}"],
+               "adversarial": [*BENCHMARK, "--model", "{benchmark_model}"],
+               **{name: BENCHMARK for name in ("baseline", "imbalance", "label_noise", "hyperparams", "train")}}
 
 
 def run_command(name, argv):

@@ -132,6 +132,6 @@ def test_the_command_records_accuracy_per_eps_and_success_per_target(quick_run):
 @pytest.mark.slow
 def test_no_model_anywhere_is_one_error_naming_the_commands(image_tree, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    status = run_command("adversarial", ["--data-dir", str(image_tree[0]), "--quick"])
+    status = run_command("adversarial", ["--data", "benchmark", "--data-dir", str(image_tree[0]), "--quick"])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and "experiments.imbalance" in err[0]

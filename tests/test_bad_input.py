@@ -7,6 +7,7 @@ pointing at a copy of a finished ``train`` run, and compares every file of that 
 
 import errno
 import json
+import os
 import pickle
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from conftest import run_command, synthetic_images, write_image_tree
 from test_data import png_header, write_course_pickle, write_pickled_batches
 
 from experiments import _contract
+from keras_apml import label_files
 from keras_apml.cifar10 import CIFAR10_CLASSES
 
 ROOT = Path(__file__).parents[1]
@@ -78,6 +80,37 @@ def _text(root, name, data):
     return root / name
 
 
+QUICK_DRAW = {}  # what the finished run's training images are (label_files.provenance): set by finished_run
+
+
+def _relabel(root, name, rows, other_draw=False):
+    """A relabel file of positions into the finished run's training images (another draw's: --seed 1's)."""
+    made_from = QUICK_DRAW["seed 1" if other_draw else "seed 0"]
+    return _text(root, name, f"{label_files.MADE_FROM}{json.dumps(made_from)}\nindex,label\n{rows}".encode())
+
+
+def _silent_port(root):
+    """HOST:PORT of a server on this machine that accepts connections and never says a word (not Dask)."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    held = []
+
+    def accept():
+        while True:
+            held.append(server.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    return f"127.0.0.1:{server.getsockname()[1]}"
+
+
+def _fifo(root, name):
+    root.mkdir(exist_ok=True)
+    os.mkfifo(root / name)  # read as a file, it would wait for a writer for ever
+    return root / name
+
+
 IMAGE = np.zeros((3, 32, 32), np.float32)
 INPUTS = {
     "tree3": lambda d: _tree(d / "tree3", CIFAR10_CLASSES[:3]),
@@ -97,9 +130,15 @@ INPUTS = {
     "float_batches": lambda d: _batches(d / "fb", {b"data": np.full((2, 3072), 1000.0), b"labels": [0, 1]}),
     "bytes_label_batches": lambda d: _batches(d / "bb", {b"data": np.zeros((2, 3072), np.uint8),
                                                          b"labels": [b"cat", 1]}),
-    "relabel_twice": lambda d: _text(d / "r", "twice.csv", b"index,label\n1,car\n1,cat\n"),
-    "relabel_superscript": lambda d: _text(d / "r", "sup.csv", "index,label\n\u00b2,car\n".encode()),
+    "relabel_twice": lambda d: _relabel(d / "r", "twice.csv", "1,car\n1,cat\n"),
+    "relabel_superscript": lambda d: _relabel(d / "r", "sup.csv", "\u00b2,car\n"),
     "relabel_latin1": lambda d: _text(d / "r", "latin.csv", "index,label\n1,caf\xe9\n".encode("latin-1")),
+    "relabel_three_columns": lambda d: _relabel(d / "r", "three.csv", "1,car,sure\n"),
+    "relabel_no_origin": lambda d: _text(d / "r", "plain.csv", b"index,label\n1,car\n"),
+    "relabel_bom": lambda d: _text(d / "r", "bom.csv", b"\xef\xbb\xbfindex,label\n1,car\n"),
+    "relabel_other_draw": lambda d: _relabel(d / "r", "other.csv", "1,car\n", other_draw=True),
+    "fifo": lambda d: _fifo(d / "f", "fifo.csv"),
+    "silent_port": _silent_port,
     "a_file": lambda d: _text(d / "f", "file", b"not a directory"),
     "model3": lambda d: d / "model3.keras",  # made by the module fixture below
     "linear_model": lambda d: _linear_model(d / "linear.keras"),
@@ -148,7 +187,8 @@ ROWS = [
     ("train", ["--data-dir", "{tree12}"], "cannot split 24 images stratified: The test_size = 5 should be greater or "
                                           "equal to the number of classes = 12"),
     ("train", ["--data", "cifar10", "--data-dir", "{tree_one_image}"], "cannot split 10 images"),
-    ("train", ["--data-dir", "{bomb_tree}"], "bomb.png: cannot decode image .*decompression bomb"),
+    ("train", ["--data", "benchmark", "--data-dir", "{bomb_tree}"],
+     "bomb.png: cannot decode image .*decompression bomb"),
     ("train", ["--data-dir", "{float_batches}"], "data_batch_2: b'data' holds float64 values, expected uint8"),
     ("train", ["--data-dir", "{bytes_label_batches}"], "data_batch_2: b'labels': label \"b'cat'\" is not a whole"),
     ("train", ["--data-dir", "{a_file}"], "holds no CIFAR-10 data|does not exist"),
@@ -156,6 +196,23 @@ ROWS = [
     ("train", ["--relabel", "{relabel_superscript}"], "row 1: index '²' is not in 0"),
     ("train", ["--relabel", "{relabel_latin1}"], "is not UTF-8 text"),
     ("train", ["--relabel", "{a_file}/missing.csv"], "cannot read relabel file"),
+    ("train", ["--relabel", "{relabel_three_columns}"], "three.csv: row 1 should be 'index,label'"),
+    ("train", ["--relabel", "{relabel_no_origin}"], "plain.csv names images by position but does not say what data"),
+    ("train", ["--relabel", "{relabel_bom}"], "bom.csv starts with a byte-order mark .*: save it as plain UTF-8"),
+    ("train", ["--relabel", "{relabel_other_draw}"], "other.csv was made from .*, not from these training images: .* "
+                                                    "its positions would name other images"),
+    ("train", ["--relabel", "/dev/zero"], "relabel file /dev/zero is not a regular file"),
+    ("train", ["--relabel", "{fifo}"], "relabel file .*fifo.csv is not a regular file"),
+    ("baseline", ["--data-dir", "{tree3}", "--true-labels", "/dev/zero"], "truth file /dev/zero is not a regular file"),
+    ("baseline", ["--data-dir", "{tree3}", "--true-labels", "{fifo}"], "truth file .*fifo.csv is not a regular file"),
+    ("label_noise", ["--backbone", ""], "argument --backbone: expected a value, got an empty string"),
+    ("imbalance", ["--features", ""], "argument --features: expected a value, got an empty string"),
+    ("train", ["--relabel", ""], "argument --relabel: expected a value, got an empty string"),
+    ("imbalance", ["--scheduler", "{silent_port}"], "the Dask scheduler at tcp://127.0.0.1:\\d+ did not answer within "
+                                                   "2 s: is a Dask scheduler listening there"),
+    ("hyperparams", ["--scheduler", "{silent_port}"], "did not answer within 2 s"),
+    ("cifar_transfer", ["--runs", "1", "--whiten-bias-epochs", "3"],
+     "--whiten-bias-epochs concerns the airbench run, which --runs leaves out"),
     ("train", ["--classes", "cat,dog"], "--classes selects CIFAR-10 classes: it needs --data cifar10"),
     ("train", ["--data", "cifar10", "--classes", "car,truck"], "expected distinct names from"),
     ("train", ["--init", "{a_file}/missing.keras"], "--init model .*missing.keras does not exist"),
@@ -251,9 +308,15 @@ def finished_run(image_tree, tmp_path_factory):
     """A finished ``train --quick`` run directory (copied for each row) and a three-class model file."""
     from keras_apml import models
 
+    from experiments import _data, train
+
     root = tmp_path_factory.mktemp("finished")
     out = root / "run"
-    assert run_command("train", ["--data-dir", str(image_tree[0]), "--out", str(out), "--quick", "--quiet"]) == 0
+    quick = ["--data", "benchmark", "--data-dir", str(image_tree[0]), "--quick"]
+    assert run_command("train", [*quick, "--out", str(out), "--quiet"]) == 0
+    for seed in (0, 1):  # the quick draw's training images, as train --relabel sees them
+        drawn = _data.load(train.parse_args([*quick, "--seed", str(seed)]), "benchmark", seed=seed)
+        QUICK_DRAW[f"seed {seed}"] = _data.positions_made_from(drawn, ["train"])
     models.small_cnn(num_classes=3).save(root / "model3.keras")
     return out, root / "model3.keras"
 
@@ -274,7 +337,9 @@ def run_row(image_tree, finished_run, tmp_path, name, argv, capsys):
     argv = [a.format(**values) for a in argv]
     common = ["--out", str(out), "--quick", "--quiet"]
     if "--data-dir" not in argv and not any(a.startswith("--train-pickle") for a in argv):
-        common += ["--data-dir", str(image_tree[0])]
+        common += ["--data-dir", str(image_tree[0])]  # a tree named as CIFAR-10's: read as the row's study reads it
+        if "--data" not in argv and name != "cifar_transfer":
+            common += ["--data", "cifar10" if name == "feature_extraction" else "benchmark"]
     capsys.readouterr()
     status = run_command(name, [*common, *argv])
     return status, capsys.readouterr(), before, snapshot(out)
@@ -282,10 +347,13 @@ def run_row(image_tree, finished_run, tmp_path, name, argv, capsys):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, argv, message", ROWS, ids=[f"{r[0]}:{' '.join(r[1]) or 'none'}" for r in ROWS])
-def test_bad_input_is_one_error_line_and_changes_nothing(image_tree, finished_run, tmp_path, capsys, name, argv,
-                                                         message):
+def test_bad_input_is_one_error_line_and_changes_nothing(image_tree, finished_run, tmp_path, capsys, monkeypatch,
+                                                         name, argv, message):
     import re
 
+    from keras_apml import cluster
+
+    monkeypatch.setattr(cluster, "CONNECT_SECONDS", 2)  # a scheduler that does not answer: said in seconds
     status, captured, before, after = run_row(image_tree, finished_run, tmp_path, name, argv, capsys)
     err = captured.err.splitlines()
     assert status == 2, captured
@@ -306,7 +374,8 @@ def test_a_second_process_on_the_same_out_is_refused(image_tree, finished_run, t
     before = snapshot(out)
     held = RunDir.open("train", out, json.loads((out / "config.json").read_text())["arguments"])
     try:
-        status = run_command("train", ["--data-dir", str(image_tree[0]), "--out", str(out), "--quick", "--quiet"])
+        status = run_command("train", ["--data", "benchmark", "--data-dir", str(image_tree[0]), "--out", str(out),
+                                       "--quick", "--quiet"])
     finally:
         held.close()
     err = capsys.readouterr().err.splitlines()
@@ -334,7 +403,8 @@ def test_a_full_disk_is_one_error_line_and_leaves_the_earlier_files_whole(image_
         return real_mkstemp(*args, **kwargs)
 
     monkeypatch.setattr(tempfile, "mkstemp", disk_full)
-    status = run_command("train", ["--data-dir", str(image_tree[0]), "--out", str(out), "--quick", "--quiet"])
+    status = run_command("train", ["--data", "benchmark", "--data-dir", str(image_tree[0]), "--out", str(out),
+                                   "--quick", "--quiet"])
     err = capsys.readouterr().err.splitlines()
     assert status == 2 and len(err) == 1
     assert err[0] == f"error: No space left on device ({out}); files written before are intact"
@@ -349,7 +419,8 @@ def test_ctrl_c_is_one_line_and_status_130(image_tree, tmp_path, monkeypatch, ca
         raise KeyboardInterrupt
 
     monkeypatch.setattr(trainer, "fit_dataset", interrupted)
-    status = run_command("train", ["--data-dir", str(image_tree[0]), "--out", str(tmp_path / "run"), "--quick"])
+    status = run_command("train", ["--data", "benchmark", "--data-dir", str(image_tree[0]), "--out",
+                                   str(tmp_path / "run"), "--quick"])
     err = capsys.readouterr().err.splitlines()
     assert status == 130 and err == ["error: interrupted; run the same command again to resume"]
 
@@ -373,7 +444,8 @@ def test_kill_is_one_line_status_143_and_the_run_resumes(image_tree, tmp_path, m
         return real_fit(model, data, **{**kwargs, "callbacks": [*kwargs["callbacks"], Kill()]})
 
     monkeypatch.setattr(trainer, "fit_dataset", killed_in_epoch_2)
-    argv = ["--data-dir", str(image_tree[0]), "--out", str(tmp_path / "run"), "--quick", "--epochs", "3"]
+    argv = ["--data", "benchmark", "--data-dir", str(image_tree[0]), "--out", str(tmp_path / "run"), "--quick",
+            "--epochs", "3"]
     assert run_command("train", argv) == 143
     assert capsys.readouterr().err.splitlines() == [
         "error: stopped by a signal (SIGTERM); run the same command again to resume"]
@@ -426,7 +498,8 @@ def test_a_model_for_other_inputs_is_refused_before_the_run_opens(image_tree, tm
     inputs = keras.Input((28, 28, 1))
     keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inputs))).save(
         tmp_path / "mnist.keras")
-    status = run_command("adversarial", ["--data-dir", str(image_tree[0]), "--model", str(tmp_path / "mnist.keras"),
+    status = run_command("adversarial", ["--data", "benchmark", "--data-dir", str(image_tree[0]), "--model",
+                                         str(tmp_path / "mnist.keras"),
                                          "--out", str(tmp_path / "run"), "--quick", "--quiet"])
     err = capsys.readouterr().err.splitlines()
     assert status == 2 and err == [f"error: model {tmp_path / 'mnist.keras'} takes inputs of shape "
@@ -437,7 +510,8 @@ def test_a_model_for_other_inputs_is_refused_before_the_run_opens(image_tree, tm
 @pytest.mark.slow
 def test_an_init_model_of_another_architecture_fails_a_study_before_its_run_opens(image_tree, finished_run,
                                                                                   tmp_path, capsys):
-    status = run_command("imbalance", ["--data-dir", str(image_tree[0]), "--init", str(finished_run[1]),
+    status = run_command("imbalance", ["--data", "benchmark", "--data-dir", str(image_tree[0]), "--init",
+                                       str(finished_run[1]),
                                        "--model", "cifar_convnet", "--out", str(tmp_path / "run"), "--quick"])
     err = capsys.readouterr().err.splitlines()
     assert status == 2 and len(err) == 1 and "not the same architecture" in err[0]

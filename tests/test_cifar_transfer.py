@@ -136,6 +136,13 @@ def test_the_shared_recipe_flags_change_the_conv_net_runs_and_size_airbench(tmp_
         parse_args(["--runs", "airbench", "--lr", "0.1"])
     with pytest.raises(InputError, match="--momentum is SGD's: --optimizer adam has none"):
         recipes(parse_args(["--momentum", "0.5"]))
+    # --whiten-bias-epochs is airbench's: with it or beside the conv nets, it changes airbench alone
+    for runs in ("airbench", "1,airbench"):
+        planned = recipes(parse_args(["--runs", runs, "--whiten-bias-epochs", "5"]))
+        assert planned["airbench"] == AIRBENCH.replace(whiten_bias_epochs=5)
+        assert all(r.whiten_bias_epochs is None for name, r in planned.items() if name != "airbench")
+    with pytest.raises(InputError, match="--whiten-bias-epochs concerns the airbench run, which --runs leaves out"):
+        parse_args(["--runs", "1", "--whiten-bias-epochs", "5"])
 
 
 @pytest.mark.slow

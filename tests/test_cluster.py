@@ -29,7 +29,7 @@ def test_a_quick_imbalance_study_on_a_cluster_of_two_workers_gives_the_table_of_
     status, in_turn = quick_run("imbalance")
     assert status == 0
     out = tmp_path / "run"
-    argv = ["--data-dir", str(image_tree[0]), "--out", str(out), "--quick", "--quiet",
+    argv = ["--data", "benchmark", "--data-dir", str(image_tree[0]), "--out", str(out), "--quick", "--quiet",
             "--strategies", ",".join(ON_THE_CLUSTER), "--scheduler", two_workers.cluster.scheduler_address]
     assert run_command("imbalance", argv) == 0
     expected = json.loads((in_turn / "metrics.json").read_text())["runs"]
@@ -58,7 +58,8 @@ def test_a_task_that_fails_twice_ends_the_study_with_one_error_line_naming_it(im
 
     monkeypatch.setattr(trainer, "train_and_score", out_of_memory_under)
     out = tmp_path / "run"
-    status = run_command("imbalance", ["--data-dir", str(image_tree[0]), "--out", str(out), "--quick", "--quiet",
+    status = run_command("imbalance", ["--data", "benchmark", "--data-dir", str(image_tree[0]), "--out", str(out),
+                                       "--quick", "--quiet",
                                        "--strategies", "under", "--local-workers", "1"])
     assert status == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -114,7 +115,8 @@ def test_bad_cluster_flags_are_one_error_line_before_anything_is_created(flags, 
         port = s.getsockname()[1]
     monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "2s")
     out = tmp_path / "run"
-    status = run_command("imbalance", ["--data-dir", str(image_tree[0]), "--out", str(out), "--quick", "--quiet",
+    status = run_command("imbalance", ["--data", "benchmark", "--data-dir", str(image_tree[0]), "--out", str(out),
+                                       "--quick", "--quiet",
                                        *[f.format(port=port) for f in flags]])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and err[0].startswith("error: ")

@@ -97,3 +97,17 @@ def test_a_dataset_saves_and_loads_without_pickle(cifar_arrays, tmp_path):
 def test_an_unknown_split_is_named_with_those_there_are():
     with pytest.raises(KeyError, match="no split 'dev'; this dataset has train, test"):
         toy()["dev"]
+
+
+def test_a_dataset_is_a_read_only_mapping_of_its_splits_with_a_short_repr():
+    from collections.abc import Mapping
+
+    x = np.zeros((50_000, 32, 32, 3), np.uint8)
+    data = Dataset({"train": Split(x, np.zeros(50_000, int)),
+                    "test": Split(x[:3], np.zeros(3, int), paths=("a.png", "b.png", "c.png"))}, ("cat", "dog"), "mine")
+    assert isinstance(data, Mapping) and list(data) == ["train", "test"] and len(data) == 2 and "test" in data
+    assert [name for name, _ in data.items()] == ["train", "test"]
+    assert repr(data) == "Dataset('mine': 2 classes (cat, dog); train 50000, test 3 images)"
+    assert repr(data["test"]) == "Split(3 images of 32x32x3, with paths)"
+    with pytest.raises(TypeError):
+        data["validation"] = data["train"]

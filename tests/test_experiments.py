@@ -1,6 +1,8 @@
 """Every experiment end to end on a synthetic image-folder tree, and the error contract of the commands."""
 
+import importlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -69,7 +71,8 @@ def test_every_experiment_runs_quick_end_to_end(name, quick_run):
 def test_train_on_the_benchmark_reports_observed_and_true_labels(image_tree, tmp_path):
     root, _ = image_tree
     out = tmp_path / "run"
-    assert run_command("train", ["--data-dir", str(root), "--out", str(out), "--quick", "--quiet",
+    assert run_command("train", ["--data", "benchmark", "--data-dir", str(root), "--out", str(out), "--quick",
+                                 "--quiet",
                                  "--balance", "class_weight"]) == 0
     run = json.loads((out / "metrics.json").read_text())["runs"]["small_cnn"]
     assert set(run) >= {"train", "validation", "dev", "timing", "training"}
@@ -122,7 +125,8 @@ def test_train_on_some_cifar10_classes_relabels_them_from_0(image_tree, tmp_path
 def test_a_diverged_run_is_reported_as_diverged(image_tree, tmp_path):
     root, _ = image_tree
     out = tmp_path / "run"
-    assert run_command("train", ["--data-dir", str(root), "--out", str(out), "--quick", "--quiet",
+    assert run_command("train", ["--data", "benchmark", "--data-dir", str(root), "--out", str(out), "--quick",
+                                 "--quiet",
                                  "--optimizer", "sgd", "--lr", "1e6"]) == 0
     run = json.loads((out / "metrics.json").read_text())["runs"]["small_cnn"]
     assert run["training"]["status"] == "diverged at epoch 1" and "dev" not in run
@@ -152,7 +156,7 @@ def make_wrong_shape_tree(root):
     (make_corrupt_batches, [], "data_batch_1: (corrupt|unsafe)"),
     (make_wrong_shape_tree, [], "image is 28x28 RGB, expected 32x32 RGB"),
     (None, ["--augment", "zca_whitening"], "'zca_whitening' is an ImageDataGenerator argument"),
-    (None, ["--relabel", "RELABEL"], "label '7' is not one of"),
+    (None, ["--relabel", "RELABEL"], "fix.csv names images by position but does not say what data it was made from"),
     (None, ["--epochs", "0"], "expected a positive integer"),
     (None, ["--classes", "cat,dog"], "--classes selects CIFAR-10 classes: it needs --data cifar10"),
     (None, ["--data", "cifar10", "--classes", "car,truck"], "expected distinct names from"),
@@ -168,7 +172,8 @@ def test_bad_input_is_one_error_line_and_status_2(setup, extra, message, image_t
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("kept")
-    status = run_command("train", ["--data-dir", str(root), "--out", str(out), "--quick", "--quiet", *extra])
+    status = run_command("train", ["--data", "benchmark", "--data-dir", str(root), "--out", str(out), "--quick",
+                                   "--quiet", *extra])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2
     assert len(err) == 1 and err[0].startswith("error: ")
@@ -191,7 +196,7 @@ def test_no_network_for_the_download_is_an_error_line(monkeypatch, tmp_path, cap
 def test_a_finished_run_asked_for_again_changes_nothing_and_fresh_starts_afresh(image_tree, tmp_path, capsys):
     root, _ = image_tree
     out = tmp_path / "run"
-    argv = ["--data-dir", str(root), "--out", str(out), "--quick", "--quiet"]
+    argv = ["--data", "benchmark", "--data-dir", str(root), "--out", str(out), "--quick", "--quiet"]
     assert run_command("train", argv) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     capsys.readouterr()
@@ -219,6 +224,16 @@ def test_the_real_entry_point_prints_one_line_without_traceback(tmp_path):
         "and test/<class>/*.jpg"]
 
 
+@pytest.mark.parametrize("name", ["adversarial", "baseline", "cache", "cifar_transfer", "feature_extraction",
+                                  "hyperparams", "imbalance", "label_noise", "make_dataset", "review", "train"])
+def test_every_help_begins_with_a_whole_sentence(name, capsys):
+    module = importlib.import_module(f"experiments.{name}")
+    with pytest.raises(SystemExit):
+        module.parse_args(["--help"])
+    description = " ".join(capsys.readouterr().out.split("\n\n")[1].split())  # however argparse wraps it
+    assert description == module.__doc__.splitlines()[0] and description.endswith(".")
+
+
 @pytest.mark.slow
 def test_help_documents_the_common_flags():
     done = subprocess.run([sys.executable, "-m", "experiments.train", "--help"], cwd=Path(__file__).parents[1],
@@ -232,13 +247,17 @@ def test_help_documents_the_common_flags():
 
 @pytest.mark.slow
 def test_a_log_redirected_to_a_file_has_one_plain_line_per_epoch(image_tree, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "experiments.train", "--data-dir", str(image_tree[0]), "--out",
-                           str(tmp_path / "run"), "--quick", "--epochs", "2"], cwd=Path(__file__).parents[1],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "experiments.train", "--data", "benchmark", "--data-dir",
+                           str(image_tree[0]), "--out", str(tmp_path / "run"), "--quick", "--epochs", "2"],
+                          cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "\r" not in done.stdout and "\x1b" not in done.stdout  # no progress bars, no terminal codes
     epochs = [line for line in done.stdout.splitlines() if " - loss: " in line]
     assert len(epochs) == 2 and all("val_loss" in line and "val_balanced_accuracy" in line for line in epochs)
+    # and after each, the time so far and the time left
+    timed = [line for line in done.stdout.splitlines() if line.startswith("[1/1] small_cnn: epoch ")]
+    assert [line.split(" (")[0] for line in timed] == ["[1/1] small_cnn: epoch 1/2", "[1/1] small_cnn: epoch 2/2"]
+    assert all(re.fullmatch(r".* \(\d+:\d\d so far, about \d+:\d\d left\)", line) for line in timed), timed
     # the model kept is the epoch of highest validation balanced accuracy, and the report says which
     training = json.loads((tmp_path / "run" / "metrics.json").read_text())["runs"]["small_cnn"]["training"]
     scores = training["history"]["val_balanced_accuracy"]

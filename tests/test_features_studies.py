@@ -42,7 +42,7 @@ def test_the_feature_head_finds_planted_label_errors_on_separable_features():
 @pytest.mark.slow
 def test_imbalance_on_features_trains_every_strategy_that_applies_on_cached_features(image_tree, backbone, tmp_path):
     root, _ = image_tree
-    argv = ["--data-dir", str(root), "--quick", "--quiet", "--features", str(backbone)]
+    argv = ["--data", "benchmark", "--data-dir", str(root), "--quick", "--quiet", "--features", str(backbone)]
     assert run_command("imbalance", [*argv, "--out", str(tmp_path / "a")]) == 0
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert list(metrics["runs"]) == ["none", "class_weight", "oversample", "under", "over+under", "smote",
@@ -63,7 +63,8 @@ def test_imbalance_on_features_trains_every_strategy_that_applies_on_cached_feat
 def test_label_noise_on_features_flags_from_a_heads_out_of_fold_probabilities(image_tree, backbone, tmp_path):
     root, _ = image_tree
     out = tmp_path / "run"
-    assert run_command("label_noise", ["--data-dir", str(root), "--quick", "--quiet", "--out", str(out),
+    assert run_command("label_noise", ["--data", "benchmark", "--data-dir", str(root), "--quick", "--quiet", "--out",
+                                       str(out),
                                        "--features", str(backbone), "--detector", "head"]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["arguments"]["detect_strategy"] == config["arguments"]["strategy"] == "class_weight"
@@ -71,7 +72,9 @@ def test_label_noise_on_features_flags_from_a_heads_out_of_fold_probabilities(im
     detection = json.loads((out / "metrics.json").read_text())["runs"]["detection"]
     saved = np.load(out / "out_of_fold_probabilities.npz")
     assert saved["probabilities"].shape == (len(saved["labels"]), 3) and "f1" in detection["train"]
-    assert len((out / "flagged_relabel.csv").read_text().splitlines()) == 1 + detection["train"]["flagged"]
+    lines = (out / "flagged_relabel.csv").read_text().splitlines()
+    assert lines[0].startswith("# made from: ") and lines[1] == "index,label"
+    assert len(lines) == 2 + detection["train"]["flagged"]
     report = (out / "report.md").read_text()
     assert f"a softmax head on the penultimate features of `{backbone}`" in report and "flagged.png" in report
     assert f"## Features\n\nEvery model here is a softmax head on the penultimate features of `{backbone}` (64 per " \
@@ -83,7 +86,8 @@ def test_label_noise_detector_both_averages_the_head_with_the_source_fine_tuned_
         image_tree, backbone, tmp_path):
     root, _ = image_tree
     out = tmp_path / "run"
-    assert run_command("label_noise", ["--data-dir", str(root), "--quick", "--quiet", "--out", str(out),
+    assert run_command("label_noise", ["--data", "benchmark", "--data-dir", str(root), "--quick", "--quiet", "--out",
+                                       str(out),
                                        "--features", str(backbone)]) == 0  # --detector both: the default
     config = json.loads((out / "config.json").read_text())
     assert config["arguments"]["detector"] == "both" and config["arguments"]["repeats"] == 1
@@ -104,7 +108,8 @@ def test_label_noise_detector_both_averages_the_head_with_the_source_fine_tuned_
 def test_label_noise_on_a_keras_applications_backbone_reports_ranking_and_pairs(image_tree, tmp_path):
     root, _ = image_tree
     out = tmp_path / "run"
-    assert run_command("label_noise", ["--data-dir", str(root), "--quick", "--quiet", "--out", str(out),
+    assert run_command("label_noise", ["--data", "benchmark", "--data-dir", str(root), "--quick", "--quiet", "--out",
+                                       str(out),
                                        "--backbone", "MobileNetV3Small", "--weights", "none", "--backbone-size",
                                        "32"]) == 0
     config = json.loads((out / "config.json").read_text())

@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).parents[1] / "keras_apml"
 
 # Bottom first, as keras_apml/__init__.py describes them; a module may import its own layer's and those below.
 LAYERS = [
-    ("errors", "atomic", "progress", "machine", "cache", "safe_pickle", "image_files", "npz"),
+    ("errors", "backend", "atomic", "progress", "machine", "cache", "safe_pickle", "image_files", "npz"),
     ("recipe", "imbalance", "noise"),
     ("stratified", "label_files", "dataset", "cifar10", "benchmark", "folders", "augmentation", "pipeline"),
     ("custom_objects", "keras_internals", "models", "backbones", "evaluation", "optimization", "checkpoints", "devices",

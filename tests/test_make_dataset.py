@@ -1,5 +1,6 @@
 """The known-truth dataset command: exact draws and noise counts, the benchmark as a preset, refusals."""
 
+import csv
 import json
 
 import numpy as np
@@ -47,6 +48,34 @@ def four_classes(root, per_class=20):
     return root
 
 
+def test_a_flat_source_makes_a_flat_tree_whose_truth_reads_back_whatever_its_class_names(tmp_path):
+    """Class names holding a comma and a quote are quoted in truth.csv; a flat source gives a flat tree, which every
+    study splits (train, validation and test) as it splits any."""
+    from experiments import _contract, make_dataset
+
+    from keras_apml import folders
+
+    root = tmp_path / "src"
+    for c, name in enumerate(('say "cheese"', "a, b")):
+        (root / name).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(np.full((8, 8, 3), c * 100 + i, np.uint8)).save(root / name / f"{i}.png")
+    out = tmp_path / "study"
+    with pytest.raises(SystemExit) as done:
+        _contract.run(make_dataset.main, ["--data-dir", str(root), "--out", str(out), "--noise-rate", "0.25"],
+                      tensorflow=False)
+    assert done.value.code == 0 and sorted(p.name for p in out.iterdir()) == [
+        "a, b", "dataset.json", 'say "cheese"', "truth.csv"]
+    text = (out / "truth.csv").read_text()
+    rows = list(csv.reader(text.splitlines()))
+    assert rows[0] == ["path", "label"] and {r[1] for r in rows[1:]} == {"a, b", 'say "cheese"'} and len(rows) == 25
+    assert '\n"say ""cheese""/0000' in text and ',"a, b"\n' in text  # quoted as CSV quotes
+    data = folders.load(out, truth=out / "truth.csv")
+    assert set(data) == {"train", "validation", "test"} and data.class_names == ("a, b", 'say "cheese"')
+    assert sum(len(split) for split in data.values()) == 24
+    assert sum(int(np.sum(split.y != split.y_true)) for split in data.values()) == 6  # 0.25 of each class's 12
+
+
 @pytest.mark.slow
 def test_pairs_and_a_symmetric_rate_relabel_exact_counts(tmp_path):
     root = four_classes(tmp_path / "src")
@@ -54,10 +83,10 @@ def test_pairs_and_a_symmetric_rate_relabel_exact_counts(tmp_path):
     assert run_command("make_dataset", ["--data-dir", str(root), "--out", str(out), "--train-counts",
                                         "a=20,b=10,c=8,d=4", "--noise", "b->a:0.5,c->a:0.25,c->b:0.25",
                                         "--seed", "5"]) == 0
-    made = json.loads((out / "dataset.json").read_text())["splits"]["train"]
+    made = json.loads((out / "dataset.json").read_text())["splits"]["all"]  # a flat source: one split, written flat
     assert made["wrong"] == {"b->a": 5, "c->a": 2, "c->b": 2}
     assert made["observed"] == {"a": 27, "b": 7, "c": 4, "d": 4}
-    assert len(truth(out)) == 42 and not (out / "test").exists()
+    assert len(truth(out)) == 42 and not (out / "test").exists() and not (out / "train").exists()  # flat, as its source
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(4), 50)
     idx, y_true, y_observed = noise.draw(y, [(k, 50) for k in range(4)], rng, symmetric=0.2)

@@ -49,3 +49,36 @@ def test_predicting_in_steps_gives_what_one_predict_gives(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(" (")[0] for line in lines] == ["train: 32/70 images", "train: 64/70 images",
                                                        "train: 70/70 images"]
+
+
+def test_a_study_of_known_epochs_estimates_its_whole_time_from_its_first_epoch(capsys):
+    from keras_apml.progress import StudyProgress
+
+    clock = Clock()
+    study = StudyProgress(3, clock=clock, epochs=[0, 4, 2])  # the first step kept from an earlier call
+    study("1_raw", kept=True)
+    study("2_standardized")
+    for done in (1, 2, 3, 4):
+        clock.now += 10.0  # 10 s an epoch
+        study.epoch(done, 4)
+    study("vgg19 (head 2 epochs)", name="vgg19")
+    clock.now += 4.0
+    study.epoch(1, 2)
+    assert capsys.readouterr().out.splitlines() == [
+        "[1/3] 1_raw: recorded in an earlier call, kept",
+        "[2/3] 2_standardized",
+        "[2/3] 2_standardized: epoch 1/4 (0:10 so far, about 0:50 left)",  # 3 + 2 epochs at 10 s
+        "[2/3] 2_standardized: epoch 2/4 (0:20 so far, about 0:40 left)",
+        "[2/3] 2_standardized: epoch 3/4 (0:30 so far, about 0:30 left)",
+        "[2/3] 2_standardized: epoch 4/4 (0:40 so far, about 0:20 left)",
+        "[3/3] vgg19 (head 2 epochs) (0:40 so far, about 0:20 left)",
+        "[3/3] vgg19: epoch 1/2 (0:44 so far, about 0:09 left)"]  # 44 s over 5 epochs, 1 left
+
+
+def test_a_quiet_study_prints_no_epoch_line(capsys):
+    from keras_apml.progress import StudyProgress
+
+    study = StudyProgress(1, quiet=True, clock=Clock(), epochs=[2])
+    study("x")
+    study.epoch(1, 2)
+    assert capsys.readouterr().out == ""

@@ -523,7 +523,10 @@ def test_the_page_in_chromium_decides_by_keyboard_keeps_decisions_over_a_reload_
     assert {k: v for k, v in after.items() if k in study_files} == study_files  # the study's files untouched
     assert set(after) - set(study_files) == {"review_decisions.json", "reviewed_relabel.csv"}
     out = tmp_path / "train"
-    assert run_command("train", ["--data-dir", str(image_tree[0]), "--out", str(out), "--quick", "--quiet",
+    assert run_command("train", ["--data", "benchmark", "--data-dir", str(image_tree[0]), "--out", str(out),
+                                 "--quick", "--quiet",
                                  "--relabel", str(run / "reviewed_relabel.csv")]) == 0
     dropped = sum(r.endswith(",drop") for r in rows)
-    assert f"{len(rows) - dropped} labels changed, {dropped} images dropped" in (out / "report.md").read_text()
+    changed = len(rows) - dropped
+    assert (f"{changed} label{'s' * (changed != 1)} changed, {dropped} image{'s' * (dropped != 1)} dropped"
+            in (out / "report.md").read_text())

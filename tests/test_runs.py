@@ -157,3 +157,20 @@ def test_progress_gives_the_time_left_from_the_steps_trained(capsys):
         "[3/6] under seed 0: recorded in an earlier call, kept (4:10 so far, about 8:20 left)",  # 125 s a step
         "[4/6] smote seed 0 (4:10 so far, about 6:15 left)",  # the kept step took no time: 125 s a step, 3 to go
     ]
+
+
+def test_a_resumed_run_removes_the_temporary_files_a_killed_call_left_and_nothing_else(tmp_path):
+    run = runs.RunDir.open("demo", tmp_path / "r", SETTINGS)
+    run.record("a", {})
+    run.close()
+    (tmp_path / "r" / "backup_a").mkdir()
+    left = [tmp_path / "r" / ".model.keras.k3_9zq0a.keras",  # as atomic_path names them, and a kill leaves them
+            tmp_path / "r" / "backup_a" / ".epoch-000002.weights.h5.0a1b2c3d.weights.h5"]
+    kept = [tmp_path / "r" / ".mine", tmp_path / "r" / "backup_a" / "epoch-000001.weights.h5",
+            tmp_path / "r" / ".notes.txt.short.txt"]
+    for path in left + kept:
+        path.write_bytes(b"half")
+    with atomic.atomic_path(tmp_path / "elsewhere" / "model.keras") as tmp:  # the names are the module's own
+        assert atomic.leftover(tmp.name) == "model.keras"
+    runs.RunDir.open("demo", tmp_path / "r", SETTINGS)
+    assert not any(p.exists() for p in left) and all(p.read_bytes() == b"half" for p in kept)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from conftest import run_command
 
+from experiments import _data
 from keras_apml import benchmark, label_files, npz, trainer
 
 
@@ -37,7 +38,7 @@ def test_baseline_reports_the_always_car_rule_beside_the_network(quick_run):
 def test_imbalance_table_has_every_strategy_and_seed_and_saves_the_best(image_tree, tmp_path):
     root, _ = image_tree
     out = tmp_path / "run"
-    argv = ["--data-dir", str(root), "--out", str(out), "--quick", "--quiet",
+    argv = ["--data", "benchmark", "--data-dir", str(root), "--out", str(out), "--quick", "--quiet",
             "--strategies", "none,random_over", "--seeds", "0,1", "--model", "small_cnn"]
     assert run_command("imbalance", argv) == 0
     metrics = _metrics(out)
@@ -76,9 +77,11 @@ def test_label_noise_writes_a_relabel_file_that_train_can_apply(quick_run, image
     assert saved["probabilities"].shape == (281, 3) and len(saved["flagged"]) == detection["train"]["flagged"]
     bench = benchmark.load_benchmark(root, 0, quick=True)
     relabelled, record = label_files.apply_relabel_file(bench["train"].y, out / "flagged_relabel.csv",
-                                                        bench.class_names)
+                                                        bench.class_names,
+                                                        made_from=_data.positions_made_from(bench, ["train"]))
     assert record["rows"] == detection["train"]["flagged"]
-    assert run_command("train", ["--data-dir", str(root), "--out", str(tmp_path / "t"), "--quick", "--quiet",
+    assert run_command("train", ["--data", "benchmark", "--data-dir", str(root), "--out", str(tmp_path / "t"),
+                                 "--quick", "--quiet",
                                  "--relabel", str(out / "flagged_relabel.csv")]) == 0
 
 
@@ -148,7 +151,8 @@ def test_hyperparams_marks_a_diverged_learning_rate_and_never_scores_it(image_tr
     monkeypatch.setitem(hyperparams.SWEEPS, "lr", ("lr", (1e-3, 1e9)))
     root, _ = image_tree
     out = tmp_path / "run"
-    argv = ["--data-dir", str(root), "--out", str(out), "--quick", "--quiet", "--sweep", "lr,epochs",
+    argv = ["--data", "benchmark", "--data-dir", str(root), "--out", str(out), "--quick", "--quiet", "--sweep",
+            "lr,epochs",
             "--strategy", "class_weight", "--epochs", "2", "--model", "small_cnn"]
     assert run_command("hyperparams", argv) == 0
     sweep = _metrics(out)["runs"]["lr"]
@@ -174,7 +178,8 @@ def test_hyperparams_marks_a_diverged_learning_rate_and_never_scores_it(image_tr
 ])
 def test_bad_input_is_one_error_line(image_tree, tmp_path, capsys, name, argv, message):
     root, _ = image_tree
-    status = run_command(name, ["--data-dir", str(root), "--out", str(tmp_path / "run"), "--quick", *argv])
+    status = run_command(name, ["--data", "benchmark", "--data-dir", str(root), "--out", str(tmp_path / "run"),
+                                "--quick", *argv])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and err[0].startswith("error:") and message in err[0]
 
@@ -183,7 +188,8 @@ def test_bad_input_is_one_error_line(image_tree, tmp_path, capsys, name, argv, m
 def test_a_resumed_study_trains_only_what_an_earlier_call_did_not_record(image_tree, tmp_path, monkeypatch):
     root, _ = image_tree
     out = tmp_path / "run"
-    argv = ["--data-dir", str(root), "--out", str(out), "--quick", "--quiet", "--model", "small_cnn",
+    argv = ["--data", "benchmark", "--data-dir", str(root), "--out", str(out), "--quick", "--quiet", "--model",
+            "small_cnn",
             "--strategies", "none,class_weight"]
     assert run_command("imbalance", argv) == 0
     metrics = _metrics(out)
@@ -228,7 +234,8 @@ def test_a_resumed_label_noise_run_keeps_its_detection(quick_run, image_tree, tm
     retrained, train = [], trainer.train
     monkeypatch.setattr(trainer, "train", lambda name, x, y, *a, **k: retrained.append(len(y)) or train(name, x, y,
                                                                                                         *a, **k))
-    assert run_command("label_noise", ["--data-dir", str(image_tree[0]), "--out", str(out), "--quick",
+    assert run_command("label_noise", ["--data", "benchmark", "--data-dir", str(image_tree[0]), "--out", str(out),
+                                       "--quick",
                                        "--quiet"]) == 0
     after = _metrics(out)
     assert retrained == [after["runs"]["true"]["training_images"]]  # only the missing retraining
@@ -254,7 +261,8 @@ def test_a_resumed_label_noise_run_detects_again_when_its_saved_probabilities_ar
     saved.write_bytes(saved.read_bytes()[:100])  # truncated by a kill or a full disk
     detections, flag = [], label_noise.flag_in_rounds
     monkeypatch.setattr(label_noise, "flag_in_rounds", lambda *a, **k: detections.append(1) or flag(*a, **k))
-    assert run_command("label_noise", ["--data-dir", str(image_tree[0]), "--out", str(out), "--quick",
+    assert run_command("label_noise", ["--data", "benchmark", "--data-dir", str(image_tree[0]), "--out", str(out),
+                                       "--quick",
                                        "--quiet"]) == 0
     assert detections == [1] and _metrics(out)["finished"]
     train = benchmark.load_benchmark(image_tree[0], quick=True)["train"]
