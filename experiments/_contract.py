@@ -5,8 +5,10 @@ InputError, a full disk), Ctrl-C and ``kill`` each end in one line, and the
 run directories it holds are released.
 """
 
+import os
 import signal
 import sys
+import warnings
 
 from experiments._rundir import AlreadyFinished, RunDir
 from keras_apml.errors import InputError
@@ -15,6 +17,11 @@ from keras_apml.errors import InputError
 def one_line(message):
     """``message`` on one line: a library's text may carry newlines (HDF5's does), the contract's line may not."""
     return " ".join(str(message).split())
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None):
+    """A library's warning (cleanlab's: a class too small to flag every issue in) as one line, not its source."""
+    print(f"warning: {one_line(message)}", file=sys.stderr, flush=True)
 
 
 class Terminated(Exception):
@@ -29,11 +36,13 @@ def run(main, argv=None, tensorflow=True):
     """Call ``main(argv)``: bad input, a full disk or any other I/O failure is one ``error:`` line and status 2.
 
     A finished run asked for again prints that it is finished (status 0);
-    Ctrl-C prints one line (status 130), ``kill`` too (status 143). Run
+    Ctrl-C prints one line (status 130), ``kill`` too (status 143); a warning is one ``warning:`` line. Run
     directories are released. A command that trains nothing passes
     ``tensorflow=False`` and starts without TensorFlow's import.
     """
     previous = signal.signal(signal.SIGTERM, _terminate)
+    shown = warnings.showwarning
+    warnings.showwarning = _warning_line
     try:
         if tensorflow and not any(flag in (argv if argv is not None else sys.argv) for flag in ("-h", "--help")):
             from keras_apml import backend  # noqa: F401 - TensorFlow imported, quietly: the error line is the only line
@@ -56,5 +65,10 @@ def run(main, argv=None, tensorflow=True):
         status = 143
     finally:
         signal.signal(signal.SIGTERM, previous)
+        warnings.showwarning = shown
         RunDir.close_all()
+    if argv is None and status in (130, 143):  # the command itself, stopped: its line said it, and nothing is left
+        sys.stdout.flush()  # to write; TensorFlow's teardown would hold the terminal for seconds more
+        sys.stderr.flush()
+        os._exit(status)
     sys.exit(status or 0)

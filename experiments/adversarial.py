@@ -1,6 +1,6 @@
 """Adversarial examples against a trained model: FGSM and PGD epsilon sweeps, targeted attacks, examples.
 
-    python -m experiments.adversarial --data-dir /tmp/data/cifar10-jpeg
+    python -m experiments.adversarial --data benchmark --data-dir /tmp/data/cifar10-jpeg
     python -m experiments.adversarial --model runs/cifar_transfer/<stamp>/3_augmented.keras --attack pgd
 
 The default model is best.keras of the newest ``experiments.imbalance`` run

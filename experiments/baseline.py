@@ -1,6 +1,6 @@
 """Car/truck/cat: look at the data, then train the course's naive baseline and show it collapses to "car".
 
-    python -m experiments.baseline --data-dir /tmp/data/cifar10-jpeg
+    python -m experiments.baseline --data benchmark --data-dir /tmp/data/cifar10-jpeg
 
 The data section plots the class counts (observed and true labels, train and
 dev), sample images per class and images whose observed label is wrong. The

@@ -1,6 +1,6 @@
 """Car/truck/cat: learning rate, batch size, epochs, optimiser, weight decay and schedule, one sweep each.
 
-    python -m experiments.hyperparams --data-dir /tmp/data/cifar10-jpeg
+    python -m experiments.hyperparams --data benchmark --data-dir /tmp/data/cifar10-jpeg
     python -m experiments.hyperparams --sweep lr,optimizer --epochs 10
 
 Every configuration trains the recipe (changed in one setting) with the

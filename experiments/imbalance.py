@@ -1,6 +1,6 @@
 """Car/truck/cat: every imbalance strategy from the same initial weights, mean ± std over seeds, on dev.
 
-    python -m experiments.imbalance --data-dir /tmp/data/cifar10-jpeg
+    python -m experiments.imbalance --data benchmark --data-dir /tmp/data/cifar10-jpeg
     python -m experiments.imbalance --strategies none,class_weight,two_stage --seeds 0,1,2,3,4
 
 For each seed, every strategy's model starts from the same initial weights

@@ -1,6 +1,6 @@
 """Car/truck/cat: find the wrong labels with confident learning (cleanlab), then retrain without them.
 
-    python -m experiments.label_noise --data-dir /tmp/data/cifar10-jpeg
+    python -m experiments.label_noise --data benchmark --data-dir /tmp/data/cifar10-jpeg
     python -m experiments.review runs/label_noise/<stamp>     # review the flags in your browser
     python -m experiments.train --relabel runs/label_noise/<stamp>/reviewed_relabel.csv
 

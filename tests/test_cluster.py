@@ -113,7 +113,7 @@ def test_bad_cluster_flags_are_one_error_line_before_anything_is_created(flags, 
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "2s")
+    monkeypatch.setattr(cluster, "CONNECT_SECONDS", 2)
     out = tmp_path / "run"
     status = run_command("imbalance", ["--data", "benchmark", "--data-dir", str(image_tree[0]), "--out", str(out),
                                        "--quick", "--quiet",

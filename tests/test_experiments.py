@@ -265,3 +265,22 @@ def test_a_log_redirected_to_a_file_has_one_plain_line_per_epoch(image_tree, tmp
     report = (tmp_path / "run" / "report.md").read_text()
     assert (f"The model keeps the weights of epoch {training['best_epoch']}" in report
             or "The last epoch had the highest validation balanced accuracy" in report)
+
+
+def test_a_librarys_warning_is_one_line_and_the_handler_is_restored(capsys):
+    import warnings
+
+    from experiments import _contract
+
+    def main(argv):
+        warnings.warn("May not flag all label issues in class: 2, it has too few examples\n(see "
+                      "`min_examples_per_class` argument)", UserWarning, stacklevel=1)
+        return 0
+
+    before = warnings.showwarning
+    with pytest.raises(SystemExit) as done:
+        _contract.run(main, [], tensorflow=False)
+    assert done.value.code == 0 and warnings.showwarning is before
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: May not flag all label issues in class: 2, it has too few examples (see `min_examples_per_class` "
+        "argument)"]
