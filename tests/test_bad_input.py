@@ -516,3 +516,40 @@ def test_an_init_model_of_another_architecture_fails_a_study_before_its_run_open
     err = capsys.readouterr().err.splitlines()
     assert status == 2 and len(err) == 1 and "not the same architecture" in err[0]
     assert not (tmp_path / "run").exists()
+
+
+def _command(*argv, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "experiments.train", *argv], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+@pytest.mark.slow
+def test_a_file_size_limit_met_by_the_backup_is_one_line_and_status_2(image_tree, tmp_path):
+    """ulimit -f: the backup's write fails with EFBIG; HDF5 never holds the file, so no crash at exit and no
+    second line of its text."""
+    import resource
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))  # bytes: less than a backup of small_cnn
+
+    done = _command("--data", "benchmark", "--data-dir", str(image_tree[0]), "--out", str(tmp_path / "run"),
+                    "--quick", "--quiet", "--no-cache", preexec_fn=limited)
+    out, err = done.communicate(timeout=300)
+    assert done.returncode == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("error: File too large (") and "epoch-000001.weights.h5); files written before are intact" \
+        in err
+
+
+@pytest.mark.slow
+def test_a_kill_ends_the_command_right_after_its_one_line(image_tree, tmp_path):
+    import signal
+
+    done = _command("--data", "benchmark", "--data-dir", str(image_tree[0]), "--out", str(tmp_path / "run"),
+                    "--quick", "--epochs", "1000")
+    for line in done.stdout:  # redirected: a plain line after each epoch
+        if ": epoch 1/1000 (" in line:
+            break
+    done.send_signal(signal.SIGTERM)
+    _, err = done.communicate(timeout=60)
+    assert done.returncode == 143
+    assert err.splitlines() == ["error: stopped by a signal (SIGTERM); run the same command again to resume"]

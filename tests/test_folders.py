@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from keras_apml import folders
+from keras_apml.cifar10 import CIFAR10_CLASSES
 from keras_apml.errors import InputError
 
 
@@ -282,3 +283,26 @@ def test_train_streams_past_its_memory_budget(tmp_path, capsys):
     assert "streaming them from their files" in capsys.readouterr().out
     config = json.loads((out / "config.json").read_text())["data"]
     assert config["streamed"] is True and config["sizes"] == {"train": 25, "validation": 7, "test": 8}
+
+
+def test_a_tree_whose_classes_are_named_as_cifar10s_is_your_own_folder_unless_told_otherwise(image_tree, tmp_path):
+    """Ten class folders named as CIFAR-10's: every study reads them as your data (truth file and all); the
+    benchmark is drawn from them only with --data benchmark, CIFAR-10 read with --data cifar10."""
+    from experiments import _data, feature_extraction, label_noise, train
+
+    root = image_tree[0]
+    paths = sorted(p.relative_to(root).as_posix() for p in root.glob("*/*/*.png"))
+    (tmp_path / "truth.csv").write_text("path,label\n" + "".join(f"{p},{p.split('/')[1]}\n" for p in paths))
+    args = label_noise.parse_args(["--data-dir", str(root), "--true-labels", str(tmp_path / "truth.csv"), "--quick"])
+    assert args.data == "folder"
+    data = _data.load(args, "benchmark")
+    assert data.class_names == CIFAR10_CLASSES and set(data) == {"train", "dev"}
+    assert np.array_equal(data["train"].y, data["train"].y_true) and len(data["train"]) == 500  # the --quick subset
+    assert train.parse_args(["--data-dir", str(root)]).data == "folder"
+    assert feature_extraction.parse_args(["--data-dir", str(root), "--model", "m.keras"]).data == "folder"
+    drawn = _data.load(label_noise.parse_args(["--data", "benchmark", "--data-dir", str(root), "--quick"]),
+                       "benchmark")
+    assert drawn.class_names == ("car", "truck", "cat")
+    assert train.parse_args(["--data", "cifar10", "--data-dir", str(root)]).data == "cifar10"
+    with pytest.raises(InputError, match="--true-labels concerns your own image folders: they need --data folder"):
+        label_noise.parse_args(["--data", "benchmark", "--data-dir", str(root), "--true-labels", "t.csv"])

@@ -425,10 +425,22 @@ def test_review_refuses_what_is_not_a_finished_label_noise_run(quick_run, tmp_pa
     other = tmp_path / "other"
     other.mkdir()
     (other / "metrics.json").write_text(json.dumps({"experiment": "train", "finished": "2026-12-03"}))
+    crafted, nested, unlabelled = tmp_path / "crafted", tmp_path / "nested", tmp_path / "unlabelled"
+    for copy in (crafted, nested, unlabelled):
+        shutil.copytree(finished, copy)
+    saved = dict(np.load(finished / "review.npz"))
+    np.savez(crafted / "review.npz", **{**saved, "index": saved["index"][:, None]})  # 2-D: once served, then a crash
+    (nested / "review_decisions.json").write_text("[" * 100_000)
+    digest = review.load_review_set(finished / "review.npz").digest()
+    (unlabelled / "review_decisions.json").write_text(json.dumps({"review_set": digest, "log": [
+        {"time": "2026-12-08T00:00:00+00:00", "item": 0, "decision": "drop"}]}))
     rows = [([str(tmp_path / "missing")], "is not a directory: give a label_noise run directory"),
             ([str(other)], "is not a label_noise run \\(experiment 'train'\\)"),
             ([str(unfinished)], "holds a label_noise run that has not finished"),
             ([str(older)], "has no review.npz: it was made before reviews were saved"),
+            ([str(crafted)], "review.npz: its index is not what this tool writes"),
+            ([str(nested)], "cannot read the decisions in .*review_decisions.json \\(RecursionError\\)"),
+            ([str(unlabelled)], "review_decisions.json: an entry of its log lacks its item, decision or label"),
             ([str(finished), "--port", "70000"], "argument --port: expected a port in 0..65535, got '70000'"),
             ([str(finished), "--host", "256.1.1.1"], "cannot listen on 256.1.1.1:0")]
     import re
@@ -436,7 +448,7 @@ def test_review_refuses_what_is_not_a_finished_label_noise_run(quick_run, tmp_pa
     from experiments import review as command
 
     for argv, message in rows:
-        before = {d: snapshot(d) for d in (finished, unfinished, older)}
+        before = {d: snapshot(d) for d in (finished, unfinished, older, crafted, nested, unlabelled)}
         capsys.readouterr()
         with pytest.raises(SystemExit) as e:
             from experiments import _contract
