@@ -17,6 +17,7 @@ import numpy as np
 
 from experiments import _contract, _data, _flags, _output
 from keras_apml import progress, report
+from keras_apml.cifar10 import CIFAR10_CLASSES
 from keras_apml.errors import InputError
 
 EPS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
@@ -95,8 +96,10 @@ def load_evaluation_set(args, num_classes, input_size):
     else:
         data = _data.load(args, kind)
     if len(data.class_names) != num_classes:
+        hint = " (a car/truck/cat model: --data benchmark draws the benchmark from this CIFAR-10 tree)" if (
+            num_classes == 3 and tuple(data.class_names) == CIFAR10_CLASSES) else ""
         raise InputError(f"the model has {num_classes} classes; {args.data_dir} has {len(data.class_names)}: "
-                         f"{', '.join(data.class_names)}")
+                         f"{', '.join(data.class_names)}{hint}")
     name = "dev" if kind == "benchmark" else "test"
     scored = data[name]
     return scored.x.astype(np.float32) / 255.0, scored.y, scored.y_true, tuple(data.class_names), name

@@ -247,6 +247,9 @@ ROWS = [
     ("adversarial", ["--model", "{model3}", "--target", "horse"], "unknown --target 'horse'; classes: car, truck, cat"),
     ("adversarial", ["--model", "{model3}", "--data", "cifar10"], "the model has 3 classes but --data cifar10 has 10"),
     ("adversarial", ["--model", "missing.keras"], "model missing.keras does not exist"),
+    ("adversarial", ["--data", "folder", "--model", "{model3}"],
+     "the model has 3 classes; .* has 10: airplane, .*, truck \\(a car/truck/cat model: --data benchmark draws the "
+     "benchmark from this CIFAR-10 tree\\)"),
     ("cifar_transfer", ["--runs", "1,4"],
      "unknown '4'; --runs takes comma-separated names from 1, 2, 3, vgg19, airbench"),
     ("cifar_transfer", ["--dropout", "nan"], "argument --dropout: expected a finite number"),
