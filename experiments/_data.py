@@ -146,7 +146,7 @@ def load_folder(args, val_fraction, seed, streams=False):
             "SC_PHYS_PAGES") / 4
     data = folders.load(root, args.image_size, val_fraction=val_fraction, test_fraction=args.test_fraction,
                         seed=seed, skip_unreadable=args.skip_unreadable, verbose=_output.verbosity(args),
-                        memory_budget=budget, truth=args.true_labels)
+                        memory_budget=budget, truth=args.true_labels, labels=args.labels)
     if data.streamed:
         _output.say(args, f"the images would take more than {budget / 1e6:.0f} MB decoded: streaming them from "
                           "their files")

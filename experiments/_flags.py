@@ -208,9 +208,16 @@ def add_image_folder(p):
                        help="past this many megabytes of decoded images, leave them in their files and stream them "
                             "through tf.data (train, feature_extraction, label_noise) (default: a quarter of this "
                             "machine's memory)")
-    group.add_argument("--true-labels", default=None, metavar="CSV",
-                       help="the true class of every image (path,label per row, as experiments.make_dataset writes "
-                            "truth.csv): metrics against true labels too")
+    group.add_argument("--labels", default=None, metavar="CSV[:COLUMN]",
+                       help="the observed labels from a file instead of the class folders' names: path,label rows "
+                            "(as annotation tools export them), or COLUMN of a wider CSV whose first row names its "
+                            "columns and whose column path holds the paths (e.g. cifar10n-labels.csv:worst); every "
+                            "training image needs a row, another split's image without one keeps its folder's label")
+    group.add_argument("--true-labels", default=None, metavar="CSV[:COLUMN]",
+                       help="the true class of every training image (path,label per row, as "
+                            "experiments.make_dataset writes truth.csv, or COLUMN of a wider CSV as --labels): "
+                            "metrics against true labels too; another split's image without a row is taken to be "
+                            "labelled right")
 
 
 def image_size(text):
@@ -372,7 +379,7 @@ def names_list(choices, flag):
 def given_folder_flags(args):
     """The image-folder flags set away from their defaults."""
     defaults = {"image_size": None, "test_fraction": TEST_FRACTION, "skip_unreadable": False, "true_labels": None,
-                "memory_budget": None}
+                "labels": None, "memory_budget": None}
     return [f"--{k.replace('_', '-')}" for k, v in defaults.items() if getattr(args, k, v) != v]
 
 

@@ -82,7 +82,7 @@ def load_data(args):
     if args.data == "folder":
         record.update(root=data.source, layout=data.layout, image_size=list(data.image_size),
                       classes=list(data.class_names), skipped=[{"path": p, "reason": r} for p, r in data.skipped],
-                      true_labels=args.true_labels, streamed=data.streamed)
+                      true_labels=args.true_labels, labels=args.labels, streamed=data.streamed)
     record["sizes"] = {name: len(split) for name, split in data.splits.items()}
     return data, record
 
@@ -98,6 +98,8 @@ def describe_data(record):
     h, w = record["image_size"]
     text = (f"your image folders `{record['root']}` ({record['layout']}; {len(record['classes'])} classes: "
             f"{', '.join(record['classes'])}; images at {h}x{w})")
+    if record.get("labels"):
+        text += f"; the observed labels from `{record['labels']}`, not the class folders"
     if record["skipped"]:
         shown = "; ".join(f"`{s['path']}` ({s['reason']})" for s in record["skipped"][:10])
         text += f"; {len(record['skipped'])} unreadable file(s) left out: {shown}"

@@ -23,7 +23,7 @@ in their files instead (:class:`FileImages`) and are streamed.
 
 import hashlib
 import warnings
-from pathlib import Path, PurePath
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -33,7 +33,7 @@ from keras_apml import cache
 from keras_apml.dataset import Dataset, Split
 from keras_apml.errors import InputError
 from keras_apml.image_files import IMAGE_EXTENSIONS, is_hidden, is_image_file
-from keras_apml.label_files import read_csv
+from keras_apml.label_files import read_labels
 from keras_apml.progress import StepProgress
 
 SPLIT_FOLDERS = ("train", "val", "test")
@@ -179,7 +179,7 @@ def _reason(error):
 
 
 def load(root, image_size=None, val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION, seed=0,
-         skip_unreadable=False, verbose=0, memory_budget=None, truth=None):
+         skip_unreadable=False, verbose=0, memory_budget=None, truth=None, labels=None):
     """Decode an image-folder tree into a :class:`~keras_apml.dataset.Dataset`, from the cache when it was
     decoded before.
 
@@ -189,16 +189,38 @@ def load(root, image_size=None, val_fraction=VAL_FRACTION, test_fraction=TEST_FR
     module's text). ``verbose`` shows the progress of decoding (Keras's
     convention). Past ``memory_budget`` bytes of decoded images, every
     file is decoded once to check it and then left where it is: the splits
-    hold :class:`FileImages`, streamed through tf.data. ``truth`` is a
-    truth file (:func:`read_truth`) giving every image's true class.
+    hold :class:`FileImages`, streamed through tf.data. ``labels`` is a
+    labels file (``FILE`` or ``FILE:COLUMN``, :func:`keras_apml.label_files.read_labels`) whose labels replace
+    the class folders' as the observed labels; ``truth`` one giving the true classes. Each must name every
+    training image (train and validation); an image of another split without a row keeps its folder's label
+    (taken to be right), and a row that names no image of the tree is an error.
     """
     root = Path(root).expanduser().resolve()
     data = _load(root, image_size, val_fraction, test_fraction, seed, skip_unreadable, verbose, memory_budget)
-    if truth is None:
-        return data
-    mapping = read_truth(truth, data.class_names)
-    return data.replace(**{name: split.replace(y_true=true_labels(mapping, split.paths, truth))
-                           for name, split in data.splits.items()})
+    for spec, what, field in ((labels, "labels file", "y"), (truth, "truth file", "y_true")):
+        if spec is not None:
+            data = _labelled(data, read_labels(spec, what, data.class_names), f"the {what} {spec}", field)
+    return data
+
+
+TRAINING_SPLITS = ("train", "validation")
+
+
+def _labelled(data, mapping, source, field):
+    """``data`` with each image's ``field`` (observed ``y`` or true ``y_true``) from ``mapping``; ``source`` names
+    the file in errors."""
+    known = {p for split in data.values() for p in split.paths} | {p for p, _ in data.skipped}
+    stray = [p for p in mapping if p not in known]
+    if stray:
+        raise InputError(f"{source} names {len(stray)} path(s) that are no image of {data.source}, e.g. "
+                         f"{stray[0][:200]!r}")
+    missing = [p for name in TRAINING_SPLITS if name in data.splits for p in data[name].paths if p not in mapping]
+    if missing:
+        shown = ", ".join(repr(p[:200]) for p in missing[:5])
+        raise InputError(f"{source} has no row for {len(missing)} training image(s): {shown}"
+                         f"{f' and {len(missing) - 5} more' if len(missing) > 5 else ''}")
+    return data.replace(**{name: split.replace(**{field: np.array([mapping.get(p, y) for p, y in zip(
+        split.paths, split.y)], dtype=np.int64)}) for name, split in data.items()})
 
 
 def _load(root, image_size, val_fraction, test_fraction, seed, skip_unreadable, verbose, memory_budget):
@@ -319,30 +341,3 @@ def _from_arrays(arrays, root, layout):
     return Dataset(splits, tuple(str(c) for c in arrays["class_names"]), str(root), layout, skipped)
 
 
-def read_truth(path, class_names):
-    """A truth file (CSV ``path,label``: each image's path relative to the dataset root and its true class
-    name, as ``experiments.make_dataset`` writes it) as ``{path: label index}``, every row checked."""
-    path = Path(path).expanduser()
-    _, rows = read_csv(path, "truth file", ("path", "label"))
-    truth = {}
-    for line, row in enumerate(rows, start=1):
-        if len(row) != 2:
-            raise InputError(f"{path}: row {line} should be 'path,label'")
-        image, label = row[0].strip(), row[1].strip()
-        if PurePath(image).is_absolute() or ".." in PurePath(image).parts:
-            raise InputError(f"{path}: row {line}: {image[:200]!r} lies outside the data tree; a truth file names "
-                             "each image by its path relative to the dataset root")
-        if label not in class_names:
-            raise InputError(f"{path}: row {line}: class {label[:40]!r} is not one of {', '.join(class_names)}")
-        if image in truth:
-            raise InputError(f"{path}: {image[:200]!r} appears twice")
-        truth[image] = class_names.index(label)
-    return truth
-
-
-def true_labels(truth, paths, source):
-    """The true labels of ``paths`` from a :func:`read_truth` mapping; an image it leaves out is an error."""
-    missing = [p for p in paths if p not in truth]
-    if missing:
-        raise InputError(f"the truth file {source} has no row for {len(missing)} image(s), e.g. {missing[0]!r}")
-    return np.array([truth[p] for p in paths], dtype=np.int64)

@@ -5,7 +5,7 @@ import csv
 import hashlib
 import json
 import stat
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 
@@ -44,12 +44,57 @@ def read_text(path, what, limit=MAX_BYTES):
 
 def read_csv(path, what, header):
     """``(text, rows)`` of a UTF-8 CSV file (:func:`read_text`): blank and ``#`` rows left out, a first row equal to
-    ``header`` too."""
+    ``header`` (where one is given) too."""
     text = read_text(path, what)
     rows = [row for row in csv.reader(text.splitlines()) if row and not row[0].startswith("#")]
-    if rows and tuple(c.strip().lower() for c in rows[0][:len(header)]) == tuple(header):
+    if header and rows and tuple(c.strip().lower() for c in rows[0][:len(header)]) == tuple(header):
         rows = rows[1:]
     return text, rows
+
+
+def read_labels(spec, what, class_names):
+    """``{path: class index}`` from a labels file: ``spec`` is ``FILE``, a CSV of ``path,label`` rows (a header
+    row ``path,label`` allowed), or ``FILE:COLUMN``, the column of that name of a wider CSV whose first row names its
+    columns, the paths in its column ``path`` (as cifar10n-labels.csv). Each path relative to the data's root;
+    every row checked: a path outside the tree, a label not one of ``class_names``, a path twice are one
+    InputError naming the row, and ``what`` the file."""
+    path, column = split_column(spec)
+    _, rows = read_csv(path, what, ("path", "label") if column is None else ())
+    if column is None:
+        where, at = 0, 1
+    else:
+        if not rows:
+            raise InputError(f"{what} {path} is empty: {column!r} names a column of its first row")
+        names = [c.strip() for c in rows[0]]
+        for wanted in ("path", column):
+            if wanted not in names:
+                raise InputError(f"{what} {path} has no column {wanted!r}; its columns: {', '.join(names)[:300]}")
+        where, at, rows = names.index("path"), names.index(column), rows[1:]
+    width = 2 if column is None else len(names)
+    labels = {}
+    for line, row in enumerate(rows, start=1 if column is None else 2):
+        if len(row) != width:
+            raise InputError(f"{path}: row {line} should have {width} fields "
+                             f"({'path,label' if column is None else ','.join(names)[:200]}), not {len(row)}")
+        image, label = row[where].strip(), row[at].strip()
+        if PurePath(image).is_absolute() or ".." in PurePath(image).parts:
+            raise InputError(f"{path}: row {line}: {image[:200]!r} lies outside the data tree; a {what} names each "
+                             "image by its path relative to the dataset root")
+        if label not in class_names:
+            raise InputError(f"{path}: row {line}: class {label[:40]!r} is not one of {', '.join(class_names)}")
+        if image in labels:
+            raise InputError(f"{path}: {image[:200]!r} appears twice")
+        labels[image] = class_names.index(label)
+    return labels
+
+
+def split_column(spec):
+    """``(path, column or None)`` of ``FILE`` or ``FILE:COLUMN`` (a file whose own name holds a colon is taken
+    whole when it exists)."""
+    head, colon, column = str(spec).rpartition(":")
+    if not colon or not column or not head or Path(spec).expanduser().exists():
+        return Path(spec).expanduser(), None
+    return Path(head).expanduser(), column
 
 
 MADE_FROM = "# made from: "  # the first line of a file of positions: what they are positions in (JSON)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_apml import folders
+from keras_apml import folders, label_files
 from keras_apml.cifar10 import CIFAR10_CLASSES
 from keras_apml.errors import InputError
 
@@ -220,25 +220,69 @@ def test_train_refuses_what_does_not_apply_to_folder_data(tmp_path, capsys, argv
 @pytest.mark.parametrize("text, message", [
     ("path,label\na/0.png,a\na/0.png,b\n", "'a/0.png' appears twice"),
     ("path,label\na/0.png,zebra\n", "row 1: class 'zebra' is not one of a, b"),
-    ("path,label\na/0.png\n", "row 1 should be 'path,label'"),
+    ("path,label\na/0.png\n", "row 1 should have 2 fields \\(path,label\\), not 1"),
+    ("path,label\na/0.png,a,b\n", "row 1 should have 2 fields \\(path,label\\), not 3"),
     ("path,label\n../elsewhere/0.png,a\n", "row 1: '../elsewhere/0.png' lies outside the data tree"),
     ("path,label\n/etc/0.png,a\n", "row 1: '/etc/0.png' lies outside the data tree"),
 ])
 def test_a_bad_truth_file_is_refused_with_the_row(tmp_path, text, message):
     (tmp_path / "truth.csv").write_text(text)
     with pytest.raises(InputError, match=message):
-        folders.read_truth(tmp_path / "truth.csv", ("a", "b"))
+        label_files.read_labels(tmp_path / "truth.csv", "truth file", ("a", "b"))
 
 
-def test_every_image_needs_a_row_of_truth(tmp_path):
-    (tmp_path / "truth.csv").write_text("path,label\n# reviewed\na/0.png,b\n")
-    truth = folders.read_truth(tmp_path / "truth.csv", ("a", "b"))
-    assert truth == {"a/0.png": 1}
-    assert folders.true_labels(truth, ["a/0.png"], "t.csv").tolist() == [1]
-    with pytest.raises(InputError, match=r"the truth file t.csv has no row for 1 image\(s\), e.g. 'b/1.png'"):
-        folders.true_labels(truth, ["a/0.png", "b/1.png"], "t.csv")
-    with pytest.raises(InputError, match="cannot read truth file"):
-        folders.read_truth(tmp_path / "missing.csv", ("a", "b"))
+def test_a_labels_file_is_read_whole_or_by_a_named_column(tmp_path):
+    (tmp_path / "truth.csv").write_text("path,label\n# reviewed\na/0.png,b\r\nb/1.png,a\n")
+    assert label_files.read_labels(tmp_path / "truth.csv", "truth file", ("a", "b")) == {"a/0.png": 1, "b/1.png": 0}
+    (tmp_path / "wide.csv").write_text("path,clean,worst\na/0.png,a,b\nb/1.png,b,b\n")
+    assert label_files.read_labels(f"{tmp_path / 'wide.csv'}:worst", "labels file", ("a", "b")) == {
+        "a/0.png": 1, "b/1.png": 1}
+    assert label_files.read_labels(f"{tmp_path / 'wide.csv'}:clean", "labels file", ("a", "b")) == {
+        "a/0.png": 0, "b/1.png": 1}
+    for spec, message in ((f"{tmp_path / 'wide.csv'}:best", "has no column 'best'; its columns: path, clean, worst"),
+                          (tmp_path / "wide.csv", "row 1 should have 2 fields"),
+                          (f"{tmp_path / 'missing.csv'}:worst", "cannot read labels file"),
+                          (tmp_path / "missing.csv", "cannot read labels file")):
+        with pytest.raises(InputError, match=message):
+            label_files.read_labels(spec, "labels file", ("a", "b"))
+    (tmp_path / "short.csv").write_text("path,clean,worst\na/0.png,a\n")
+    with pytest.raises(InputError, match="row 2 should have 3 fields \\(path,clean,worst\\), not 2"):
+        label_files.read_labels(f"{tmp_path / 'short.csv'}:worst", "labels file", ("a", "b"))
+
+
+def _two_class_tree(root, per_class=10):
+    for c, name in enumerate(("a", "b")):
+        for split, n in (("train", per_class), ("test", 4)):
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(np.full((8, 8, 3), 100 * c + i, np.uint8)).save(root / split / name / f"{i}.png")
+    return root
+
+
+def test_labels_from_a_file_replace_the_folders_and_every_training_image_needs_one(tmp_path):
+    root = _two_class_tree(tmp_path / "tree")
+    train = sorted(p.relative_to(root).as_posix() for p in root.glob("train/*/*.png"))
+    flipped = {p: ("b" if "/a/" in p else "a") if p.endswith(("/0.png", "/1.png")) else p.split("/")[1]
+               for p in train}  # two images of each class labelled as the other, as a person might
+    (tmp_path / "labels.csv").write_text("path,clean,human\n" + "".join(
+        f"{p},{p.split('/')[1]},{flipped[p]}\n" for p in train))
+    data = folders.load(root, val_fraction=0.2, labels=f"{tmp_path / 'labels.csv'}:human",
+                        truth=f"{tmp_path / 'labels.csv'}:clean")
+    for name in ("train", "validation"):
+        split = data[name]
+        assert [split.y[i] for i in range(len(split))] == [("a", "b").index(flipped[p]) for p in split.paths]
+        assert [int(t) for t in split.y_true] == [("a", "b").index(p.split("/")[1]) for p in split.paths]
+    test = data["test"]  # no row: its folder's label, taken to be right, for both
+    assert np.array_equal(test.y, test.y_true) and test.y.tolist() == [0] * 4 + [1] * 4
+    assert sum(int(np.sum(data[n].y != data[n].y_true)) for n in ("train", "validation")) == 4
+    (tmp_path / "partial.csv").write_text("path,label\n" + "".join(f"{p},a\n" for p in train[:-7]))
+    with pytest.raises(InputError, match=r"the labels file .*partial.csv has no row for 7 training image\(s\): "
+                                         r"'train/b/3.png', .* and 2 more"):
+        folders.load(root, labels=tmp_path / "partial.csv")
+    (tmp_path / "stray.csv").write_text("path,label\n" + "".join(f"{p},a\n" for p in [*train, "train/a/99.png"]))
+    with pytest.raises(InputError, match=r"stray.csv names 1 path\(s\) that are no image of .*, e.g. "
+                                         r"'train/a/99.png'"):
+        folders.load(root, labels=tmp_path / "stray.csv")
 
 
 def test_past_the_memory_budget_images_stay_in_their_files_and_predict_the_same(tmp_path):
