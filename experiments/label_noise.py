@@ -225,6 +225,17 @@ def save_review_set(run, bench, images, flagged, probabilities, args):
     review.save_review_set(run.file(REVIEW_SET), reviewed)
 
 
+def data_section(bench, args):
+    """``experiments.label_noise``: the data, where its observed and true labels come from, its sizes."""
+    observed = (f"the observed labels from `{args.labels}`" if getattr(args, "labels", None) else
+                "the observed labels as the data gives them")
+    truth = (f"the true labels from `{args.true_labels}`" if getattr(args, "true_labels", None) else
+             "the true labels the data knows" if bench["train"].y_true is not None else "no true labels")
+    sizes = ", ".join(f"{name} {len(split)}" for name, split in bench.items())
+    return (f"## Data\n\n{bench.source}: {len(bench.class_names)} classes ({', '.join(bench.class_names)}); "
+            f"{observed}, {truth}; {sizes} images{' (--quick)' if args.quick else ''}.")
+
+
 def made_from(bench, split, args):
     """What this study's positions into ``split`` are positions in (the data drawn with seed 0, as every
     study's), as its files of positions say."""
@@ -374,6 +385,7 @@ def study(args, recipe, tasks):
         trainer.check(tuned, images, len(bench.class_names))
     _output.start_tasks(args, tasks)
     run = _output.open_run("label_noise", args, recipe=recipe.to_dict(), features=features)
+    run.add_section("data", data_section(bench, args))
     if features:
         also = tuned and (f"Detection also fine-tunes `{tuned.init}` itself on each fold's images "
                           f"(`--detector {args.detector}`; the Detection section).")

@@ -73,6 +73,8 @@ def test_label_noise_writes_a_relabel_file_that_train_can_apply(quick_run, image
     assert "5-fold out-of-fold probabilities from `flip+class_weight` models (1 epoch), each image's averaged with " \
            f"its mirror image's; cleanlab flagged {detection['train']['flagged']} of 281 training labels" in report
     assert "| train | 24 |" in report and "| train, round" not in report and "rounds, each after" not in report
+    assert ("## Data\n\ncar/truck/cat from CIFAR-10: 3 classes (car, truck, cat); the observed labels as the data "
+            "gives them, the true labels the data knows; train 281, dev 32 images (--quick).") in report
     saved = npz.load_arrays(out / "out_of_fold_probabilities.npz")
     assert saved["probabilities"].shape == (281, 3) and len(saved["flagged"]) == detection["train"]["flagged"]
     bench = benchmark.load_benchmark(root, 0, quick=True)
