@@ -275,3 +275,31 @@ def test_mirrored_predictions_are_the_mirror_images_predictions():
     both = evaluation.predict_proba(model, x, mirror=True)
     by_hand = (evaluation.predict_proba(model, x) + evaluation.predict_proba(model, x[:, :, ::-1].copy())) / 2
     np.testing.assert_allclose(both, by_hand, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_labels_from_a_file_through_detection_review_and_retraining(study_tree, tmp_path):
+    """The loop on labels that come from a file (the tree's own truth given as --labels: nothing is wrong), with
+    file paths throughout: label_noise flags, a review drops one flag, train takes the same --labels and the
+    review's export."""
+    from keras_apml import review
+
+    truth = str(study_tree / "truth.csv")
+    out = tmp_path / "noise"
+    assert run_command("label_noise", ["--data-dir", str(study_tree), "--labels", truth, "--true-labels", truth,
+                                       "--folds", "2", "--model", "small_cnn", "--out", str(out), "--quick",
+                                       "--quiet"]) == 0
+    detection = json.loads((out / "metrics.json").read_text())["runs"]["detection"]
+    assert detection["train"]["wrong"] == 0  # the labels given are the truth, not the folders (6 tulips as daisies)
+    assert f"the observed labels from `{truth}`, the true labels from `{truth}`" in (out / "report.md").read_text()
+    reviewed = review.load_review_set(out / "review.npz")
+    assert reviewed.flagged >= 1 and all((study_tree / p).is_file() for p in reviewed.paths)
+    decisions = review.Decisions(out / "review_decisions.json", reviewed, out / "reviewed_relabel.csv")
+    decisions.decide(0, "drop")
+    run = tmp_path / "train"
+    assert run_command("train", ["--data-dir", str(study_tree), "--labels", truth, "--relabel",
+                                 str(out / "reviewed_relabel.csv"), "--val-split", "0.25", "--out", str(run),
+                                 "--quick", "--quiet"]) == 0
+    text = (run / "report.md").read_text()
+    assert f"the observed labels from `{truth}`, not the class folders" in text
+    assert "(0 labels changed, 1 image dropped)" in text
