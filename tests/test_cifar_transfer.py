@@ -222,3 +222,26 @@ def test_the_main_command_offline_is_one_line_naming_only_its_own_flags_before_t
     named = set(re.findall(r"--[a-z][a-z0-9-]*", err))
     assert named == {"--weights"} and named <= own
     assert not out.exists() and not (tmp_path / "keras_home").exists()
+
+
+@pytest.mark.slow
+def test_fine_tuning_interrupted_resumes_from_the_head_kept(image_tree, tmp_path, monkeypatch, capsys):
+    """A call stopped in fine-tuning: the next one keeps the head it trained and fine-tunes its saved model (the
+    fine-tuning used to be skipped whenever the head was kept)."""
+    from experiments import cifar_transfer
+
+    argv = quick(image_tree[0], tmp_path / "run", "--runs", "vgg19", "--fine-tune")
+
+    def stopped(self, model):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cifar_transfer.Study, "fine_tune", stopped)
+        assert run_command("cifar_transfer", argv) == 130
+    assert list(json.loads((tmp_path / "run" / "metrics.json").read_text())["runs"]) == ["vgg19"]
+    assert run_command("cifar_transfer", [a for a in argv if a != "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "[1/2] vgg19 (head 1 epoch): recorded in an earlier call, kept" in out
+    assert "[2/2] vgg19_finetune: epoch 1/1 (" in out
+    runs = json.loads((tmp_path / "run" / "metrics.json").read_text())["runs"]
+    assert list(runs) == ["vgg19", "vgg19_finetune"] and runs["vgg19_finetune"]["unfrozen"] == "block4"
