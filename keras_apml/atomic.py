@@ -55,8 +55,10 @@ def write_text(path, text):
 
 
 def write_json(path, obj):
-    """Write ``obj`` as indented JSON atomically; NaN and infinity are refused, not written."""
-    write_text(path, json.dumps(obj, indent=2, allow_nan=False, default=_to_builtin) + "\n")
+    """Write ``obj`` as indented JSON atomically; NaN and infinity are refused, not written. Returns the text."""
+    text = json.dumps(obj, indent=2, allow_nan=False, default=_to_builtin) + "\n"
+    write_text(path, text)
+    return text
 
 
 def _to_builtin(obj):

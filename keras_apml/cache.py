@@ -26,8 +26,7 @@ HASH_KEY, ABOUT_KEY = "__sha256__", "__about__"
 # What this package writes there, by the names it gives: decoded image trees and model outputs ("features"),
 # named by a hash; a leading dot and tempfile's random part mark a write that never finished (a killed process).
 # A file of another name (a user's own images-holiday.npz) is not the cache's, and is never listed or removed.
-KINDS = {"images": ("cifar10-*.npz", "images-*.npz"), "features": ("features-*.npz",)}
-NAMES = {"images": re.compile(r"(cifar10|images)-[0-9a-f]{20}\.npz"),
+KINDS = {"images": re.compile(r"(cifar10|images)-[0-9a-f]{20}\.npz"),
          "features": re.compile(r"features-[0-9a-f]{24}\.npz")}
 _warned = set()
 _enabled = True
@@ -115,27 +114,19 @@ def entries(kinds=tuple(KINDS)):
     if directory.exists() and not directory.is_dir():
         raise InputError(f"the cache directory {directory} is not a directory (set {CACHE_ENV} to a directory)")
     found = []
-    for kind in kinds:
-        for pattern, unfinished in [(p, False) for p in KINDS[kind]] + [("." + p, True) for p in KINDS[kind]]:
-            for path in directory.glob(pattern):
-                if not _named_by_cache(path.name, kind, unfinished):
-                    continue
-                try:
-                    stat = path.stat()
-                except OSError:
-                    continue  # removed meanwhile
-                found.append({"path": path, "kind": kind, "bytes": stat.st_size,
-                              "modified": datetime.datetime.fromtimestamp(stat.st_mtime),
-                              "about": "an unfinished write (a stopped process)" if unfinished else _about(path)})
+    for path in directory.iterdir() if directory.is_dir() else ():
+        unfinished = atomic.leftover(path.name)  # the name it was to have, for a write a killed process left
+        kind = next((k for k in kinds if KINDS[k].fullmatch(unfinished or path.name)), None)
+        if kind is None:
+            continue  # not a name the cache gives
+        try:
+            stat = path.stat()
+        except OSError:
+            continue  # removed meanwhile
+        found.append({"path": path, "kind": kind, "bytes": stat.st_size,
+                      "modified": datetime.datetime.fromtimestamp(stat.st_mtime),
+                      "about": "an unfinished write (a stopped process)" if unfinished else _about(path)})
     return sorted(found, key=lambda e: e["modified"])
-
-
-def _named_by_cache(name, kind, unfinished):
-    """Whether ``name`` is one the cache gives an entry of ``kind`` (or its unfinished write)."""
-    if unfinished:
-        target = atomic.leftover(name)
-        return bool(target) and bool(NAMES[kind].fullmatch(target))
-    return bool(NAMES[kind].fullmatch(name))
 
 
 def _about(path):

@@ -265,10 +265,8 @@ class Decisions:
 
     def _save(self):
         """The log, then the relabel file it exports to, each written atomically (under the lock)."""
-        text = json.dumps({"review_set": self.reviewed.digest(), "flags": self.reviewed.flagged,
-                           "class_names": list(self.reviewed.class_names), "log": self._log}, indent=2) + "\n"
-        atomic.write_text(self.path, text)
-        self._export(text)
+        self._export(atomic.write_json(self.path, {"review_set": self.reviewed.digest(), "flags": self.reviewed.flagged,
+                                                   "class_names": list(self.reviewed.class_names), "log": self._log}))
 
     def _export(self, log_text):
         """Write the relabel file of the decisions in ``log_text`` (the log file's text), naming the log it is

@@ -116,10 +116,10 @@ def test_a_decision_that_cannot_be_written_is_not_kept(tmp_path, monkeypatch):
     decisions.decide(0, "drop")
     before = (tmp_path / "d.json").read_bytes(), (tmp_path / "r.csv").read_bytes()
 
-    def full(path, text):
+    def full(path, obj):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(review.atomic, "write_text", full)
+    monkeypatch.setattr(review.atomic, "write_json", full)
     with pytest.raises(OSError):
         decisions.decide(1, "keep")
     with pytest.raises(OSError):
@@ -314,10 +314,10 @@ def test_a_bad_decision_request_is_refused_and_changes_nothing(server, body, mes
 def test_a_decision_the_server_cannot_write_is_answered_500_and_not_kept(server, monkeypatch):
     import errno
 
-    def full(path, text):
+    def full(path, obj):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(review.atomic, "write_text", full)
+    monkeypatch.setattr(review.atomic, "write_json", full)
     status, answer = request(server, "/api/decide", {"item": 0, "decision": "drop"}, header=True)
     assert status == 500 and json.loads(answer) == {"error": "the decisions could not be written: No space left on "
                                                              "device"}
