@@ -176,6 +176,9 @@ def apply_relabel_file(y, path, class_names, paths=None, made_from=None):
     text, rows = read_csv(path, "relabel file", (key, "label"))
     check_decisions(text, path)
     if paths is None:  # positions: they must be positions in these images
+        if rows and tuple(c.strip().lower() for c in rows[0]) == ("path", "label"):
+            raise InputError(f"{path} names images by path, and these training images have no files (the benchmark "
+                             "or CIFAR-10 drawn from its arrays): it was made for image folders of your own")
         made_from = made_from or provenance(y)
         theirs = read_made_from(text, path)
         if theirs is None:

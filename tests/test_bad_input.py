@@ -135,6 +135,7 @@ INPUTS = {
     "relabel_latin1": lambda d: _text(d / "r", "latin.csv", "index,label\n1,caf\xe9\n".encode("latin-1")),
     "relabel_three_columns": lambda d: _relabel(d / "r", "three.csv", "1,car,sure\n"),
     "relabel_no_origin": lambda d: _text(d / "r", "plain.csv", b"index,label\n1,car\n"),
+    "relabel_of_paths": lambda d: _text(d / "r", "paths.csv", b"path,label\ntrain/cat/00001.png,car\n"),
     "relabel_bom": lambda d: _text(d / "r", "bom.csv", b"\xef\xbb\xbfindex,label\n1,car\n"),
     "relabel_other_draw": lambda d: _relabel(d / "r", "other.csv", "1,car\n", other_draw=True),
     "fifo": lambda d: _fifo(d / "f", "fifo.csv"),
@@ -200,6 +201,8 @@ ROWS = [
     ("train", ["--relabel", "{a_file}/missing.csv"], "cannot read relabel file"),
     ("train", ["--relabel", "{relabel_three_columns}"], "three.csv: row 1 should be 'index,label'"),
     ("train", ["--relabel", "{relabel_no_origin}"], "plain.csv names images by position but does not say what data"),
+    ("train", ["--relabel", "{relabel_of_paths}"],
+     "paths.csv names images by path, and these training images have no files .*: it was made for image folders"),
     ("train", ["--relabel", "{relabel_bom}"], "bom.csv starts with a byte-order mark .*: save it as plain UTF-8"),
     ("train", ["--relabel", "{relabel_other_draw}"], "other.csv was made from .*, not from these training images: .* "
                                                     "its positions would name other images"),
